@@ -1,0 +1,19 @@
+//! The temporal knowledge graph (first cut): services, operations, pods and nodes taken from
+//! OpenTelemetry resource attributes, `calls`, `runs_on` and `part_of` relations, and per time
+//! bucket RED statistics on every entity and `calls` relation.
+//!
+//! The graph knows nothing of OTLP wire types: it consumes `loupe_model` batches. petgraph
+//! indices stay inside this crate; callers name entities by their [`EntityId`] strings.
+
+mod graph;
+mod join;
+mod stats;
+mod view;
+
+pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
+pub use join::JoinConfig;
+pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
+pub use view::{
+    EdgeView, EdgeWindow, EntityId, GraphSnapshot, NodeView, PodWindow, RedSummary,
+    ServiceSummary, ServiceWindow, WindowStats,
+};

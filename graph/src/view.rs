@@ -1,0 +1,277 @@
+//! Read-side views of the graph over a time window: summaries for the API and merged
+//! statistics for the analysis. Windows are half-open, `[start, end)` in unix nanoseconds, and
+//! cover every bucket that starts inside them.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::graph::{Entity, EntityKind, KnowledgeGraph, RelationKind};
+use crate::stats::{GaugeStats, LogStats, RedStats};
+
+/// A stable entity id: `<kind>:<name>`, e.g. `service:checkout`, `pod:checkout-7d9f-x2x`,
+/// `operation:checkout POST /cart`.
+pub type EntityId = String;
+
+fn entity_id(e: &Entity) -> EntityId {
+    format!("{}:{}", e.kind.as_str(), e.name)
+}
+
+/// RED figures of a window, JSON-ready. Durations in seconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RedSummary {
+    /// Spans.
+    pub calls: u64,
+    /// Spans with status `Error`.
+    pub errors: u64,
+    /// `errors / calls`, 0 when there are no calls.
+    pub error_ratio: f64,
+    /// Median duration, seconds.
+    pub duration_p50_seconds: Option<f64>,
+    /// 90th percentile duration, seconds.
+    pub duration_p90_seconds: Option<f64>,
+    /// 99th percentile duration, seconds.
+    pub duration_p99_seconds: Option<f64>,
+    /// Mean self time, seconds.
+    pub self_time_mean_seconds: Option<f64>,
+}
+
+impl From<&RedStats> for RedSummary {
+    fn from(r: &RedStats) -> Self {
+        Self {
+            calls: r.calls,
+            errors: r.errors,
+            error_ratio: if r.calls > 0 { r.errors as f64 / r.calls as f64 } else { 0.0 },
+            duration_p50_seconds: r.duration.quantile_seconds(0.5),
+            duration_p90_seconds: r.duration.quantile_seconds(0.9),
+            duration_p99_seconds: r.duration.quantile_seconds(0.99),
+            self_time_mean_seconds: r.self_time.mean_seconds(),
+        }
+    }
+}
+
+/// One service over a window, for `GET /api/v1/services`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServiceSummary {
+    /// `service.name`.
+    pub name: String,
+    /// RED figures.
+    #[serde(flatten)]
+    pub red: RedSummary,
+    /// Log records.
+    pub log_records: u64,
+    /// Error log records.
+    pub error_log_records: u64,
+}
+
+/// A graph node, for `GET /api/v1/graph`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeView {
+    /// Entity id.
+    pub id: EntityId,
+    /// `service`, `operation`, `pod` or `node`.
+    pub kind: &'static str,
+    /// Entity name.
+    pub name: String,
+    /// The owning service of an operation or pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// First observation ever, unix nanoseconds.
+    pub first_seen_unix_nano: u64,
+    /// Last observation ever, unix nanoseconds.
+    pub last_seen_unix_nano: u64,
+    /// RED figures within the window (services, operations, pods).
+    #[serde(flatten)]
+    pub red: RedSummary,
+}
+
+/// A graph edge, for `GET /api/v1/graph`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EdgeView {
+    /// `calls`, `runs_on` or `part_of`.
+    pub kind: &'static str,
+    /// Source entity id.
+    pub source: EntityId,
+    /// Target entity id.
+    pub target: EntityId,
+    /// Observations of the relation within the window.
+    pub observations: u64,
+    /// RED figures of the callee's spans on a `calls` edge.
+    #[serde(flatten)]
+    pub red: RedSummary,
+}
+
+/// The graph as seen in a window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GraphSnapshot {
+    /// Entities active in the window.
+    pub nodes: Vec<NodeView>,
+    /// Relations observed in the window.
+    pub edges: Vec<EdgeView>,
+}
+
+/// A service's merged statistics over a window, for the analysis.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceWindow {
+    /// `service.name`.
+    pub name: String,
+    /// Merged RED figures.
+    pub red: RedStats,
+    /// Merged log counts.
+    pub logs: LogStats,
+    /// Per bucket RED figures (bucket start, unix nanoseconds), for onset and trend.
+    pub buckets: Vec<(u64, RedStats)>,
+}
+
+/// A `calls` relation's merged statistics over a window.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeWindow {
+    /// Caller service.
+    pub source: String,
+    /// Callee service.
+    pub target: String,
+    /// Callee spans' RED figures.
+    pub red: RedStats,
+}
+
+/// A pod's statistics over a window.
+#[derive(Debug, Clone, Default)]
+pub struct PodWindow {
+    /// `k8s.pod.name`.
+    pub name: String,
+    /// Owning service.
+    pub service: Option<String>,
+    /// Merged log counts.
+    pub logs: LogStats,
+    /// Mean of each metric over the window.
+    pub gauges: BTreeMap<String, GaugeStats>,
+}
+
+/// Everything the analysis reads from one window.
+#[derive(Debug, Clone, Default)]
+pub struct WindowStats {
+    /// Window start, unix nanoseconds.
+    pub start: u64,
+    /// Window end, unix nanoseconds.
+    pub end: u64,
+    /// Services with any activity in the window.
+    pub services: Vec<ServiceWindow>,
+    /// Service-level `calls` relations with calls in the window.
+    pub edges: Vec<EdgeWindow>,
+    /// Pods with any activity in the window.
+    pub pods: Vec<PodWindow>,
+}
+
+fn merged<T: Default + Clone>(map: &BTreeMap<u64, T>, r: &Range<u64>, merge: impl Fn(&mut T, &T)) -> T {
+    let mut out = T::default();
+    map.range(r.clone()).for_each(|(_, v)| merge(&mut out, v));
+    out
+}
+
+impl KnowledgeGraph {
+    fn buckets(&self, start: u64, end: u64) -> Range<u64> {
+        let b = self.config.bucket_nanos;
+        (start / b)..end.div_ceil(b)
+    }
+
+    fn active(e: &Entity, start: u64, end: u64) -> bool {
+        e.first_seen < end && e.last_seen >= start
+    }
+
+    /// Services active in `[start, end)`, with RED figures and log counts, by name.
+    pub fn services(&self, start: u64, end: u64) -> Vec<ServiceSummary> {
+        self.window(start, end)
+            .services
+            .iter()
+            .map(|s| ServiceSummary {
+                name: s.name.clone(),
+                red: RedSummary::from(&s.red),
+                log_records: s.logs.records,
+                error_log_records: s.logs.error_records,
+            })
+            .collect()
+    }
+
+    /// Entities and relations active in `[start, end)`, ids sorted.
+    pub fn snapshot(&self, start: u64, end: u64) -> GraphSnapshot {
+        let r = self.buckets(start, end);
+        let mut nodes: Vec<NodeView> = self
+            .graph
+            .node_weights()
+            .filter(|e| Self::active(e, start, end))
+            .map(|e| NodeView {
+                id: entity_id(e),
+                kind: e.kind.as_str(),
+                name: e.name.clone(),
+                service: e.service.clone(),
+                first_seen_unix_nano: e.first_seen,
+                last_seen_unix_nano: e.last_seen,
+                red: RedSummary::from(&merged(&e.red, &r, RedStats::merge)),
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut edges: Vec<EdgeView> = self
+            .graph
+            .edge_indices()
+            .filter_map(|i| self.graph.edge_endpoints(i).map(|(a, b)| (a, b, &self.graph[i])))
+            .filter_map(|(source, target, rel)| {
+                let observations: u64 = rel.seen.range(r.clone()).map(|(_, n)| n).sum();
+                (observations > 0).then(|| EdgeView {
+                    kind: rel.kind.as_str(),
+                    source: entity_id(&self.graph[source]),
+                    target: entity_id(&self.graph[target]),
+                    observations,
+                    red: RedSummary::from(&merged(&rel.red, &r, RedStats::merge)),
+                })
+            })
+            .collect();
+        edges.sort_by(|a, b| (a.kind, &a.source, &a.target).cmp(&(b.kind, &b.source, &b.target)));
+        GraphSnapshot { nodes, edges }
+    }
+
+    /// Merged statistics of `[start, end)` for the analysis: services, service-level `calls`
+    /// edges and pods, each sorted by name.
+    pub fn window(&self, start: u64, end: u64) -> WindowStats {
+        let r = self.buckets(start, end);
+        let bucket_nanos = self.config.bucket_nanos;
+        let mut out = WindowStats { start, end, ..Default::default() };
+        for e in self.graph.node_weights().filter(|e| Self::active(e, start, end)) {
+            match e.kind {
+                EntityKind::Service => out.services.push(ServiceWindow {
+                    name: e.name.clone(),
+                    red: merged(&e.red, &r, RedStats::merge),
+                    logs: merged(&e.logs, &r, LogStats::merge),
+                    buckets: e.red.range(r.clone()).map(|(b, s)| (b * bucket_nanos, s.clone())).collect(),
+                }),
+                EntityKind::Pod => out.pods.push(PodWindow {
+                    name: e.name.clone(),
+                    service: e.service.clone(),
+                    logs: merged(&e.logs, &r, LogStats::merge),
+                    gauges: e
+                        .gauges
+                        .iter()
+                        .map(|(name, series)| (name.clone(), merged(series, &r, GaugeStats::merge)))
+                        .filter(|(_, g)| g.count > 0)
+                        .collect(),
+                }),
+                EntityKind::Operation | EntityKind::Node => {}
+            }
+        }
+        for i in self.graph.edge_indices() {
+            let Some((source, target)) = self.graph.edge_endpoints(i) else { continue };
+            let (a, b, rel) = (&self.graph[source], &self.graph[target], &self.graph[i]);
+            if rel.kind != RelationKind::Calls || a.kind != EntityKind::Service {
+                continue;
+            }
+            let red = merged(&rel.red, &r, RedStats::merge);
+            if red.calls > 0 {
+                out.edges.push(EdgeWindow { source: a.name.clone(), target: b.name.clone(), red });
+            }
+        }
+        out.services.sort_by(|a, b| a.name.cmp(&b.name));
+        out.pods.sort_by(|a, b| a.name.cmp(&b.name));
+        out.edges.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+}

@@ -1,0 +1,22 @@
+//! The telemetry data model shared by every loupe crate: resources, spans, log records, metric
+//! data points, their ids, the semantic-convention keys loupe reads, and the conversion from OTLP
+//! protobuf messages into these types (with per-item validation).
+//!
+//! The types follow the OpenTelemetry data model (`Resource`, `Span`, `LogRecord`, `DataPoint`)
+//! but own their data and drop wire details, so that the graph and the analysis never see prost or
+//! tonic types (see ARCHITECTURE.md).
+
+mod error;
+mod ids;
+mod otlp;
+pub mod semconv;
+mod telemetry;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use ids::{SpanId, TraceId};
+pub use otlp::{decode_logs, decode_metrics, decode_traces, Decoded};
+pub use telemetry::{
+    AttributeValue, Attributes, DataPoint, LogRecord, MetricKind, PointValue, Resource,
+    ResourceLogs, ResourceMetrics, ResourceSpans, Span, SpanKind, StatusCode, TelemetryBatch,
+};

@@ -1,0 +1,18 @@
+//! The OpenTelemetry semantic-convention keys loupe reads, re-exported from
+//! `opentelemetry-semantic-conventions` so no crate retypes a literal.
+
+pub use opentelemetry_semantic_conventions::attribute::{
+    EXCEPTION_MESSAGE, EXCEPTION_TYPE, HOST_NAME, K8S_NAMESPACE_NAME, K8S_NODE_NAME, K8S_POD_NAME,
+    K8S_POD_UID, SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_VERSION,
+};
+pub use opentelemetry_semantic_conventions::metric::{
+    K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE, K8S_POD_NETWORK_IO,
+};
+
+/// `service.name` value the OpenTelemetry SDKs use when none is configured
+/// (resource semantic conventions, "service").
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Lowest `SeverityNumber` of the ERROR range (OpenTelemetry logs data model, "Field:
+/// SeverityNumber": 17-20 are ERROR, 21-24 FATAL).
+pub const SEVERITY_NUMBER_ERROR: i32 = 17;
