@@ -1,0 +1,152 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON
+//! bodies, optionally gzip-compressed (OTLP specification, "OTLP/HTTP").
+//!
+//! Success is 200 with the `Export*ServiceResponse` in the request's encoding; a malformed body
+//! is 400 with a `google.rpc.Status` body; an unsupported content type 415; a body or
+//! decompressed body past its limit 413; an overloaded sink 503 with `Retry-After`.
+
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use prost::Message;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::receiver::{Limits, Receiver};
+use crate::sink::TelemetrySink;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// The body encoding of a request, and so of its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// `google.rpc.Status`, the error body OTLP/HTTP prescribes (details omitted).
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding> {
+    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        PROTOBUF => Ok(Encoding::Protobuf),
+        JSON => Ok(Encoding::Json),
+        _ => Err(Error::UnsupportedContentType(raw.to_owned())),
+    }
+}
+
+/// Undoes `Content-Encoding`, bounded by the decompressed-size limit.
+fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes> {
+    let coding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    match coding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" => {
+            let limit = limits.max_decompressed_bytes;
+            let mut out = Vec::new();
+            let decoder = flate2::read::GzDecoder::new(&body[..]);
+            decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(Error::Gzip)?;
+            if out.len() > limit {
+                return Err(Error::TooLarge { what: "decompressed body", limit_bytes: limit });
+            }
+            Ok(out.into())
+        }
+        other => Err(Error::UnsupportedContentEncoding(other.to_owned())),
+    }
+}
+
+fn decode<T: Message + Default + DeserializeOwned>(encoding: Encoding, body: &[u8]) -> Result<T> {
+    Ok(match encoding {
+        Encoding::Protobuf => T::decode(body)?,
+        Encoding::Json => serde_json::from_slice(body)?,
+    })
+}
+
+fn respond<T: Message + Serialize>(encoding: Encoding, status: StatusCode, message: &T) -> Response {
+    let (content_type, body) = match encoding {
+        Encoding::Protobuf => (PROTOBUF, message.encode_to_vec()),
+        Encoding::Json => (JSON, serde_json::to_vec(message).unwrap_or_default()),
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn error_response(encoding: Encoding, error: &Error) -> Response {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let rpc = RpcStatus { code: error.grpc_status().code() as i32, message: error.to_string() };
+    let mut response = respond(encoding, status, &rpc);
+    if matches!(error, Error::Overloaded(_)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn handle<S, Req, Resp, F, Fut>(receiver: Receiver<S>, headers: HeaderMap, body: Body, export: F) -> Response
+where
+    S: TelemetrySink + ?Sized,
+    Req: Message + Default + DeserializeOwned,
+    Resp: Message + Serialize,
+    F: FnOnce(Receiver<S>, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp>>,
+{
+    let enc = match encoding(&headers) {
+        Ok(e) => e,
+        Err(e) => return error_response(Encoding::Json, &e),
+    };
+    let limits = receiver.limits();
+    let result = async {
+        let body = axum::body::to_bytes(body, limits.max_body_bytes)
+            .await
+            .map_err(|_| Error::TooLarge { what: "body", limit_bytes: limits.max_body_bytes })?;
+        let body = decompress(&headers, body, &limits)?;
+        let request: Req = decode(enc, &body)?;
+        export(receiver, request).await
+    }
+    .await;
+    match result {
+        Ok(response) => respond(enc, StatusCode::OK, &response),
+        Err(e) => {
+            tracing::warn!(error = %e, "otlp/http request refused");
+            error_response(enc, &e)
+        }
+    }
+}
+
+/// The OTLP/HTTP routes.
+pub fn http_router<S: TelemetrySink + ?Sized>(receiver: Receiver<S>) -> Router {
+    let limit = receiver.limits().max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                handle(r, headers, body, |r, req| async move { r.export_traces(req).await })
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                handle(r, headers, body, |r, req| async move { r.export_metrics(req).await })
+            }),
+        )
+        .route(
+            "/v1/logs",
+            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                handle(r, headers, body, |r, req| async move { r.export_logs(req).await })
+            }),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(receiver)
+}

@@ -1,0 +1,137 @@
+//! Nezha per-pod metric files (`<pod>_metric.csv[.gz]`, one row a minute) → OTLP metric
+//! requests: each column a gauge, named by the semantic conventions where one fits
+//! (`k8s.pod.cpu.usage` in cores, `k8s.pod.memory.usage` in bytes) and `nezha.pod.*` otherwise.
+
+use std::ops::Range;
+use std::path::Path;
+
+use loupe_model::semconv::{K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+
+use super::csv_files::{bad_row, columns, records};
+use super::resource;
+use crate::error::{Error, Result};
+use crate::request::{ExportRequest, Inner};
+
+/// Column → (metric name, unit, scale to that unit).
+fn metric_of_column(column: &str) -> Option<(String, &'static str, f64)> {
+    Some(match column {
+        "Time" | "TimeStamp" | "PodName" => return None,
+        "CpuUsage(m)" => (K8S_POD_CPU_USAGE.to_owned(), "{cpu}", 1e-3),
+        "MemoryUsage(Mi)" => (K8S_POD_MEMORY_USAGE.to_owned(), "By", 1024.0 * 1024.0),
+        other => {
+            let (name, unit) = match other.find('(') {
+                Some(i) => (&other[..i], other[i + 1..].trim_end_matches(')')),
+                None => (other, ""),
+            };
+            let unit = match unit {
+                "%" => "%",
+                "s" => "s",
+                "Ops" => "{operation}/s",
+                _ => "1",
+            };
+            (format!("nezha.pod.{}", snake_case(name)), unit, 1.0)
+        }
+    })
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Metric points of every `*_metric.csv[.gz]` file in `dir/metric` within `range`, one request
+/// per pod.
+pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
+    let metric_dir = dir.join("metric");
+    let Ok(entries) = std::fs::read_dir(&metric_dir) else { return Ok(Vec::new()) };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io { path: metric_dir.display().to_string(), source })?;
+        if entry.file_name().to_string_lossy().contains("_metric.csv") {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut requests = Vec::new();
+    for path in paths {
+        let (headers, rows) = records(&path)?;
+        let [time, pod_column] = columns(&path, &headers, ["TimeStamp", "PodName"])?;
+        let mut metrics: Vec<Metric> = headers
+            .iter()
+            .filter_map(metric_of_column)
+            .map(|(name, unit, _)| Metric { name, unit: unit.to_owned(), ..Default::default() })
+            .collect();
+        let wanted: Vec<(usize, usize, f64)> = headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| metric_of_column(h).map(|m| (i, m.2)))
+            .enumerate()
+            .map(|(slot, (column, scale))| (slot, column, scale))
+            .collect();
+        let mut pod = None;
+        let mut points: Vec<Vec<NumberDataPoint>> = vec![Vec::new(); metrics.len()];
+        for (i, r) in rows.iter().enumerate() {
+            let seconds: f64 = r.get(time).unwrap_or("").parse().map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
+            let t = (seconds * 1e9) as u64;
+            if !range.contains(&t) {
+                continue;
+            }
+            pod.get_or_insert_with(|| r.get(pod_column).unwrap_or("").to_owned());
+            for &(slot, column, scale) in &wanted {
+                // An empty or non-numeric cell is a gap in the series, not a zero.
+                let Ok(v) = r.get(column).unwrap_or("").parse::<f64>() else { continue };
+                points[slot].push(NumberDataPoint {
+                    time_unix_nano: t,
+                    value: Some(Value::AsDouble(v * scale)),
+                    ..Default::default()
+                });
+            }
+        }
+        let Some(pod) = pod else { continue };
+        for (metric, data_points) in metrics.iter_mut().zip(points) {
+            metric.data = Some(Data::Gauge(Gauge { data_points }));
+        }
+        metrics.retain(|m| matches!(&m.data, Some(Data::Gauge(g)) if !g.data_points.is_empty()));
+        let resource_metrics = vec![ResourceMetrics {
+            resource: Some(resource(&pod)),
+            scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+            ..Default::default()
+        }];
+        requests.push(ExportRequest(Inner::Metrics(ExportMetricsServiceRequest { resource_metrics })));
+    }
+    Ok(requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_get_semantic_names_and_units() {
+        let cases = [
+            ("CpuUsage(m)", Some(("k8s.pod.cpu.usage", "{cpu}", 1e-3))),
+            ("MemoryUsage(Mi)", Some(("k8s.pod.memory.usage", "By", 1048576.0))),
+            ("CpuUsageRate(%)", Some(("nezha.pod.cpu_usage_rate", "%", 1.0))),
+            ("PodServerLatencyP90(s)", Some(("nezha.pod.pod_server_latency_p90", "s", 1.0))),
+            ("TimeStamp", None),
+        ];
+        for (column, expected) in cases {
+            let got = metric_of_column(column);
+            assert_eq!(got.as_ref().map(|(n, u, s)| (n.as_str(), *u, *s)), expected, "{column}");
+        }
+    }
+}

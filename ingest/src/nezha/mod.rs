@@ -1,0 +1,239 @@
+//! Importer of the Nezha dataset layout (Yu et al., "Nezha: Interpretable Fine-Grained Root
+//! Causes Analysis for Microservices on Multi-Modal Observability Data", ESEC/FSE 2023): spans,
+//! log lines and per-pod metrics in minute CSV files (plain or gzipped), turned into OTLP
+//! export requests with their original timestamps.
+//!
+//! Layout: `rca_data/<day>/{trace,log,metric}/...` around injected faults,
+//! `construct_data/<day>/...` for a fault-free period, and `ground_truth.json` (one object per
+//! case). See `shared/data/nezha/SOURCE.md` in the project's workspace.
+
+mod csv_files;
+mod logs;
+mod metrics;
+mod traces;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::request::ExportRequest;
+
+pub use logs::parse_severity;
+
+/// Nanoseconds in a minute.
+const MINUTE: u64 = 60 * 1_000_000_000;
+
+/// How long a Nezha fault lasts after injection (SOURCE.md: "about 3 minutes").
+pub const FAULT_DURATION_NANOS: u64 = 3 * MINUTE;
+
+/// How far before the injection the baseline reaches when pre-fault data exists.
+pub const BASELINE_LOOKBACK_NANOS: u64 = 10 * MINUTE;
+
+/// One labelled case of `ground_truth.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct GroundTruthCase {
+    /// E.g. `nezha-ob-2022-08-22-01`.
+    pub case_id: String,
+    /// `online-boutique` or `train-ticket`.
+    pub system: String,
+    /// The day folder, e.g. `2022-08-22`.
+    pub date_dir: String,
+    /// Injection time, unix nanoseconds.
+    pub fault_start_unix_ns: u64,
+    /// The labelled root-cause service.
+    pub root_cause_service: String,
+    /// The labelled root-cause pod.
+    #[serde(default)]
+    pub root_cause_pod: String,
+    /// `cpu`, `delay`, `code_return` or `code_exception`.
+    pub fault_type: String,
+    /// Whether enough trace minutes survive for trace-based RCA.
+    #[serde(default = "yes")]
+    pub usable_for_trace_rca: bool,
+    /// Whether spans before the injection exist in the case's minute files.
+    #[serde(default = "yes")]
+    pub has_prefault_traces: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A Nezha-layout directory.
+#[derive(Debug, Clone)]
+pub struct NezhaDataset {
+    root: PathBuf,
+}
+
+/// The OTLP requests of one case and the windows to analyze.
+#[derive(Debug, Clone)]
+pub struct CaseTelemetry {
+    /// Requests in time order within each signal: traces, then logs, then metrics.
+    pub requests: Vec<ExportRequest>,
+    /// The baseline window, unix nanoseconds.
+    pub baseline: Range<u64>,
+    /// The fault window, unix nanoseconds.
+    pub fault: Range<u64>,
+}
+
+impl NezhaDataset {
+    /// Opens a directory in the Nezha layout.
+    ///
+    /// # Errors
+    /// [`Error::Dataset`] when it has no `rca_data` folder.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        if !root.join("rca_data").is_dir() {
+            return Err(Error::Dataset {
+                path: root.display().to_string(),
+                message: "no rca_data folder: not a Nezha-layout directory".into(),
+            });
+        }
+        Ok(Self { root })
+    }
+
+    /// The dataset's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads `ground_truth.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Dataset`] when missing or not in the ground-truth schema.
+    pub fn ground_truth(&self) -> Result<Vec<GroundTruthCase>> {
+        let path = self.root.join("ground_truth.json");
+        let text = std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::Dataset { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// All telemetry of one day's folder (`rca_data` or `construct_data`) within `range`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
+    pub fn load(&self, part: &str, day: &str, range: Range<u64>) -> Result<Vec<ExportRequest>> {
+        let dir = self.root.join(part).join(day);
+        let mut requests = traces::load(&dir, day, &range)?;
+        requests.extend(logs::load(&dir, day, &range)?);
+        requests.extend(metrics::load(&dir, &range)?);
+        Ok(requests)
+    }
+
+    /// The span time range of a day's `construct_data` (the fault-free period), if any.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
+    pub fn construct_period(&self, day: &str) -> Result<Option<Range<u64>>> {
+        traces::time_span(&self.root.join("construct_data").join(day))
+    }
+
+    /// The telemetry of one case: the fault window is the injection time plus
+    /// [`FAULT_DURATION_NANOS`]; the baseline is the [`BASELINE_LOOKBACK_NANOS`] before it when
+    /// the case has pre-fault spans, else the day's fault-free `construct_data` period.
+    ///
+    /// # Errors
+    /// As [`NezhaDataset::load`].
+    pub fn case(&self, case: &GroundTruthCase) -> Result<CaseTelemetry> {
+        let start = case.fault_start_unix_ns;
+        let fault = start..start + FAULT_DURATION_NANOS;
+        let lookback = start.saturating_sub(BASELINE_LOOKBACK_NANOS)..start;
+        let construct = if case.has_prefault_traces { None } else { self.construct_period(&case.date_dir)? };
+        let (baseline, mut requests, range) = match construct {
+            Some(period) => {
+                let requests = self.load("construct_data", &case.date_dir, period.clone())?;
+                (period, requests, fault.clone())
+            }
+            None => (lookback.clone(), Vec::new(), lookback.start..fault.end),
+        };
+        requests.extend(self.load("rca_data", &case.date_dir, range)?);
+        Ok(CaseTelemetry { requests, baseline, fault })
+    }
+}
+
+/// Spans or log records per request, as an OpenTelemetry SDK's batch processor sends them.
+const BATCH: usize = 512;
+
+/// The OTLP resource of a Nezha pod: `service.name` from the pod name, `k8s.pod.name`.
+fn resource(pod: &str) -> opentelemetry_proto::tonic::resource::v1::Resource {
+    use loupe_model::semconv::{K8S_POD_NAME, SERVICE_NAME};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    let kv = |key: &str, value: &str| KeyValue {
+        key_strindex: 0,
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.to_owned())) }),
+    };
+    opentelemetry_proto::tonic::resource::v1::Resource {
+        attributes: vec![kv(SERVICE_NAME, service_of_pod(pod)), kv(K8S_POD_NAME, pod)],
+        ..Default::default()
+    }
+}
+
+/// The service of a Kubernetes pod name: the name less its last two `-` parts (the ReplicaSet
+/// hash and the pod suffix), e.g. `ts-order-service-6c5d8b7b9f-x2x9z` → `ts-order-service`.
+pub fn service_of_pod(pod: &str) -> &str {
+    let mut cut = pod.len();
+    for _ in 0..2 {
+        match pod[..cut].rfind('-') {
+            Some(i) if i > 0 => cut = i,
+            _ => return pod,
+        }
+    }
+    &pod[..cut]
+}
+
+/// Unix nanoseconds of `HH:MM` on `day` (UTC), from a minute file's name.
+fn minute_of_file(day: &str, file_name: &str) -> Option<u64> {
+    let hh = file_name.get(0..2)?;
+    let mm = file_name.get(3..5)?;
+    let t = humantime::parse_rfc3339(&format!("{day}T{hh}:{mm}:00Z")).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
+}
+
+/// Minute files of `dir` (named `HH_MM_<kind>.csv[.gz]`); with a `(day, range)` filter, those
+/// whose minute lies within `range` widened by two minutes each side (a file holds about the
+/// minute before its name).
+fn minute_files(dir: &Path, filter: Option<(&str, &Range<u64>)>) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let wanted = match filter {
+            None => minute_of_file("1970-01-01", &name).is_some(),
+            Some((day, range)) => minute_of_file(day, &name)
+                .is_some_and(|t| t + 2 * MINUTE >= range.start && t < range.end.saturating_add(2 * MINUTE)),
+        };
+        if wanted {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_names_map_to_services() {
+        let cases = [
+            ("frontend-579b9bff58-t2dbm", "frontend"),
+            ("ts-order-service-6c5d8b7b9f-x2x9z", "ts-order-service"),
+            ("single", "single"),
+            ("a-b", "a-b"),
+        ];
+        for (pod, service) in cases {
+            assert_eq!(service_of_pod(pod), service, "{pod}");
+        }
+    }
+
+    #[test]
+    fn minute_file_names_are_read_as_utc() {
+        assert_eq!(minute_of_file("2022-08-22", "03_53_trace.csv.gz"), Some(1_661_140_380_000_000_000));
+        assert_eq!(minute_of_file("2022-08-22", "dependency.csv.gz"), None);
+    }
+}
