@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use loupe_model::{ResourceLogs, ResourceMetrics, ResourceSpans, PointValue, StatusCode};
+use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, SpanKind, StatusCode};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
@@ -212,6 +212,7 @@ impl KnowledgeGraph {
                     let red = e.red.entry(bucket).or_default();
                     red.calls += 1;
                     red.errors += u64::from(error);
+                    red.root_calls += u64::from(span.parent_span_id.is_none());
                     red.duration.add_nanos(span.duration_nano());
                 }
                 let facts = SpanFacts {
@@ -220,11 +221,20 @@ impl KnowledgeGraph {
                     start: t,
                     end: span.end_time_unix_nano,
                     error,
+                    client: matches!(span.kind, SpanKind::Client | SpanKind::Producer),
                 };
                 self.join.insert(span.trace_id, span.span_id, span.parent_span_id, facts, &mut self.events);
             }
         }
         self.join.expire(&mut self.events);
+        self.drain_join_events();
+    }
+
+    /// Lets out of the join buffer the spans received more than `idle_nanos` before `now`
+    /// (receive time, unix nanoseconds from the caller's clock). A server calls this about once
+    /// a second so the last spans of a quiet stream get their self time.
+    pub fn expire_idle(&mut self, now: u64, idle_nanos: u64) {
+        self.join.expire_idle(now, idle_nanos, &mut self.events);
         self.drain_join_events();
     }
 
@@ -252,11 +262,23 @@ impl KnowledgeGraph {
                     }
                 }
                 JoinEvent::Link { .. } => {}
-                JoinEvent::SelfTime { facts, self_time_nanos } => {
+                JoinEvent::SelfTime { facts, self_time_nanos, remote_child } => {
                     let bucket = self.bucket(facts.start);
-                    for i in [facts.service, facts.operation] {
-                        let red = self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
-                        red.self_time.add_nanos(*self_time_nanos);
+                    // A client span's self time is the gap of its call and belongs to the
+                    // `calls` edge; the service's self time is its own work.
+                    match remote_child.filter(|_| facts.client) {
+                        Some(callee) => {
+                            let key = (NodeIndex::new(facts.service), NodeIndex::new(callee), RelationKind::Calls);
+                            if let Some(&e) = self.relations.get(&key) {
+                                self.graph[e].red.entry(bucket).or_default().self_time.add_nanos(*self_time_nanos);
+                            }
+                        }
+                        None => {
+                            for i in [facts.service, facts.operation] {
+                                let red = self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
+                                red.self_time.add_nanos(*self_time_nanos);
+                            }
+                        }
                     }
                 }
             }
@@ -305,6 +327,7 @@ impl KnowledgeGraph {
                 let e = &mut self.graph[target];
                 e.last_seen = e.last_seen.max(point.time_unix_nano);
                 let g = e.gauges.entry(point.metric_name.clone()).or_default().entry(bucket).or_default();
+                g.max = if g.count == 0 { value } else { g.max.max(value) };
                 g.sum += value;
                 g.count += 1;
             }
@@ -331,7 +354,7 @@ impl KnowledgeGraph {
 mod tests {
     use std::sync::Arc;
 
-    use loupe_model::{Attributes, AttributeValue, Resource, Span, SpanId, SpanKind, TraceId};
+    use loupe_model::{AttributeValue, Attributes, Resource, Span, SpanId, TraceId};
 
     use super::*;
 

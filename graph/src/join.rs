@@ -19,6 +19,8 @@ pub(crate) struct SpanFacts {
     pub start: u64,
     pub end: u64,
     pub error: bool,
+    /// The span is the client side of a call (`SpanKind::Client` or `Producer`).
+    pub client: bool,
 }
 
 #[derive(Debug)]
@@ -27,6 +29,10 @@ struct Pending {
     parent: Option<SpanId>,
     linked_to_parent: bool,
     children: Vec<(u64, u64)>,
+    /// The receive tick at which the span arrived.
+    received_at: u64,
+    /// The service of a child in another service: the span is the client side of a call.
+    remote_child: Option<usize>,
 }
 
 /// What the join tells the graph.
@@ -34,8 +40,10 @@ struct Pending {
 pub(crate) enum JoinEvent {
     /// A parent and a child were paired.
     Link { parent: SpanFacts, child: SpanFacts },
-    /// A span left the buffer; its self time is final.
-    SelfTime { facts: SpanFacts, self_time_nanos: u64 },
+    /// A span left the buffer; its self time is final. `remote_child` names the service of a
+    /// child in another service, making this span the client side of that call and its self
+    /// time the call's gap (network, queueing, client overhead).
+    SelfTime { facts: SpanFacts, self_time_nanos: u64, remote_child: Option<usize> },
 }
 
 /// Bounds of the join buffer.
@@ -61,6 +69,9 @@ pub(crate) struct JoinBuffer {
     waiting: HashMap<Key, Vec<SpanId>>,
     order: VecDeque<Key>,
     watermark: u64,
+    /// The time of the latest [`JoinBuffer::expire_idle`] call: spans arriving now are stamped
+    /// with it.
+    tick: u64,
 }
 
 /// Length of the union of intervals clipped to `[start, end]`.
@@ -85,6 +96,7 @@ impl JoinBuffer {
             waiting: HashMap::new(),
             order: VecDeque::new(),
             watermark: 0,
+            tick: 0,
         }
     }
 
@@ -108,10 +120,20 @@ impl JoinBuffer {
         }
         self.watermark = self.watermark.max(facts.end);
         let mut pending =
-            Pending { facts, parent, linked_to_parent: false, children: Vec::new() };
+            Pending {
+            facts,
+            parent,
+            linked_to_parent: false,
+            children: Vec::new(),
+            received_at: self.tick,
+            remote_child: None,
+        };
         if let Some(parent_id) = parent {
             if let Some(p) = self.spans.get_mut(&(trace, parent_id)) {
                 p.children.push((pending.facts.start, pending.facts.end));
+                if p.facts.service != pending.facts.service {
+                    p.remote_child = Some(pending.facts.service);
+                }
                 pending.linked_to_parent = true;
                 events.push(JoinEvent::Link {
                     parent: p.facts.clone(),
@@ -126,6 +148,9 @@ impl JoinBuffer {
                 if let Some(c) = self.spans.get_mut(&(trace, child_id)) {
                     c.linked_to_parent = true;
                     pending.children.push((c.facts.start, c.facts.end));
+                    if c.facts.service != pending.facts.service {
+                        pending.remote_child = Some(c.facts.service);
+                    }
                     events.push(JoinEvent::Link {
                         parent: pending.facts.clone(),
                         child: c.facts.clone(),
@@ -151,6 +176,20 @@ impl JoinBuffer {
         }
     }
 
+    /// Lets out the spans received before `now − idle_nanos` (receive time, from the caller's
+    /// clock), so that a quiet stream does not leave the last spans waiting for ever.
+    pub fn expire_idle(&mut self, now: u64, idle_nanos: u64, events: &mut Vec<JoinEvent>) {
+        self.tick = now;
+        let horizon = now.saturating_sub(idle_nanos);
+        while let Some(key) = self.order.front().copied() {
+            if self.spans.get(&key).is_some_and(|p| p.received_at >= horizon) {
+                break;
+            }
+            self.order.pop_front();
+            self.evict(key, events);
+        }
+    }
+
     /// Lets every span out (end of a replay or of an evaluation case).
     pub fn flush(&mut self, events: &mut Vec<JoinEvent>) {
         while let Some(key) = self.order.pop_front() {
@@ -166,7 +205,7 @@ impl JoinBuffer {
         }
         let (start, end) = (p.facts.start, p.facts.end);
         let self_time_nanos = (end - start) - covered(start, end, &mut p.children);
-        events.push(JoinEvent::SelfTime { facts: p.facts, self_time_nanos });
+        events.push(JoinEvent::SelfTime { facts: p.facts, self_time_nanos, remote_child: p.remote_child });
     }
 }
 
@@ -175,7 +214,7 @@ mod tests {
     use super::*;
 
     fn facts(service: usize, start: u64, end: u64) -> SpanFacts {
-        SpanFacts { service, operation: service, start, end, error: false }
+        SpanFacts { service, operation: service, start, end, error: false, client: false }
     }
 
     fn sid(n: u8) -> SpanId {
@@ -202,7 +241,7 @@ mod tests {
         let self_times: Vec<(usize, u64)> = events
             .iter()
             .filter_map(|e| match e {
-                JoinEvent::SelfTime { facts, self_time_nanos } => Some((facts.service, *self_time_nanos)),
+                JoinEvent::SelfTime { facts, self_time_nanos, .. } => Some((facts.service, *self_time_nanos)),
                 _ => None,
             })
             .collect();
@@ -220,5 +259,25 @@ mod tests {
         }
         assert_eq!(buffer.len(), 3);
         assert_eq!(events.len(), 7);
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    #[test]
+    fn idle_spans_leave_after_the_idle_time() {
+        let trace = TraceId([1; 16]);
+        let mut buffer = JoinBuffer::new(JoinConfig { capacity: 10, expiry_nanos: u64::MAX });
+        let mut events = Vec::new();
+        buffer.expire_idle(100, 10, &mut events);
+        let facts = SpanFacts { service: 0, operation: 0, start: 0, end: 1, error: false, client: false };
+        buffer.insert(trace, SpanId([1; 8]), None, facts, &mut events);
+        buffer.expire_idle(105, 10, &mut events);
+        assert_eq!(buffer.len(), 1, "received at 100, not idle at 105");
+        buffer.expire_idle(111, 10, &mut events);
+        assert_eq!(buffer.len(), 0);
+        assert_eq!(events.len(), 1);
     }
 }

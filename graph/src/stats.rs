@@ -55,13 +55,17 @@ impl DurationSketch {
 
 /// RED figures of one bucket, as the spanmetrics connector defines them: `calls`, `errors`
 /// (calls whose status is `Error`), and the duration distribution; plus self time (a span's
-/// duration less the union of its direct children's intervals).
+/// duration less the union of its direct children's intervals). On a service, self time counts
+/// the spans that do the service's own work; the client spans of its outgoing calls put their
+/// self time (the call's gap: network, queueing, client overhead) on the `calls` edge instead.
 #[derive(Debug, Clone, Default)]
 pub struct RedStats {
     /// Number of spans.
     pub calls: u64,
     /// Number of spans with status `Error`.
     pub errors: u64,
+    /// Number of root spans (no parent): requests that enter the system here.
+    pub root_calls: u64,
     /// Span durations, seconds.
     pub duration: DurationSketch,
     /// Self times, seconds (recorded when a span leaves the join buffer).
@@ -73,6 +77,7 @@ impl RedStats {
     pub fn merge(&mut self, other: &Self) {
         self.calls += other.calls;
         self.errors += other.errors;
+        self.root_calls += other.root_calls;
         self.duration.merge(&other.duration);
         self.self_time.merge(&other.self_time);
     }
@@ -95,13 +100,16 @@ impl LogStats {
     }
 }
 
-/// Running mean of one gauge-like metric within a bucket.
+/// Running mean of one gauge-like metric within a bucket; merged over a window it also keeps the
+/// largest bucket mean.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GaugeStats {
     /// Sum of values.
     pub sum: f64,
     /// Number of values.
     pub count: u64,
+    /// Largest bucket mean merged in (for a single bucket: its largest value).
+    pub max: f64,
 }
 
 impl GaugeStats {
@@ -112,6 +120,11 @@ impl GaugeStats {
 
     /// Adds another bucket's values.
     pub fn merge(&mut self, other: &Self) {
+        if other.count == 0 {
+            return;
+        }
+        let other_max = other.mean().unwrap_or(other.max);
+        self.max = if self.count == 0 { other_max } else { self.max.max(other_max) };
         self.sum += other.sum;
         self.count += other.count;
     }

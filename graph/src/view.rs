@@ -275,3 +275,44 @@ impl KnowledgeGraph {
         out
     }
 }
+
+impl WindowStats {
+    /// Adds another window's statistics to these (same services, edges and pods summed), for a
+    /// reference made of several disjoint periods. The bounds become the hull of both; the
+    /// per-bucket series are concatenated.
+    pub fn merge_from(&mut self, other: &WindowStats) {
+        if self.services.is_empty() && self.edges.is_empty() && self.pods.is_empty() {
+            (self.start, self.end) = (other.start, other.end);
+        } else {
+            self.start = self.start.min(other.start);
+            self.end = self.end.max(other.end);
+        }
+        for s in &other.services {
+            match self.services.iter_mut().find(|x| x.name == s.name) {
+                Some(x) => {
+                    x.red.merge(&s.red);
+                    x.logs.merge(&s.logs);
+                    x.buckets.extend(s.buckets.iter().cloned());
+                }
+                None => self.services.push(s.clone()),
+            }
+        }
+        for e in &other.edges {
+            match self.edges.iter_mut().find(|x| x.source == e.source && x.target == e.target) {
+                Some(x) => x.red.merge(&e.red),
+                None => self.edges.push(e.clone()),
+            }
+        }
+        for p in &other.pods {
+            match self.pods.iter_mut().find(|x| x.name == p.name) {
+                Some(x) => {
+                    x.logs.merge(&p.logs);
+                    for (metric, g) in &p.gauges {
+                        x.gauges.entry(metric.clone()).or_default().merge(g);
+                    }
+                }
+                None => self.pods.push(p.clone()),
+            }
+        }
+    }
+}

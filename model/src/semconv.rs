@@ -9,6 +9,14 @@ pub use opentelemetry_semantic_conventions::metric::{
     K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE, K8S_POD_NETWORK_IO,
 };
 
+/// Pod CPU usage as a share of its limit, 0..1 (OpenTelemetry Collector `kubeletstats`
+/// receiver; not yet in the semantic conventions).
+pub const K8S_POD_CPU_LIMIT_UTILIZATION: &str = "k8s.pod.cpu_limit_utilization";
+
+/// Pod memory usage as a share of its limit, 0..1 (OpenTelemetry Collector `kubeletstats`
+/// receiver; not yet in the semantic conventions).
+pub const K8S_POD_MEMORY_LIMIT_UTILIZATION: &str = "k8s.pod.memory_limit_utilization";
+
 /// `service.name` value the OpenTelemetry SDKs use when none is configured
 /// (resource semantic conventions, "service").
 pub const UNKNOWN_SERVICE: &str = "unknown_service";

@@ -74,7 +74,11 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
                 continue;
             }
             let line = application_line(field(log));
-            let (severity_number, severity_text) = parse_severity(&line).unwrap_or((0, ""));
+            // A line with no level word that names an exception is an error report (a Java
+            // stack trace's first line, a Python traceback).
+            let (severity_number, severity_text) = parse_severity(&line)
+                .or_else(|| (line.contains("Exception") || line.contains("Traceback")).then_some((17, "ERROR")))
+                .unwrap_or((0, ""));
             // Ids that are not valid hex of the right length are left out, not invented.
             let id = |k: usize, len: usize| hex::decode(field(k)).ok().filter(|b| b.len() == len).unwrap_or_default();
             rows.push((

@@ -1,11 +1,14 @@
 //! Nezha per-pod metric files (`<pod>_metric.csv[.gz]`, one row a minute) → OTLP metric
 //! requests: each column a gauge, named by the semantic conventions where one fits
-//! (`k8s.pod.cpu.usage` in cores, `k8s.pod.memory.usage` in bytes) and `nezha.pod.*` otherwise.
+//! (`k8s.pod.cpu.usage` in cores, `k8s.pod.memory.usage` in bytes, the `kubeletstats`
+//! receiver's `k8s.pod.cpu_limit_utilization` as a ratio) and `nezha.pod.*` otherwise.
 
 use std::ops::Range;
 use std::path::Path;
 
-use loupe_model::semconv::{K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE};
+use loupe_model::semconv::{
+    K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_CPU_USAGE, K8S_POD_MEMORY_LIMIT_UTILIZATION, K8S_POD_MEMORY_USAGE,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
@@ -22,6 +25,8 @@ fn metric_of_column(column: &str) -> Option<(String, &'static str, f64)> {
         "Time" | "TimeStamp" | "PodName" => return None,
         "CpuUsage(m)" => (K8S_POD_CPU_USAGE.to_owned(), "{cpu}", 1e-3),
         "MemoryUsage(Mi)" => (K8S_POD_MEMORY_USAGE.to_owned(), "By", 1024.0 * 1024.0),
+        "CpuUsageRate(%)" => (K8S_POD_CPU_LIMIT_UTILIZATION.to_owned(), "1", 0.01),
+        "MemoryUsageRate(%)" => (K8S_POD_MEMORY_LIMIT_UTILIZATION.to_owned(), "1", 0.01),
         other => {
             let (name, unit) = match other.find('(') {
                 Some(i) => (&other[..i], other[i + 1..].trim_end_matches(')')),
@@ -125,7 +130,8 @@ mod tests {
         let cases = [
             ("CpuUsage(m)", Some(("k8s.pod.cpu.usage", "{cpu}", 1e-3))),
             ("MemoryUsage(Mi)", Some(("k8s.pod.memory.usage", "By", 1048576.0))),
-            ("CpuUsageRate(%)", Some(("nezha.pod.cpu_usage_rate", "%", 1.0))),
+            ("CpuUsageRate(%)", Some(("k8s.pod.cpu_limit_utilization", "1", 0.01))),
+            ("NodeCpuUsageRate(%)", Some(("nezha.pod.node_cpu_usage_rate", "%", 1.0))),
             ("PodServerLatencyP90(s)", Some(("nezha.pod.pod_server_latency_p90", "s", 1.0))),
             ("TimeStamp", None),
         ];

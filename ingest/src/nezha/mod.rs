@@ -25,11 +25,15 @@ pub use logs::parse_severity;
 /// Nanoseconds in a minute.
 const MINUTE: u64 = 60 * 1_000_000_000;
 
-/// How long a Nezha fault lasts after injection (SOURCE.md: "about 3 minutes").
-pub const FAULT_DURATION_NANOS: u64 = 3 * MINUTE;
+/// The analysed window after injection: the fault lasts about 3 minutes (SOURCE.md), and the
+/// once-a-minute pod metrics of its last minute are stamped up to a minute later.
+pub const FAULT_WINDOW_NANOS: u64 = 4 * MINUTE;
 
-/// How far before the injection the baseline reaches when pre-fault data exists.
-pub const BASELINE_LOOKBACK_NANOS: u64 = 10 * MINUTE;
+/// How far before the injection the baseline reaches.
+pub const BASELINE_LOOKBACK_NANOS: u64 = 5 * MINUTE;
+
+/// The pre-fault period of each case that goes into a day's reference.
+pub const REFERENCE_LOOKBACK_NANOS: u64 = 2 * MINUTE;
 
 /// One labelled case of `ground_truth.json`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -122,6 +126,27 @@ impl NezhaDataset {
         Ok(requests)
     }
 
+    /// A day's reference: the [`REFERENCE_LOOKBACK_NANOS`] before each case's injection on that
+    /// day (periods the labels say are fault-free), for services and edges whose own baseline is
+    /// too thin. Returns the requests and the periods.
+    ///
+    /// # Errors
+    /// As [`NezhaDataset::load`].
+    pub fn day_reference(&self, day: &str, cases: &[GroundTruthCase]) -> Result<(Vec<ExportRequest>, Vec<Range<u64>>)> {
+        let mut periods: Vec<Range<u64>> = cases
+            .iter()
+            .filter(|c| c.date_dir == day)
+            .map(|c| c.fault_start_unix_ns.saturating_sub(REFERENCE_LOOKBACK_NANOS)..c.fault_start_unix_ns)
+            .collect();
+        periods.sort_by_key(|p| p.start);
+        periods.dedup();
+        let mut requests = Vec::new();
+        for p in &periods {
+            requests.extend(traces::load(&self.root.join("rca_data").join(day), day, p)?);
+        }
+        Ok((requests, periods))
+    }
+
     /// The span time range of a day's `construct_data` (the fault-free period), if any.
     ///
     /// # Errors
@@ -130,15 +155,15 @@ impl NezhaDataset {
         traces::time_span(&self.root.join("construct_data").join(day))
     }
 
-    /// The telemetry of one case: the fault window is the injection time plus
-    /// [`FAULT_DURATION_NANOS`]; the baseline is the [`BASELINE_LOOKBACK_NANOS`] before it when
+    /// The telemetry of one case: the analysed window is the injection time plus
+    /// [`FAULT_WINDOW_NANOS`]; the baseline is the [`BASELINE_LOOKBACK_NANOS`] before it when
     /// the case has pre-fault spans, else the day's fault-free `construct_data` period.
     ///
     /// # Errors
     /// As [`NezhaDataset::load`].
     pub fn case(&self, case: &GroundTruthCase) -> Result<CaseTelemetry> {
         let start = case.fault_start_unix_ns;
-        let fault = start..start + FAULT_DURATION_NANOS;
+        let fault = start..start + FAULT_WINDOW_NANOS;
         let lookback = start.saturating_sub(BASELINE_LOOKBACK_NANOS)..start;
         let construct = if case.has_prefault_traces { None } else { self.construct_period(&case.date_dir)? };
         let (baseline, mut requests, range) = match construct {

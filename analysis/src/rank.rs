@@ -1,0 +1,318 @@
+//! Ranking: per-service evidence on every signal, each feature turned into a robust z-score
+//! across the services of the analysis, propagation accounted for, and the sum ranked.
+
+use std::collections::BTreeMap;
+
+use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, ServiceWindow, WindowStats};
+use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::evidence::{self, Evidence};
+
+/// Bounds and constants of the ranking.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AnalysisConfig {
+    /// Fewest self-time samples on each side for a self-time shift to count.
+    pub min_self_time_samples: u64,
+    /// Fewest gap samples on each side for an edge's gap shift to count.
+    pub min_gap_samples: u64,
+    /// Fewest requests on each side for a log deficit to count.
+    pub min_requests: u64,
+    /// Below this many baseline samples a service or edge is compared with the reference
+    /// window instead, when one is given.
+    pub min_baseline_samples: u64,
+    /// A service's error evidence is explained away when a callee's is at least this share of
+    /// it.
+    pub explained_share: f64,
+    /// Factor applied to explained-away error evidence.
+    pub explained_factor: f64,
+    /// Most causes returned.
+    pub max_causes: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            min_self_time_samples: 50,
+            min_gap_samples: 5,
+            min_requests: 5,
+            min_baseline_samples: 20,
+            explained_share: 0.5,
+            explained_factor: 0.3,
+            max_causes: 10,
+        }
+    }
+}
+
+/// What a cause is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityRef {
+    /// `service` in this first cut.
+    pub kind: &'static str,
+    /// The entity's name.
+    pub name: String,
+}
+
+/// One ranked candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cause {
+    /// 1-based rank.
+    pub rank: usize,
+    /// The candidate.
+    pub entity: EntityRef,
+    /// Sum of the evidence scores (larger is more likely; not a probability).
+    pub score: f64,
+    /// The evidence, strongest first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// The result of one analysis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// Analysed window `[start, end)`, unix nanoseconds.
+    pub window: [u64; 2],
+    /// Baseline window `[start, end)`, unix nanoseconds.
+    pub baseline: [u64; 2],
+    /// Ranked causes, best first.
+    pub causes: Vec<Cause>,
+}
+
+/// The features, each normalized on its own scale. The floor bounds the robust spread from
+/// below, in the feature's unit, so that a feature every service shares nearly equally does not
+/// turn noise into large scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Feature {
+    SelfTime,
+    CallGap,
+    ErrorSpans,
+    ErrorLogs,
+    LogDeficit,
+    Cpu,
+    Memory,
+}
+
+impl Feature {
+    const ALL: [Feature; 7] =
+        [Self::SelfTime, Self::CallGap, Self::ErrorSpans, Self::ErrorLogs, Self::LogDeficit, Self::Cpu, Self::Memory];
+
+    /// Floor of the spread: log ratios 0.1 (≈10%), z-scores 1, utilization 5 percentage points.
+    fn floor(self) -> f64 {
+        match self {
+            Self::SelfTime | Self::CallGap => 0.1,
+            Self::ErrorSpans | Self::ErrorLogs | Self::LogDeficit => 1.0,
+            Self::Cpu | Self::Memory => 5.0,
+        }
+    }
+}
+
+/// Robust z-scores of `values` (median and MAD scaled by 1.4826 to estimate σ under normality;
+/// Rousseeuw & Croux 1993), spread floored, negatives clipped to 0.
+fn robust_z(values: &[f64], floor: f64) -> Vec<f64> {
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 { 0.0 } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    };
+    let m = median(&mut values.to_vec());
+    let mad = median(&mut values.iter().map(|x| (x - m).abs()).collect());
+    let spread = (1.4826 * mad).max(floor);
+    values.iter().map(|x| ((x - m) / spread).max(0.0)).collect()
+}
+
+/// One service's evidence while it is being gathered.
+#[derive(Default)]
+struct Candidate {
+    raw: BTreeMap<Feature, f64>,
+    evidence: Vec<(Feature, Evidence)>,
+}
+
+impl Candidate {
+    fn add(&mut self, feature: Feature, e: Option<Evidence>) {
+        if let Some(e) = e {
+            self.raw.insert(feature, e.change);
+            self.evidence.push((feature, e));
+        }
+    }
+}
+
+/// The baseline figures for one series: the baseline's when it has enough samples, else the
+/// reference's.
+fn pick<'a>(base: Option<&'a DurationSketch>, reference: Option<&'a DurationSketch>, min: u64) -> Option<&'a DurationSketch> {
+    match (base, reference) {
+        (Some(b), Some(r)) if b.count() < min && r.count() > b.count() => Some(r),
+        (Some(b), _) => Some(b),
+        (None, r) => r,
+    }
+}
+
+fn merged_gauge(pods: &[&PodWindow], metric: &str) -> Option<GaugeStats> {
+    let mut out = GaugeStats::default();
+    pods.iter().filter_map(|p| p.gauges.get(metric)).for_each(|g| out.merge(g));
+    (out.count > 0).then_some(out)
+}
+
+fn pods_of<'a>(w: &'a WindowStats, service: &str) -> Vec<&'a PodWindow> {
+    w.pods.iter().filter(|p| p.service.as_deref() == Some(service)).collect()
+}
+
+/// Requests entering `service`: its root spans plus calls on its incoming edges.
+fn requests(w: &WindowStats, service: Option<&ServiceWindow>) -> u64 {
+    let Some(s) = service else { return 0 };
+    let incoming: u64 = w.edges.iter().filter(|e| e.target == s.name).map(|e| e.red.calls).sum();
+    s.red.root_calls + incoming
+}
+
+fn service<'a>(w: &'a WindowStats, name: &str) -> Option<&'a ServiceWindow> {
+    w.services.iter().find(|s| s.name == name)
+}
+
+fn find_edge<'a>(w: &'a WindowStats, source: &str, target: &str) -> Option<&'a DurationSketch> {
+    w.edges.iter().find(|x| x.source == source && x.target == target).map(|x| &x.red.self_time)
+}
+
+fn seconds(w: &WindowStats) -> f64 {
+    (w.end - w.start) as f64 / 1e9
+}
+
+/// Ranks the services of `current` against `baseline`.
+///
+/// Features per service: self-time shift of its own spans; mean gap shift over all its call
+/// edges (a slowed network path shows on every edge of the slowed service, only on one of its
+/// neighbours'); bursts of error spans and error log records; a deficit of log records per
+/// request; change of pod CPU (peak) and memory (mean) utilization. Each feature becomes a
+/// robust z-score across the services of the analysis, and the score is their sum.
+///
+/// Propagation: self time and gaps exclude downstream time by construction; a service's error
+/// evidence is multiplied by `explained_factor` when one of its callees shows at least
+/// `explained_share` of it (errors that surface in a caller usually originate downstream).
+///
+/// `reference`, when given, stands in for the baseline of any service or edge with fewer than
+/// `min_baseline_samples` baseline samples (a long quiet period, say).
+///
+/// # Errors
+/// [`Error::EmptyWindow`] when either window is empty.
+pub fn analyze(
+    baseline: &WindowStats,
+    current: &WindowStats,
+    reference: Option<&WindowStats>,
+    config: &AnalysisConfig,
+) -> Result<Analysis> {
+    for (which, w) in [("baseline", baseline), ("analysis", current)] {
+        if w.start >= w.end {
+            return Err(Error::EmptyWindow { which, start: w.start, end: w.end });
+        }
+    }
+    let empty = RedStats::default();
+    let mut candidates: BTreeMap<&str, Candidate> = BTreeMap::new();
+    for s in &current.services {
+        let c = candidates.entry(&s.name).or_default();
+        let b = service(baseline, &s.name);
+        let r = reference.and_then(|r| service(r, &s.name));
+        let base_self = pick(b.map(|b| &b.red.self_time), r.map(|r| &r.red.self_time), config.min_baseline_samples);
+        if let Some(base_self) = base_self {
+            c.add(Feature::SelfTime, evidence::self_time(&s.name, &s.red.self_time, base_self, config.min_self_time_samples));
+        }
+        c.add(Feature::ErrorSpans, evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)));
+        let base_logs = b.map_or(0, |b| b.logs.error_records);
+        c.add(
+            Feature::ErrorLogs,
+            evidence::error_logs(&s.name, s.logs.error_records, base_logs, seconds(current), seconds(baseline)),
+        );
+        let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
+        let reqs = (requests(current, Some(s)), requests(baseline, b));
+        c.add(Feature::LogDeficit, evidence::log_deficit(&s.name, logs, reqs, config.min_requests));
+        let (now, before) = (pods_of(current, &s.name), pods_of(baseline, &s.name));
+        let resources = [(Feature::Cpu, K8S_POD_CPU_LIMIT_UTILIZATION, "cpu_utilization", true), (Feature::Memory, K8S_POD_MEMORY_LIMIT_UTILIZATION, "memory_utilization", false)];
+        for (feature, metric, name, peak) in resources {
+            if let (Some(n), Some(b)) = (merged_gauge(&now, metric), merged_gauge(&before, metric)) {
+                c.add(feature, evidence::utilization_change(&s.name, name, &n, &b, peak));
+            }
+        }
+    }
+
+    // Call gaps: each edge's shift; a service's feature is the mean over all its edges.
+    let mut gaps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for e in &current.edges {
+        let base_edge = find_edge(baseline, &e.source, &e.target);
+        let reference_edge = reference.and_then(|r| find_edge(r, &e.source, &e.target));
+        let Some(base) = pick(base_edge, reference_edge, config.min_baseline_samples) else { continue };
+        let Some(ev) = evidence::call_gap(&e.source, &e.target, &e.red.self_time, base, config.min_gap_samples) else { continue };
+        for end in [e.source.as_str(), e.target.as_str()] {
+            gaps.entry(end).or_default().push(ev.change);
+            if let Some(c) = candidates.get_mut(end) {
+                c.evidence.push((Feature::CallGap, ev.clone()));
+            }
+        }
+    }
+    for (name, shifts) in &gaps {
+        if let Some(c) = candidates.get_mut(name) {
+            c.raw.insert(Feature::CallGap, shifts.iter().sum::<f64>() / shifts.len() as f64);
+        }
+    }
+
+    let names: Vec<&str> = candidates.keys().copied().collect();
+    let mut z: BTreeMap<(Feature, &str), f64> = BTreeMap::new();
+    for feature in Feature::ALL {
+        let values: Vec<f64> = names.iter().map(|n| candidates[n].raw.get(&feature).copied().unwrap_or(0.0)).collect();
+        for (n, score) in names.iter().zip(robust_z(&values, feature.floor())) {
+            z.insert((feature, n), score);
+        }
+    }
+    explain_away_errors(current, &names, &mut z, config);
+
+    let mut causes: Vec<Cause> = names
+        .iter()
+        .map(|name| {
+            let c = &candidates[name];
+            let score = Feature::ALL.iter().map(|f| z[&(*f, *name)]).sum();
+            let mut evidence: Vec<Evidence> = c
+                .evidence
+                .iter()
+                .map(|(f, e)| Evidence { score: z[&(*f, *name)], ..e.clone() })
+                .filter(|e| e.score > 0.0)
+                .collect();
+            evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.change.total_cmp(&a.change)));
+            Cause { rank: 0, entity: EntityRef { kind: "service", name: (*name).to_owned() }, score, evidence }
+        })
+        .collect();
+    causes.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entity.name.cmp(&b.entity.name)));
+    causes.truncate(config.max_causes);
+    causes.iter_mut().enumerate().for_each(|(i, c)| c.rank = i + 1);
+    Ok(Analysis { window: [current.start, current.end], baseline: [baseline.start, baseline.end], causes })
+}
+
+/// Scales down a caller's error evidence when a callee shows a comparable amount.
+fn explain_away_errors<'a>(current: &WindowStats, names: &[&'a str], z: &mut BTreeMap<(Feature, &'a str), f64>, config: &AnalysisConfig) {
+    for feature in [Feature::ErrorSpans, Feature::ErrorLogs] {
+        let before = z.clone();
+        for name in names {
+            let own = before[&(feature, *name)];
+            if own <= 0.0 {
+                continue;
+            }
+            let explained = current
+                .edges
+                .iter()
+                .filter(|e| e.source == *name && e.target != *name)
+                .any(|e| before.get(&(feature, e.target.as_str())).is_some_and(|c| *c >= config.explained_share * own));
+            if explained {
+                z.insert((feature, name), own * config.explained_factor);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_z_floors_the_spread_and_clips() {
+        let z = robust_z(&[0.0, 0.0, 0.0, 1.0, -1.0], 0.1);
+        assert_eq!(z, vec![0.0, 0.0, 0.0, 10.0, 0.0]);
+        let z = robust_z(&[1.0, 2.0, 3.0, 4.0, 100.0], 0.1);
+        // median 3, MAD 1 → spread 1.4826.
+        assert!((z[4] - 97.0 / 1.4826).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,111 @@
+//! The routes and their handlers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use loupe_analysis::{analyze, Analysis, AnalysisConfig};
+use loupe_graph::{GraphSnapshot, KnowledgeGraph, ServiceSummary};
+use loupe_model::time::SharedClock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, Result};
+use crate::params::{parse_duration, parse_time, parse_time_str};
+
+/// Default window of `services` and `graph` queries: five minutes.
+const DEFAULT_WINDOW_NANOS: u64 = 5 * 60 * 1_000_000_000;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The knowledge graph, written by the ingest path.
+    pub graph: Arc<RwLock<KnowledgeGraph>>,
+    /// The clock behind the default `at`.
+    pub clock: SharedClock,
+    /// Analysis settings.
+    pub analysis: AnalysisConfig,
+}
+
+impl ApiState {
+    fn read<T>(&self, f: impl FnOnce(&KnowledgeGraph) -> T) -> Result<T> {
+        let graph = self.graph.read().map_err(|_| ApiError::Internal("graph lock poisoned".into()))?;
+        Ok(f(&graph))
+    }
+}
+
+/// The API and the web page.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/graph", get(graph))
+        .route("/api/v1/analyze", post(analyze_window))
+        .with_state(state)
+        .merge(loupe_ui::router())
+}
+
+/// `[at − window, at)` from `at` (default now) and `window` (default 5m).
+fn window(state: &ApiState, query: &HashMap<String, String>) -> Result<(u64, u64)> {
+    let at = match query.get("at") {
+        Some(s) => parse_time_str("at", s)?,
+        None => state.clock.now_unix_nano(),
+    };
+    let window = match query.get("window") {
+        Some(s) => parse_duration("window", s)?,
+        None => DEFAULT_WINDOW_NANOS,
+    };
+    Ok((at.saturating_sub(window), at))
+}
+
+#[derive(Serialize)]
+struct ServicesResponse {
+    services: Vec<ServiceSummary>,
+}
+
+async fn services(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<ServicesResponse>> {
+    let (start, end) = window(&state, &query)?;
+    Ok(Json(ServicesResponse { services: state.read(|g| g.services(start, end))? }))
+}
+
+async fn graph(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<GraphSnapshot>> {
+    let (start, end) = window(&state, &query)?;
+    Ok(Json(state.read(|g| g.snapshot(start, end))?))
+}
+
+#[derive(Deserialize)]
+struct AnalyzeRequest {
+    start: serde_json::Value,
+    end: serde_json::Value,
+    baseline_start: Option<serde_json::Value>,
+    baseline_end: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/analyze`: ranks causes of `[start, end)` against the baseline
+/// `[baseline_start, baseline_end)`, by default the window of equal length just before.
+async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Json<Analysis>> {
+    let request: AnalyzeRequest = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let start = parse_time("start", &request.start)?;
+    let end = parse_time("end", &request.end)?;
+    if start >= end {
+        return Err(ApiError::invalid("end", "must be after start"));
+    }
+    let baseline_end = request.baseline_end.as_ref().map(|v| parse_time("baseline_end", v)).transpose()?.unwrap_or(start);
+    let baseline_start = match &request.baseline_start {
+        Some(v) => parse_time("baseline_start", v)?,
+        None => baseline_end.saturating_sub(end - start),
+    };
+    if baseline_start >= baseline_end {
+        return Err(ApiError::invalid("baseline_end", "must be after baseline_start"));
+    }
+    let worker = state.clone();
+    let analysis = tokio::task::spawn_blocking(move || {
+        let (baseline, current) = worker.read(|g| (g.window(baseline_start, baseline_end), g.window(start, end)))?;
+        Ok::<_, ApiError>(analyze(&baseline, &current, None, &worker.analysis)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(analysis))
+}
