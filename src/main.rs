@@ -1,1 +1,152 @@
-fn main() {}
+//! The `loupe` command line: `serve`, `demo`, `replay`, `eval`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use loupe::replay::{self, ReplaySelection};
+use loupe::server::{self, ServeConfig};
+use loupe_ingest::nezha::NezhaDataset;
+
+/// loupe: a temporal knowledge-graph observability engine. OTLP in, ranked root causes out.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve OTLP (gRPC and HTTP) and the REST API until interrupted.
+    Serve(ServeArgs),
+    /// Serve, replay a real labelled fault case into the server over OTLP, print its ranked
+    /// causes, and keep serving.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Dataset to replay (only the vendored Nezha case is bundled).
+        #[arg(long, value_enum, default_value = "nezha")]
+        replay: DemoDataset,
+    },
+    /// Send a dataset to an OTLP/gRPC endpoint with its original timestamps.
+    Replay {
+        /// Dataset format.
+        format: DatasetFormat,
+        /// Dataset directory.
+        dir: PathBuf,
+        /// OTLP/gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:4317")]
+        endpoint: String,
+        /// Comma-separated case ids to replay (default: every case).
+        #[arg(long, value_delimiter = ',')]
+        cases: Vec<String>,
+        /// Start of a time range to replay instead of cases (RFC 3339 or unix nanoseconds).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// End of that time range.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+    },
+    /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
+    Eval {
+        /// Dataset format.
+        format: DatasetFormat,
+        /// Dataset directory with ground_truth.json.
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Comma-separated case ids (default: every case usable for RCA).
+        #[arg(long, value_delimiter = ',')]
+        cases: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DatasetFormat {
+    /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
+    Nezha,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DemoDataset {
+    /// The vendored Nezha Train-Ticket case.
+    Nezha,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// OTLP/gRPC listen address (port 0 picks a free port).
+    #[arg(long, env = "LOUPE_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    otlp_grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address.
+    #[arg(long, env = "LOUPE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
+    otlp_http_addr: SocketAddr,
+    /// REST API and web page listen address.
+    #[arg(long, env = "LOUPE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Data directory (write-ahead log).
+    #[arg(long, env = "LOUPE_DATA_DIR", default_value = "./loupe-data")]
+    data_dir: PathBuf,
+}
+
+impl ServeArgs {
+    fn config(&self) -> ServeConfig {
+        ServeConfig {
+            otlp_grpc_addr: self.otlp_grpc_addr,
+            otlp_http_addr: self.otlp_http_addr,
+            http_addr: self.http_addr,
+            data_dir: Some(self.data_dir.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
+    loupe_api::parse_time_str(name, value).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let server = server::start(args.config()).await?;
+            tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+            tracing::info!("shutting down");
+            server.shutdown().await;
+        }
+        Command::Demo { serve, replay: DemoDataset::Nezha } => loupe::demo::run(serve.config()).await?,
+        Command::Replay { format: DatasetFormat::Nezha, dir, endpoint, cases, from, to } => {
+            let dataset = NezhaDataset::open(&dir)?;
+            let range = match (from, to) {
+                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
+                _ => None,
+            };
+            let requests = replay::requests(&dataset, &ReplaySelection { cases, range })?;
+            let totals = replay::send(&endpoint, requests, false).await?;
+            println!("sent {} items in {} requests to {endpoint}; rejected {}", totals.items, totals.requests, totals.rejected);
+        }
+        Command::Eval { format: DatasetFormat::Nezha, dir, json, cases } => {
+            let dataset = NezhaDataset::open(&dir)?;
+            let report = loupe::eval::run(&dataset, &cases, |done, total, id| {
+                if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
+                }
+            })
+            .await?;
+            eprintln!();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", loupe::eval::render(&report));
+            }
+        }
+    }
+    Ok(())
+}

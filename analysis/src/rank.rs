@@ -171,8 +171,10 @@ fn find_edge<'a>(w: &'a WindowStats, source: &str, target: &str) -> Option<&'a D
     w.edges.iter().find(|x| x.source == source && x.target == target).map(|x| &x.red.self_time)
 }
 
+/// The window's observed time in seconds (its nominal length when nothing was observed).
 fn seconds(w: &WindowStats) -> f64 {
-    (w.end - w.start) as f64 / 1e9
+    let nanos = if w.observed_nanos > 0 { w.observed_nanos } else { w.end - w.start };
+    nanos as f64 / 1e9
 }
 
 /// Ranks the services of `current` against `baseline`.

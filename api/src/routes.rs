@@ -40,6 +40,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/analyze", post(analyze_window))
@@ -58,6 +59,19 @@ fn window(state: &ApiState, query: &HashMap<String, String>) -> Result<(u64, u64
         None => DEFAULT_WINDOW_NANOS,
     };
     Ok((at.saturating_sub(window), at))
+}
+
+#[derive(Serialize)]
+struct StatusResponse {
+    entities: usize,
+    relations: usize,
+    pending_spans: usize,
+}
+
+/// `GET /api/v1/status`: graph size and spans still waiting in the join buffer.
+async fn status(State(state): State<ApiState>) -> Result<Json<StatusResponse>> {
+    let (entities, relations, pending_spans) = state.read(|g| (g.entity_count(), g.relation_count(), g.pending_spans()))?;
+    Ok(Json(StatusResponse { entities, relations, pending_spans }))
 }
 
 #[derive(Serialize)]

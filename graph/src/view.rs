@@ -155,6 +155,10 @@ pub struct WindowStats {
     pub start: u64,
     /// Window end, unix nanoseconds.
     pub end: u64,
+    /// Time within the window that has any span or log record, nanoseconds (the number of
+    /// buckets with data times the bucket width): rates are per observed time, so gaps in the
+    /// data do not read as silence.
+    pub observed_nanos: u64,
     /// Services with any activity in the window.
     pub services: Vec<ServiceWindow>,
     /// Service-level `calls` relations with calls in the window.
@@ -269,6 +273,12 @@ impl KnowledgeGraph {
                 out.edges.push(EdgeWindow { source: a.name.clone(), target: b.name.clone(), red });
             }
         }
+        let mut observed = std::collections::BTreeSet::new();
+        for e in self.graph.node_weights().filter(|e| e.kind == EntityKind::Service) {
+            observed.extend(e.red.range(r.clone()).map(|(b, _)| *b));
+            observed.extend(e.logs.range(r.clone()).map(|(b, _)| *b));
+        }
+        out.observed_nanos = observed.len() as u64 * bucket_nanos;
         out.services.sort_by(|a, b| a.name.cmp(&b.name));
         out.pods.sort_by(|a, b| a.name.cmp(&b.name));
         out.edges.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
@@ -281,6 +291,7 @@ impl WindowStats {
     /// reference made of several disjoint periods. The bounds become the hull of both; the
     /// per-bucket series are concatenated.
     pub fn merge_from(&mut self, other: &WindowStats) {
+        self.observed_nanos += other.observed_nanos;
         if self.services.is_empty() && self.edges.is_empty() && self.pods.is_empty() {
             (self.start, self.end) = (other.start, other.end);
         } else {

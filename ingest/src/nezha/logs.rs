@@ -50,6 +50,12 @@ pub fn parse_severity(line: &str) -> Option<(i32, &'static str)> {
         .find_map(severity_of_word)
 }
 
+/// Unix nanoseconds of an RFC 3339 timestamp, a missing offset read as UTC.
+fn rfc3339_nanos(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
+    u64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos()).ok()
+}
+
 /// The application line inside a docker json-file line, or the line itself.
 fn application_line(docker: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(docker) {
@@ -66,10 +72,17 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
     let mut rows: Vec<(String, LogRecord)> = Vec::new();
     for path in minute_files(&dir.join("log"), Some((day, range)))? {
         let (headers, records) = records(&path)?;
-        let [time, pod, trace, span, log] = columns(&path, &headers, ["TimeUnixNano", "PodName", "TraceID", "SpanID", "Log"])?;
+        let [stamp, time, pod, trace, span, log] =
+            columns(&path, &headers, ["Timestamp", "TimeUnixNano", "PodName", "TraceID", "SpanID", "Log"])?;
         for (i, r) in records.iter().enumerate() {
             let field = |k: usize| r.get(k).unwrap_or("");
-            let t: u64 = field(time).parse().map_err(|e| bad_row(&path, i + 1, format!("TimeUnixNano: {e}")))?;
+            // Some rows carry an overflowed (negative) TimeUnixNano; their RFC 3339 Timestamp
+            // column still holds the time.
+            let t = match field(time).parse::<u64>() {
+                Ok(t) => t,
+                Err(e) => rfc3339_nanos(field(stamp))
+                    .ok_or_else(|| bad_row(&path, i + 1, format!("TimeUnixNano {:?}: {e}, and no valid Timestamp", field(time))))?,
+            };
             if !range.contains(&t) {
                 continue;
             }
@@ -136,6 +149,13 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(parse_severity(line).map(|s| s.0), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn timestamps_without_offset_are_utc() {
+        assert_eq!(rfc3339_nanos("2023-01-29T09:20:29.295"), Some(1_674_984_029_295_000_000));
+        assert_eq!(rfc3339_nanos("2023-01-29T09:20:29.295Z"), Some(1_674_984_029_295_000_000));
+        assert_eq!(rfc3339_nanos("-1"), None);
     }
 
     #[test]
