@@ -12,7 +12,9 @@ use crate::server::{self, ServeConfig};
 
 /// The vendored case: a Train-Ticket fault from the Nezha dataset (MIT, see its LICENSE).
 pub fn demo_dataset_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("nezha-demo")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("nezha-demo")
 }
 
 /// Runs the demo until interrupted.
@@ -22,22 +24,60 @@ pub fn demo_dataset_dir() -> PathBuf {
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let server = server::start(config).await?;
     let dataset = NezhaDataset::open(demo_dataset_dir()).context("the vendored demo case")?;
-    let case = dataset.ground_truth()?.into_iter().next().context("the demo dataset has no case")?;
+    let case = dataset
+        .ground_truth()?
+        .into_iter()
+        .next()
+        .context("the demo dataset has no case")?;
     let telemetry = dataset.case(&case)?;
-    println!("replaying Nezha case {} ({} fault, {}) over OTLP/gRPC to {}", case.case_id, case.fault_type, case.system, server.otlp_grpc_addr);
+    println!(
+        "replaying Nezha case {} ({} fault, {}) over OTLP/gRPC to {}",
+        case.case_id, case.fault_type, case.system, server.otlp_grpc_addr
+    );
     let endpoint = format!("http://{}", server.otlp_grpc_addr);
-    let totals = replay::send(&endpoint, replay::requests(&dataset, &ReplaySelection { cases: vec![case.case_id.clone()], range: None })?, false).await?;
-    println!("sent {} items in {} requests", totals.items, totals.requests);
+    let totals = replay::send(
+        &endpoint,
+        replay::requests(
+            &dataset,
+            &ReplaySelection {
+                cases: vec![case.case_id.clone()],
+                range: None,
+            },
+        )?,
+        false,
+    )
+    .await?;
+    println!(
+        "sent {} items in {} requests",
+        totals.items, totals.requests
+    );
     server.engine.flush();
     let (baseline, current) = {
         let graph = server.engine.graph();
         let g = graph.read().unwrap_or_else(|p| p.into_inner());
-        (g.window(telemetry.baseline.start, telemetry.baseline.end), g.window(telemetry.fault.start, telemetry.fault.end))
+        (
+            g.window(telemetry.baseline.start, telemetry.baseline.end),
+            g.window(telemetry.fault.start, telemetry.fault.end),
+        )
     };
-    let analysis = analyze(&baseline, &current, None, &AnalysisConfig { max_causes: 5, ..Default::default() })?;
-    println!("\nranked causes for the fault window (labelled root cause: {}):", case.root_cause_service);
+    let analysis = analyze(
+        &baseline,
+        &current,
+        None,
+        &AnalysisConfig {
+            max_causes: 5,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "\nranked causes for the fault window (labelled root cause: {}):",
+        case.root_cause_service
+    );
     for cause in &analysis.causes {
-        println!("{:>2}. {:<32} score {:.2}", cause.rank, cause.entity.name, cause.score);
+        println!(
+            "{:>2}. {:<32} score {:.2}",
+            cause.rank, cause.entity.name, cause.score
+        );
         for e in cause.evidence.iter().take(3) {
             println!("      {:?}: {}", e.signal, e.summary);
         }

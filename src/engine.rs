@@ -29,7 +29,10 @@ pub struct Recovery {
 impl Engine {
     /// An engine without durability, for evaluation and tests.
     pub fn in_memory(config: GraphConfig) -> Self {
-        Self { graph: Arc::new(RwLock::new(KnowledgeGraph::new(config))), wal: None }
+        Self {
+            graph: Arc::new(RwLock::new(KnowledgeGraph::new(config))),
+            wal: None,
+        }
     }
 
     /// An engine that logs to `data_dir` and rebuilds its graph from what the log holds.
@@ -38,8 +41,14 @@ impl Engine {
     /// When the log cannot be opened or read.
     pub fn open(data_dir: &Path, config: GraphConfig) -> anyhow::Result<(Self, Recovery)> {
         let (wal, records, torn_bytes) = Wal::open(data_dir)?;
-        let engine = Self { graph: Arc::new(RwLock::new(KnowledgeGraph::new(config))), wal: Some(Mutex::new(wal)) };
-        let mut recovery = Recovery { torn_bytes, ..Default::default() };
+        let engine = Self {
+            graph: Arc::new(RwLock::new(KnowledgeGraph::new(config))),
+            wal: Some(Mutex::new(wal)),
+        };
+        let mut recovery = Recovery {
+            torn_bytes,
+            ..Default::default()
+        };
         for record in records {
             let decoded = Signal::from_tag(record.tag).map(|s| decode_protobuf(s, &record.payload));
             match decoded {
@@ -72,14 +81,19 @@ impl Engine {
 
     /// Finalizes every span waiting in the join buffer.
     pub fn flush(&self) {
-        self.graph.write().unwrap_or_else(|p| p.into_inner()).flush();
+        self.graph
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush();
     }
 }
 
 impl TelemetrySink for Engine {
     fn consume(&self, accepted: Accepted) -> loupe_ingest::Result<()> {
         if let Some(wal) = &self.wal {
-            let mut wal = wal.lock().map_err(|_| loupe_ingest::Error::Internal("wal lock poisoned".into()))?;
+            let mut wal = wal
+                .lock()
+                .map_err(|_| loupe_ingest::Error::Internal("wal lock poisoned".into()))?;
             // Not durable means not acknowledged: the client retries.
             wal.append(accepted.signal.tag(), &accepted.protobuf)
                 .map_err(|e| loupe_ingest::Error::Overloaded(format!("write-ahead log: {e}")))?;

@@ -29,6 +29,8 @@ pub struct CaseResult {
     pub rank: Option<usize>,
     /// Services, best first.
     pub ranking: Vec<String>,
+    /// The top three causes and the labelled one, with their evidence.
+    pub causes: Vec<loupe_analysis::Cause>,
 }
 
 /// Summary plus per-case results, as `--json` prints them.
@@ -59,11 +61,21 @@ async fn load(requests: Vec<ExportRequest>) -> anyhow::Result<Arc<Engine>> {
 ///
 /// # Errors
 /// When a dataset file cannot be read.
-pub async fn run(dataset: &NezhaDataset, only: &[String], mut progress: impl FnMut(usize, usize, &str)) -> anyhow::Result<EvalReport> {
+pub async fn run(
+    dataset: &NezhaDataset,
+    only: &[String],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> anyhow::Result<EvalReport> {
     let all = dataset.ground_truth()?;
     let selected: Vec<&GroundTruthCase> = all
         .iter()
-        .filter(|c| if only.is_empty() { c.usable_for_trace_rca } else { only.contains(&c.case_id) })
+        .filter(|c| {
+            if only.is_empty() {
+                c.usable_for_trace_rca
+            } else {
+                only.contains(&c.case_id)
+            }
+        })
         .collect();
     anyhow::ensure!(!selected.is_empty(), "no case selected (ids: {only:?})");
     let mut references: BTreeMap<String, WindowStats> = BTreeMap::new();
@@ -76,7 +88,9 @@ pub async fn run(dataset: &NezhaDataset, only: &[String], mut progress: impl FnM
             let graph = engine.graph();
             let graph = graph.read().unwrap_or_else(|p| p.into_inner());
             let mut reference = WindowStats::default();
-            periods.iter().for_each(|p| reference.merge_from(&graph.window(p.start, p.end)));
+            periods
+                .iter()
+                .for_each(|p| reference.merge_from(&graph.window(p.start, p.end)));
             references.insert(case.date_dir.clone(), reference);
         }
         let telemetry = dataset.case(case)?;
@@ -84,10 +98,31 @@ pub async fn run(dataset: &NezhaDataset, only: &[String], mut progress: impl FnM
         let (baseline, current) = {
             let graph = engine.graph();
             let g = graph.read().unwrap_or_else(|p| p.into_inner());
-            (g.window(telemetry.baseline.start, telemetry.baseline.end), g.window(telemetry.fault.start, telemetry.fault.end))
+            (
+                g.window(telemetry.baseline.start, telemetry.baseline.end),
+                g.window(telemetry.fault.start, telemetry.fault.end),
+            )
         };
-        let analysis = analyze(&baseline, &current, references.get(&case.date_dir), &AnalysisConfig { max_causes: usize::MAX, ..Default::default() })?;
-        let ranking: Vec<String> = analysis.causes.iter().map(|c| c.entity.name.clone()).collect();
+        let analysis = analyze(
+            &baseline,
+            &current,
+            references.get(&case.date_dir),
+            &AnalysisConfig {
+                max_causes: usize::MAX,
+                ..Default::default()
+            },
+        )?;
+        let ranking: Vec<String> = analysis
+            .causes
+            .iter()
+            .map(|c| c.entity.name.clone())
+            .collect();
+        let causes = analysis
+            .causes
+            .iter()
+            .filter(|c| c.rank <= 3 || c.entity.name == case.root_cause_service)
+            .cloned()
+            .collect();
         results.push(CaseResult {
             case_id: case.case_id.clone(),
             system: case.system.clone(),
@@ -95,6 +130,7 @@ pub async fn run(dataset: &NezhaDataset, only: &[String], mut progress: impl FnM
             truth: case.root_cause_service.clone(),
             rank: rank_of(&ranking, &case.root_cause_service),
             ranking,
+            causes,
         });
     }
     progress(selected.len(), selected.len(), "");
@@ -104,8 +140,13 @@ pub async fn run(dataset: &NezhaDataset, only: &[String], mut progress: impl FnM
 fn report(cases: Vec<CaseResult>) -> EvalReport {
     let group = |key: &dyn Fn(&CaseResult) -> String| {
         let mut ranks: BTreeMap<String, Vec<Option<usize>>> = BTreeMap::new();
-        cases.iter().for_each(|c| ranks.entry(key(c)).or_default().push(c.rank));
-        ranks.into_iter().map(|(k, r)| (k, Accuracy::of(&r))).collect::<BTreeMap<_, _>>()
+        cases
+            .iter()
+            .for_each(|c| ranks.entry(key(c)).or_default().push(c.rank));
+        ranks
+            .into_iter()
+            .map(|(k, r)| (k, Accuracy::of(&r)))
+            .collect::<BTreeMap<_, _>>()
     };
     EvalReport {
         summary: Accuracy::of(&cases.iter().map(|c| c.rank).collect::<Vec<_>>()),
@@ -118,18 +159,34 @@ fn report(cases: Vec<CaseResult>) -> EvalReport {
 /// Published service-level top-1 / top-3 accuracy on these systems (Nezha paper, Table 3).
 const PUBLISHED: [(&str, &str, f64, f64); 4] = [
     ("online-boutique", "Nezha", 0.9286, 0.9643),
-    ("online-boutique", "best other baseline (MicroRank, PDiagnose)", 0.4107, f64::NAN),
+    (
+        "online-boutique",
+        "best other baseline (MicroRank, PDiagnose)",
+        0.4107,
+        f64::NAN,
+    ),
     ("train-ticket", "Nezha", 0.8667, 0.9778),
-    ("train-ticket", "best other baseline (MicroRCA)", 0.20, f64::NAN),
+    (
+        "train-ticket",
+        "best other baseline (MicroRCA)",
+        0.20,
+        f64::NAN,
+    ),
 ];
 
 /// The report as a table for people.
 pub fn render(report: &EvalReport) -> String {
     let mut out = String::new();
     let row = |out: &mut String, name: &str, a: &Accuracy| {
-        out.push_str(&format!("{name:<34} {:>5} {:>6.3} {:>6.3} {:>7.3}\n", a.cases, a.ac_at_1, a.ac_at_3, a.avg_at_5));
+        out.push_str(&format!(
+            "{name:<34} {:>5} {:>6.3} {:>6.3} {:>7.3}\n",
+            a.cases, a.ac_at_1, a.ac_at_3, a.avg_at_5
+        ));
     };
-    out.push_str(&format!("{:<34} {:>5} {:>6} {:>6} {:>7}\n", "scope", "cases", "AC@1", "AC@3", "Avg@5"));
+    out.push_str(&format!(
+        "{:<34} {:>5} {:>6} {:>6} {:>7}\n",
+        "scope", "cases", "AC@1", "AC@3", "Avg@5"
+    ));
     row(&mut out, "all", &report.summary);
     for (system, a) in &report.per_system {
         row(&mut out, system, a);
@@ -139,16 +196,30 @@ pub fn render(report: &EvalReport) -> String {
     }
     out.push_str("\npublished (Nezha, FSE 2023, Table 3; service level):\n");
     for (system, method, top1, top3) in PUBLISHED {
-        let top3 = if top3.is_nan() { "-".to_owned() } else { format!("{top3:.3}") };
-        out.push_str(&format!("  {system:<16} {method:<44} AC@1 {top1:.3}  AC@3 {top3}\n"));
+        let top3 = if top3.is_nan() {
+            "-".to_owned()
+        } else {
+            format!("{top3:.3}")
+        };
+        out.push_str(&format!(
+            "  {system:<16} {method:<44} AC@1 {top1:.3}  AC@3 {top3}\n"
+        ));
     }
     let misses: Vec<&CaseResult> = report.cases.iter().filter(|c| c.rank != Some(1)).collect();
     if !misses.is_empty() {
         out.push_str("\nnot ranked first:\n");
         for c in misses {
-            let rank = c.rank.map_or("unranked".to_owned(), |r| format!("rank {r}"));
+            let rank = c
+                .rank
+                .map_or("unranked".to_owned(), |r| format!("rank {r}"));
             let top: Vec<&str> = c.ranking.iter().take(3).map(String::as_str).collect();
-            out.push_str(&format!("  {:<26} {:<15} truth {:<32} {rank:<9} top: {}\n", c.case_id, c.fault_type, c.truth, top.join(", ")));
+            out.push_str(&format!(
+                "  {:<26} {:<15} truth {:<32} {rank:<9} top: {}\n",
+                c.case_id,
+                c.fault_type,
+                c.truth,
+                top.join(", ")
+            ));
         }
     }
     out

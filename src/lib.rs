@@ -2,8 +2,8 @@
 //! the server that binds the OTLP receivers and the API, and the commands (`eval`, `replay`,
 //! `demo`). Kept as a library so end-to-end tests start a real server in process.
 
-pub mod engine;
 pub mod demo;
+pub mod engine;
 pub mod eval;
 pub mod replay;
 pub mod server;

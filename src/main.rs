@@ -111,18 +111,32 @@ fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
             let server = server::start(args.config()).await?;
-            tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for ctrl-c")?;
             tracing::info!("shutting down");
             server.shutdown().await;
         }
-        Command::Demo { serve, replay: DemoDataset::Nezha } => loupe::demo::run(serve.config()).await?,
-        Command::Replay { format: DatasetFormat::Nezha, dir, endpoint, cases, from, to } => {
+        Command::Demo {
+            serve,
+            replay: DemoDataset::Nezha,
+        } => loupe::demo::run(serve.config()).await?,
+        Command::Replay {
+            format: DatasetFormat::Nezha,
+            dir,
+            endpoint,
+            cases,
+            from,
+            to,
+        } => {
             let dataset = NezhaDataset::open(&dir)?;
             let range = match (from, to) {
                 (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
@@ -130,9 +144,17 @@ async fn main() -> anyhow::Result<()> {
             };
             let requests = replay::requests(&dataset, &ReplaySelection { cases, range })?;
             let totals = replay::send(&endpoint, requests, false).await?;
-            println!("sent {} items in {} requests to {endpoint}; rejected {}", totals.items, totals.requests, totals.rejected);
+            println!(
+                "sent {} items in {} requests to {endpoint}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
         }
-        Command::Eval { format: DatasetFormat::Nezha, dir, json, cases } => {
+        Command::Eval {
+            format: DatasetFormat::Nezha,
+            dir,
+            json,
+            cases,
+        } => {
             let dataset = NezhaDataset::open(&dir)?;
             let report = loupe::eval::run(&dataset, &cases, |done, total, id| {
                 if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {

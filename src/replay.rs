@@ -31,7 +31,10 @@ pub struct ReplayTotals {
 ///
 /// # Errors
 /// When a case id is unknown or a file cannot be read.
-pub fn requests(dataset: &NezhaDataset, selection: &ReplaySelection) -> anyhow::Result<Vec<ExportRequest>> {
+pub fn requests(
+    dataset: &NezhaDataset,
+    selection: &ReplaySelection,
+) -> anyhow::Result<Vec<ExportRequest>> {
     if let Some(range) = &selection.range {
         let mut out = Vec::new();
         let mut days: Vec<String> = std::fs::read_dir(dataset.root().join("rca_data"))?
@@ -47,10 +50,17 @@ pub fn requests(dataset: &NezhaDataset, selection: &ReplaySelection) -> anyhow::
     }
     let truth = dataset.ground_truth()?;
     for id in &selection.cases {
-        anyhow::ensure!(truth.iter().any(|c| &c.case_id == id), "unknown case {id:?} in {}", dataset.root().display());
+        anyhow::ensure!(
+            truth.iter().any(|c| &c.case_id == id),
+            "unknown case {id:?} in {}",
+            dataset.root().display()
+        );
     }
     let mut out = Vec::new();
-    for case in truth.iter().filter(|c| selection.cases.is_empty() || selection.cases.contains(&c.case_id)) {
+    for case in truth
+        .iter()
+        .filter(|c| selection.cases.is_empty() || selection.cases.contains(&c.case_id))
+    {
         out.extend(dataset.case(case)?.requests);
     }
     Ok(out)
@@ -60,14 +70,24 @@ pub fn requests(dataset: &NezhaDataset, selection: &ReplaySelection) -> anyhow::
 ///
 /// # Errors
 /// When the endpoint cannot be reached or refuses a request.
-pub async fn send(endpoint: &str, requests: Vec<ExportRequest>, quiet: bool) -> anyhow::Result<ReplayTotals> {
+pub async fn send(
+    endpoint: &str,
+    requests: Vec<ExportRequest>,
+    quiet: bool,
+) -> anyhow::Result<ReplayTotals> {
     let mut client = OtlpGrpcClient::connect(endpoint).await?;
     let total_items: usize = requests.iter().map(ExportRequest::item_count).sum();
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total_items as u64) };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total_items as u64)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} replaying [{bar:40}] {pos}/{len} items ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} replaying [{bar:40}] {pos}/{len} items ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let mut totals = ReplayTotals::default();
     for request in requests {

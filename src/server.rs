@@ -64,17 +64,27 @@ pub struct Server {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {what} on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind {what} on {addr}"))?;
     let bound = listener.local_addr()?;
     Ok((listener, bound))
 }
 
-fn spawn_serve(listener: TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>, what: &'static str) -> JoinHandle<()> {
+fn spawn_serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(%error, what, "listener failed");
         }
     })
@@ -90,7 +100,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let engine = match &config.data_dir {
         Some(dir) => {
             let dir2 = dir.clone();
-            let (engine, recovery) = tokio::task::spawn_blocking(move || Engine::open(&dir2, GraphConfig::default())).await??;
+            let (engine, recovery) =
+                tokio::task::spawn_blocking(move || Engine::open(&dir2, GraphConfig::default()))
+                    .await??;
             tracing::info!(
                 data_dir = %dir.display(),
                 requests = recovery.requests,
@@ -104,23 +116,48 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     };
     let engine = Arc::new(engine);
     let receiver = Receiver::new(engine.clone(), config.limits);
-    let api = loupe_api::router(ApiState { graph: engine.graph(), clock: clock.clone(), analysis: AnalysisConfig::default() });
+    let api = loupe_api::router(ApiState {
+        graph: engine.graph(),
+        clock: clock.clone(),
+        analysis: AnalysisConfig::default(),
+    });
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
     let (api_listener, http_addr) = bind(config.http_addr, "the REST API").await?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = vec![
-        spawn_serve(grpc_listener, grpc_router(receiver.clone()), rx.clone(), "otlp-grpc"),
-        spawn_serve(http_listener, http_router(receiver), rx.clone(), "otlp-http"),
+        spawn_serve(
+            grpc_listener,
+            grpc_router(receiver.clone()),
+            rx.clone(),
+            "otlp-grpc",
+        ),
+        spawn_serve(
+            http_listener,
+            http_router(receiver),
+            rx.clone(),
+            "otlp-http",
+        ),
         spawn_serve(api_listener, api, rx.clone(), "api"),
     ];
     tasks.push(spawn_ticker(engine.clone(), clock, rx));
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, "loupe is serving");
-    Ok(Server { otlp_grpc_addr, otlp_http_addr, http_addr, engine, shutdown, tasks })
+    Ok(Server {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        engine,
+        shutdown,
+        tasks,
+    })
 }
 
-fn spawn_ticker(engine: Arc<Engine>, clock: SharedClock, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_ticker(
+    engine: Arc<Engine>,
+    clock: SharedClock,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -132,7 +169,11 @@ fn spawn_ticker(engine: Arc<Engine>, clock: SharedClock, mut shutdown: watch::Re
             let now = clock.now_unix_nano();
             let idle = JOIN_IDLE.as_nanos() as u64;
             let _ = tokio::task::spawn_blocking(move || {
-                engine.graph().write().unwrap_or_else(|p| p.into_inner()).expire_idle(now, idle)
+                engine
+                    .graph()
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expire_idle(now, idle)
             })
             .await;
         }

@@ -30,7 +30,8 @@ impl Accuracy {
         if n == 0 {
             return Self::default();
         }
-        let ac = |k: usize| ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64 / n as f64;
+        let ac =
+            |k: usize| ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64 / n as f64;
         Self {
             cases: n,
             ac_at_1: ac(1),

@@ -43,8 +43,23 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    fn new(signal: EvidenceSignal, feature: &'static str, summary: String, baseline: f64, current: f64, change: f64) -> Self {
-        Self { signal, feature, summary, baseline, current, change, score: 0.0 }
+    fn new(
+        signal: EvidenceSignal,
+        feature: &'static str,
+        summary: String,
+        baseline: f64,
+        current: f64,
+        change: f64,
+    ) -> Self {
+        Self {
+            signal,
+            feature,
+            summary,
+            baseline,
+            current,
+            change,
+            score: 0.0,
+        }
     }
 }
 
@@ -65,11 +80,19 @@ const SELF_TIME_OFFSET_SECONDS: f64 = 10e-6;
 /// whose sub-millisecond jitter is not a fault.
 const GAP_OFFSET_SECONDS: f64 = 100e-6;
 
-fn median_shift(current: &DurationSketch, baseline: &DurationSketch, min: u64, offset: f64) -> Option<(f64, f64, f64)> {
+fn median_shift(
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+    offset: f64,
+) -> Option<(f64, f64, f64)> {
     if current.count() < min || baseline.count() < min {
         return None;
     }
-    let (c, b) = (current.quantile_seconds(0.5)?, baseline.quantile_seconds(0.5)?);
+    let (c, b) = (
+        current.quantile_seconds(0.5)?,
+        baseline.quantile_seconds(0.5)?,
+    );
     Some((b, c, log_ratio(c, b, offset)))
 }
 
@@ -79,25 +102,67 @@ fn ms(seconds: f64) -> String {
 
 /// Shift of a service's own work: median self time, current vs baseline, with at least `min`
 /// samples on each side.
-pub(crate) fn self_time(service: &str, current: &DurationSketch, baseline: &DurationSketch, min: u64) -> Option<Evidence> {
+pub(crate) fn self_time(
+    service: &str,
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+) -> Option<Evidence> {
     let (b, c, x) = median_shift(current, baseline, min, SELF_TIME_OFFSET_SECONDS)?;
-    let summary = format!("median self time of {service} went from {} to {} (×{:.2})", ms(b), ms(c), (c / b.max(1e-9)));
-    Some(Evidence::new(EvidenceSignal::Traces, "self_time_p50", summary, b, c, x))
+    let summary = format!(
+        "median self time of {service} went from {} to {} (×{:.2})",
+        ms(b),
+        ms(c),
+        (c / b.max(1e-9))
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        "self_time_p50",
+        summary,
+        b,
+        c,
+        x,
+    ))
 }
 
 /// Shift of the gap (client span self time: time outside the callee) on one call edge.
-pub(crate) fn call_gap(source: &str, target: &str, current: &DurationSketch, baseline: &DurationSketch, min: u64) -> Option<Evidence> {
+pub(crate) fn call_gap(
+    source: &str,
+    target: &str,
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+) -> Option<Evidence> {
     let (b, c, x) = median_shift(current, baseline, min, GAP_OFFSET_SECONDS)?;
-    let summary = format!("median gap of calls {source} → {target} (time outside {target}) went from {} to {}", ms(b), ms(c));
-    Some(Evidence::new(EvidenceSignal::Traces, "call_gap_p50", summary, b, c, x))
+    let summary = format!(
+        "median gap of calls {source} → {target} (time outside {target}) went from {} to {}",
+        ms(b),
+        ms(c)
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        "call_gap_p50",
+        summary,
+        b,
+        c,
+        x,
+    ))
 }
 
 /// Burst of error spans: errors now against the baseline error ratio times calls now.
-pub(crate) fn error_spans(service: &str, current: &RedStats, baseline: &RedStats) -> Option<Evidence> {
+pub(crate) fn error_spans(
+    service: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
     if current.errors == 0 {
         return None;
     }
-    let ratio_b = if baseline.calls > 0 { baseline.errors as f64 / baseline.calls as f64 } else { 0.0 };
+    let ratio_b = if baseline.calls > 0 {
+        baseline.errors as f64 / baseline.calls as f64
+    } else {
+        0.0
+    };
     let x = poisson_z(current.errors as f64, ratio_b * current.calls as f64);
     let ratio_c = current.errors as f64 / current.calls.max(1) as f64;
     let summary = format!(
@@ -107,23 +172,55 @@ pub(crate) fn error_spans(service: &str, current: &RedStats, baseline: &RedStats
         ratio_c * 100.0,
         ratio_b * 100.0
     );
-    Some(Evidence::new(EvidenceSignal::Traces, "error_spans", summary, ratio_b, ratio_c, x))
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        "error_spans",
+        summary,
+        ratio_b,
+        ratio_c,
+        x,
+    ))
 }
 
 /// Burst of error log records: errors now against the baseline error-record rate.
-pub(crate) fn error_logs(service: &str, current: u64, baseline: u64, current_seconds: f64, baseline_seconds: f64) -> Option<Evidence> {
+pub(crate) fn error_logs(
+    service: &str,
+    current: u64,
+    baseline: u64,
+    current_seconds: f64,
+    baseline_seconds: f64,
+) -> Option<Evidence> {
     if current == 0 || baseline_seconds <= 0.0 || current_seconds <= 0.0 {
         return None;
     }
-    let x = poisson_z(current as f64, baseline as f64 * current_seconds / baseline_seconds);
-    let (rc, rb) = (current as f64 / current_seconds, baseline as f64 / baseline_seconds);
-    let summary = format!("{current} error log records from {service} ({rc:.2}/s, baseline {rb:.2}/s)");
-    Some(Evidence::new(EvidenceSignal::Logs, "error_log_records", summary, rb, rc, x))
+    let x = poisson_z(
+        current as f64,
+        baseline as f64 * current_seconds / baseline_seconds,
+    );
+    let (rc, rb) = (
+        current as f64 / current_seconds,
+        baseline as f64 / baseline_seconds,
+    );
+    let summary =
+        format!("{current} error log records from {service} ({rc:.2}/s, baseline {rb:.2}/s)");
+    Some(Evidence::new(
+        EvidenceSignal::Logs,
+        "error_log_records",
+        summary,
+        rb,
+        rc,
+        x,
+    ))
 }
 
 /// Deficit of log records per request entering the service: a code path that stopped running
 /// stops logging while requests still arrive.
-pub(crate) fn log_deficit(service: &str, logs: (u64, u64), requests: (u64, u64), min: u64) -> Option<Evidence> {
+pub(crate) fn log_deficit(
+    service: &str,
+    logs: (u64, u64),
+    requests: (u64, u64),
+    min: u64,
+) -> Option<Evidence> {
     let ((logs_c, logs_b), (req_c, req_b)) = (logs, requests);
     if req_c < min || req_b < min || logs_b == 0 {
         return None;
@@ -132,21 +229,49 @@ pub(crate) fn log_deficit(service: &str, logs: (u64, u64), requests: (u64, u64),
     let x = (expected - logs_c as f64) / (expected + 1.0).sqrt();
     let (pc, pb) = (logs_c as f64 / req_c as f64, logs_b as f64 / req_b as f64);
     let summary = format!("{service} wrote {pc:.2} log records per request (baseline {pb:.2}): {logs_c} where {expected:.0} were expected");
-    Some(Evidence::new(EvidenceSignal::Logs, "log_records_per_request", summary, pb, pc, x))
+    Some(Evidence::new(
+        EvidenceSignal::Logs,
+        "log_records_per_request",
+        summary,
+        pb,
+        pc,
+        x,
+    ))
 }
 
 /// Change of a pod utilization metric (a 0..1 share of the limit), in percentage points: the
 /// peak bucket now against the baseline mean, or the mean now when `use_peak` is false. Both
 /// directions count: a sudden drop means a restart.
-pub(crate) fn utilization_change(pod: &str, feature: &'static str, current: &GaugeStats, baseline: &GaugeStats, use_peak: bool) -> Option<Evidence> {
+pub(crate) fn utilization_change(
+    pod: &str,
+    feature: &'static str,
+    current: &GaugeStats,
+    baseline: &GaugeStats,
+    use_peak: bool,
+) -> Option<Evidence> {
     let b = baseline.mean()?;
-    let c = if use_peak { current.max } else { current.mean()? };
+    let c = if use_peak {
+        current.max
+    } else {
+        current.mean()?
+    };
     if current.count == 0 {
         return None;
     }
     let x = ((c - b) * 100.0).abs();
-    let summary = format!("{feature} of pod {pod} went from {:.1}% to {:.1}%", b * 100.0, c * 100.0);
-    Some(Evidence::new(EvidenceSignal::Metrics, feature, summary, b, c, x))
+    let summary = format!(
+        "{feature} of pod {pod} went from {:.1}% to {:.1}%",
+        b * 100.0,
+        c * 100.0
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Metrics,
+        feature,
+        summary,
+        b,
+        c,
+        x,
+    ))
 }
 
 #[cfg(test)]

@@ -93,8 +93,15 @@ enum Feature {
 }
 
 impl Feature {
-    const ALL: [Feature; 7] =
-        [Self::SelfTime, Self::CallGap, Self::ErrorSpans, Self::ErrorLogs, Self::LogDeficit, Self::Cpu, Self::Memory];
+    const ALL: [Feature; 7] = [
+        Self::SelfTime,
+        Self::CallGap,
+        Self::ErrorSpans,
+        Self::ErrorLogs,
+        Self::LogDeficit,
+        Self::Cpu,
+        Self::Memory,
+    ];
 
     /// Floor of the spread: log ratios 0.1 (≈10%), z-scores 1, utilization 5 percentage points.
     fn floor(self) -> f64 {
@@ -112,7 +119,13 @@ fn robust_z(values: &[f64], floor: f64) -> Vec<f64> {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        if n == 0 { 0.0 } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+        if n == 0 {
+            0.0
+        } else if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
     };
     let m = median(&mut values.to_vec());
     let mad = median(&mut values.iter().map(|x| (x - m).abs()).collect());
@@ -138,7 +151,11 @@ impl Candidate {
 
 /// The baseline figures for one series: the baseline's when it has enough samples, else the
 /// reference's.
-fn pick<'a>(base: Option<&'a DurationSketch>, reference: Option<&'a DurationSketch>, min: u64) -> Option<&'a DurationSketch> {
+fn pick<'a>(
+    base: Option<&'a DurationSketch>,
+    reference: Option<&'a DurationSketch>,
+    min: u64,
+) -> Option<&'a DurationSketch> {
     match (base, reference) {
         (Some(b), Some(r)) if b.count() < min && r.count() > b.count() => Some(r),
         (Some(b), _) => Some(b),
@@ -148,18 +165,28 @@ fn pick<'a>(base: Option<&'a DurationSketch>, reference: Option<&'a DurationSket
 
 fn merged_gauge(pods: &[&PodWindow], metric: &str) -> Option<GaugeStats> {
     let mut out = GaugeStats::default();
-    pods.iter().filter_map(|p| p.gauges.get(metric)).for_each(|g| out.merge(g));
+    pods.iter()
+        .filter_map(|p| p.gauges.get(metric))
+        .for_each(|g| out.merge(g));
     (out.count > 0).then_some(out)
 }
 
 fn pods_of<'a>(w: &'a WindowStats, service: &str) -> Vec<&'a PodWindow> {
-    w.pods.iter().filter(|p| p.service.as_deref() == Some(service)).collect()
+    w.pods
+        .iter()
+        .filter(|p| p.service.as_deref() == Some(service))
+        .collect()
 }
 
 /// Requests entering `service`: its root spans plus calls on its incoming edges.
 fn requests(w: &WindowStats, service: Option<&ServiceWindow>) -> u64 {
     let Some(s) = service else { return 0 };
-    let incoming: u64 = w.edges.iter().filter(|e| e.target == s.name).map(|e| e.red.calls).sum();
+    let incoming: u64 = w
+        .edges
+        .iter()
+        .filter(|e| e.target == s.name)
+        .map(|e| e.red.calls)
+        .sum();
     s.red.root_calls + incoming
 }
 
@@ -168,12 +195,19 @@ fn service<'a>(w: &'a WindowStats, name: &str) -> Option<&'a ServiceWindow> {
 }
 
 fn find_edge<'a>(w: &'a WindowStats, source: &str, target: &str) -> Option<&'a DurationSketch> {
-    w.edges.iter().find(|x| x.source == source && x.target == target).map(|x| &x.red.self_time)
+    w.edges
+        .iter()
+        .find(|x| x.source == source && x.target == target)
+        .map(|x| &x.red.self_time)
 }
 
 /// The window's observed time in seconds (its nominal length when nothing was observed).
 fn seconds(w: &WindowStats) -> f64 {
-    let nanos = if w.observed_nanos > 0 { w.observed_nanos } else { w.end - w.start };
+    let nanos = if w.observed_nanos > 0 {
+        w.observed_nanos
+    } else {
+        w.end - w.start
+    };
     nanos as f64 / 1e9
 }
 
@@ -202,7 +236,11 @@ pub fn analyze(
 ) -> Result<Analysis> {
     for (which, w) in [("baseline", baseline), ("analysis", current)] {
         if w.start >= w.end {
-            return Err(Error::EmptyWindow { which, start: w.start, end: w.end });
+            return Err(Error::EmptyWindow {
+                which,
+                start: w.start,
+                end: w.end,
+            });
         }
     }
     let empty = RedStats::default();
@@ -211,24 +249,65 @@ pub fn analyze(
         let c = candidates.entry(&s.name).or_default();
         let b = service(baseline, &s.name);
         let r = reference.and_then(|r| service(r, &s.name));
-        let base_self = pick(b.map(|b| &b.red.self_time), r.map(|r| &r.red.self_time), config.min_baseline_samples);
+        let base_self = pick(
+            b.map(|b| &b.red.self_time),
+            r.map(|r| &r.red.self_time),
+            config.min_baseline_samples,
+        );
         if let Some(base_self) = base_self {
-            c.add(Feature::SelfTime, evidence::self_time(&s.name, &s.red.self_time, base_self, config.min_self_time_samples));
+            c.add(
+                Feature::SelfTime,
+                evidence::self_time(
+                    &s.name,
+                    &s.red.self_time,
+                    base_self,
+                    config.min_self_time_samples,
+                ),
+            );
         }
-        c.add(Feature::ErrorSpans, evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)));
+        c.add(
+            Feature::ErrorSpans,
+            evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
+        );
         let base_logs = b.map_or(0, |b| b.logs.error_records);
         c.add(
             Feature::ErrorLogs,
-            evidence::error_logs(&s.name, s.logs.error_records, base_logs, seconds(current), seconds(baseline)),
+            evidence::error_logs(
+                &s.name,
+                s.logs.error_records,
+                base_logs,
+                seconds(current),
+                seconds(baseline),
+            ),
         );
         let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
         let reqs = (requests(current, Some(s)), requests(baseline, b));
-        c.add(Feature::LogDeficit, evidence::log_deficit(&s.name, logs, reqs, config.min_requests));
+        c.add(
+            Feature::LogDeficit,
+            evidence::log_deficit(&s.name, logs, reqs, config.min_requests),
+        );
         let (now, before) = (pods_of(current, &s.name), pods_of(baseline, &s.name));
-        let resources = [(Feature::Cpu, K8S_POD_CPU_LIMIT_UTILIZATION, "cpu_utilization", true), (Feature::Memory, K8S_POD_MEMORY_LIMIT_UTILIZATION, "memory_utilization", false)];
+        let resources = [
+            (
+                Feature::Cpu,
+                K8S_POD_CPU_LIMIT_UTILIZATION,
+                "cpu_utilization",
+                true,
+            ),
+            (
+                Feature::Memory,
+                K8S_POD_MEMORY_LIMIT_UTILIZATION,
+                "memory_utilization",
+                false,
+            ),
+        ];
         for (feature, metric, name, peak) in resources {
-            if let (Some(n), Some(b)) = (merged_gauge(&now, metric), merged_gauge(&before, metric)) {
-                c.add(feature, evidence::utilization_change(&s.name, name, &n, &b, peak));
+            if let (Some(n), Some(b)) = (merged_gauge(&now, metric), merged_gauge(&before, metric))
+            {
+                c.add(
+                    feature,
+                    evidence::utilization_change(&s.name, name, &n, &b, peak),
+                );
             }
         }
     }
@@ -238,8 +317,18 @@ pub fn analyze(
     for e in &current.edges {
         let base_edge = find_edge(baseline, &e.source, &e.target);
         let reference_edge = reference.and_then(|r| find_edge(r, &e.source, &e.target));
-        let Some(base) = pick(base_edge, reference_edge, config.min_baseline_samples) else { continue };
-        let Some(ev) = evidence::call_gap(&e.source, &e.target, &e.red.self_time, base, config.min_gap_samples) else { continue };
+        let Some(base) = pick(base_edge, reference_edge, config.min_baseline_samples) else {
+            continue;
+        };
+        let Some(ev) = evidence::call_gap(
+            &e.source,
+            &e.target,
+            &e.red.self_time,
+            base,
+            config.min_gap_samples,
+        ) else {
+            continue;
+        };
         for end in [e.source.as_str(), e.target.as_str()] {
             gaps.entry(end).or_default().push(ev.change);
             if let Some(c) = candidates.get_mut(end) {
@@ -249,14 +338,20 @@ pub fn analyze(
     }
     for (name, shifts) in &gaps {
         if let Some(c) = candidates.get_mut(name) {
-            c.raw.insert(Feature::CallGap, shifts.iter().sum::<f64>() / shifts.len() as f64);
+            c.raw.insert(
+                Feature::CallGap,
+                shifts.iter().sum::<f64>() / shifts.len() as f64,
+            );
         }
     }
 
     let names: Vec<&str> = candidates.keys().copied().collect();
     let mut z: BTreeMap<(Feature, &str), f64> = BTreeMap::new();
     for feature in Feature::ALL {
-        let values: Vec<f64> = names.iter().map(|n| candidates[n].raw.get(&feature).copied().unwrap_or(0.0)).collect();
+        let values: Vec<f64> = names
+            .iter()
+            .map(|n| candidates[n].raw.get(&feature).copied().unwrap_or(0.0))
+            .collect();
         for (n, score) in names.iter().zip(robust_z(&values, feature.floor())) {
             z.insert((feature, n), score);
         }
@@ -271,21 +366,52 @@ pub fn analyze(
             let mut evidence: Vec<Evidence> = c
                 .evidence
                 .iter()
-                .map(|(f, e)| Evidence { score: z[&(*f, *name)], ..e.clone() })
+                .map(|(f, e)| Evidence {
+                    score: z[&(*f, *name)],
+                    ..e.clone()
+                })
                 .filter(|e| e.score > 0.0)
                 .collect();
-            evidence.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.change.total_cmp(&a.change)));
-            Cause { rank: 0, entity: EntityRef { kind: "service", name: (*name).to_owned() }, score, evidence }
+            evidence.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
+                    .then(b.change.total_cmp(&a.change))
+            });
+            Cause {
+                rank: 0,
+                entity: EntityRef {
+                    kind: "service",
+                    name: (*name).to_owned(),
+                },
+                score,
+                evidence,
+            }
         })
         .collect();
-    causes.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entity.name.cmp(&b.entity.name)));
+    causes.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.entity.name.cmp(&b.entity.name))
+    });
     causes.truncate(config.max_causes);
-    causes.iter_mut().enumerate().for_each(|(i, c)| c.rank = i + 1);
-    Ok(Analysis { window: [current.start, current.end], baseline: [baseline.start, baseline.end], causes })
+    causes
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, c)| c.rank = i + 1);
+    Ok(Analysis {
+        window: [current.start, current.end],
+        baseline: [baseline.start, baseline.end],
+        causes,
+    })
 }
 
 /// Scales down a caller's error evidence when a callee shows a comparable amount.
-fn explain_away_errors<'a>(current: &WindowStats, names: &[&'a str], z: &mut BTreeMap<(Feature, &'a str), f64>, config: &AnalysisConfig) {
+fn explain_away_errors<'a>(
+    current: &WindowStats,
+    names: &[&'a str],
+    z: &mut BTreeMap<(Feature, &'a str), f64>,
+    config: &AnalysisConfig,
+) {
     for feature in [Feature::ErrorSpans, Feature::ErrorLogs] {
         let before = z.clone();
         for name in names {
@@ -297,7 +423,11 @@ fn explain_away_errors<'a>(current: &WindowStats, names: &[&'a str], z: &mut BTr
                 .edges
                 .iter()
                 .filter(|e| e.source == *name && e.target != *name)
-                .any(|e| before.get(&(feature, e.target.as_str())).is_some_and(|c| *c >= config.explained_share * own));
+                .any(|e| {
+                    before
+                        .get(&(feature, e.target.as_str()))
+                        .is_some_and(|c| *c >= config.explained_share * own)
+                });
             if explained {
                 z.insert((feature, name), own * config.explained_factor);
             }

@@ -32,7 +32,10 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 impl ApiError {
     /// Shorthand for [`ApiError::InvalidParameter`].
     pub fn invalid(name: &str, reason: impl std::fmt::Display) -> Self {
-        Self::InvalidParameter { name: name.to_owned(), reason: reason.to_string() }
+        Self::InvalidParameter {
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {

@@ -31,7 +31,10 @@ pub struct ApiState {
 
 impl ApiState {
     fn read<T>(&self, f: impl FnOnce(&KnowledgeGraph) -> T) -> Result<T> {
-        let graph = self.graph.read().map_err(|_| ApiError::Internal("graph lock poisoned".into()))?;
+        let graph = self
+            .graph
+            .read()
+            .map_err(|_| ApiError::Internal("graph lock poisoned".into()))?;
         Ok(f(&graph))
     }
 }
@@ -70,8 +73,13 @@ struct StatusResponse {
 
 /// `GET /api/v1/status`: graph size and spans still waiting in the join buffer.
 async fn status(State(state): State<ApiState>) -> Result<Json<StatusResponse>> {
-    let (entities, relations, pending_spans) = state.read(|g| (g.entity_count(), g.relation_count(), g.pending_spans()))?;
-    Ok(Json(StatusResponse { entities, relations, pending_spans }))
+    let (entities, relations, pending_spans) =
+        state.read(|g| (g.entity_count(), g.relation_count(), g.pending_spans()))?;
+    Ok(Json(StatusResponse {
+        entities,
+        relations,
+        pending_spans,
+    }))
 }
 
 #[derive(Serialize)]
@@ -79,12 +87,20 @@ struct ServicesResponse {
     services: Vec<ServiceSummary>,
 }
 
-async fn services(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<ServicesResponse>> {
+async fn services(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ServicesResponse>> {
     let (start, end) = window(&state, &query)?;
-    Ok(Json(ServicesResponse { services: state.read(|g| g.services(start, end))? }))
+    Ok(Json(ServicesResponse {
+        services: state.read(|g| g.services(start, end))?,
+    }))
 }
 
-async fn graph(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<GraphSnapshot>> {
+async fn graph(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<GraphSnapshot>> {
     let (start, end) = window(&state, &query)?;
     Ok(Json(state.read(|g| g.snapshot(start, end))?))
 }
@@ -100,23 +116,33 @@ struct AnalyzeRequest {
 /// `POST /api/v1/analyze`: ranks causes of `[start, end)` against the baseline
 /// `[baseline_start, baseline_end)`, by default the window of equal length just before.
 async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Json<Analysis>> {
-    let request: AnalyzeRequest = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let request: AnalyzeRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     let start = parse_time("start", &request.start)?;
     let end = parse_time("end", &request.end)?;
     if start >= end {
         return Err(ApiError::invalid("end", "must be after start"));
     }
-    let baseline_end = request.baseline_end.as_ref().map(|v| parse_time("baseline_end", v)).transpose()?.unwrap_or(start);
+    let baseline_end = request
+        .baseline_end
+        .as_ref()
+        .map(|v| parse_time("baseline_end", v))
+        .transpose()?
+        .unwrap_or(start);
     let baseline_start = match &request.baseline_start {
         Some(v) => parse_time("baseline_start", v)?,
         None => baseline_end.saturating_sub(end - start),
     };
     if baseline_start >= baseline_end {
-        return Err(ApiError::invalid("baseline_end", "must be after baseline_start"));
+        return Err(ApiError::invalid(
+            "baseline_end",
+            "must be after baseline_start",
+        ));
     }
     let worker = state.clone();
     let analysis = tokio::task::spawn_blocking(move || {
-        let (baseline, current) = worker.read(|g| (g.window(baseline_start, baseline_end), g.window(start, end)))?;
+        let (baseline, current) =
+            worker.read(|g| (g.window(baseline_start, baseline_end), g.window(start, end)))?;
         Ok::<_, ApiError>(analyze(&baseline, &current, None, &worker.analysis)?)
     })
     .await

@@ -67,7 +67,10 @@ pub struct GraphConfig {
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        Self { bucket_nanos: 10 * 1_000_000_000, join: JoinConfig::default() }
+        Self {
+            bucket_nanos: 10 * 1_000_000_000,
+            join: JoinConfig::default(),
+        }
     }
 }
 
@@ -155,7 +158,13 @@ impl KnowledgeGraph {
             self.graph.add_edge(
                 a,
                 b,
-                Relation { kind, first_seen: t, last_seen: t, seen: BTreeMap::new(), red: BTreeMap::new() },
+                Relation {
+                    kind,
+                    first_seen: t,
+                    last_seen: t,
+                    seen: BTreeMap::new(),
+                    red: BTreeMap::new(),
+                },
             )
         });
         let bucket = t / self.config.bucket_nanos;
@@ -175,8 +184,12 @@ impl KnowledgeGraph {
     ) -> (NodeIndex, Option<NodeIndex>) {
         let service_name = resource.service_name().to_owned();
         let service = self.entity(EntityKind::Service, &service_name, None, t);
-        let pod = resource.pod_name().map(|p| self.entity(EntityKind::Pod, p, Some(&service_name), t));
-        let node = resource.node_name().map(|n| self.entity(EntityKind::Node, n, None, t));
+        let pod = resource
+            .pod_name()
+            .map(|p| self.entity(EntityKind::Pod, p, Some(&service_name), t));
+        let node = resource
+            .node_name()
+            .map(|n| self.entity(EntityKind::Node, n, None, t));
         match (pod, node) {
             (Some(p), Some(n)) => {
                 self.relation(service, p, RelationKind::RunsOn, t);
@@ -196,13 +209,16 @@ impl KnowledgeGraph {
     /// Applies decoded spans: entities, RED per bucket, and parent/child joins.
     pub fn apply_spans(&mut self, batch: &[ResourceSpans]) {
         for rs in batch {
-            let Some(first) = rs.spans.first() else { continue };
+            let Some(first) = rs.spans.first() else {
+                continue;
+            };
             let (service, pod) = self.resource_entities(&rs.resource, first.start_time_unix_nano);
             let service_name = rs.resource.service_name().to_owned();
             for span in &rs.spans {
                 let t = span.start_time_unix_nano;
                 let op_name = format!("{service_name} {}", span.name);
-                let operation = self.entity(EntityKind::Operation, &op_name, Some(&service_name), t);
+                let operation =
+                    self.entity(EntityKind::Operation, &op_name, Some(&service_name), t);
                 self.relation(operation, service, RelationKind::PartOf, t);
                 let error = span.status == StatusCode::Error;
                 let bucket = self.bucket(t);
@@ -223,7 +239,13 @@ impl KnowledgeGraph {
                     error,
                     client: matches!(span.kind, SpanKind::Client | SpanKind::Producer),
                 };
-                self.join.insert(span.trace_id, span.span_id, span.parent_span_id, facts, &mut self.events);
+                self.join.insert(
+                    span.trace_id,
+                    span.span_id,
+                    span.parent_span_id,
+                    facts,
+                    &mut self.events,
+                );
             }
         }
         self.join.expire(&mut self.events);
@@ -252,9 +274,17 @@ impl KnowledgeGraph {
                 JoinEvent::Link { parent, child } if parent.service != child.service => {
                     let t = child.start;
                     let bucket = self.bucket(t);
-                    let pairs = [(parent.service, child.service), (parent.operation, child.operation)];
+                    let pairs = [
+                        (parent.service, child.service),
+                        (parent.operation, child.operation),
+                    ];
                     for (a, b) in pairs {
-                        let e = self.relation(NodeIndex::new(a), NodeIndex::new(b), RelationKind::Calls, t);
+                        let e = self.relation(
+                            NodeIndex::new(a),
+                            NodeIndex::new(b),
+                            RelationKind::Calls,
+                            t,
+                        );
                         let red = self.graph[e].red.entry(bucket).or_default();
                         red.calls += 1;
                         red.errors += u64::from(child.error);
@@ -262,20 +292,34 @@ impl KnowledgeGraph {
                     }
                 }
                 JoinEvent::Link { .. } => {}
-                JoinEvent::SelfTime { facts, self_time_nanos, remote_child } => {
+                JoinEvent::SelfTime {
+                    facts,
+                    self_time_nanos,
+                    remote_child,
+                } => {
                     let bucket = self.bucket(facts.start);
                     // A client span's self time is the gap of its call and belongs to the
                     // `calls` edge; the service's self time is its own work.
                     match remote_child.filter(|_| facts.client) {
                         Some(callee) => {
-                            let key = (NodeIndex::new(facts.service), NodeIndex::new(callee), RelationKind::Calls);
+                            let key = (
+                                NodeIndex::new(facts.service),
+                                NodeIndex::new(callee),
+                                RelationKind::Calls,
+                            );
                             if let Some(&e) = self.relations.get(&key) {
-                                self.graph[e].red.entry(bucket).or_default().self_time.add_nanos(*self_time_nanos);
+                                self.graph[e]
+                                    .red
+                                    .entry(bucket)
+                                    .or_default()
+                                    .self_time
+                                    .add_nanos(*self_time_nanos);
                             }
                         }
                         None => {
                             for i in [facts.service, facts.operation] {
-                                let red = self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
+                                let red =
+                                    self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
                                 red.self_time.add_nanos(*self_time_nanos);
                             }
                         }
@@ -291,7 +335,9 @@ impl KnowledgeGraph {
     /// the pod.
     pub fn apply_logs(&mut self, batch: &[ResourceLogs]) {
         for rl in batch {
-            let Some(first) = rl.records.first() else { continue };
+            let Some(first) = rl.records.first() else {
+                continue;
+            };
             let (service, pod) = self.resource_entities(&rl.resource, first.time_unix_nano);
             for record in &rl.records {
                 let bucket = self.bucket(record.time_unix_nano);
@@ -311,7 +357,9 @@ impl KnowledgeGraph {
     /// resource names one, else on the service. Distributions contribute their mean.
     pub fn apply_metrics(&mut self, batch: &[ResourceMetrics]) {
         for rm in batch {
-            let Some(first) = rm.points.first() else { continue };
+            let Some(first) = rm.points.first() else {
+                continue;
+            };
             let (service, pod) = self.resource_entities(&rm.resource, first.time_unix_nano);
             let target = pod.unwrap_or(service);
             for point in &rm.points {
@@ -326,8 +374,17 @@ impl KnowledgeGraph {
                 let bucket = self.bucket(point.time_unix_nano);
                 let e = &mut self.graph[target];
                 e.last_seen = e.last_seen.max(point.time_unix_nano);
-                let g = e.gauges.entry(point.metric_name.clone()).or_default().entry(bucket).or_default();
-                g.max = if g.count == 0 { value } else { g.max.max(value) };
+                let g = e
+                    .gauges
+                    .entry(point.metric_name.clone())
+                    .or_default()
+                    .entry(bucket)
+                    .or_default();
+                g.max = if g.count == 0 {
+                    value
+                } else {
+                    g.max.max(value)
+                };
                 g.sum += value;
                 g.count += 1;
             }
@@ -359,10 +416,17 @@ mod tests {
     use super::*;
 
     fn resource(service: &str, pod: &str) -> Arc<Resource> {
-        let attrs = [("service.name", service), ("k8s.pod.name", pod), ("k8s.node.name", "node-1")];
+        let attrs = [
+            ("service.name", service),
+            ("k8s.pod.name", pod),
+            ("k8s.node.name", "node-1"),
+        ];
         Arc::new(Resource {
             attributes: Attributes(
-                attrs.iter().map(|(k, v)| (k.to_string(), AttributeValue::String(v.to_string()))).collect(),
+                attrs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), AttributeValue::String(v.to_string())))
+                    .collect(),
             ),
         })
     }
@@ -376,7 +440,11 @@ mod tests {
             kind: SpanKind::Server,
             start_time_unix_nano: start,
             end_time_unix_nano: end,
-            status: if error { StatusCode::Error } else { StatusCode::Unset },
+            status: if error {
+                StatusCode::Error
+            } else {
+                StatusCode::Unset
+            },
             attributes: Attributes::default(),
             exception_events: 0,
         }
@@ -388,9 +456,18 @@ mod tests {
         for trace in 1..=3u8 {
             // The payment span arrives first, in its own request; frontend's root arrives last.
             let batches = [
-                vec![ResourceSpans { resource: resource("payment", "payment-1"), spans: vec![span(trace, 3, Some(2), 20, 40, trace == 3)] }],
-                vec![ResourceSpans { resource: resource("checkout", "checkout-1"), spans: vec![span(trace, 2, Some(1), 10, 60, false)] }],
-                vec![ResourceSpans { resource: resource("frontend", "frontend-1"), spans: vec![span(trace, 1, None, 0, 100, false)] }],
+                vec![ResourceSpans {
+                    resource: resource("payment", "payment-1"),
+                    spans: vec![span(trace, 3, Some(2), 20, 40, trace == 3)],
+                }],
+                vec![ResourceSpans {
+                    resource: resource("checkout", "checkout-1"),
+                    spans: vec![span(trace, 2, Some(1), 10, 60, false)],
+                }],
+                vec![ResourceSpans {
+                    resource: resource("frontend", "frontend-1"),
+                    spans: vec![span(trace, 1, None, 0, 100, false)],
+                }],
             ];
             batches.iter().for_each(|b| g.apply_spans(b));
         }
@@ -400,16 +477,32 @@ mod tests {
             .edges
             .iter()
             .filter(|e| e.kind == "calls" && e.source.starts_with("service:"))
-            .map(|e| (e.source.as_str(), e.target.as_str(), e.red.calls, e.red.errors))
+            .map(|e| {
+                (
+                    e.source.as_str(),
+                    e.target.as_str(),
+                    e.red.calls,
+                    e.red.errors,
+                )
+            })
             .collect();
         assert_eq!(
             calls,
-            vec![("service:checkout", "service:payment", 3, 1), ("service:frontend", "service:checkout", 3, 0)]
+            vec![
+                ("service:checkout", "service:payment", 3, 1),
+                ("service:frontend", "service:checkout", 3, 0)
+            ]
         );
         let window = g.window(0, 1_000);
-        let checkout = window.services.iter().find(|s| s.name == "checkout").unwrap();
+        let checkout = window
+            .services
+            .iter()
+            .find(|s| s.name == "checkout")
+            .unwrap();
         // checkout lasts 50 ns of which payment covers 20.
         assert!((checkout.red.self_time.mean_seconds().unwrap() - 30e-9).abs() < 1e-9);
-        assert!(snapshot.edges.iter().any(|e| e.kind == "runs_on" && e.source == "pod:payment-1" && e.target == "node:node-1"));
+        assert!(snapshot.edges.iter().any(|e| e.kind == "runs_on"
+            && e.source == "pod:payment-1"
+            && e.target == "node:node-1"));
     }
 }

@@ -43,7 +43,11 @@ pub(crate) enum JoinEvent {
     /// A span left the buffer; its self time is final. `remote_child` names the service of a
     /// child in another service, making this span the client side of that call and its self
     /// time the call's gap (network, queueing, client overhead).
-    SelfTime { facts: SpanFacts, self_time_nanos: u64, remote_child: Option<usize> },
+    SelfTime {
+        facts: SpanFacts,
+        self_time_nanos: u64,
+        remote_child: Option<usize>,
+    },
 }
 
 /// Bounds of the join buffer.
@@ -57,7 +61,10 @@ pub struct JoinConfig {
 
 impl Default for JoinConfig {
     fn default() -> Self {
-        Self { capacity: 1_000_000, expiry_nanos: 30 * 1_000_000_000 }
+        Self {
+            capacity: 1_000_000,
+            expiry_nanos: 30 * 1_000_000_000,
+        }
     }
 }
 
@@ -119,8 +126,7 @@ impl JoinBuffer {
             return; // A duplicate delivery (an exporter's retry) adds nothing to the structure.
         }
         self.watermark = self.watermark.max(facts.end);
-        let mut pending =
-            Pending {
+        let mut pending = Pending {
             facts,
             parent,
             linked_to_parent: false,
@@ -182,7 +188,11 @@ impl JoinBuffer {
         self.tick = now;
         let horizon = now.saturating_sub(idle_nanos);
         while let Some(key) = self.order.front().copied() {
-            if self.spans.get(&key).is_some_and(|p| p.received_at >= horizon) {
+            if self
+                .spans
+                .get(&key)
+                .is_some_and(|p| p.received_at >= horizon)
+            {
                 break;
             }
             self.order.pop_front();
@@ -199,13 +209,19 @@ impl JoinBuffer {
     }
 
     fn evict(&mut self, key: Key, events: &mut Vec<JoinEvent>) {
-        let Some(mut p) = self.spans.remove(&key) else { return };
+        let Some(mut p) = self.spans.remove(&key) else {
+            return;
+        };
         if let (Some(parent), false) = (p.parent, p.linked_to_parent) {
             self.waiting.remove(&(key.0, parent));
         }
         let (start, end) = (p.facts.start, p.facts.end);
         let self_time_nanos = (end - start) - covered(start, end, &mut p.children);
-        events.push(JoinEvent::SelfTime { facts: p.facts, self_time_nanos, remote_child: p.remote_child });
+        events.push(JoinEvent::SelfTime {
+            facts: p.facts,
+            self_time_nanos,
+            remote_child: p.remote_child,
+        });
     }
 }
 
@@ -214,7 +230,14 @@ mod tests {
     use super::*;
 
     fn facts(service: usize, start: u64, end: u64) -> SpanFacts {
-        SpanFacts { service, operation: service, start, end, error: false, client: false }
+        SpanFacts {
+            service,
+            operation: service,
+            start,
+            end,
+            error: false,
+            client: false,
+        }
     }
 
     fn sid(n: u8) -> SpanId {
@@ -230,7 +253,10 @@ mod tests {
     #[test]
     fn child_before_parent_is_linked_and_self_time_excludes_it() {
         let trace = TraceId([7; 16]);
-        let mut buffer = JoinBuffer::new(JoinConfig { capacity: 10, expiry_nanos: 5 });
+        let mut buffer = JoinBuffer::new(JoinConfig {
+            capacity: 10,
+            expiry_nanos: 5,
+        });
         let mut events = Vec::new();
         buffer.insert(trace, sid(2), Some(sid(1)), facts(1, 10, 40), &mut events);
         assert!(events.is_empty(), "the child waits for its parent");
@@ -241,7 +267,11 @@ mod tests {
         let self_times: Vec<(usize, u64)> = events
             .iter()
             .filter_map(|e| match e {
-                JoinEvent::SelfTime { facts, self_time_nanos, .. } => Some((facts.service, *self_time_nanos)),
+                JoinEvent::SelfTime {
+                    facts,
+                    self_time_nanos,
+                    ..
+                } => Some((facts.service, *self_time_nanos)),
                 _ => None,
             })
             .collect();
@@ -251,7 +281,10 @@ mod tests {
     #[test]
     fn capacity_bounds_the_buffer() {
         let trace = TraceId([7; 16]);
-        let mut buffer = JoinBuffer::new(JoinConfig { capacity: 3, expiry_nanos: u64::MAX });
+        let mut buffer = JoinBuffer::new(JoinConfig {
+            capacity: 3,
+            expiry_nanos: u64::MAX,
+        });
         let mut events = Vec::new();
         for n in 1..=10 {
             buffer.insert(trace, sid(n), Some(sid(200)), facts(0, 0, 1), &mut events);
@@ -269,10 +302,20 @@ mod idle_tests {
     #[test]
     fn idle_spans_leave_after_the_idle_time() {
         let trace = TraceId([1; 16]);
-        let mut buffer = JoinBuffer::new(JoinConfig { capacity: 10, expiry_nanos: u64::MAX });
+        let mut buffer = JoinBuffer::new(JoinConfig {
+            capacity: 10,
+            expiry_nanos: u64::MAX,
+        });
         let mut events = Vec::new();
         buffer.expire_idle(100, 10, &mut events);
-        let facts = SpanFacts { service: 0, operation: 0, start: 0, end: 1, error: false, client: false };
+        let facts = SpanFacts {
+            service: 0,
+            operation: 0,
+            start: 0,
+            end: 1,
+            error: false,
+            client: false,
+        };
         buffer.insert(trace, SpanId([1; 8]), None, facts, &mut events);
         buffer.expire_idle(105, 10, &mut events);
         assert_eq!(buffer.len(), 1, "received at 100, not idle at 105");

@@ -14,13 +14,17 @@ pub struct DurationSketch {
 
 impl std::fmt::Debug for DurationSketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurationSketch").field("count", &self.count()).finish()
+        f.debug_struct("DurationSketch")
+            .field("count", &self.count())
+            .finish()
     }
 }
 
 impl Default for DurationSketch {
     fn default() -> Self {
-        Self { sketch: DDSketch::new(Config::defaults()) }
+        Self {
+            sketch: DDSketch::new(Config::defaults()),
+        }
     }
 }
 
@@ -124,7 +128,11 @@ impl GaugeStats {
             return;
         }
         let other_max = other.mean().unwrap_or(other.max);
-        self.max = if self.count == 0 { other_max } else { self.max.max(other_max) };
+        self.max = if self.count == 0 {
+            other_max
+        } else {
+            self.max.max(other_max)
+        };
         self.sum += other.sum;
         self.count += other.count;
     }

@@ -42,7 +42,11 @@ impl From<&RedStats> for RedSummary {
         Self {
             calls: r.calls,
             errors: r.errors,
-            error_ratio: if r.calls > 0 { r.errors as f64 / r.calls as f64 } else { 0.0 },
+            error_ratio: if r.calls > 0 {
+                r.errors as f64 / r.calls as f64
+            } else {
+                0.0
+            },
             duration_p50_seconds: r.duration.quantile_seconds(0.5),
             duration_p90_seconds: r.duration.quantile_seconds(0.9),
             duration_p99_seconds: r.duration.quantile_seconds(0.99),
@@ -167,7 +171,11 @@ pub struct WindowStats {
     pub pods: Vec<PodWindow>,
 }
 
-fn merged<T: Default + Clone>(map: &BTreeMap<u64, T>, r: &Range<u64>, merge: impl Fn(&mut T, &T)) -> T {
+fn merged<T: Default + Clone>(
+    map: &BTreeMap<u64, T>,
+    r: &Range<u64>,
+    merge: impl Fn(&mut T, &T),
+) -> T {
     let mut out = T::default();
     map.range(r.clone()).for_each(|(_, v)| merge(&mut out, v));
     out
@@ -218,7 +226,11 @@ impl KnowledgeGraph {
         let mut edges: Vec<EdgeView> = self
             .graph
             .edge_indices()
-            .filter_map(|i| self.graph.edge_endpoints(i).map(|(a, b)| (a, b, &self.graph[i])))
+            .filter_map(|i| {
+                self.graph
+                    .edge_endpoints(i)
+                    .map(|(a, b)| (a, b, &self.graph[i]))
+            })
             .filter_map(|(source, target, rel)| {
                 let observations: u64 = rel.seen.range(r.clone()).map(|(_, n)| n).sum();
                 (observations > 0).then(|| EdgeView {
@@ -239,14 +251,26 @@ impl KnowledgeGraph {
     pub fn window(&self, start: u64, end: u64) -> WindowStats {
         let r = self.buckets(start, end);
         let bucket_nanos = self.config.bucket_nanos;
-        let mut out = WindowStats { start, end, ..Default::default() };
-        for e in self.graph.node_weights().filter(|e| Self::active(e, start, end)) {
+        let mut out = WindowStats {
+            start,
+            end,
+            ..Default::default()
+        };
+        for e in self
+            .graph
+            .node_weights()
+            .filter(|e| Self::active(e, start, end))
+        {
             match e.kind {
                 EntityKind::Service => out.services.push(ServiceWindow {
                     name: e.name.clone(),
                     red: merged(&e.red, &r, RedStats::merge),
                     logs: merged(&e.logs, &r, LogStats::merge),
-                    buckets: e.red.range(r.clone()).map(|(b, s)| (b * bucket_nanos, s.clone())).collect(),
+                    buckets: e
+                        .red
+                        .range(r.clone())
+                        .map(|(b, s)| (b * bucket_nanos, s.clone()))
+                        .collect(),
                 }),
                 EntityKind::Pod => out.pods.push(PodWindow {
                     name: e.name.clone(),
@@ -263,25 +287,36 @@ impl KnowledgeGraph {
             }
         }
         for i in self.graph.edge_indices() {
-            let Some((source, target)) = self.graph.edge_endpoints(i) else { continue };
+            let Some((source, target)) = self.graph.edge_endpoints(i) else {
+                continue;
+            };
             let (a, b, rel) = (&self.graph[source], &self.graph[target], &self.graph[i]);
             if rel.kind != RelationKind::Calls || a.kind != EntityKind::Service {
                 continue;
             }
             let red = merged(&rel.red, &r, RedStats::merge);
             if red.calls > 0 {
-                out.edges.push(EdgeWindow { source: a.name.clone(), target: b.name.clone(), red });
+                out.edges.push(EdgeWindow {
+                    source: a.name.clone(),
+                    target: b.name.clone(),
+                    red,
+                });
             }
         }
         let mut observed = std::collections::BTreeSet::new();
-        for e in self.graph.node_weights().filter(|e| e.kind == EntityKind::Service) {
+        for e in self
+            .graph
+            .node_weights()
+            .filter(|e| e.kind == EntityKind::Service)
+        {
             observed.extend(e.red.range(r.clone()).map(|(b, _)| *b));
             observed.extend(e.logs.range(r.clone()).map(|(b, _)| *b));
         }
         out.observed_nanos = observed.len() as u64 * bucket_nanos;
         out.services.sort_by(|a, b| a.name.cmp(&b.name));
         out.pods.sort_by(|a, b| a.name.cmp(&b.name));
-        out.edges.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out.edges
+            .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
         out
     }
 }
@@ -309,7 +344,11 @@ impl WindowStats {
             }
         }
         for e in &other.edges {
-            match self.edges.iter_mut().find(|x| x.source == e.source && x.target == e.target) {
+            match self
+                .edges
+                .iter_mut()
+                .find(|x| x.source == e.source && x.target == e.target)
+            {
                 Some(x) => x.red.merge(&e.red),
                 None => self.edges.push(e.clone()),
             }

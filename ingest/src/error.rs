@@ -77,7 +77,9 @@ impl Error {
             | Self::UnsupportedContentEncoding(_) => tonic::Status::invalid_argument(message),
             Self::TooLarge { .. } => tonic::Status::resource_exhausted(message),
             Self::Overloaded(_) => tonic::Status::unavailable(message),
-            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } => tonic::Status::internal(message),
+            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } => {
+                tonic::Status::internal(message)
+            }
         }
     }
 }

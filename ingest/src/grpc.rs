@@ -1,16 +1,24 @@
 //! OTLP/gRPC receiver: the `TraceService`, `MetricsService` and `LogsService` `Export` methods
 //! (OTLP specification, "OTLP/gRPC"), gzip accepted, message size bounded.
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -68,5 +76,8 @@ pub fn grpc_router<S: TelemetrySink + ?Sized>(receiver: Receiver<S>) -> axum::Ro
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
-    tonic::service::Routes::new(traces).add_service(metrics).add_service(logs).into_axum_router()
+    tonic::service::Routes::new(traces)
+        .add_service(metrics)
+        .add_service(logs)
+        .into_axum_router()
 }

@@ -41,8 +41,16 @@ struct RpcStatus {
 }
 
 fn encoding(headers: &HeaderMap) -> Result<Encoding> {
-    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         PROTOBUF => Ok(Encoding::Protobuf),
         JSON => Ok(Encoding::Json),
@@ -52,16 +60,25 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding> {
 
 /// Undoes `Content-Encoding`, bounded by the decompressed-size limit.
 fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes> {
-    let coding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let coding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
     match coding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
         "gzip" => {
             let limit = limits.max_decompressed_bytes;
             let mut out = Vec::new();
             let decoder = flate2::read::GzDecoder::new(&body[..]);
-            decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(Error::Gzip)?;
+            decoder
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(Error::Gzip)?;
             if out.len() > limit {
-                return Err(Error::TooLarge { what: "decompressed body", limit_bytes: limit });
+                return Err(Error::TooLarge {
+                    what: "decompressed body",
+                    limit_bytes: limit,
+                });
             }
             Ok(out.into())
         }
@@ -76,25 +93,63 @@ fn decode<T: Message + Default + DeserializeOwned>(encoding: Encoding, body: &[u
     })
 }
 
-fn respond<T: Message + Serialize>(encoding: Encoding, status: StatusCode, message: &T) -> Response {
+/// Brings serde's rendering of a response to the proto3 JSON mapping OTLP/JSON uses: absent
+/// messages are left out rather than `null`, and 64-bit integers are decimal strings.
+fn proto3_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            for (key, v) in map.iter_mut() {
+                if key.starts_with("rejected") && v.is_number() {
+                    *v = serde_json::Value::String(v.to_string());
+                } else {
+                    proto3_json(v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(proto3_json),
+        _ => {}
+    }
+}
+
+fn respond<T: Message + Serialize>(
+    encoding: Encoding,
+    status: StatusCode,
+    message: &T,
+) -> Response {
     let (content_type, body) = match encoding {
         Encoding::Protobuf => (PROTOBUF, message.encode_to_vec()),
-        Encoding::Json => (JSON, serde_json::to_vec(message).unwrap_or_default()),
+        Encoding::Json => {
+            let mut value = serde_json::to_value(message).unwrap_or_default();
+            proto3_json(&mut value);
+            (JSON, value.to_string().into_bytes())
+        }
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn error_response(encoding: Encoding, error: &Error) -> Response {
-    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let rpc = RpcStatus { code: error.grpc_status().code() as i32, message: error.to_string() };
+    let status =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let rpc = RpcStatus {
+        code: error.grpc_status().code() as i32,
+        message: error.to_string(),
+    };
     let mut response = respond(encoding, status, &rpc);
     if matches!(error, Error::Overloaded(_)) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
 
-async fn handle<S, Req, Resp, F, Fut>(receiver: Receiver<S>, headers: HeaderMap, body: Body, export: F) -> Response
+async fn handle<S, Req, Resp, F, Fut>(
+    receiver: Receiver<S>,
+    headers: HeaderMap,
+    body: Body,
+    export: F,
+) -> Response
 where
     S: TelemetrySink + ?Sized,
     Req: Message + Default + DeserializeOwned,
@@ -110,7 +165,10 @@ where
     let result = async {
         let body = axum::body::to_bytes(body, limits.max_body_bytes)
             .await
-            .map_err(|_| Error::TooLarge { what: "body", limit_bytes: limits.max_body_bytes })?;
+            .map_err(|_| Error::TooLarge {
+                what: "body",
+                limit_bytes: limits.max_body_bytes,
+            })?;
         let body = decompress(&headers, body, &limits)?;
         let request: Req = decode(enc, &body)?;
         export(receiver, request).await
@@ -131,22 +189,72 @@ pub fn http_router<S: TelemetrySink + ?Sized>(receiver: Receiver<S>) -> Router {
     Router::new()
         .route(
             "/v1/traces",
-            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                handle(r, headers, body, |r, req| async move { r.export_traces(req).await })
-            }),
+            post(
+                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                    handle(r, headers, body, |r, req| async move {
+                        r.export_traces(req).await
+                    })
+                },
+            ),
         )
         .route(
             "/v1/metrics",
-            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                handle(r, headers, body, |r, req| async move { r.export_metrics(req).await })
-            }),
+            post(
+                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                    handle(r, headers, body, |r, req| async move {
+                        r.export_metrics(req).await
+                    })
+                },
+            ),
         )
         .route(
             "/v1/logs",
-            post(|State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                handle(r, headers, body, |r, req| async move { r.export_logs(req).await })
-            }),
+            post(
+                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
+                    handle(r, headers, body, |r, req| async move {
+                        r.export_logs(req).await
+                    })
+                },
+            ),
         )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(receiver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_follow_the_proto3_json_mapping() {
+        let cases = [
+            (serde_json::json!({"partialSuccess": null}), "{}"),
+            (
+                serde_json::json!({"partialSuccess": {"rejectedSpans": 2, "errorMessage": "x"}}),
+                r#"{"partialSuccess":{"errorMessage":"x","rejectedSpans":"2"}}"#,
+            ),
+        ];
+        for (mut value, expected) in cases {
+            proto3_json(&mut value);
+            assert_eq!(value.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn content_types_are_matched_on_their_essence() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert_eq!(encoding(&headers).unwrap(), Encoding::Json);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        assert!(matches!(
+            encoding(&headers),
+            Err(Error::UnsupportedContentType(_))
+        ));
+    }
 }

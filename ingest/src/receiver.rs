@@ -30,7 +30,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 16 << 20, max_decompressed_bytes: 64 << 20 }
+        Self {
+            max_body_bytes: 16 << 20,
+            max_decompressed_bytes: 64 << 20,
+        }
     }
 }
 
@@ -42,14 +45,24 @@ pub struct Receiver<S: ?Sized> {
 
 impl<S: ?Sized> Clone for Receiver<S> {
     fn clone(&self) -> Self {
-        Self { sink: self.sink.clone(), limits: self.limits }
+        Self {
+            sink: self.sink.clone(),
+            limits: self.limits,
+        }
     }
 }
 
 fn partial<T>(decoded: &Decoded<T>) -> Option<(i64, String)> {
     (decoded.rejected > 0).then(|| {
-        let reason = decoded.first_error.as_ref().map(ToString::to_string).unwrap_or_default();
-        (decoded.rejected as i64, format!("{} item(s) rejected; first: {reason}", decoded.rejected))
+        let reason = decoded
+            .first_error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        (
+            decoded.rejected as i64,
+            format!("{} item(s) rejected; first: {reason}", decoded.rejected),
+        )
     })
 }
 
@@ -64,28 +77,49 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
         self.limits
     }
 
-    async fn deliver(&self, signal: Signal, batch: TelemetryBatch, protobuf: Vec<u8>) -> Result<()> {
+    async fn deliver(
+        &self,
+        signal: Signal,
+        batch: TelemetryBatch,
+        protobuf: Vec<u8>,
+    ) -> Result<()> {
         let sink = self.sink.clone();
         // The sink writes and updates the graph: CPU and disk work, off the async threads.
-        tokio::task::spawn_blocking(move || sink.consume(Accepted { signal, batch, protobuf }))
-            .await
-            .map_err(|e| Error::Internal(format!("sink task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            sink.consume(Accepted {
+                signal,
+                batch,
+                protobuf,
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sink task failed: {e}")))?
     }
 
     /// Takes a trace export.
     ///
     /// # Errors
     /// The sink's error; invalid spans are not errors but `partial_success`.
-    pub async fn export_traces(&self, request: ExportTraceServiceRequest) -> Result<ExportTraceServiceResponse> {
+    pub async fn export_traces(
+        &self,
+        request: ExportTraceServiceRequest,
+    ) -> Result<ExportTraceServiceResponse> {
         let decoded = decode_traces(&request);
         let partial = partial(&decoded);
         if !decoded.items.is_empty() {
-            self.deliver(Signal::Traces, TelemetryBatch::Traces(decoded.items), request.encode_to_vec()).await?;
+            self.deliver(
+                Signal::Traces,
+                TelemetryBatch::Traces(decoded.items),
+                request.encode_to_vec(),
+            )
+            .await?;
         }
         Ok(ExportTraceServiceResponse {
-            partial_success: partial.map(|(rejected_spans, error_message)| ExportTracePartialSuccess {
-                rejected_spans,
-                error_message,
+            partial_success: partial.map(|(rejected_spans, error_message)| {
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
             }),
         })
     }
@@ -94,15 +128,26 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
     ///
     /// # Errors
     /// The sink's error; invalid points are not errors but `partial_success`.
-    pub async fn export_metrics(&self, request: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse> {
+    pub async fn export_metrics(
+        &self,
+        request: ExportMetricsServiceRequest,
+    ) -> Result<ExportMetricsServiceResponse> {
         let decoded = decode_metrics(&request);
         let partial = partial(&decoded);
         if !decoded.items.is_empty() {
-            self.deliver(Signal::Metrics, TelemetryBatch::Metrics(decoded.items), request.encode_to_vec()).await?;
+            self.deliver(
+                Signal::Metrics,
+                TelemetryBatch::Metrics(decoded.items),
+                request.encode_to_vec(),
+            )
+            .await?;
         }
         Ok(ExportMetricsServiceResponse {
             partial_success: partial.map(|(rejected_data_points, error_message)| {
-                ExportMetricsPartialSuccess { rejected_data_points, error_message }
+                ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }
             }),
         })
     }
@@ -111,16 +156,26 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
     ///
     /// # Errors
     /// The sink's error; invalid records are not errors but `partial_success`.
-    pub async fn export_logs(&self, request: ExportLogsServiceRequest) -> Result<ExportLogsServiceResponse> {
+    pub async fn export_logs(
+        &self,
+        request: ExportLogsServiceRequest,
+    ) -> Result<ExportLogsServiceResponse> {
         let decoded = decode_logs(&request);
         let partial = partial(&decoded);
         if !decoded.items.is_empty() {
-            self.deliver(Signal::Logs, TelemetryBatch::Logs(decoded.items), request.encode_to_vec()).await?;
+            self.deliver(
+                Signal::Logs,
+                TelemetryBatch::Logs(decoded.items),
+                request.encode_to_vec(),
+            )
+            .await?;
         }
         Ok(ExportLogsServiceResponse {
-            partial_success: partial.map(|(rejected_log_records, error_message)| ExportLogsPartialSuccess {
-                rejected_log_records,
-                error_message,
+            partial_success: partial.map(|(rejected_log_records, error_message)| {
+                ExportLogsPartialSuccess {
+                    rejected_log_records,
+                    error_message,
+                }
             }),
         })
     }
@@ -133,10 +188,14 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
 /// [`Error::Protobuf`] when the bytes are not a request of that signal.
 pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<TelemetryBatch> {
     Ok(match signal {
-        Signal::Traces => TelemetryBatch::Traces(decode_traces(&ExportTraceServiceRequest::decode(bytes)?).items),
-        Signal::Metrics => {
-            TelemetryBatch::Metrics(decode_metrics(&ExportMetricsServiceRequest::decode(bytes)?).items)
+        Signal::Traces => {
+            TelemetryBatch::Traces(decode_traces(&ExportTraceServiceRequest::decode(bytes)?).items)
         }
-        Signal::Logs => TelemetryBatch::Logs(decode_logs(&ExportLogsServiceRequest::decode(bytes)?).items),
+        Signal::Metrics => TelemetryBatch::Metrics(
+            decode_metrics(&ExportMetricsServiceRequest::decode(bytes)?).items,
+        ),
+        Signal::Logs => {
+            TelemetryBatch::Logs(decode_logs(&ExportLogsServiceRequest::decode(bytes)?).items)
+        }
     })
 }

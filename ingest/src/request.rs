@@ -38,7 +38,12 @@ impl ExportRequest {
     /// Number of spans, data points or log records in the request.
     pub fn item_count(&self) -> usize {
         match &self.0 {
-            Inner::Traces(r) => r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum(),
+            Inner::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum(),
             Inner::Metrics(r) => r
                 .resource_metrics
                 .iter()
@@ -56,7 +61,12 @@ impl ExportRequest {
                     }
                 })
                 .sum(),
-            Inner::Logs(r) => r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum(),
+            Inner::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum(),
         }
     }
 
@@ -66,11 +76,21 @@ impl ExportRequest {
     /// The receiver's sink error.
     pub async fn export_to<S: TelemetrySink + ?Sized>(self, receiver: &Receiver<S>) -> Result<u64> {
         Ok(match self.0 {
-            Inner::Traces(r) => receiver.export_traces(r).await?.partial_success.map_or(0, |p| p.rejected_spans),
-            Inner::Metrics(r) => {
-                receiver.export_metrics(r).await?.partial_success.map_or(0, |p| p.rejected_data_points)
-            }
-            Inner::Logs(r) => receiver.export_logs(r).await?.partial_success.map_or(0, |p| p.rejected_log_records),
+            Inner::Traces(r) => receiver
+                .export_traces(r)
+                .await?
+                .partial_success
+                .map_or(0, |p| p.rejected_spans),
+            Inner::Metrics(r) => receiver
+                .export_metrics(r)
+                .await?
+                .partial_success
+                .map_or(0, |p| p.rejected_data_points),
+            Inner::Logs(r) => receiver
+                .export_logs(r)
+                .await?
+                .partial_success
+                .map_or(0, |p| p.rejected_log_records),
         } as u64)
     }
 }

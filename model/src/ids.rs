@@ -77,9 +77,16 @@ mod tests {
     fn ids_check_length_and_zero() {
         assert_eq!(
             SpanId::from_bytes("span_id", &[1, 2, 3]),
-            Err(Error::InvalidIdLength { field: "span_id", len: 3, expected: 8 })
+            Err(Error::InvalidIdLength {
+                field: "span_id",
+                len: 3,
+                expected: 8
+            })
         );
-        assert_eq!(TraceId::from_bytes("trace_id", &[0; 16]), Err(Error::ZeroId { field: "trace_id" }));
+        assert_eq!(
+            TraceId::from_bytes("trace_id", &[0; 16]),
+            Err(Error::ZeroId { field: "trace_id" })
+        );
         let id = SpanId::from_bytes("span_id", &[0xab, 0, 0, 0, 0, 0, 0, 1]).unwrap();
         assert_eq!(id.to_string(), "ab00000000000001");
     }

@@ -33,7 +33,11 @@ pub struct Decoded<T> {
 
 impl<T> Decoded<T> {
     fn new() -> Self {
-        Self { items: Vec::new(), rejected: 0, first_error: None }
+        Self {
+            items: Vec::new(),
+            rejected: 0,
+            first_error: None,
+        }
     }
 
     fn reject(&mut self, error: Error) {
@@ -93,7 +97,9 @@ fn attributes(kvs: &[KeyValue]) -> Attributes {
 }
 
 fn resource(r: Option<&presource::Resource>) -> Arc<Resource> {
-    Arc::new(Resource { attributes: r.map(|r| attributes(&r.attributes)).unwrap_or_default() })
+    Arc::new(Resource {
+        attributes: r.map(|r| attributes(&r.attributes)).unwrap_or_default(),
+    })
 }
 
 fn optional_span_id(field: &'static str, bytes: &[u8]) -> Result<Option<SpanId>> {
@@ -113,7 +119,11 @@ fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>> {
 }
 
 fn span(s: &ptrace::Span) -> Result<Span> {
-    let status = s.status.as_ref().map(|st| StatusCode::from_wire(st.code)).unwrap_or_default();
+    let status = s
+        .status
+        .as_ref()
+        .map(|st| StatusCode::from_wire(st.code))
+        .unwrap_or_default();
     Ok(Span {
         trace_id: TraceId::from_bytes("trace_id", &s.trace_id)?,
         span_id: SpanId::from_bytes("span_id", &s.span_id)?,
@@ -141,19 +151,31 @@ pub fn decode_traces(request: &ExportTraceServiceRequest) -> Decoded<ResourceSpa
             }
         }
         if !spans.is_empty() {
-            out.items.push(ResourceSpans { resource: resource(rs.resource.as_ref()), spans });
+            out.items.push(ResourceSpans {
+                resource: resource(rs.resource.as_ref()),
+                spans,
+            });
         }
     }
     out
 }
 
 fn log_record(r: &plogs::LogRecord) -> Result<LogRecord> {
-    let time = if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano };
+    let time = if r.time_unix_nano != 0 {
+        r.time_unix_nano
+    } else {
+        r.observed_time_unix_nano
+    };
     Ok(LogRecord {
         time_unix_nano: time,
         severity_number: r.severity_number,
         severity_text: r.severity_text.clone(),
-        body: r.body.as_ref().and_then(|b| b.value.as_ref()).map(any_value_text).unwrap_or_default(),
+        body: r
+            .body
+            .as_ref()
+            .and_then(|b| b.value.as_ref())
+            .map(any_value_text)
+            .unwrap_or_default(),
         attributes: attributes(&r.attributes),
         trace_id: optional_trace_id(&r.trace_id)?,
         span_id: optional_span_id("span_id", &r.span_id)?,
@@ -172,7 +194,10 @@ pub fn decode_logs(request: &ExportLogsServiceRequest) -> Decoded<ResourceLogs> 
             }
         }
         if !records.is_empty() {
-            out.items.push(ResourceLogs { resource: resource(rl.resource.as_ref()), records });
+            out.items.push(ResourceLogs {
+                resource: resource(rl.resource.as_ref()),
+                records,
+            });
         }
     }
     out
@@ -187,9 +212,19 @@ fn number_point(
     let value = match p.value {
         Some(Value::AsDouble(d)) => d,
         Some(Value::AsInt(i)) => i as f64,
-        None => return Err(Error::MissingValue { metric: metric.name.clone() }),
+        None => {
+            return Err(Error::MissingValue {
+                metric: metric.name.clone(),
+            })
+        }
     };
-    Ok(point(metric, kind, p.time_unix_nano, PointValue::Number(value), &p.attributes))
+    Ok(point(
+        metric,
+        kind,
+        p.time_unix_nano,
+        PointValue::Number(value),
+        &p.attributes,
+    ))
 }
 
 fn point(
@@ -209,31 +244,64 @@ fn point(
     }
 }
 
-fn metric_points(metric: &pmetrics::Metric, out: &mut Vec<DataPoint>, decoded: &mut Decoded<ResourceMetrics>) {
+fn metric_points(
+    metric: &pmetrics::Metric,
+    out: &mut Vec<DataPoint>,
+    decoded: &mut Decoded<ResourceMetrics>,
+) {
     use pmetrics::metric::Data;
     let mut push = |r: Result<DataPoint>| match r {
         Ok(p) => out.push(p),
         Err(e) => decoded.reject(e),
     };
     match &metric.data {
-        Some(Data::Gauge(g)) => {
-            g.data_points.iter().for_each(|p| push(number_point(metric, MetricKind::Gauge, p)))
-        }
-        Some(Data::Sum(s)) => {
-            s.data_points.iter().for_each(|p| push(number_point(metric, MetricKind::Sum, p)))
-        }
+        Some(Data::Gauge(g)) => g
+            .data_points
+            .iter()
+            .for_each(|p| push(number_point(metric, MetricKind::Gauge, p))),
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .for_each(|p| push(number_point(metric, MetricKind::Sum, p))),
         Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
-            let value = PointValue::Distribution { count: p.count, sum: p.sum.unwrap_or(0.0) };
-            push(Ok(point(metric, MetricKind::Histogram, p.time_unix_nano, value, &p.attributes)))
+            let value = PointValue::Distribution {
+                count: p.count,
+                sum: p.sum.unwrap_or(0.0),
+            };
+            push(Ok(point(
+                metric,
+                MetricKind::Histogram,
+                p.time_unix_nano,
+                value,
+                &p.attributes,
+            )))
         }),
         Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
-            let value = PointValue::Distribution { count: p.count, sum: p.sum.unwrap_or(0.0) };
+            let value = PointValue::Distribution {
+                count: p.count,
+                sum: p.sum.unwrap_or(0.0),
+            };
             let kind = MetricKind::ExponentialHistogram;
-            push(Ok(point(metric, kind, p.time_unix_nano, value, &p.attributes)))
+            push(Ok(point(
+                metric,
+                kind,
+                p.time_unix_nano,
+                value,
+                &p.attributes,
+            )))
         }),
         Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| {
-            let value = PointValue::Distribution { count: p.count, sum: p.sum };
-            push(Ok(point(metric, MetricKind::Summary, p.time_unix_nano, value, &p.attributes)))
+            let value = PointValue::Distribution {
+                count: p.count,
+                sum: p.sum,
+            };
+            push(Ok(point(
+                metric,
+                MetricKind::Summary,
+                p.time_unix_nano,
+                value,
+                &p.attributes,
+            )))
         }),
         None => {}
     }
@@ -248,7 +316,10 @@ pub fn decode_metrics(request: &ExportMetricsServiceRequest) -> Decoded<Resource
             metric_points(m, &mut points, &mut out);
         }
         if !points.is_empty() {
-            out.items.push(ResourceMetrics { resource: resource(rm.resource.as_ref()), points });
+            out.items.push(ResourceMetrics {
+                resource: resource(rm.resource.as_ref()),
+                points,
+            });
         }
     }
     out
@@ -267,7 +338,10 @@ mod tests {
             kind: 2,
             start_time_unix_nano: 10,
             end_time_unix_nano: 5,
-            status: Some(ptrace::Status { message: String::new(), code: 2 }),
+            status: Some(ptrace::Status {
+                message: String::new(),
+                code: 2,
+            }),
             ..Default::default()
         }
     }
@@ -287,7 +361,11 @@ mod tests {
         assert_eq!(decoded.rejected, 2);
         assert_eq!(
             decoded.first_error,
-            Some(Error::InvalidIdLength { field: "span_id", len: 5, expected: 8 })
+            Some(Error::InvalidIdLength {
+                field: "span_id",
+                len: 5,
+                expected: 8
+            })
         );
         let span = &decoded.items[0].spans[0];
         assert_eq!(span.kind, SpanKind::Server);

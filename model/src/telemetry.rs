@@ -54,7 +54,9 @@ impl Attributes {
 
     /// The first value under `key` if it is a non-empty string.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(AttributeValue::as_str).filter(|s| !s.is_empty())
+        self.get(key)
+            .and_then(AttributeValue::as_str)
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -68,7 +70,9 @@ pub struct Resource {
 impl Resource {
     /// `service.name`, or `unknown_service` as the SDKs default it.
     pub fn service_name(&self) -> &str {
-        self.attributes.get_str(semconv::SERVICE_NAME).unwrap_or(semconv::UNKNOWN_SERVICE)
+        self.attributes
+            .get_str(semconv::SERVICE_NAME)
+            .unwrap_or(semconv::UNKNOWN_SERVICE)
     }
 
     /// `k8s.pod.name`, when present.

@@ -32,7 +32,11 @@ pub struct Wal {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io { action, path: path.display().to_string(), source }
+    move |source| Error::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn checksum(tag: u8, payload: &[u8]) -> u32 {
@@ -51,7 +55,12 @@ impl Wal {
     pub fn open(dir: &Path) -> Result<(Self, Vec<WalRecord>, u64)> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io("open", &path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read", &path))?;
         let (records, good) = parse(&bytes);
@@ -74,7 +83,9 @@ impl Wal {
         frame.extend_from_slice(&checksum(tag, payload).to_le_bytes());
         frame.push(tag);
         frame.extend_from_slice(payload);
-        self.file.write_all(&frame).map_err(io("append to", &self.path))?;
+        self.file
+            .write_all(&frame)
+            .map_err(io("append to", &self.path))?;
         self.file.sync_data().map_err(io("sync", &self.path))
     }
 }
@@ -90,11 +101,16 @@ fn parse(bytes: &[u8]) -> (Vec<WalRecord>, usize) {
         if len > MAX_PAYLOAD_BYTES {
             break;
         }
-        let Some(payload) = bytes.get(at + 9..at + 9 + len as usize) else { break };
+        let Some(payload) = bytes.get(at + 9..at + 9 + len as usize) else {
+            break;
+        };
         if checksum(tag, payload) != crc {
             break;
         }
-        records.push(WalRecord { tag, payload: payload.to_vec() });
+        records.push(WalRecord {
+            tag,
+            payload: payload.to_vec(),
+        });
         at += 9 + len as usize;
     }
     (records, at)
@@ -126,7 +142,19 @@ mod tests {
         drop(f);
         let (mut wal, records, torn) = Wal::open(&dir).unwrap();
         assert_eq!(torn, 6);
-        assert_eq!(records, vec![WalRecord { tag: 1, payload: b"first".to_vec() }, WalRecord { tag: 2, payload: b"second".to_vec() }]);
+        assert_eq!(
+            records,
+            vec![
+                WalRecord {
+                    tag: 1,
+                    payload: b"first".to_vec()
+                },
+                WalRecord {
+                    tag: 2,
+                    payload: b"second".to_vec()
+                }
+            ]
+        );
         wal.append(3, b"third").unwrap();
         drop(wal);
         let (_, records, torn) = Wal::open(&dir).unwrap();

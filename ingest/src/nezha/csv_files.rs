@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 
 /// A CSV reader over `path`, decompressing when the name ends in `.gz`.
 pub(super) fn reader(path: &Path) -> Result<csv::Reader<Box<dyn Read>>> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let input: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
     } else {
@@ -25,17 +28,23 @@ pub(super) fn columns<const N: usize>(
 ) -> Result<[usize; N]> {
     let mut out = [0; N];
     for (slot, name) in out.iter_mut().zip(wanted) {
-        *slot = headers.iter().position(|h| h == name).ok_or_else(|| Error::Dataset {
-            path: path.display().to_string(),
-            message: format!("missing column {name:?}"),
-        })?;
+        *slot = headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::Dataset {
+                path: path.display().to_string(),
+                message: format!("missing column {name:?}"),
+            })?;
     }
     Ok(out)
 }
 
 /// A dataset error for row `row` of `path`.
 pub(super) fn bad_row(path: &Path, row: usize, message: impl std::fmt::Display) -> Error {
-    Error::Dataset { path: path.display().to_string(), message: format!("row {row}: {message}") }
+    Error::Dataset {
+        path: path.display().to_string(),
+        message: format!("row {row}: {message}"),
+    }
 }
 
 /// Reads every record, mapping csv errors to dataset errors.

@@ -34,7 +34,9 @@ fn severity_of_word(word: &str) -> Option<(i32, &'static str)> {
 pub fn parse_severity(line: &str) -> Option<(i32, &'static str)> {
     let trimmed = line.trim();
     if trimmed.starts_with('{') {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(trimmed) {
+        if let Ok(serde_json::Value::Object(map)) =
+            serde_json::from_str::<serde_json::Value>(trimmed)
+        {
             let field = ["severity", "level", "levelname", "log.level"]
                 .iter()
                 .find_map(|k| map.get(*k).and_then(|v| v.as_str()));
@@ -72,16 +74,34 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
     let mut rows: Vec<(String, LogRecord)> = Vec::new();
     for path in minute_files(&dir.join("log"), Some((day, range)))? {
         let (headers, records) = records(&path)?;
-        let [stamp, time, pod, trace, span, log] =
-            columns(&path, &headers, ["Timestamp", "TimeUnixNano", "PodName", "TraceID", "SpanID", "Log"])?;
+        let [stamp, time, pod, trace, span, log] = columns(
+            &path,
+            &headers,
+            [
+                "Timestamp",
+                "TimeUnixNano",
+                "PodName",
+                "TraceID",
+                "SpanID",
+                "Log",
+            ],
+        )?;
         for (i, r) in records.iter().enumerate() {
             let field = |k: usize| r.get(k).unwrap_or("");
             // Some rows carry an overflowed (negative) TimeUnixNano; their RFC 3339 Timestamp
             // column still holds the time.
             let t = match field(time).parse::<u64>() {
                 Ok(t) => t,
-                Err(e) => rfc3339_nanos(field(stamp))
-                    .ok_or_else(|| bad_row(&path, i + 1, format!("TimeUnixNano {:?}: {e}, and no valid Timestamp", field(time))))?,
+                Err(e) => rfc3339_nanos(field(stamp)).ok_or_else(|| {
+                    bad_row(
+                        &path,
+                        i + 1,
+                        format!(
+                            "TimeUnixNano {:?}: {e}, and no valid Timestamp",
+                            field(time)
+                        ),
+                    )
+                })?,
             };
             if !range.contains(&t) {
                 continue;
@@ -90,10 +110,18 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
             // A line with no level word that names an exception is an error report (a Java
             // stack trace's first line, a Python traceback).
             let (severity_number, severity_text) = parse_severity(&line)
-                .or_else(|| (line.contains("Exception") || line.contains("Traceback")).then_some((17, "ERROR")))
+                .or_else(|| {
+                    (line.contains("Exception") || line.contains("Traceback"))
+                        .then_some((17, "ERROR"))
+                })
                 .unwrap_or((0, ""));
             // Ids that are not valid hex of the right length are left out, not invented.
-            let id = |k: usize, len: usize| hex::decode(field(k)).ok().filter(|b| b.len() == len).unwrap_or_default();
+            let id = |k: usize, len: usize| {
+                hex::decode(field(k))
+                    .ok()
+                    .filter(|b| b.len() == len)
+                    .unwrap_or_default()
+            };
             rows.push((
                 field(pod).to_owned(),
                 LogRecord {
@@ -101,7 +129,9 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
                     observed_time_unix_nano: t,
                     severity_number,
                     severity_text: severity_text.to_owned(),
-                    body: Some(AnyValue { value: Some(Value::StringValue(line)) }),
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue(line)),
+                    }),
                     trace_id: id(trace, 16),
                     span_id: id(span, 8),
                     ..Default::default()
@@ -123,11 +153,16 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
             .into_iter()
             .map(|(pod, log_records)| ResourceLogs {
                 resource: Some(resource(pod)),
-                scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
+                scope_logs: vec![ScopeLogs {
+                    log_records,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect();
-        requests.push(ExportRequest(Inner::Logs(ExportLogsServiceRequest { resource_logs })));
+        requests.push(ExportRequest(Inner::Logs(ExportLogsServiceRequest {
+            resource_logs,
+        })));
     }
     Ok(requests)
 }
@@ -139,9 +174,18 @@ mod tests {
     #[test]
     fn severities_are_parsed_from_common_layouts() {
         let cases: [(&str, Option<i32>); 6] = [
-            ("16:43:17.120 ERROR  c.s.ContactsServiceImpl#37 TraceID: x [findContactsById]", Some(17)),
-            ("16:43:25.207 INFO  t.s.TravelServiceImpl#457 TraceID: 8f2f", Some(9)),
-            (r#"{"timestamp": "2022", "severity": "warning", "message": "m"}"#, Some(13)),
+            (
+                "16:43:17.120 ERROR  c.s.ContactsServiceImpl#37 TraceID: x [findContactsById]",
+                Some(17),
+            ),
+            (
+                "16:43:25.207 INFO  t.s.TravelServiceImpl#457 TraceID: 8f2f",
+                Some(9),
+            ),
+            (
+                r#"{"timestamp": "2022", "severity": "warning", "message": "m"}"#,
+                Some(13),
+            ),
             ("2022-08-22 05:18:42 [WARN] slow query", Some(13)),
             ("plain text that names no level word early on, ERROR", None),
             ("", None),
@@ -153,8 +197,14 @@ mod tests {
 
     #[test]
     fn timestamps_without_offset_are_utc() {
-        assert_eq!(rfc3339_nanos("2023-01-29T09:20:29.295"), Some(1_674_984_029_295_000_000));
-        assert_eq!(rfc3339_nanos("2023-01-29T09:20:29.295Z"), Some(1_674_984_029_295_000_000));
+        assert_eq!(
+            rfc3339_nanos("2023-01-29T09:20:29.295"),
+            Some(1_674_984_029_295_000_000)
+        );
+        assert_eq!(
+            rfc3339_nanos("2023-01-29T09:20:29.295Z"),
+            Some(1_674_984_029_295_000_000)
+        );
         assert_eq!(rfc3339_nanos("-1"), None);
     }
 

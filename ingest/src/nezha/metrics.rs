@@ -7,11 +7,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use loupe_model::semconv::{
-    K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_CPU_USAGE, K8S_POD_MEMORY_LIMIT_UTILIZATION, K8S_POD_MEMORY_USAGE,
+    K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_CPU_USAGE, K8S_POD_MEMORY_LIMIT_UTILIZATION,
+    K8S_POD_MEMORY_USAGE,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics,
 };
 
 use super::csv_files::{bad_row, columns, records};
@@ -62,10 +64,15 @@ fn snake_case(name: &str) -> String {
 /// per pod.
 pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
     let metric_dir = dir.join("metric");
-    let Ok(entries) = std::fs::read_dir(&metric_dir) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(&metric_dir) else {
+        return Ok(Vec::new());
+    };
     let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Io { path: metric_dir.display().to_string(), source })?;
+        let entry = entry.map_err(|source| Error::Io {
+            path: metric_dir.display().to_string(),
+            source,
+        })?;
         if entry.file_name().to_string_lossy().contains("_metric.csv") {
             paths.push(entry.path());
         }
@@ -78,7 +85,11 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
         let mut metrics: Vec<Metric> = headers
             .iter()
             .filter_map(metric_of_column)
-            .map(|(name, unit, _)| Metric { name, unit: unit.to_owned(), ..Default::default() })
+            .map(|(name, unit, _)| Metric {
+                name,
+                unit: unit.to_owned(),
+                ..Default::default()
+            })
             .collect();
         let wanted: Vec<(usize, usize, f64)> = headers
             .iter()
@@ -90,7 +101,11 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
         let mut pod = None;
         let mut points: Vec<Vec<NumberDataPoint>> = vec![Vec::new(); metrics.len()];
         for (i, r) in rows.iter().enumerate() {
-            let seconds: f64 = r.get(time).unwrap_or("").parse().map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
+            let seconds: f64 = r
+                .get(time)
+                .unwrap_or("")
+                .parse()
+                .map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
             let t = (seconds * 1e9) as u64;
             if !range.contains(&t) {
                 continue;
@@ -98,7 +113,9 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
             pod.get_or_insert_with(|| r.get(pod_column).unwrap_or("").to_owned());
             for &(slot, column, scale) in &wanted {
                 // An empty or non-numeric cell is a gap in the series, not a zero.
-                let Ok(v) = r.get(column).unwrap_or("").parse::<f64>() else { continue };
+                let Ok(v) = r.get(column).unwrap_or("").parse::<f64>() else {
+                    continue;
+                };
                 points[slot].push(NumberDataPoint {
                     time_unix_nano: t,
                     value: Some(Value::AsDouble(v * scale)),
@@ -113,10 +130,15 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
         metrics.retain(|m| matches!(&m.data, Some(Data::Gauge(g)) if !g.data_points.is_empty()));
         let resource_metrics = vec![ResourceMetrics {
             resource: Some(resource(&pod)),
-            scope_metrics: vec![ScopeMetrics { metrics, ..Default::default() }],
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
             ..Default::default()
         }];
-        requests.push(ExportRequest(Inner::Metrics(ExportMetricsServiceRequest { resource_metrics })));
+        requests.push(ExportRequest(Inner::Metrics(ExportMetricsServiceRequest {
+            resource_metrics,
+        })));
     }
     Ok(requests)
 }
@@ -129,15 +151,31 @@ mod tests {
     fn columns_get_semantic_names_and_units() {
         let cases = [
             ("CpuUsage(m)", Some(("k8s.pod.cpu.usage", "{cpu}", 1e-3))),
-            ("MemoryUsage(Mi)", Some(("k8s.pod.memory.usage", "By", 1048576.0))),
-            ("CpuUsageRate(%)", Some(("k8s.pod.cpu_limit_utilization", "1", 0.01))),
-            ("NodeCpuUsageRate(%)", Some(("nezha.pod.node_cpu_usage_rate", "%", 1.0))),
-            ("PodServerLatencyP90(s)", Some(("nezha.pod.pod_server_latency_p90", "s", 1.0))),
+            (
+                "MemoryUsage(Mi)",
+                Some(("k8s.pod.memory.usage", "By", 1048576.0)),
+            ),
+            (
+                "CpuUsageRate(%)",
+                Some(("k8s.pod.cpu_limit_utilization", "1", 0.01)),
+            ),
+            (
+                "NodeCpuUsageRate(%)",
+                Some(("nezha.pod.node_cpu_usage_rate", "%", 1.0)),
+            ),
+            (
+                "PodServerLatencyP90(s)",
+                Some(("nezha.pod.pod_server_latency_p90", "s", 1.0)),
+            ),
             ("TimeStamp", None),
         ];
         for (column, expected) in cases {
             let got = metric_of_column(column);
-            assert_eq!(got.as_ref().map(|(n, u, s)| (n.as_str(), *u, *s)), expected, "{column}");
+            assert_eq!(
+                got.as_ref().map(|(n, u, s)| (n.as_str(), *u, *s)),
+                expected,
+                "{column}"
+            );
         }
     }
 }

@@ -109,9 +109,14 @@ impl NezhaDataset {
     /// [`Error::Io`] or [`Error::Dataset`] when missing or not in the ground-truth schema.
     pub fn ground_truth(&self) -> Result<Vec<GroundTruthCase>> {
         let path = self.root.join("ground_truth.json");
-        let text = std::fs::read(&path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::Dataset { path: path.display().to_string(), message: e.to_string() })
+        let text = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|e| Error::Dataset {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// All telemetry of one day's folder (`rca_data` or `construct_data`) within `range`.
@@ -132,11 +137,18 @@ impl NezhaDataset {
     ///
     /// # Errors
     /// As [`NezhaDataset::load`].
-    pub fn day_reference(&self, day: &str, cases: &[GroundTruthCase]) -> Result<(Vec<ExportRequest>, Vec<Range<u64>>)> {
+    pub fn day_reference(
+        &self,
+        day: &str,
+        cases: &[GroundTruthCase],
+    ) -> Result<(Vec<ExportRequest>, Vec<Range<u64>>)> {
         let mut periods: Vec<Range<u64>> = cases
             .iter()
             .filter(|c| c.date_dir == day)
-            .map(|c| c.fault_start_unix_ns.saturating_sub(REFERENCE_LOOKBACK_NANOS)..c.fault_start_unix_ns)
+            .map(|c| {
+                c.fault_start_unix_ns
+                    .saturating_sub(REFERENCE_LOOKBACK_NANOS)..c.fault_start_unix_ns
+            })
             .collect();
         periods.sort_by_key(|p| p.start);
         periods.dedup();
@@ -165,7 +177,11 @@ impl NezhaDataset {
         let start = case.fault_start_unix_ns;
         let fault = start..start + FAULT_WINDOW_NANOS;
         let lookback = start.saturating_sub(BASELINE_LOOKBACK_NANOS)..start;
-        let construct = if case.has_prefault_traces { None } else { self.construct_period(&case.date_dir)? };
+        let construct = if case.has_prefault_traces {
+            None
+        } else {
+            self.construct_period(&case.date_dir)?
+        };
         let (baseline, mut requests, range) = match construct {
             Some(period) => {
                 let requests = self.load("construct_data", &case.date_dir, period.clone())?;
@@ -174,7 +190,11 @@ impl NezhaDataset {
             None => (lookback.clone(), Vec::new(), lookback.start..fault.end),
         };
         requests.extend(self.load("rca_data", &case.date_dir, range)?);
-        Ok(CaseTelemetry { requests, baseline, fault })
+        Ok(CaseTelemetry {
+            requests,
+            baseline,
+            fault,
+        })
     }
 }
 
@@ -188,7 +208,9 @@ fn resource(pod: &str) -> opentelemetry_proto::tonic::resource::v1::Resource {
     let kv = |key: &str, value: &str| KeyValue {
         key_strindex: 0,
         key: key.to_owned(),
-        value: Some(AnyValue { value: Some(Value::StringValue(value.to_owned())) }),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.to_owned())),
+        }),
     };
     opentelemetry_proto::tonic::resource::v1::Resource {
         attributes: vec![kv(SERVICE_NAME, service_of_pod(pod)), kv(K8S_POD_NAME, pod)],
@@ -221,15 +243,21 @@ fn minute_of_file(day: &str, file_name: &str) -> Option<u64> {
 /// whose minute lies within `range` widened by two minutes each side (a file holds about the
 /// minute before its name).
 fn minute_files(dir: &Path, filter: Option<(&str, &Range<u64>)>) -> Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let entry = entry.map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let wanted = match filter {
             None => minute_of_file("1970-01-01", &name).is_some(),
-            Some((day, range)) => minute_of_file(day, &name)
-                .is_some_and(|t| t + 2 * MINUTE >= range.start && t < range.end.saturating_add(2 * MINUTE)),
+            Some((day, range)) => minute_of_file(day, &name).is_some_and(|t| {
+                t + 2 * MINUTE >= range.start && t < range.end.saturating_add(2 * MINUTE)
+            }),
         };
         if wanted {
             files.push(entry.path());
@@ -258,7 +286,10 @@ mod tests {
 
     #[test]
     fn minute_file_names_are_read_as_utc() {
-        assert_eq!(minute_of_file("2022-08-22", "03_53_trace.csv.gz"), Some(1_661_140_380_000_000_000));
+        assert_eq!(
+            minute_of_file("2022-08-22", "03_53_trace.csv.gz"),
+            Some(1_661_140_380_000_000_000)
+        );
         assert_eq!(minute_of_file("2022-08-22", "dependency.csv.gz"), None);
     }
 }

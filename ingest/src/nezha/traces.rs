@@ -14,8 +14,15 @@ use super::{minute_files, resource, service_of_pod, BATCH};
 use crate::error::Result;
 use crate::request::{ExportRequest, Inner};
 
-const COLUMNS: [&str; 7] =
-    ["TraceID", "SpanID", "ParentID", "PodName", "OperationName", "StartTimeUnixNano", "EndTimeUnixNano"];
+const COLUMNS: [&str; 7] = [
+    "TraceID",
+    "SpanID",
+    "ParentID",
+    "PodName",
+    "OperationName",
+    "StartTimeUnixNano",
+    "EndTimeUnixNano",
+];
 
 struct Row {
     trace_id: Vec<u8>,
@@ -32,8 +39,14 @@ fn read(path: &Path, rows: &mut Vec<Row>) -> Result<()> {
     let [t, s, p, pod, op, start, end] = columns(path, &headers, COLUMNS)?;
     for (i, r) in records.iter().enumerate() {
         let field = |k: usize| r.get(k).unwrap_or("");
-        let hex = |k: usize| hex::decode(field(k)).map_err(|e| bad_row(path, i + 1, format!("{}: {e}", COLUMNS[0])));
-        let number = |k: usize| field(k).parse::<u64>().map_err(|e| bad_row(path, i + 1, format!("time: {e}")));
+        let hex = |k: usize| {
+            hex::decode(field(k)).map_err(|e| bad_row(path, i + 1, format!("{}: {e}", COLUMNS[0])))
+        };
+        let number = |k: usize| {
+            field(k)
+                .parse::<u64>()
+                .map_err(|e| bad_row(path, i + 1, format!("time: {e}")))
+        };
         let parent = match field(p) {
             "" | "root" => None,
             _ => Some(hex(p)?),
@@ -70,20 +83,28 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
     }
     rows.retain(|r| range.contains(&r.start));
     rows.sort_by_key(|r| r.start);
-    let service: HashMap<(&[u8], &[u8]), &str> =
-        rows.iter().map(|r| ((&r.trace_id[..], &r.span_id[..]), service_of_pod(&r.pod))).collect();
+    let service: HashMap<(&[u8], &[u8]), &str> = rows
+        .iter()
+        .map(|r| ((&r.trace_id[..], &r.span_id[..]), service_of_pod(&r.pod)))
+        .collect();
     let mut calls_out: HashSet<(&[u8], &[u8])> = HashSet::new();
     for r in &rows {
         if let Some(parent) = &r.parent {
             let key = (&r.trace_id[..], &parent[..]);
-            if service.get(&key).is_some_and(|s| *s != service_of_pod(&r.pod)) {
+            if service
+                .get(&key)
+                .is_some_and(|s| *s != service_of_pod(&r.pod))
+            {
                 calls_out.insert(key);
             }
         }
     }
     let kind = |r: &Row| {
         let own = service_of_pod(&r.pod);
-        let parent_service = r.parent.as_ref().and_then(|p| service.get(&(&r.trace_id[..], &p[..])));
+        let parent_service = r
+            .parent
+            .as_ref()
+            .and_then(|p| service.get(&(&r.trace_id[..], &p[..])));
         if r.parent.is_none() || parent_service.is_some_and(|s| *s != own) {
             SpanKind::Server
         } else if calls_out.contains(&(&r.trace_id[..], &r.span_id[..])) {
@@ -115,11 +136,16 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
             .into_iter()
             .map(|(pod, spans)| ResourceSpans {
                 resource: Some(resource(pod)),
-                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect();
-        requests.push(ExportRequest(Inner::Traces(ExportTraceServiceRequest { resource_spans })));
+        requests.push(ExportRequest(Inner::Traces(ExportTraceServiceRequest {
+            resource_spans,
+        })));
     }
     Ok(requests)
 }

@@ -1,0 +1,382 @@
+//! End-to-end tests: a real `loupe` server on `127.0.0.1:0`, real OTLP clients (the
+//! `opentelemetry-otlp` exporters over gRPC and HTTP/protobuf, raw HTTP requests for malformed
+//! input), a real Nezha case replayed over OTLP/gRPC, and a restart from the write-ahead log.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use opentelemetry_sdk::Resource;
+use serde_json::{json, Value};
+
+use support::{get_json, post, start, RpcStatus};
+
+/// 2023-01-29T13:46:40Z: replayed data keeps its own time.
+const T0: u64 = 1_675_000_000;
+
+fn span(
+    trace: u128,
+    id: u64,
+    parent: u64,
+    name: &'static str,
+    kind: SpanKind,
+    start_ms: u64,
+    end_ms: u64,
+) -> SpanData {
+    let at = |ms: u64| UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_millis(ms);
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(trace),
+            SpanId::from(id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::from(parent),
+        parent_span_is_remote: false,
+        span_kind: kind,
+        name: name.into(),
+        start_time: at(start_ms),
+        end_time: at(end_ms),
+        attributes: vec![KeyValue::new("http.request.method", "POST")],
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: InstrumentationScope::builder("e2e").build(),
+    }
+}
+
+fn resource(service: &'static str) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(service)
+        .with_attributes([
+            KeyValue::new("k8s.pod.name", format!("{service}-7d9f8-abcde")),
+            KeyValue::new("k8s.node.name", "node-1"),
+        ])
+        .build()
+}
+
+fn edge<'a>(graph: &'a Value, source: &str, target: &str) -> Option<&'a Value> {
+    graph["edges"]
+        .as_array()?
+        .iter()
+        .find(|e| e["kind"] == "calls" && e["source"] == source && e["target"] == target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exporters_over_grpc_and_http_build_the_call_graph() {
+    let server = start(None).await;
+    let grpc = format!("http://{}", server.otlp_grpc_addr);
+    let http = format!("http://{}/v1/traces", server.otlp_http_addr);
+    let mut frontend = SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(&grpc)
+        .build()
+        .unwrap();
+    let mut checkout = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(&http)
+        .build()
+        .unwrap();
+    let mut payment = SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(&grpc)
+        .build()
+        .unwrap();
+    frontend.set_resource(&resource("frontend"));
+    checkout.set_resource(&resource("checkout"));
+    payment.set_resource(&resource("payment"));
+
+    const TRACES: u128 = 4;
+    // Each service exports its own spans in its own requests; the callee's spans arrive first,
+    // so every parent/child pair is joined across requests and out of order.
+    let per_trace = |t: u128| {
+        let id = |n: u64| (t as u64) * 16 + n;
+        (
+            vec![span(
+                t,
+                id(5),
+                id(4),
+                "POST /charge",
+                SpanKind::Server,
+                20,
+                30,
+            )],
+            vec![
+                span(t, id(3), id(2), "POST /checkout", SpanKind::Server, 10, 60),
+                span(t, id(4), id(3), "POST /charge", SpanKind::Client, 15, 40),
+            ],
+            vec![
+                span(t, id(1), 0, "GET /", SpanKind::Server, 0, 100),
+                span(t, id(2), id(1), "POST /checkout", SpanKind::Client, 5, 70),
+            ],
+        )
+    };
+    let (mut p, mut c, mut f) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 1..=TRACES {
+        let (a, b, d) = per_trace(t);
+        p.extend(a);
+        c.extend(b);
+        f.extend(d);
+    }
+    payment.export(p).await.unwrap();
+    checkout.export(c).await.unwrap();
+    frontend.export(f).await.unwrap();
+
+    let at = (T0 + 60) * 1_000_000_000;
+    let graph = get_json(
+        server.http_addr,
+        &format!("/api/v1/graph?at={at}&window=5m"),
+    )
+    .await;
+    let fc = edge(&graph, "service:frontend", "service:checkout").expect("frontend → checkout");
+    let cp = edge(&graph, "service:checkout", "service:payment").expect("checkout → payment");
+    assert_eq!(
+        (fc["calls"].as_u64(), cp["calls"].as_u64()),
+        (Some(TRACES as u64), Some(TRACES as u64)),
+        "{graph:#}"
+    );
+    let kinds: Vec<&str> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    for kind in ["service", "operation", "pod", "node"] {
+        assert!(kinds.contains(&kind), "no {kind} node in {kinds:?}");
+    }
+    assert!(graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "runs_on"
+            && e["source"] == "pod:payment-7d9f8-abcde"
+            && e["target"] == "node:node-1"));
+    let services = get_json(
+        server.http_addr,
+        &format!("/api/v1/services?at={at}&window=5m"),
+    )
+    .await;
+    let names: Vec<&str> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["checkout", "frontend", "payment"]);
+    server.shutdown().await;
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn json_trace(trace_id: &str, span_id: &str) -> Value {
+    json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeSpans": [{"spans": [{"traceId": trace_id, "spanId": span_id, "name": "GET /", "kind": 2,
+            "startTimeUnixNano": "1675000000000000000", "endTimeUnixNano": "1675000000100000000"}]}]}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_its_specified_error_and_the_server_keeps_serving() {
+    use prost::Message;
+    let server = start(None).await;
+    let addr = server.otlp_http_addr;
+    let good =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default()
+            .encode_to_vec();
+    let proto = [("content-type", "application/x-protobuf")];
+    let json_ct = [("content-type", "application/json")];
+
+    // Truncated protobuf: a length-delimited field that claims more bytes than follow.
+    let (status, _, body) = post(addr, "/v1/traces", &proto, vec![0x0a, 0x50, 0x01]).await;
+    assert_eq!(status, 400);
+    let rpc = RpcStatus::decode(&body[..]).expect("a google.rpc.Status protobuf body");
+    assert_eq!(rpc.code, 3, "InvalidArgument");
+    assert!(rpc.message.contains("protobuf"), "{}", rpc.message);
+
+    let (status, _, _) = post(
+        addr,
+        "/v1/traces",
+        &[("content-type", "text/plain")],
+        b"hello".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 415);
+
+    let (status, _, body) =
+        post(addr, "/v1/logs", &json_ct, b"{\"resourceLogs\": [".to_vec()).await;
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], 3);
+
+    // 8 MiB of zeros gzip to a few KiB but inflate past the 4 MiB limit of this server.
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 64 << 10);
+    let (status, _, _) = post(
+        addr,
+        "/v1/metrics",
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "gzip"),
+        ],
+        bomb,
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    let (status, _, _) = post(addr, "/v1/traces", &proto, vec![0u8; 2 << 20]).await;
+    assert_eq!(status, 413, "body over the 1 MiB limit");
+
+    // One span with a 2-byte trace id beside a valid one: partial success, the valid one kept.
+    let mut request = json_trace("abcd", "0102030405060708");
+    let valid = json_trace("0102030405060708090a0b0c0d0e0f10", "1112131415161718");
+    request["resourceSpans"]
+        .as_array_mut()
+        .unwrap()
+        .push(valid["resourceSpans"][0].clone());
+    let (status, _, body) = post(
+        addr,
+        "/v1/traces",
+        &json_ct,
+        serde_json::to_vec(&request).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    let partial = &response["partialSuccess"];
+    assert_eq!(partial["rejectedSpans"], "1", "{response}");
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("trace_id length: 2 bytes"),
+        "{response}"
+    );
+    let services = get_json(
+        server.http_addr,
+        "/api/v1/services?at=1675000060000000000&window=5m",
+    )
+    .await;
+    assert_eq!(services["services"][0]["calls"], 1);
+
+    // The server still takes good requests, protobuf and gzipped JSON.
+    let (status, _, _) = post(addr, "/v1/traces", &proto, good).await;
+    assert_eq!(status, 200);
+    let body = gzip(&serde_json::to_vec(&valid).unwrap());
+    let (status, _, _) = post(
+        addr,
+        "/v1/traces",
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A bad API parameter is a 400 that names it.
+    let (status, body) = support::get(server.http_addr, "/api/v1/services?window=soon").await;
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid window"),
+        "{error}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_nezha_case_names_its_root_cause_in_the_top_three() {
+    use loupe_ingest::nezha::NezhaDataset;
+    let server = start(None).await;
+    let dataset = NezhaDataset::open(loupe::demo::demo_dataset_dir()).unwrap();
+    let case = dataset.ground_truth().unwrap().remove(0);
+    let telemetry = dataset.case(&case).unwrap();
+    let endpoint = format!("http://{}", server.otlp_grpc_addr);
+    let totals = loupe::replay::send(&endpoint, telemetry.requests, true)
+        .await
+        .unwrap();
+    assert!(totals.items > 10_000 && totals.rejected == 0, "{totals:?}");
+    support::wait_for_join_buffer(server.http_addr).await;
+    let body = json!({
+        "start": telemetry.fault.start, "end": telemetry.fault.end,
+        "baseline_start": telemetry.baseline.start, "baseline_end": telemetry.baseline.end,
+    });
+    let (status, _, bytes) = post(
+        server.http_addr,
+        "/api/v1/analyze",
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let analysis: Value = serde_json::from_slice(&bytes).unwrap();
+    let top3: Vec<&str> = analysis["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .filter_map(|c| c["entity"]["name"].as_str())
+        .collect();
+    assert!(
+        top3.contains(&case.root_cause_service.as_str()),
+        "{} not in {top3:?}",
+        case.root_cause_service
+    );
+    let first = &analysis["causes"][0];
+    assert_eq!(first["rank"], 1);
+    assert!(
+        !first["evidence"].as_array().unwrap().is_empty(),
+        "the top cause has evidence"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_spans_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "loupe-e2e-restart-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let server = start(Some(dir.clone())).await;
+    let request = json_trace("0102030405060708090a0b0c0d0e0f10", "1112131415161718");
+    let (status, _, _) = post(
+        server.otlp_http_addr,
+        "/v1/traces",
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&request).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.shutdown().await;
+    let server = start(Some(dir.clone())).await;
+    let services = get_json(
+        server.http_addr,
+        "/api/v1/services?at=1675000060000000000&window=5m",
+    )
+    .await;
+    assert_eq!(services["services"][0]["name"], "checkout");
+    assert_eq!(services["services"][0]["calls"], 1);
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,96 @@
+//! Helpers of the end-to-end tests: a server on free ports and a small HTTP client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use loupe::server::{self, ServeConfig, Server};
+use loupe_ingest::Limits;
+
+/// `google.rpc.Status` as OTLP/HTTP error bodies carry it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// A server on `127.0.0.1:0` with small limits (1 MiB bodies, 4 MiB decompressed).
+pub async fn start(data_dir: Option<PathBuf>) -> Server {
+    let local = "127.0.0.1:0".parse().unwrap();
+    server::start(ServeConfig {
+        otlp_grpc_addr: local,
+        otlp_http_addr: local,
+        http_addr: local,
+        data_dir,
+        limits: Limits {
+            max_body_bytes: 1 << 20,
+            max_decompressed_bytes: 4 << 20,
+        },
+    })
+    .await
+    .expect("server starts")
+}
+
+/// POSTs `body`; returns status, headers and body.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = hyper::Request::post(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .expect("request sent");
+    let (parts, body) = response.into_parts();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+/// GETs `path`; returns status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client
+        .get(format!("http://{addr}{path}").parse().unwrap())
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+/// GETs `path`, expecting 200 and JSON.
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = get(addr, path).await;
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Polls `/api/v1/status` until the join buffer is empty (the server lets idle spans out
+/// about five seconds after they arrive); fails after 60 s.
+pub async fn wait_for_join_buffer(addr: SocketAddr) {
+    for _ in 0..600 {
+        let status = get_json(addr, "/api/v1/status").await;
+        if status["pending_spans"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("spans still pending after 60 s");
+}
