@@ -24,12 +24,9 @@ pub fn demo_dataset_dir() -> PathBuf {
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let server = server::start(config).await?;
     let dataset = NezhaDataset::open(demo_dataset_dir()).context("the vendored demo case")?;
-    let case = dataset
-        .ground_truth()?
-        .into_iter()
-        .next()
-        .context("the demo dataset has no case")?;
-    let telemetry = dataset.case(&case)?;
+    let cases = dataset.ground_truth()?;
+    let case = cases.first().context("the demo dataset has no case")?;
+    let telemetry = dataset.case(case, &cases)?;
     println!(
         "replaying Nezha case {} ({} fault, {}) over OTLP/gRPC to {}",
         case.case_id, case.fault_type, case.system, server.otlp_grpc_addr

@@ -93,14 +93,16 @@ pub async fn run(
                 .for_each(|p| reference.merge_from(&graph.window(p.start, p.end)));
             references.insert(case.date_dir.clone(), reference);
         }
-        let telemetry = dataset.case(case)?;
+        let telemetry = dataset.case(case, &all)?;
         let engine = load(telemetry.requests).await?;
         let (baseline, current) = {
             let graph = engine.graph();
             let g = graph.read().unwrap_or_else(|p| p.into_inner());
+            let mut current = g.window(telemetry.fault.start, telemetry.fault.end);
+            current.pods = g.window(telemetry.fault.start, telemetry.metrics_end).pods;
             (
                 g.window(telemetry.baseline.start, telemetry.baseline.end),
-                g.window(telemetry.fault.start, telemetry.fault.end),
+                current,
             )
         };
         let analysis = analyze(

@@ -61,7 +61,7 @@ pub fn requests(
         .iter()
         .filter(|c| selection.cases.is_empty() || selection.cases.contains(&c.case_id))
     {
-        out.extend(dataset.case(case)?.requests);
+        out.extend(dataset.case(case, &truth)?.requests);
     }
     Ok(out)
 }

@@ -190,7 +190,7 @@ pub(crate) fn error_logs(
     current_seconds: f64,
     baseline_seconds: f64,
 ) -> Option<Evidence> {
-    if current == 0 || baseline_seconds <= 0.0 || current_seconds <= 0.0 {
+    if (current == 0 && baseline == 0) || baseline_seconds <= 0.0 || current_seconds <= 0.0 {
         return None;
     }
     let x = poisson_z(

@@ -114,23 +114,26 @@ impl Feature {
 }
 
 /// Robust z-scores of `values` (median and MAD scaled by 1.4826 to estimate σ under normality;
-/// Rousseeuw & Croux 1993), spread floored, negatives clipped to 0.
-fn robust_z(values: &[f64], floor: f64) -> Vec<f64> {
+/// Rousseeuw & Croux 1993) over the values present, spread floored, negatives clipped to 0;
+/// a missing value scores 0.
+fn robust_z(values: &[Option<f64>], floor: f64) -> Vec<f64> {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        if n == 0 {
-            0.0
-        } else if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
         }
     };
-    let m = median(&mut values.to_vec());
-    let mad = median(&mut values.iter().map(|x| (x - m).abs()).collect());
+    let mut present: Vec<f64> = values.iter().flatten().copied().collect();
+    let m = median(&mut present);
+    let mad = median(&mut present.iter().map(|x| (x - m).abs()).collect());
     let spread = (1.4826 * mad).max(floor);
-    values.iter().map(|x| ((x - m) / spread).max(0.0)).collect()
+    values
+        .iter()
+        .map(|x| x.map_or(0.0, |x| ((x - m) / spread).max(0.0)))
+        .collect()
 }
 
 /// One service's evidence while it is being gathered.
@@ -147,6 +150,58 @@ impl Candidate {
             self.evidence.push((feature, e));
         }
     }
+}
+
+/// A service's self-time shift: the mean of its operations' median shifts, weighted by their
+/// current span counts. Per operation, because a service's spans often form clusters (a thin
+/// server span and a heavy handler span per request) whose pooled median jumps from one cluster
+/// to the other on a one-span change in their mix.
+fn self_time_shift(
+    service: &str,
+    baseline: &WindowStats,
+    current: &WindowStats,
+    reference: Option<&WindowStats>,
+    config: &AnalysisConfig,
+) -> Option<Evidence> {
+    let find = |w: &WindowStats, op: &str| -> Option<DurationSketch> {
+        w.operations
+            .iter()
+            .find(|o| o.service == service && o.name == op)
+            .map(|o| o.red.self_time.clone())
+    };
+    let (mut weighted, mut weight, mut samples_now, mut samples_before) = (0.0, 0.0, 0, 0);
+    let mut strongest: Option<Evidence> = None;
+    for op in current.operations.iter().filter(|o| o.service == service) {
+        let now = &op.red.self_time;
+        let base = find(baseline, &op.name);
+        let reference = reference.and_then(|r| find(r, &op.name));
+        let Some(before) = pick(
+            base.as_ref(),
+            reference.as_ref(),
+            config.min_baseline_samples,
+        ) else {
+            continue;
+        };
+        let label = format!("{service} {}", op.name);
+        let Some(e) = evidence::self_time(&label, now, before, config.min_gap_samples) else {
+            continue;
+        };
+        samples_now += now.count();
+        samples_before += before.count();
+        weighted += e.change * now.count() as f64;
+        weight += now.count() as f64;
+        if strongest.as_ref().is_none_or(|s| e.change > s.change) {
+            strongest = Some(e);
+        }
+    }
+    let enough = samples_now.min(samples_before) >= config.min_self_time_samples;
+    if !enough || weight == 0.0 {
+        return None;
+    }
+    strongest.map(|e| Evidence {
+        change: weighted / weight,
+        ..e
+    })
 }
 
 /// The baseline figures for one series: the baseline's when it has enough samples, else the
@@ -248,23 +303,10 @@ pub fn analyze(
     for s in &current.services {
         let c = candidates.entry(&s.name).or_default();
         let b = service(baseline, &s.name);
-        let r = reference.and_then(|r| service(r, &s.name));
-        let base_self = pick(
-            b.map(|b| &b.red.self_time),
-            r.map(|r| &r.red.self_time),
-            config.min_baseline_samples,
+        c.add(
+            Feature::SelfTime,
+            self_time_shift(&s.name, baseline, current, reference, config),
         );
-        if let Some(base_self) = base_self {
-            c.add(
-                Feature::SelfTime,
-                evidence::self_time(
-                    &s.name,
-                    &s.red.self_time,
-                    base_self,
-                    config.min_self_time_samples,
-                ),
-            );
-        }
         c.add(
             Feature::ErrorSpans,
             evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
@@ -348,9 +390,9 @@ pub fn analyze(
     let names: Vec<&str> = candidates.keys().copied().collect();
     let mut z: BTreeMap<(Feature, &str), f64> = BTreeMap::new();
     for feature in Feature::ALL {
-        let values: Vec<f64> = names
+        let values: Vec<Option<f64>> = names
             .iter()
-            .map(|n| candidates[n].raw.get(&feature).copied().unwrap_or(0.0))
+            .map(|n| candidates[n].raw.get(&feature).copied())
             .collect();
         for (n, score) in names.iter().zip(robust_z(&values, feature.floor())) {
             z.insert((feature, n), score);
@@ -441,10 +483,24 @@ mod tests {
 
     #[test]
     fn robust_z_floors_the_spread_and_clips() {
-        let z = robust_z(&[0.0, 0.0, 0.0, 1.0, -1.0], 0.1);
+        let z = robust_z(
+            &[Some(0.0), Some(0.0), Some(0.0), Some(1.0), Some(-1.0)],
+            0.1,
+        );
         assert_eq!(z, vec![0.0, 0.0, 0.0, 10.0, 0.0]);
-        let z = robust_z(&[1.0, 2.0, 3.0, 4.0, 100.0], 0.1);
-        // median 3, MAD 1 → spread 1.4826.
-        assert!((z[4] - 97.0 / 1.4826).abs() < 1e-9);
+        let z = robust_z(
+            &[
+                Some(1.0),
+                Some(2.0),
+                None,
+                Some(3.0),
+                Some(4.0),
+                Some(100.0),
+            ],
+            0.1,
+        );
+        // Over the five present values: median 3, MAD 1 → spread 1.4826; the missing one is 0.
+        assert!((z[5] - 97.0 / 1.4826).abs() < 1e-9);
+        assert_eq!(z[2], 0.0);
     }
 }

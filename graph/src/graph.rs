@@ -472,7 +472,7 @@ mod tests {
             batches.iter().for_each(|b| g.apply_spans(b));
         }
         g.flush();
-        let snapshot = g.snapshot(0, 1_000);
+        let snapshot = g.snapshot(0, 20_000_000_000);
         let calls: Vec<(&str, &str, u64, u64)> = snapshot
             .edges
             .iter()
@@ -493,7 +493,7 @@ mod tests {
                 ("service:frontend", "service:checkout", 3, 0)
             ]
         );
-        let window = g.window(0, 1_000);
+        let window = g.window(0, 20_000_000_000);
         let checkout = window
             .services
             .iter()

@@ -14,6 +14,6 @@ pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use view::{
-    EdgeView, EdgeWindow, EntityId, GraphSnapshot, NodeView, PodWindow, RedSummary, ServiceSummary,
-    ServiceWindow, WindowStats,
+    EdgeView, EdgeWindow, EntityId, GraphSnapshot, NodeView, OperationWindow, PodWindow,
+    RedSummary, ServiceSummary, ServiceWindow, WindowStats,
 };

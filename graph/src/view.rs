@@ -1,6 +1,7 @@
 //! Read-side views of the graph over a time window: summaries for the API and merged
 //! statistics for the analysis. Windows are half-open, `[start, end)` in unix nanoseconds, and
-//! cover every bucket that starts inside them.
+//! cover the buckets from the one holding `start` up to, not including, the one holding `end`:
+//! two adjacent windows never share a bucket.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -128,6 +129,17 @@ pub struct ServiceWindow {
     pub buckets: Vec<(u64, RedStats)>,
 }
 
+/// An operation's merged statistics over a window, for the analysis.
+#[derive(Debug, Clone, Default)]
+pub struct OperationWindow {
+    /// Owning service.
+    pub service: String,
+    /// Operation (span) name.
+    pub name: String,
+    /// Merged RED figures.
+    pub red: RedStats,
+}
+
 /// A `calls` relation's merged statistics over a window.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeWindow {
@@ -165,6 +177,8 @@ pub struct WindowStats {
     pub observed_nanos: u64,
     /// Services with any activity in the window.
     pub services: Vec<ServiceWindow>,
+    /// Operations with spans in the window.
+    pub operations: Vec<OperationWindow>,
     /// Service-level `calls` relations with calls in the window.
     pub edges: Vec<EdgeWindow>,
     /// Pods with any activity in the window.
@@ -184,7 +198,7 @@ fn merged<T: Default + Clone>(
 impl KnowledgeGraph {
     fn buckets(&self, start: u64, end: u64) -> Range<u64> {
         let b = self.config.bucket_nanos;
-        (start / b)..end.div_ceil(b)
+        (start / b)..(end / b)
     }
 
     fn active(e: &Entity, start: u64, end: u64) -> bool {
@@ -283,7 +297,19 @@ impl KnowledgeGraph {
                         .filter(|(_, g)| g.count > 0)
                         .collect(),
                 }),
-                EntityKind::Operation | EntityKind::Node => {}
+                EntityKind::Operation => {
+                    let red = merged(&e.red, &r, RedStats::merge);
+                    if red.calls > 0 {
+                        let service = e.service.clone().unwrap_or_default();
+                        let name = e
+                            .name
+                            .strip_prefix(&format!("{service} "))
+                            .unwrap_or(&e.name)
+                            .to_owned();
+                        out.operations.push(OperationWindow { service, name, red });
+                    }
+                }
+                EntityKind::Node => {}
             }
         }
         for i in self.graph.edge_indices() {
@@ -315,6 +341,8 @@ impl KnowledgeGraph {
         out.observed_nanos = observed.len() as u64 * bucket_nanos;
         out.services.sort_by(|a, b| a.name.cmp(&b.name));
         out.pods.sort_by(|a, b| a.name.cmp(&b.name));
+        out.operations
+            .sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
         out.edges
             .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
         out
@@ -341,6 +369,16 @@ impl WindowStats {
                     x.buckets.extend(s.buckets.iter().cloned());
                 }
                 None => self.services.push(s.clone()),
+            }
+        }
+        for o in &other.operations {
+            match self
+                .operations
+                .iter_mut()
+                .find(|x| x.service == o.service && x.name == o.name)
+            {
+                Some(x) => x.red.merge(&o.red),
+                None => self.operations.push(o.clone()),
             }
         }
         for e in &other.edges {

@@ -306,8 +306,9 @@ async fn a_replayed_nezha_case_names_its_root_cause_in_the_top_three() {
     use loupe_ingest::nezha::NezhaDataset;
     let server = start(None).await;
     let dataset = NezhaDataset::open(loupe::demo::demo_dataset_dir()).unwrap();
-    let case = dataset.ground_truth().unwrap().remove(0);
-    let telemetry = dataset.case(&case).unwrap();
+    let cases = dataset.ground_truth().unwrap();
+    let case = &cases[0];
+    let telemetry = dataset.case(case, &cases).unwrap();
     let endpoint = format!("http://{}", server.otlp_grpc_addr);
     let totals = loupe::replay::send(&endpoint, telemetry.requests, true)
         .await

@@ -72,7 +72,7 @@ fn application_line(docker: &str) -> String {
 /// Log records of `dir/log` within `range`, as requests of at most [`BATCH`] records.
 pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
     let mut rows: Vec<(String, LogRecord)> = Vec::new();
-    for path in minute_files(&dir.join("log"), Some((day, range)))? {
+    for path in minute_files(&dir.join("log"), day, range)? {
         let (headers, records) = records(&path)?;
         let [stamp, time, pod, trace, span, log] = columns(
             &path,

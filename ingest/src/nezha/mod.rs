@@ -25,9 +25,11 @@ pub use logs::parse_severity;
 /// Nanoseconds in a minute.
 const MINUTE: u64 = 60 * 1_000_000_000;
 
-/// The analysed window after injection: the fault lasts about 3 minutes (SOURCE.md), and the
-/// once-a-minute pod metrics of its last minute are stamped up to a minute later.
-pub const FAULT_WINDOW_NANOS: u64 = 4 * MINUTE;
+/// How long a fault lasts after injection (SOURCE.md: "about 3 minutes").
+pub const FAULT_DURATION_NANOS: u64 = 3 * MINUTE;
+
+/// How much later than the spans the once-a-minute pod metrics of a window are stamped.
+pub const METRIC_LAG_NANOS: u64 = MINUTE;
 
 /// How far before the injection the baseline reaches.
 pub const BASELINE_LOOKBACK_NANOS: u64 = 5 * MINUTE;
@@ -80,6 +82,8 @@ pub struct CaseTelemetry {
     pub baseline: Range<u64>,
     /// The fault window, unix nanoseconds.
     pub fault: Range<u64>,
+    /// End of the fault window for pod metrics (later by [`METRIC_LAG_NANOS`]).
+    pub metrics_end: u64,
 }
 
 impl NezhaDataset {
@@ -131,9 +135,10 @@ impl NezhaDataset {
         Ok(requests)
     }
 
-    /// A day's reference: the [`REFERENCE_LOOKBACK_NANOS`] before each case's injection on that
-    /// day (periods the labels say are fault-free), for services and edges whose own baseline is
-    /// too thin. Returns the requests and the periods.
+    /// A day's reference: for each case that day, the [`REFERENCE_LOOKBACK_NANOS`] before its
+    /// injection, clipped to after the previous fault (periods the labels say are fault-free),
+    /// for services and edges whose own baseline is too thin. Returns the span requests and the
+    /// periods.
     ///
     /// # Errors
     /// As [`NezhaDataset::load`].
@@ -145,10 +150,8 @@ impl NezhaDataset {
         let mut periods: Vec<Range<u64>> = cases
             .iter()
             .filter(|c| c.date_dir == day)
-            .map(|c| {
-                c.fault_start_unix_ns
-                    .saturating_sub(REFERENCE_LOOKBACK_NANOS)..c.fault_start_unix_ns
-            })
+            .map(|c| quiet_before(c, cases, REFERENCE_LOOKBACK_NANOS))
+            .filter(|p| !p.is_empty())
             .collect();
         periods.sort_by_key(|p| p.start);
         periods.dedup();
@@ -159,43 +162,45 @@ impl NezhaDataset {
         Ok((requests, periods))
     }
 
-    /// The span time range of a day's `construct_data` (the fault-free period), if any.
-    ///
-    /// # Errors
-    /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
-    pub fn construct_period(&self, day: &str) -> Result<Option<Range<u64>>> {
-        traces::time_span(&self.root.join("construct_data").join(day))
-    }
-
-    /// The telemetry of one case: the analysed window is the injection time plus
-    /// [`FAULT_WINDOW_NANOS`]; the baseline is the [`BASELINE_LOOKBACK_NANOS`] before it when
-    /// the case has pre-fault spans, else the day's fault-free `construct_data` period.
+    /// The telemetry of one case. The fault window is [`FAULT_DURATION_NANOS`] from the
+    /// injection; the baseline is the [`BASELINE_LOOKBACK_NANOS`] before it; both are clipped so
+    /// that no other fault of that day (in `all`) falls inside. Pod metrics, sampled once a
+    /// minute and stamped at the minute's end, are loaded for [`METRIC_LAG_NANOS`] past the
+    /// fault window.
     ///
     /// # Errors
     /// As [`NezhaDataset::load`].
-    pub fn case(&self, case: &GroundTruthCase) -> Result<CaseTelemetry> {
+    pub fn case(&self, case: &GroundTruthCase, all: &[GroundTruthCase]) -> Result<CaseTelemetry> {
         let start = case.fault_start_unix_ns;
-        let fault = start..start + FAULT_WINDOW_NANOS;
-        let lookback = start.saturating_sub(BASELINE_LOOKBACK_NANOS)..start;
-        let construct = if case.has_prefault_traces {
-            None
-        } else {
-            self.construct_period(&case.date_dir)?
-        };
-        let (baseline, mut requests, range) = match construct {
-            Some(period) => {
-                let requests = self.load("construct_data", &case.date_dir, period.clone())?;
-                (period, requests, fault.clone())
-            }
-            None => (lookback.clone(), Vec::new(), lookback.start..fault.end),
-        };
-        requests.extend(self.load("rca_data", &case.date_dir, range)?);
+        let next = all
+            .iter()
+            .filter(|c| c.date_dir == case.date_dir && c.fault_start_unix_ns > start)
+            .map(|c| c.fault_start_unix_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        let fault = start..(start + FAULT_DURATION_NANOS).min(next);
+        let metrics_end = (fault.end + METRIC_LAG_NANOS).min(next);
+        let baseline = quiet_before(case, all, BASELINE_LOOKBACK_NANOS);
+        let requests = self.load("rca_data", &case.date_dir, baseline.start..metrics_end)?;
         Ok(CaseTelemetry {
             requests,
             baseline,
             fault,
+            metrics_end,
         })
     }
+}
+
+/// The up-to-`lookback` before `case`'s injection that no earlier fault of its day covers.
+fn quiet_before(case: &GroundTruthCase, all: &[GroundTruthCase], lookback: u64) -> Range<u64> {
+    let start = case.fault_start_unix_ns;
+    let previous_end = all
+        .iter()
+        .filter(|c| c.date_dir == case.date_dir && c.fault_start_unix_ns < start)
+        .map(|c| c.fault_start_unix_ns + FAULT_DURATION_NANOS)
+        .max()
+        .unwrap_or(0);
+    start.saturating_sub(lookback).max(previous_end).min(start)..start
 }
 
 /// Spans or log records per request, as an OpenTelemetry SDK's batch processor sends them.
@@ -239,10 +244,9 @@ fn minute_of_file(day: &str, file_name: &str) -> Option<u64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
 }
 
-/// Minute files of `dir` (named `HH_MM_<kind>.csv[.gz]`); with a `(day, range)` filter, those
-/// whose minute lies within `range` widened by two minutes each side (a file holds about the
-/// minute before its name).
-fn minute_files(dir: &Path, filter: Option<(&str, &Range<u64>)>) -> Result<Vec<PathBuf>> {
+/// Minute files of `dir` (named `HH_MM_<kind>.csv[.gz]`) whose minute lies within `range`
+/// widened by two minutes each side (a file holds about the minute before its name).
+fn minute_files(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(Vec::new());
     };
@@ -253,12 +257,9 @@ fn minute_files(dir: &Path, filter: Option<(&str, &Range<u64>)>) -> Result<Vec<P
             source,
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let wanted = match filter {
-            None => minute_of_file("1970-01-01", &name).is_some(),
-            Some((day, range)) => minute_of_file(day, &name).is_some_and(|t| {
-                t + 2 * MINUTE >= range.start && t < range.end.saturating_add(2 * MINUTE)
-            }),
-        };
+        let wanted = minute_of_file(day, &name).is_some_and(|t| {
+            t + 2 * MINUTE >= range.start && t < range.end.saturating_add(2 * MINUTE)
+        });
         if wanted {
             files.push(entry.path());
         }

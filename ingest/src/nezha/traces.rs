@@ -64,21 +64,10 @@ fn read(path: &Path, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// Time range of all spans in `dir/trace`, if any.
-pub(super) fn time_span(dir: &Path) -> Result<Option<Range<u64>>> {
-    let mut rows = Vec::new();
-    for path in minute_files(&dir.join("trace"), None)? {
-        read(&path, &mut rows)?;
-    }
-    let start = rows.iter().map(|r| r.start).min();
-    let end = rows.iter().map(|r| r.end).max();
-    Ok(start.zip(end).map(|(s, e)| s..e + 1))
-}
-
 /// Spans of `dir/trace` starting within `range`, as requests of at most [`BATCH`] spans.
 pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
     let mut rows = Vec::new();
-    for path in minute_files(&dir.join("trace"), Some((day, range)))? {
+    for path in minute_files(&dir.join("trace"), day, range)? {
         read(&path, &mut rows)?;
     }
     rows.retain(|r| range.contains(&r.start));
