@@ -292,37 +292,34 @@ impl KnowledgeGraph {
                     }
                 }
                 JoinEvent::Link { .. } => {}
-                JoinEvent::SelfTime {
-                    facts,
+                JoinEvent::VisitSelfTime {
+                    entry,
                     self_time_nanos,
-                    remote_child,
                 } => {
-                    let bucket = self.bucket(facts.start);
-                    // A client span's self time is the gap of its call and belongs to the
-                    // `calls` edge; the service's self time is its own work.
-                    match remote_child.filter(|_| facts.client) {
-                        Some(callee) => {
-                            let key = (
-                                NodeIndex::new(facts.service),
-                                NodeIndex::new(callee),
-                                RelationKind::Calls,
-                            );
-                            if let Some(&e) = self.relations.get(&key) {
-                                self.graph[e]
-                                    .red
-                                    .entry(bucket)
-                                    .or_default()
-                                    .self_time
-                                    .add_nanos(*self_time_nanos);
-                            }
-                        }
-                        None => {
-                            for i in [facts.service, facts.operation] {
-                                let red =
-                                    self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
-                                red.self_time.add_nanos(*self_time_nanos);
-                            }
-                        }
+                    let bucket = self.bucket(entry.start);
+                    for i in [entry.service, entry.operation] {
+                        let red = self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
+                        red.self_time.add_nanos(*self_time_nanos);
+                    }
+                }
+                JoinEvent::CallGap {
+                    client,
+                    callee,
+                    gap_nanos,
+                } => {
+                    let bucket = self.bucket(client.start);
+                    let key = (
+                        NodeIndex::new(client.service),
+                        NodeIndex::new(*callee),
+                        RelationKind::Calls,
+                    );
+                    if let Some(&e) = self.relations.get(&key) {
+                        self.graph[e]
+                            .red
+                            .entry(bucket)
+                            .or_default()
+                            .self_time
+                            .add_nanos(*gap_nanos);
                     }
                 }
             }

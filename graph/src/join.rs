@@ -1,11 +1,19 @@
 //! The span join buffer: pairs parent and child spans that arrive in different requests and in
-//! any order, within bounded memory.
+//! any order, within bounded memory, and measures self time per service visit.
 //!
-//! Every span waits here until its end is older than the event-time watermark less the expiry
-//! (or until the buffer is over capacity, oldest first). While it waits, a child that arrives
-//! finds it and is linked; a child that arrives first waits for its parent under the parent's
-//! id. When a span leaves, its self time (duration less the union of its linked children's
-//! intervals) is final. Links are never inferred from request boundaries.
+//! Every span waits here until its end is older than the event-time watermark less the expiry,
+//! until it has been idle past the idle time, or until the buffer is over capacity (oldest
+//! first). While it waits, a child that arrives finds it and is linked; a child that arrives
+//! first waits for its parent under the parent's id. Links are never inferred from request
+//! boundaries.
+//!
+//! Self time is measured per *visit*: the spans one service emits for one incoming request (its
+//! entry span and the same-service spans below it). A visit's self time is the entry span's
+//! duration less the union of the outgoing calls made anywhere inside the visit (a client span
+//! with a child in another service, or such a child itself when no client span wraps it). So a
+//! handler span that instrumentation records as a childless sibling of the client call does not
+//! count the callee's time as the service's own. The gap of a call (its client span less the
+//! callee's spans: network, queueing, client overhead) belongs to the call.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,12 +35,16 @@ pub(crate) struct SpanFacts {
 struct Pending {
     facts: SpanFacts,
     parent: Option<SpanId>,
-    linked_to_parent: bool,
+    /// The parent's service once linked.
+    parent_service: Option<usize>,
+    /// Intervals of the direct children (for a client span's gap).
     children: Vec<(u64, u64)>,
+    /// Intervals of outgoing calls made within this span's same-service subtree.
+    calls_out: Vec<(u64, u64)>,
+    /// The service of a child in another service.
+    remote_child: Option<usize>,
     /// The receive tick at which the span arrived.
     received_at: u64,
-    /// The service of a child in another service: the span is the client side of a call.
-    remote_child: Option<usize>,
 }
 
 /// What the join tells the graph.
@@ -40,13 +52,16 @@ struct Pending {
 pub(crate) enum JoinEvent {
     /// A parent and a child were paired.
     Link { parent: SpanFacts, child: SpanFacts },
-    /// A span left the buffer; its self time is final. `remote_child` names the service of a
-    /// child in another service, making this span the client side of that call and its self
-    /// time the call's gap (network, queueing, client overhead).
-    SelfTime {
-        facts: SpanFacts,
+    /// A visit's entry span left the buffer: the visit's self time is final.
+    VisitSelfTime {
+        entry: SpanFacts,
         self_time_nanos: u64,
-        remote_child: Option<usize>,
+    },
+    /// A client span with a child in `callee` left the buffer: the call's gap is final.
+    CallGap {
+        client: SpanFacts,
+        callee: usize,
+        gap_nanos: u64,
     },
 }
 
@@ -126,46 +141,86 @@ impl JoinBuffer {
             return; // A duplicate delivery (an exporter's retry) adds nothing to the structure.
         }
         self.watermark = self.watermark.max(facts.end);
-        let mut pending = Pending {
-            facts,
-            parent,
-            linked_to_parent: false,
-            children: Vec::new(),
-            received_at: self.tick,
-            remote_child: None,
-        };
+        self.spans.insert(
+            key,
+            Pending {
+                facts,
+                parent,
+                parent_service: None,
+                children: Vec::new(),
+                calls_out: Vec::new(),
+                remote_child: None,
+                received_at: self.tick,
+            },
+        );
+        self.order.push_back(key);
         if let Some(parent_id) = parent {
-            if let Some(p) = self.spans.get_mut(&(trace, parent_id)) {
-                p.children.push((pending.facts.start, pending.facts.end));
-                if p.facts.service != pending.facts.service {
-                    p.remote_child = Some(pending.facts.service);
-                }
-                pending.linked_to_parent = true;
-                events.push(JoinEvent::Link {
-                    parent: p.facts.clone(),
-                    child: pending.facts.clone(),
-                });
+            if self.spans.contains_key(&(trace, parent_id)) {
+                self.link(trace, parent_id, id, events);
             } else {
                 self.waiting.entry((trace, parent_id)).or_default().push(id);
             }
         }
-        if let Some(children) = self.waiting.remove(&key) {
-            for child_id in children {
-                if let Some(c) = self.spans.get_mut(&(trace, child_id)) {
-                    c.linked_to_parent = true;
-                    pending.children.push((c.facts.start, c.facts.end));
-                    if c.facts.service != pending.facts.service {
-                        pending.remote_child = Some(c.facts.service);
-                    }
-                    events.push(JoinEvent::Link {
-                        parent: pending.facts.clone(),
-                        child: c.facts.clone(),
-                    });
-                }
+        for child in self.waiting.remove(&key).unwrap_or_default() {
+            if self.spans.contains_key(&(trace, child)) {
+                self.link(trace, id, child, events);
             }
         }
-        self.spans.insert(key, pending);
-        self.order.push_back(key);
+    }
+
+    /// Pairs a present parent and child, and carries the child's outgoing calls up the
+    /// parent's visit.
+    fn link(&mut self, trace: TraceId, parent: SpanId, child: SpanId, events: &mut Vec<JoinEvent>) {
+        let Some(c) = self.spans.get(&(trace, child)) else {
+            return;
+        };
+        let child_facts = c.facts.clone();
+        let child_calls = c.calls_out.clone();
+        let Some(p) = self.spans.get_mut(&(trace, parent)) else {
+            return;
+        };
+        let parent_facts = p.facts.clone();
+        p.children.push((child_facts.start, child_facts.end));
+        let calls = if parent_facts.service != child_facts.service {
+            p.remote_child = Some(child_facts.service);
+            // The call's interval: the client span when there is one, else the callee's span.
+            vec![if parent_facts.client {
+                (parent_facts.start, parent_facts.end)
+            } else {
+                (child_facts.start, child_facts.end)
+            }]
+        } else {
+            child_calls
+        };
+        if let Some(c) = self.spans.get_mut(&(trace, child)) {
+            c.parent_service = Some(parent_facts.service);
+        }
+        self.carry_up(trace, parent, &calls);
+        events.push(JoinEvent::Link {
+            parent: parent_facts,
+            child: child_facts,
+        });
+    }
+
+    /// Adds call intervals to `from` and to each present same-service ancestor of it.
+    fn carry_up(&mut self, trace: TraceId, from: SpanId, calls: &[(u64, u64)]) {
+        if calls.is_empty() {
+            return;
+        }
+        let mut at = from;
+        // The chain is finite: each step follows a linked parent of the same service, and a
+        // span is its own ancestor only in malformed input, which the step bound stops.
+        for _ in 0..64 {
+            let Some(p) = self.spans.get_mut(&(trace, at)) else {
+                return;
+            };
+            p.calls_out.extend_from_slice(calls);
+            let service = p.facts.service;
+            match (p.parent, p.parent_service) {
+                (Some(up), Some(s)) if s == service => at = up,
+                _ => return,
+            }
+        }
     }
 
     /// Lets out the spans past expiry or over capacity.
@@ -212,16 +267,27 @@ impl JoinBuffer {
         let Some(mut p) = self.spans.remove(&key) else {
             return;
         };
-        if let (Some(parent), false) = (p.parent, p.linked_to_parent) {
+        if let (Some(parent), None) = (p.parent, p.parent_service) {
             self.waiting.remove(&(key.0, parent));
         }
         let (start, end) = (p.facts.start, p.facts.end);
-        let self_time_nanos = (end - start) - covered(start, end, &mut p.children);
-        events.push(JoinEvent::SelfTime {
-            facts: p.facts,
-            self_time_nanos,
-            remote_child: p.remote_child,
-        });
+        if let (true, Some(callee)) = (p.facts.client, p.remote_child) {
+            let gap_nanos = (end - start) - covered(start, end, &mut p.children);
+            events.push(JoinEvent::CallGap {
+                client: p.facts.clone(),
+                callee,
+                gap_nanos,
+            });
+        }
+        // A visit starts at a root, at a span whose parent is in another service, or at an
+        // orphan whose parent never arrived.
+        if p.parent_service.is_none_or(|s| s != p.facts.service) {
+            let self_time_nanos = (end - start) - covered(start, end, &mut p.calls_out);
+            events.push(JoinEvent::VisitSelfTime {
+                entry: p.facts,
+                self_time_nanos,
+            });
+        }
     }
 }
 
@@ -229,14 +295,14 @@ impl JoinBuffer {
 mod tests {
     use super::*;
 
-    fn facts(service: usize, start: u64, end: u64) -> SpanFacts {
+    fn facts(service: usize, start: u64, end: u64, client: bool) -> SpanFacts {
         SpanFacts {
             service,
             operation: service,
             start,
             end,
             error: false,
-            client: false,
+            client,
         }
     }
 
@@ -244,38 +310,70 @@ mod tests {
         SpanId([n; 8])
     }
 
+    fn visits(events: &[JoinEvent]) -> Vec<(usize, u64)> {
+        let mut out: Vec<(usize, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                JoinEvent::VisitSelfTime {
+                    entry,
+                    self_time_nanos,
+                } => Some((entry.service, *self_time_nanos)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     #[test]
-    fn union_of_children_is_clipped_and_merged() {
+    fn union_of_intervals_is_clipped_and_merged() {
         assert_eq!(covered(0, 100, &mut [(10, 30), (20, 40), (90, 150)]), 40);
         assert_eq!(covered(0, 100, &mut []), 0);
     }
 
+    /// One trace, inserted in every order: service 0's entry (0–100) has a childless handler
+    /// span (1–99) and a client span (5–80) calling service 1 (10–70). Service 0's visit self
+    /// time is 100 − 75 = 25 whatever the handler span says; the call's gap is 75 − 60 = 15.
     #[test]
-    fn child_before_parent_is_linked_and_self_time_excludes_it() {
+    fn visit_self_time_excludes_calls_in_any_arrival_order() {
         let trace = TraceId([7; 16]);
-        let mut buffer = JoinBuffer::new(JoinConfig {
-            capacity: 10,
-            expiry_nanos: 5,
-        });
-        let mut events = Vec::new();
-        buffer.insert(trace, sid(2), Some(sid(1)), facts(1, 10, 40), &mut events);
-        assert!(events.is_empty(), "the child waits for its parent");
-        buffer.insert(trace, sid(1), None, facts(0, 0, 100), &mut events);
-        assert!(matches!(&events[0], JoinEvent::Link { parent, child }
-            if parent.service == 0 && child.service == 1));
-        buffer.flush(&mut events);
-        let self_times: Vec<(usize, u64)> = events
-            .iter()
-            .filter_map(|e| match e {
-                JoinEvent::SelfTime {
-                    facts,
-                    self_time_nanos,
-                    ..
-                } => Some((facts.service, *self_time_nanos)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(self_times, vec![(1, 30), (0, 70)]);
+        let spans = [
+            (sid(1), None, facts(0, 0, 100, false)),
+            (sid(2), Some(sid(1)), facts(0, 1, 99, false)),
+            (sid(3), Some(sid(1)), facts(0, 5, 80, true)),
+            (sid(4), Some(sid(3)), facts(1, 10, 70, false)),
+        ];
+        let orders: [[usize; 4]; 4] = [[0, 1, 2, 3], [3, 2, 1, 0], [3, 0, 1, 2], [1, 3, 0, 2]];
+        for order in orders {
+            let mut buffer = JoinBuffer::new(JoinConfig {
+                capacity: 10,
+                expiry_nanos: 1_000,
+            });
+            let mut events = Vec::new();
+            for i in order {
+                let (id, parent, f) = spans[i].clone();
+                buffer.insert(trace, id, parent, f, &mut events);
+            }
+            buffer.flush(&mut events);
+            assert_eq!(visits(&events), vec![(0, 25), (1, 60)], "order {order:?}");
+            let gaps: Vec<u64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    JoinEvent::CallGap {
+                        callee: 1,
+                        gap_nanos,
+                        ..
+                    } => Some(*gap_nanos),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(gaps, vec![15], "order {order:?}");
+            let links = events
+                .iter()
+                .filter(|e| matches!(e, JoinEvent::Link { .. }))
+                .count();
+            assert_eq!(links, 3, "order {order:?}");
+        }
     }
 
     #[test]
@@ -287,17 +385,18 @@ mod tests {
         });
         let mut events = Vec::new();
         for n in 1..=10 {
-            buffer.insert(trace, sid(n), Some(sid(200)), facts(0, 0, 1), &mut events);
+            buffer.insert(
+                trace,
+                sid(n),
+                Some(sid(200)),
+                facts(0, 0, 1, false),
+                &mut events,
+            );
             buffer.expire(&mut events);
         }
         assert_eq!(buffer.len(), 3);
-        assert_eq!(events.len(), 7);
+        assert_eq!(visits(&events).len(), 7, "orphans are visits of their own");
     }
-}
-
-#[cfg(test)]
-mod idle_tests {
-    use super::*;
 
     #[test]
     fn idle_spans_leave_after_the_idle_time() {
@@ -308,15 +407,7 @@ mod idle_tests {
         });
         let mut events = Vec::new();
         buffer.expire_idle(100, 10, &mut events);
-        let facts = SpanFacts {
-            service: 0,
-            operation: 0,
-            start: 0,
-            end: 1,
-            error: false,
-            client: false,
-        };
-        buffer.insert(trace, SpanId([1; 8]), None, facts, &mut events);
+        buffer.insert(trace, sid(1), None, facts(0, 0, 1, false), &mut events);
         buffer.expire_idle(105, 10, &mut events);
         assert_eq!(buffer.len(), 1, "received at 100, not idle at 105");
         buffer.expire_idle(111, 10, &mut events);
