@@ -398,7 +398,7 @@ pub fn analyze(
             z.insert((feature, n), score);
         }
     }
-    explain_away_errors(current, &names, &mut z, config);
+    explain_away_errors([baseline, current], &names, &mut z, config);
 
     let mut causes: Vec<Cause> = names
         .iter()
@@ -447,31 +447,61 @@ pub fn analyze(
     })
 }
 
-/// Scales down a caller's error evidence when a callee shows a comparable amount.
+/// The features through which a failure shows in its callers too: a failing call makes the
+/// caller fail or log errors, or cut its work short and log less.
+const FAILURE_FEATURES: [Feature; 3] =
+    [Feature::ErrorSpans, Feature::ErrorLogs, Feature::LogDeficit];
+
+/// Services reachable from `from` along `calls` edges (of either window), `from` excluded.
+fn downstream<'a>(from: &str, calls: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut stack: Vec<&str> = calls.get(from).cloned().unwrap_or_default();
+    while let Some(s) = stack.pop() {
+        if s == from || seen.contains(&s) {
+            continue;
+        }
+        seen.push(s);
+        stack.extend(calls.get(s).into_iter().flatten().copied());
+    }
+    seen
+}
+
+/// Scales down a service's failure evidence (errors, log deficit) when a service downstream of
+/// it shows at least `explained_share` of it: failures propagate to callers, so the deepest
+/// failing service is the better candidate.
 fn explain_away_errors<'a>(
-    current: &WindowStats,
+    windows: [&'a WindowStats; 2],
     names: &[&'a str],
     z: &mut BTreeMap<(Feature, &'a str), f64>,
     config: &AnalysisConfig,
 ) {
-    for feature in [Feature::ErrorSpans, Feature::ErrorLogs] {
-        let before = z.clone();
-        for name in names {
-            let own = before[&(feature, *name)];
-            if own <= 0.0 {
-                continue;
-            }
-            let explained = current
-                .edges
-                .iter()
-                .filter(|e| e.source == *name && e.target != *name)
-                .any(|e| {
-                    before
-                        .get(&(feature, e.target.as_str()))
-                        .is_some_and(|c| *c >= config.explained_share * own)
-                });
-            if explained {
-                z.insert((feature, name), own * config.explained_factor);
+    let mut calls: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in windows.iter().flat_map(|w| &w.edges) {
+        calls
+            .entry(e.source.as_str())
+            .or_default()
+            .push(e.target.as_str());
+    }
+    let strength = |z: &BTreeMap<(Feature, &str), f64>, name: &str| {
+        FAILURE_FEATURES
+            .iter()
+            .map(|f| z.get(&(*f, name)).copied().unwrap_or(0.0))
+            .fold(0.0, f64::max)
+    };
+    let before = z.clone();
+    for name in names {
+        let own = strength(&before, name);
+        if own <= 0.0 {
+            continue;
+        }
+        let explained = downstream(name, &calls)
+            .iter()
+            .any(|d| strength(&before, d) >= config.explained_share * own);
+        if explained {
+            for f in FAILURE_FEATURES {
+                if let Some(v) = z.get_mut(&(f, *name)) {
+                    *v *= config.explained_factor;
+                }
             }
         }
     }
