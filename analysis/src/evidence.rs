@@ -182,27 +182,28 @@ pub(crate) fn error_spans(
     ))
 }
 
-/// Burst of error log records: errors now against the baseline error-record rate.
+/// Burst of error log records: errors now against the baseline rate per unit of exposure
+/// (requests when both windows have enough of them, else seconds of observed time).
 pub(crate) fn error_logs(
     service: &str,
-    current: u64,
-    baseline: u64,
-    current_seconds: f64,
-    baseline_seconds: f64,
+    (current, baseline): (u64, u64),
+    (exposure_now, exposure_before): (f64, f64),
+    unit: &str,
 ) -> Option<Evidence> {
-    if (current == 0 && baseline == 0) || baseline_seconds <= 0.0 || current_seconds <= 0.0 {
+    if (current == 0 && baseline == 0) || exposure_now <= 0.0 || exposure_before <= 0.0 {
         return None;
     }
     let x = poisson_z(
         current as f64,
-        baseline as f64 * current_seconds / baseline_seconds,
+        baseline as f64 * exposure_now / exposure_before,
     );
     let (rc, rb) = (
-        current as f64 / current_seconds,
-        baseline as f64 / baseline_seconds,
+        current as f64 / exposure_now,
+        baseline as f64 / exposure_before,
     );
-    let summary =
-        format!("{current} error log records from {service} ({rc:.2}/s, baseline {rb:.2}/s)");
+    let summary = format!(
+        "{current} error log records from {service} ({rc:.3} per {unit}, baseline {rb:.3})"
+    );
     Some(Evidence::new(
         EvidenceSignal::Logs,
         "error_log_records",

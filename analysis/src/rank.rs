@@ -312,18 +312,17 @@ pub fn analyze(
             evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
         );
         let base_logs = b.map_or(0, |b| b.logs.error_records);
+        let reqs = (requests(current, Some(s)), requests(baseline, b));
+        let (exposure, unit) = if reqs.0.min(reqs.1) >= config.min_requests {
+            ((reqs.0 as f64, reqs.1 as f64), "request")
+        } else {
+            ((seconds(current), seconds(baseline)), "second")
+        };
         c.add(
             Feature::ErrorLogs,
-            evidence::error_logs(
-                &s.name,
-                s.logs.error_records,
-                base_logs,
-                seconds(current),
-                seconds(baseline),
-            ),
+            evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit),
         );
         let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
-        let reqs = (requests(current, Some(s)), requests(baseline, b));
         c.add(
             Feature::LogDeficit,
             evidence::log_deficit(&s.name, logs, reqs, config.min_requests),
