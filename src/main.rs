@@ -21,8 +21,8 @@ struct Cli {
 enum Command {
     /// Serve OTLP (gRPC and HTTP) and the REST API until interrupted.
     Serve(ServeArgs),
-    /// Serve, replay a real labelled fault case into the server over OTLP, print its ranked
-    /// causes, and keep serving.
+    /// Serve (in memory), replay a real labelled fault case into the server over OTLP, print its
+    /// ranked causes, and keep serving.
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
@@ -111,6 +111,7 @@ fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -128,7 +129,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo {
             serve,
             replay: DemoDataset::Nezha,
-        } => loupe::demo::run(serve.config()).await?,
+        } => {
+            // The demo replays the same case on every run: it keeps its data in memory so a
+            // second run does not count the case twice.
+            let config = ServeConfig {
+                data_dir: None,
+                ..serve.config()
+            };
+            loupe::demo::run(config).await?
+        }
         Command::Replay {
             format: DatasetFormat::Nezha,
             dir,

@@ -113,9 +113,13 @@ impl Feature {
     }
 }
 
-/// Robust z-scores of `values` (median and MAD scaled by 1.4826 to estimate σ under normality;
-/// Rousseeuw & Croux 1993) over the values present, spread floored, negatives clipped to 0;
-/// a missing value scores 0.
+/// Scores of `values` in units of their robust spread across services: each value (a change,
+/// whose "no change" is 0) divided by the MAD about the median, scaled by 1.4826 to estimate σ
+/// under normality (Rousseeuw & Croux, "Alternatives to the Median Absolute Deviation", JASA
+/// 1993), the spread floored; over the values present, negatives clipped to 0, a missing value
+/// scoring 0. Changes are not centred on the median: when most services of a small system
+/// change together (a failure that propagates everywhere), the change still counts, and
+/// propagation is left to the explained-away rule.
 fn robust_z(values: &[Option<f64>], floor: f64) -> Vec<f64> {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -132,7 +136,7 @@ fn robust_z(values: &[Option<f64>], floor: f64) -> Vec<f64> {
     let spread = (1.4826 * mad).max(floor);
     values
         .iter()
-        .map(|x| x.map_or(0.0, |x| ((x - m) / spread).max(0.0)))
+        .map(|x| x.map_or(0.0, |x| (x / spread).max(0.0)))
         .collect()
 }
 
@@ -372,7 +376,8 @@ pub fn analyze(
         };
         for end in [e.source.as_str(), e.target.as_str()] {
             gaps.entry(end).or_default().push(ev.change);
-            if let Some(c) = candidates.get_mut(end) {
+            // Every edge counts in the mean; only the edges that slowed are evidence to show.
+            if let (Some(c), true) = (candidates.get_mut(end), ev.change > 0.0) {
                 c.evidence.push((Feature::CallGap, ev.clone()));
             }
         }
@@ -529,7 +534,143 @@ mod tests {
             0.1,
         );
         // Over the five present values: median 3, MAD 1 → spread 1.4826; the missing one is 0.
-        assert!((z[5] - 97.0 / 1.4826).abs() < 1e-9);
+        assert!((z[5] - 100.0 / 1.4826).abs() < 1e-9);
         assert_eq!(z[2], 0.0);
+    }
+}
+
+#[cfg(test)]
+mod scenario_tests {
+    //! Rankings on small graphs built from spans and logs through the real graph.
+
+    use std::sync::Arc;
+
+    use loupe_graph::{GraphConfig, KnowledgeGraph};
+    use loupe_model::{
+        AttributeValue, Attributes, LogRecord, Resource, ResourceLogs, ResourceSpans, Span, SpanId,
+        SpanKind, StatusCode, TraceId,
+    };
+
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    /// Baseline [0, 60 s), fault [60 s, 120 s).
+    const FAULT_START: u64 = 60 * SECOND;
+
+    fn resource(service: &str) -> Arc<Resource> {
+        let attrs = vec![
+            (
+                "service.name".to_owned(),
+                AttributeValue::String(service.to_owned()),
+            ),
+            (
+                "k8s.pod.name".to_owned(),
+                AttributeValue::String(format!("{service}-1")),
+            ),
+        ];
+        Arc::new(Resource {
+            attributes: Attributes(attrs),
+        })
+    }
+
+    /// What each service of the chain frontend → checkout → payment does in one request: its own
+    /// work in ms and whether it logs an error.
+    #[derive(Clone, Copy)]
+    struct Step {
+        self_ms: u64,
+        error_log: bool,
+    }
+
+    const OK: Step = Step {
+        self_ms: 5,
+        error_log: false,
+    };
+
+    /// One trace at `t` through the chain: each service is a server span whose child is the next
+    /// service's span (no client spans, as uninstrumented clients leave it).
+    fn trace(graph: &mut KnowledgeGraph, n: u64, t: u64, steps: [Step; 3]) {
+        let services = ["frontend", "checkout", "payment"];
+        let inner: u64 = steps.iter().map(|s| s.self_ms).sum();
+        let (mut start, mut duration) = (t, inner * MS);
+        for (i, (service, step)) in services.iter().zip(steps).enumerate() {
+            let span = Span {
+                trace_id: TraceId([(n % 250) as u8 + 1; 16]),
+                span_id: SpanId([i as u8 + 1, (n >> 8) as u8, n as u8, 1, 1, 1, 1, 1]),
+                parent_span_id: (i > 0)
+                    .then(|| SpanId([i as u8, (n >> 8) as u8, n as u8, 1, 1, 1, 1, 1])),
+                name: "GET /".into(),
+                kind: SpanKind::Server,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + duration,
+                status: StatusCode::Unset,
+                attributes: Attributes::default(),
+                exception_events: 0,
+            };
+            graph.apply_spans(&[ResourceSpans {
+                resource: resource(service),
+                spans: vec![span],
+            }]);
+            let record = LogRecord {
+                time_unix_nano: start,
+                severity_number: if step.error_log { 17 } else { 9 },
+                severity_text: String::new(),
+                body: "handled".into(),
+                attributes: Attributes::default(),
+                trace_id: None,
+                span_id: None,
+            };
+            graph.apply_logs(&[ResourceLogs {
+                resource: resource(service),
+                records: vec![record],
+            }]);
+            start += step.self_ms * MS / 2;
+            duration -= step.self_ms * MS;
+        }
+    }
+
+    /// Ranks the three services when the fault window's requests do `fault` instead of `OK`.
+    fn check(fault: [Step; 3], expected_first: &str) {
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        for n in 0..240u64 {
+            let t = n * SECOND / 2;
+            trace(
+                &mut graph,
+                n,
+                t,
+                if t < FAULT_START { [OK; 3] } else { fault },
+            );
+        }
+        graph.flush();
+        let baseline = graph.window(0, FAULT_START);
+        let current = graph.window(FAULT_START, 2 * FAULT_START);
+        let analysis = analyze(&baseline, &current, None, &AnalysisConfig::default()).unwrap();
+        let ranking: Vec<&str> = analysis
+            .causes
+            .iter()
+            .map(|c| c.entity.name.as_str())
+            .collect();
+        assert_eq!(ranking[0], expected_first, "ranking {ranking:?}");
+        assert!(!analysis.causes[0].evidence.is_empty());
+    }
+
+    #[test]
+    fn slow_own_work_ranks_the_slow_service_not_its_callers() {
+        let slow = Step {
+            self_ms: 80,
+            error_log: false,
+        };
+        check([OK, OK, slow], "payment");
+        check([OK, slow, OK], "checkout");
+    }
+
+    #[test]
+    fn errors_logged_along_the_chain_are_blamed_on_the_deepest_service() {
+        let failing = Step {
+            self_ms: 5,
+            error_log: true,
+        };
+        check([failing, failing, failing], "payment");
+        check([failing, failing, OK], "checkout");
     }
 }
