@@ -89,13 +89,22 @@ impl Engine {
 }
 
 impl TelemetrySink for Engine {
+    fn wants_protobuf(&self) -> bool {
+        self.wal.is_some()
+    }
+
     fn consume(&self, accepted: Accepted) -> loupe_ingest::Result<()> {
         if let Some(wal) = &self.wal {
             let mut wal = wal
                 .lock()
                 .map_err(|_| loupe_ingest::Error::Internal("wal lock poisoned".into()))?;
             // Not durable means not acknowledged: the client retries.
-            wal.append(accepted.signal.tag(), &accepted.protobuf)
+            let Some(protobuf) = &accepted.protobuf else {
+                return Err(loupe_ingest::Error::Internal(
+                    "request arrived without its encoding".into(),
+                ));
+            };
+            wal.append(accepted.signal.tag(), protobuf)
                 .map_err(|e| loupe_ingest::Error::Overloaded(format!("write-ahead log: {e}")))?;
         }
         self.apply(&accepted.batch);

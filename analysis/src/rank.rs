@@ -597,8 +597,16 @@ mod scenario_tests {
             let span = Span {
                 trace_id: TraceId([(n % 250) as u8 + 1; 16]),
                 span_id: SpanId([i as u8 + 1, (n >> 8) as u8, n as u8, 1, 1, 1, 1, 1]),
-                parent_span_id: (i > 0)
-                    .then(|| SpanId([i as u8, (n >> 8) as u8, n as u8, 1, 1, 1, 1, 1])),
+                parent_span_id: (i > 0).then_some(SpanId([
+                    i as u8,
+                    (n >> 8) as u8,
+                    n as u8,
+                    1,
+                    1,
+                    1,
+                    1,
+                    1,
+                ])),
                 name: "GET /".into(),
                 kind: SpanKind::Server,
                 start_time_unix_nano: start,

@@ -58,10 +58,10 @@ impl DurationSketch {
 }
 
 /// RED figures of one bucket, as the spanmetrics connector defines them: `calls`, `errors`
-/// (calls whose status is `Error`), and the duration distribution; plus self time (a span's
-/// duration less the union of its direct children's intervals). On a service, self time counts
-/// the spans that do the service's own work; the client spans of its outgoing calls put their
-/// self time (the call's gap: network, queueing, client overhead) on the `calls` edge instead.
+/// (calls whose status is `Error`), and the duration distribution; plus self time. On a service
+/// and on the operation of a visit's entry span, self time is per visit (the service's spans for
+/// one incoming request, less the calls it made: see `join.rs`); on a `calls` edge it is the
+/// call's gap (client span less the callee's spans: network, queueing, client overhead).
 #[derive(Debug, Clone, Default)]
 pub struct RedStats {
     /// Number of spans.
@@ -72,7 +72,8 @@ pub struct RedStats {
     pub root_calls: u64,
     /// Span durations, seconds.
     pub duration: DurationSketch,
-    /// Self times, seconds (recorded when a span leaves the join buffer).
+    /// Self times, seconds (recorded when the span that closes a visit or call leaves the join
+    /// buffer).
     pub self_time: DurationSketch,
 }
 

@@ -77,11 +77,16 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
         self.limits
     }
 
+    /// The request's protobuf encoding, when the sink keeps it.
+    fn encoded<M: Message>(&self, request: &M) -> Option<Vec<u8>> {
+        self.sink.wants_protobuf().then(|| request.encode_to_vec())
+    }
+
     async fn deliver(
         &self,
         signal: Signal,
         batch: TelemetryBatch,
-        protobuf: Vec<u8>,
+        protobuf: Option<Vec<u8>>,
     ) -> Result<()> {
         let sink = self.sink.clone();
         // The sink writes and updates the graph: CPU and disk work, off the async threads.
@@ -110,7 +115,7 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
             self.deliver(
                 Signal::Traces,
                 TelemetryBatch::Traces(decoded.items),
-                request.encode_to_vec(),
+                self.encoded(&request),
             )
             .await?;
         }
@@ -138,7 +143,7 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
             self.deliver(
                 Signal::Metrics,
                 TelemetryBatch::Metrics(decoded.items),
-                request.encode_to_vec(),
+                self.encoded(&request),
             )
             .await?;
         }
@@ -166,7 +171,7 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
             self.deliver(
                 Signal::Logs,
                 TelemetryBatch::Logs(decoded.items),
-                request.encode_to_vec(),
+                self.encoded(&request),
             )
             .await?;
         }

@@ -46,8 +46,9 @@ pub struct Accepted {
     /// The decoded items (rejected ones removed).
     pub batch: TelemetryBatch,
     /// The original request in OTLP protobuf encoding, rejected items included (they are
-    /// rejected again, identically, when decoded again).
-    pub protobuf: Vec<u8>,
+    /// rejected again, identically, when decoded again); `None` unless the sink
+    /// [wants it](TelemetrySink::wants_protobuf).
+    pub protobuf: Option<Vec<u8>>,
 }
 
 /// Takes accepted telemetry. Called from a blocking thread, never from an async task.
@@ -58,4 +59,10 @@ pub trait TelemetrySink: Send + Sync + 'static {
     /// [`crate::Error::Overloaded`] when the client should retry later, else
     /// [`crate::Error::Internal`].
     fn consume(&self, accepted: Accepted) -> Result<()>;
+
+    /// Whether the sink stores requests in their protobuf encoding (a write-ahead log does);
+    /// when not, the receivers skip encoding them.
+    fn wants_protobuf(&self) -> bool {
+        true
+    }
 }
