@@ -208,6 +208,36 @@ fn self_time_shift(
     })
 }
 
+/// The strongest deficit of log records per call among a service's operations (records matched
+/// to operations by their span ids). Per operation, because a change in the mix of requests
+/// changes a service's records per request without any code path changing; `None` when no
+/// operation has records and enough calls in both windows.
+fn operation_log_deficit(
+    service: &str,
+    baseline: &WindowStats,
+    current: &WindowStats,
+    config: &AnalysisConfig,
+) -> Option<Evidence> {
+    current
+        .operations
+        .iter()
+        .filter(|o| o.service == service)
+        .filter_map(|now| {
+            let before = baseline
+                .operations
+                .iter()
+                .find(|b| b.service == service && b.name == now.name)?;
+            let label = format!("{service} {}", now.name);
+            evidence::log_deficit(
+                &label,
+                (now.logs.records, before.logs.records),
+                (now.red.calls, before.red.calls),
+                config.min_requests,
+            )
+        })
+        .max_by(|a, b| a.change.total_cmp(&b.change))
+}
+
 /// The baseline figures for one series: the baseline's when it has enough samples, else the
 /// reference's.
 fn pick<'a>(
@@ -327,9 +357,11 @@ pub fn analyze(
             evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit),
         );
         let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
+        let per_operation = operation_log_deficit(&s.name, baseline, current, config);
         c.add(
             Feature::LogDeficit,
-            evidence::log_deficit(&s.name, logs, reqs, config.min_requests),
+            per_operation
+                .or_else(|| evidence::log_deficit(&s.name, logs, reqs, config.min_requests)),
         );
         let (now, before) = (pods_of(current, &s.name), pods_of(baseline, &s.name));
         let resources = [

@@ -7,6 +7,7 @@ use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, Span
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
+use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
 
 /// What an entity is.
@@ -104,6 +105,7 @@ pub struct KnowledgeGraph {
     entities: HashMap<(EntityKind, String), NodeIndex>,
     relations: HashMap<(NodeIndex, NodeIndex, RelationKind), EdgeIndex>,
     join: JoinBuffer,
+    span_logs: SpanLogIndex,
     events: Vec<JoinEvent>,
 }
 
@@ -116,6 +118,7 @@ impl KnowledgeGraph {
             entities: HashMap::new(),
             relations: HashMap::new(),
             join: JoinBuffer::new(config.join),
+            span_logs: SpanLogIndex::new(config.join.capacity),
             events: Vec::new(),
         }
     }
@@ -239,6 +242,12 @@ impl KnowledgeGraph {
                     error,
                     client: matches!(span.kind, SpanKind::Client | SpanKind::Producer),
                 };
+                for (bucket, error) in self
+                    .span_logs
+                    .span((span.trace_id, span.span_id), operation.index())
+                {
+                    self.count_log(operation, bucket, error);
+                }
                 self.join.insert(
                     span.trace_id,
                     span.span_id,
@@ -346,8 +355,20 @@ impl KnowledgeGraph {
                     logs.records += 1;
                     logs.error_records += u64::from(error);
                 }
+                if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
+                    if let Some(operation) = self.span_logs.log((trace, span), bucket, error) {
+                        self.count_log(NodeIndex::new(operation), bucket, error);
+                    }
+                }
             }
         }
+    }
+
+    /// Counts a log record on the operation whose span wrote it.
+    fn count_log(&mut self, operation: NodeIndex, bucket: u64, error: bool) {
+        let logs = self.graph[operation].logs.entry(bucket).or_default();
+        logs.records += 1;
+        logs.error_records += u64::from(error);
     }
 
     /// Applies decoded metric points: per bucket means of each metric on the pod when the

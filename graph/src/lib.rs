@@ -7,6 +7,7 @@
 
 mod graph;
 mod join;
+mod span_logs;
 mod stats;
 mod view;
 

@@ -138,6 +138,8 @@ pub struct OperationWindow {
     pub name: String,
     /// Merged RED figures.
     pub red: RedStats,
+    /// Log records written within the operation's spans (by their span id).
+    pub logs: LogStats,
 }
 
 /// A `calls` relation's merged statistics over a window.
@@ -306,7 +308,13 @@ impl KnowledgeGraph {
                             .strip_prefix(&format!("{service} "))
                             .unwrap_or(&e.name)
                             .to_owned();
-                        out.operations.push(OperationWindow { service, name, red });
+                        let logs = merged(&e.logs, &r, LogStats::merge);
+                        out.operations.push(OperationWindow {
+                            service,
+                            name,
+                            red,
+                            logs,
+                        });
                     }
                 }
                 EntityKind::Node => {}
@@ -377,7 +385,10 @@ impl WindowStats {
                 .iter_mut()
                 .find(|x| x.service == o.service && x.name == o.name)
             {
-                Some(x) => x.red.merge(&o.red),
+                Some(x) => {
+                    x.red.merge(&o.red);
+                    x.logs.merge(&o.logs);
+                }
                 None => self.operations.push(o.clone()),
             }
         }
