@@ -92,8 +92,8 @@ pub(crate) struct JoinBuffer {
     order: VecDeque<Key>,
     watermark: u64,
     /// The time of the latest [`JoinBuffer::expire_idle`] call: spans arriving now are stamped
-    /// with it.
-    tick: u64,
+    /// with it. `None` before the first call.
+    tick: Option<u64>,
 }
 
 /// Length of the union of intervals clipped to `[start, end]`.
@@ -118,7 +118,7 @@ impl JoinBuffer {
             waiting: HashMap::new(),
             order: VecDeque::new(),
             watermark: 0,
-            tick: 0,
+            tick: None,
         }
     }
 
@@ -150,7 +150,7 @@ impl JoinBuffer {
                 children: Vec::new(),
                 calls_out: Vec::new(),
                 remote_child: None,
-                received_at: self.tick,
+                received_at: self.tick.unwrap_or(0),
             },
         );
         self.order.push_back(key);
@@ -240,7 +240,11 @@ impl JoinBuffer {
     /// Lets out the spans received before `now − idle_nanos` (receive time, from the caller's
     /// clock), so that a quiet stream does not leave the last spans waiting for ever.
     pub fn expire_idle(&mut self, now: u64, idle_nanos: u64, events: &mut Vec<JoinEvent>) {
-        self.tick = now;
+        if self.tick.is_none() {
+            // Spans that arrived before the clock was first read count as received now.
+            self.spans.values_mut().for_each(|p| p.received_at = now);
+        }
+        self.tick = Some(now);
         let horizon = now.saturating_sub(idle_nanos);
         while let Some(key) = self.order.front().copied() {
             if self
@@ -396,6 +400,27 @@ mod tests {
         }
         assert_eq!(buffer.len(), 3);
         assert_eq!(visits(&events).len(), 7, "orphans are visits of their own");
+    }
+
+    #[test]
+    fn spans_received_before_the_first_tick_are_not_idle_at_once() {
+        let trace = TraceId([1; 16]);
+        let mut buffer = JoinBuffer::new(JoinConfig {
+            capacity: 10,
+            expiry_nanos: u64::MAX,
+        });
+        let mut events = Vec::new();
+        buffer.insert(
+            trace,
+            sid(2),
+            Some(sid(1)),
+            facts(1, 0, 1, false),
+            &mut events,
+        );
+        buffer.expire_idle(1_000, 10, &mut events);
+        assert_eq!(buffer.len(), 1, "a child waiting for its parent stays");
+        buffer.insert(trace, sid(1), None, facts(0, 0, 2, false), &mut events);
+        assert!(events.iter().any(|e| matches!(e, JoinEvent::Link { .. })));
     }
 
     #[test]
