@@ -12,6 +12,9 @@ pub enum Error {
     /// The gzip stream was corrupt.
     #[error("malformed gzip body: {0}")]
     Gzip(#[source] std::io::Error),
+    /// The body could not be read to its end (a broken or cut-off upload).
+    #[error("cannot read request body: {0}")]
+    Body(String),
     /// `Content-Type` was neither protobuf nor JSON.
     #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
     UnsupportedContentType(String),
@@ -58,7 +61,7 @@ impl Error {
     /// The HTTP status OTLP/HTTP prescribes (OTLP specification, "OTLP/HTTP Response").
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Protobuf(_) | Self::Json(_) | Self::Gzip(_) => 400,
+            Self::Protobuf(_) | Self::Json(_) | Self::Gzip(_) | Self::Body(_) => 400,
             Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => 415,
             Self::TooLarge { .. } => 413,
             Self::Overloaded(_) => 503,
@@ -73,6 +76,7 @@ impl Error {
             Self::Protobuf(_)
             | Self::Json(_)
             | Self::Gzip(_)
+            | Self::Body(_)
             | Self::UnsupportedContentType(_)
             | Self::UnsupportedContentEncoding(_) => tonic::Status::invalid_argument(message),
             Self::TooLarge { .. } => tonic::Status::resource_exhausted(message),

@@ -58,6 +58,21 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding> {
     }
 }
 
+/// 413 when reading stopped at the body limit, else 400 (a broken or cut-off upload).
+fn body_error(error: &axum::Error, limit_bytes: usize) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Error::TooLarge {
+                what: "body",
+                limit_bytes,
+            };
+        }
+        source = e.source();
+    }
+    Error::Body(error.to_string())
+}
+
 /// Undoes `Content-Encoding`, bounded by the decompressed-size limit.
 fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes> {
     let coding = headers
@@ -165,10 +180,7 @@ where
     let result = async {
         let body = axum::body::to_bytes(body, limits.max_body_bytes)
             .await
-            .map_err(|_| Error::TooLarge {
-                what: "body",
-                limit_bytes: limits.max_body_bytes,
-            })?;
+            .map_err(|e| body_error(&e, limits.max_body_bytes))?;
         let body = decompress(&headers, body, &limits)?;
         let request: Req = decode(enc, &body)?;
         export(receiver, request).await
