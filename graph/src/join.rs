@@ -41,8 +41,9 @@ struct Pending {
     children: Vec<(u64, u64)>,
     /// Intervals of outgoing calls made within this span's same-service subtree.
     calls_out: Vec<(u64, u64)>,
-    /// The service of a child in another service.
-    remote_child: Option<usize>,
+    /// The callee of a client span: of its children in other services, the longest (the
+    /// lowest service index on a tie), so the choice does not depend on arrival order.
+    remote_child: Option<(usize, u64)>,
     /// The receive tick at which the span arrived.
     received_at: u64,
 }
@@ -182,7 +183,12 @@ impl JoinBuffer {
         let parent_facts = p.facts.clone();
         p.children.push((child_facts.start, child_facts.end));
         let calls = if parent_facts.service != child_facts.service {
-            p.remote_child = Some(child_facts.service);
+            let candidate = (child_facts.service, child_facts.end - child_facts.start);
+            let better =
+                |(s, d): (usize, u64)| candidate.1 > d || (candidate.1 == d && candidate.0 < s);
+            if p.remote_child.is_none_or(better) {
+                p.remote_child = Some(candidate);
+            }
             // The call's interval: the client span when there is one, else the callee's span.
             vec![if parent_facts.client {
                 (parent_facts.start, parent_facts.end)
@@ -275,7 +281,7 @@ impl JoinBuffer {
             self.waiting.remove(&(key.0, parent));
         }
         let (start, end) = (p.facts.start, p.facts.end);
-        if let (true, Some(callee)) = (p.facts.client, p.remote_child) {
+        if let (true, Some((callee, _))) = (p.facts.client, p.remote_child) {
             let gap_nanos = (end - start) - covered(start, end, &mut p.children);
             events.push(JoinEvent::CallGap {
                 client: p.facts.clone(),
@@ -438,5 +444,102 @@ mod tests {
         buffer.expire_idle(111, 10, &mut events);
         assert_eq!(buffer.len(), 0);
         assert_eq!(events.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A random trace: span `i > 0` has a parent among the spans before it.
+    fn any_trace() -> impl Strategy<Value = Vec<(Option<usize>, SpanFacts)>> {
+        prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                0usize..3,
+                any::<bool>(),
+                0u64..1_000,
+                0u64..1_000,
+            ),
+            1..25,
+        )
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (parent, service, client, a, b))| {
+                    let parent = (i > 0).then(|| parent.index(i));
+                    let facts = SpanFacts {
+                        service,
+                        operation: service,
+                        start: a.min(b),
+                        end: a.max(b),
+                        error: false,
+                        client,
+                    };
+                    (parent, facts)
+                })
+                .collect()
+        })
+    }
+
+    /// Visits (entry start, self time), gaps (client start, callee, gap) and the link count.
+    type Outcome = (Vec<(usize, u64)>, Vec<(usize, usize, u64)>, usize);
+
+    fn outcome(trace: &[(Option<usize>, SpanFacts)], order: &[usize]) -> Outcome {
+        let id = |i: usize| SpanId([(i + 1) as u8; 8]);
+        let mut buffer = JoinBuffer::new(JoinConfig {
+            capacity: 1_000,
+            expiry_nanos: u64::MAX,
+        });
+        let mut events = Vec::new();
+        for &i in order {
+            let (parent, facts) = &trace[i];
+            buffer.insert(
+                TraceId([9; 16]),
+                id(i),
+                parent.map(id),
+                facts.clone(),
+                &mut events,
+            );
+        }
+        buffer.flush(&mut events);
+        let (mut visits, mut gaps, mut links) = (Vec::new(), Vec::new(), 0);
+        for e in events {
+            match e {
+                JoinEvent::VisitSelfTime {
+                    entry,
+                    self_time_nanos,
+                } => visits.push((entry.start as usize, self_time_nanos)),
+                JoinEvent::CallGap {
+                    client,
+                    callee,
+                    gap_nanos,
+                } => gaps.push((client.start as usize, callee, gap_nanos)),
+                JoinEvent::Link { .. } => links += 1,
+            }
+        }
+        visits.sort();
+        gaps.sort();
+        (visits, gaps, links)
+    }
+
+    proptest! {
+        /// Joins, visit self times and call gaps do not depend on the order spans arrive in.
+        #[test]
+        fn arrival_order_does_not_matter(trace in any_trace(), seed in any::<u64>()) {
+            let in_order: Vec<usize> = (0..trace.len()).collect();
+            let mut shuffled = in_order.clone();
+            // A deterministic shuffle from the seed (Fisher–Yates with an LCG).
+            let mut state = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let expected = outcome(&trace, &in_order);
+            prop_assert_eq!(expected.2, trace.len() - 1, "every child links");
+            prop_assert_eq!(outcome(&trace, &shuffled), expected);
+        }
     }
 }

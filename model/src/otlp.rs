@@ -374,3 +374,61 @@ mod tests {
         assert_eq!(decoded.items[0].resource.service_name(), "unknown_service");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans as PRs, ScopeSpans};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_span() -> impl Strategy<Value = ptrace::Span> {
+        (
+            prop::collection::vec(any::<u8>(), 0..20),
+            prop::collection::vec(any::<u8>(), 0..12),
+            prop::collection::vec(any::<u8>(), 0..12),
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::option::of(any::<i32>()),
+        )
+            .prop_map(
+                |(trace_id, span_id, parent_span_id, kind, start, end, status)| ptrace::Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    kind,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: end,
+                    status: status.map(|code| ptrace::Status {
+                        code,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                },
+            )
+    }
+
+    proptest! {
+        /// Any wire input decodes without panicking; every span is either kept or counted as
+        /// rejected; kept spans have valid ids and a non-negative duration.
+        #[test]
+        fn every_span_is_kept_or_rejected(spans in prop::collection::vec(any_span(), 0..40)) {
+            let total = spans.len() as u64;
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![PRs {
+                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            let decoded = decode_traces(&request);
+            let kept: u64 = decoded.items.iter().map(|r| r.spans.len() as u64).sum();
+            prop_assert_eq!(kept + decoded.rejected, total);
+            prop_assert_eq!(decoded.first_error.is_some(), decoded.rejected > 0);
+            for span in decoded.items.iter().flat_map(|r| &r.spans) {
+                prop_assert!(span.trace_id.0.iter().any(|b| *b != 0));
+                prop_assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+            }
+        }
+    }
+}
