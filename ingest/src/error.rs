@@ -49,6 +49,9 @@ pub enum Error {
     /// The consumer could not take the batch now; the client should retry.
     #[error("overloaded: {0}")]
     Overloaded(String),
+    /// Sending to another OTLP endpoint failed (replay client).
+    #[error("otlp client: {0}")]
+    Client(String),
     /// The consumer failed for another reason.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,7 +68,7 @@ impl Error {
             Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => 415,
             Self::TooLarge { .. } => 413,
             Self::Overloaded(_) => 503,
-            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } => 500,
+            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } | Self::Client(_) => 500,
         }
     }
 
@@ -81,7 +84,7 @@ impl Error {
             | Self::UnsupportedContentEncoding(_) => tonic::Status::invalid_argument(message),
             Self::TooLarge { .. } => tonic::Status::resource_exhausted(message),
             Self::Overloaded(_) => tonic::Status::unavailable(message),
-            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } => {
+            Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } | Self::Client(_) => {
                 tonic::Status::internal(message)
             }
         }

@@ -106,13 +106,13 @@ impl OtlpGrpcClient {
     /// Connects to `endpoint`, e.g. `http://127.0.0.1:4317`.
     ///
     /// # Errors
-    /// [`Error::Internal`] when the endpoint is invalid or unreachable.
+    /// [`Error::Client`] when the endpoint is invalid or unreachable.
     pub async fn connect(endpoint: &str) -> Result<Self> {
         let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| Error::Internal(format!("invalid endpoint {endpoint:?}: {e}")))?
+            .map_err(|e| Error::Client(format!("invalid endpoint {endpoint:?}: {e}")))?
             .connect()
             .await
-            .map_err(|e| Error::Internal(format!("cannot connect to {endpoint}: {e}")))?;
+            .map_err(|e| Error::Client(format!("cannot connect to {endpoint}: {e}")))?;
         let limit = 256 << 20;
         Ok(Self {
             traces: TraceServiceClient::new(channel.clone())
@@ -130,9 +130,9 @@ impl OtlpGrpcClient {
     /// Sends one request; returns the number of items the server rejected.
     ///
     /// # Errors
-    /// [`Error::Internal`] with the server's status when the export failed.
+    /// [`Error::Client`] with the server's status when the export failed.
     pub async fn send(&mut self, request: ExportRequest) -> Result<u64> {
-        let status = |s: tonic::Status| Error::Internal(format!("export failed: {s}"));
+        let status = |s: tonic::Status| Error::Client(format!("export failed: {s}"));
         Ok(match request.0 {
             Inner::Traces(r) => self
                 .traces
