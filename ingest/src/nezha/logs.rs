@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 
 use super::csv_files::{bad_row, columns, records};
-use super::{minute_files, resource, BATCH};
+use super::{group_by_pod, minute_files, resource, BATCH};
 use crate::error::Result;
 use crate::request::{ExportRequest, Inner};
 
@@ -142,14 +142,10 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
     rows.sort_by_key(|(_, r)| r.time_unix_nano);
     let mut requests = Vec::new();
     for chunk in rows.chunks(BATCH) {
-        let mut by_pod: Vec<(&str, Vec<LogRecord>)> = Vec::new();
-        for (pod, record) in chunk {
-            match by_pod.iter_mut().find(|(p, _)| p == pod) {
-                Some((_, records)) => records.push(record.clone()),
-                None => by_pod.push((pod, vec![record.clone()])),
-            }
-        }
-        let resource_logs = by_pod
+        let records = chunk
+            .iter()
+            .map(|(pod, record)| (pod.as_str(), record.clone()));
+        let resource_logs = group_by_pod(records)
             .into_iter()
             .map(|(pod, log_records)| ResourceLogs {
                 resource: Some(resource(pod)),

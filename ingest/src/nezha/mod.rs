@@ -223,6 +223,18 @@ fn resource(pod: &str) -> opentelemetry_proto::tonic::resource::v1::Resource {
     }
 }
 
+/// Items grouped by pod, pods in order of first appearance (one OTLP resource each).
+fn group_by_pod<'a, T>(items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<(&'a str, Vec<T>)> {
+    let mut groups: Vec<(&str, Vec<T>)> = Vec::new();
+    for (pod, item) in items {
+        match groups.iter_mut().find(|(p, _)| *p == pod) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((pod, vec![item])),
+        }
+    }
+    groups
+}
+
 /// The service of a Kubernetes pod name: the name less its last two `-` parts (the ReplicaSet
 /// hash and the pod suffix), e.g. `ts-order-service-6c5d8b7b9f-x2x9z` → `ts-order-service`.
 pub fn service_of_pod(pod: &str) -> &str {

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
 
 use super::csv_files::{bad_row, columns, records};
-use super::{minute_files, resource, service_of_pod, BATCH};
+use super::{group_by_pod, minute_files, resource, service_of_pod, BATCH};
 use crate::error::Result;
 use crate::request::{ExportRequest, Inner};
 
@@ -104,8 +104,7 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
     };
     let mut requests = Vec::new();
     for chunk in rows.chunks(BATCH) {
-        let mut by_pod: Vec<(&str, Vec<Span>)> = Vec::new();
-        for r in chunk {
+        let spans = chunk.iter().map(|r| {
             let span = Span {
                 trace_id: r.trace_id.clone(),
                 span_id: r.span_id.clone(),
@@ -116,12 +115,9 @@ pub(super) fn load(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<Expo
                 end_time_unix_nano: r.end,
                 ..Default::default()
             };
-            match by_pod.iter_mut().find(|(p, _)| *p == r.pod) {
-                Some((_, spans)) => spans.push(span),
-                None => by_pod.push((&r.pod, vec![span])),
-            }
-        }
-        let resource_spans = by_pod
+            (r.pod.as_str(), span)
+        });
+        let resource_spans = group_by_pod(spans)
             .into_iter()
             .map(|(pod, spans)| ResourceSpans {
                 resource: Some(resource(pod)),
