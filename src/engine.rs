@@ -53,7 +53,9 @@ impl Engine {
             let decoded = Signal::from_tag(record.tag).map(|s| decode_protobuf(s, &record.payload));
             match decoded {
                 Some(Ok(batch)) => {
-                    engine.apply(&batch);
+                    if let Some(batch) = batch {
+                        engine.apply(&batch);
+                    }
                     recovery.requests += 1;
                 }
                 _ => recovery.undecodable += 1,

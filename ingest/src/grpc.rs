@@ -23,9 +23,20 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use crate::receiver::Receiver;
+use crate::signal::OtlpExport;
 use crate::sink::TelemetrySink;
 
 struct Grpc<S: ?Sized>(Receiver<S>);
+
+impl<S: TelemetrySink + ?Sized> Grpc<S> {
+    async fn serve<R: OtlpExport>(
+        &self,
+        request: Request<R>,
+    ) -> Result<Response<R::Response>, Status> {
+        let response = self.0.export(request.into_inner()).await;
+        response.map(Response::new).map_err(|e| e.grpc_status())
+    }
+}
 
 #[tonic::async_trait]
 impl<S: TelemetrySink + ?Sized> TraceService for Grpc<S> {
@@ -33,8 +44,7 @@ impl<S: TelemetrySink + ?Sized> TraceService for Grpc<S> {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let response = self.0.export_traces(request.into_inner()).await;
-        response.map(Response::new).map_err(|e| e.grpc_status())
+        self.serve(request).await
     }
 }
 
@@ -44,8 +54,7 @@ impl<S: TelemetrySink + ?Sized> MetricsService for Grpc<S> {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let response = self.0.export_metrics(request.into_inner()).await;
-        response.map(Response::new).map_err(|e| e.grpc_status())
+        self.serve(request).await
     }
 }
 
@@ -55,8 +64,7 @@ impl<S: TelemetrySink + ?Sized> LogsService for Grpc<S> {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let response = self.0.export_logs(request.into_inner()).await;
-        response.map(Response::new).map_err(|e| e.grpc_status())
+        self.serve(request).await
     }
 }
 

@@ -19,7 +19,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::receiver::{Limits, Receiver};
+use crate::signal::OtlpExport;
 use crate::sink::TelemetrySink;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -159,18 +163,14 @@ fn error_response(encoding: Encoding, error: &Error) -> Response {
     response
 }
 
-async fn handle<S, Req, Resp, F, Fut>(
-    receiver: Receiver<S>,
+async fn handle<S, R>(
+    State(receiver): State<Receiver<S>>,
     headers: HeaderMap,
     body: Body,
-    export: F,
 ) -> Response
 where
     S: TelemetrySink + ?Sized,
-    Req: Message + Default + DeserializeOwned,
-    Resp: Message + Serialize,
-    F: FnOnce(Receiver<S>, Req) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp>>,
+    R: OtlpExport,
 {
     let enc = match encoding(&headers) {
         Ok(e) => e,
@@ -182,8 +182,8 @@ where
             .await
             .map_err(|e| body_error(&e, limits.max_body_bytes))?;
         let body = decompress(&headers, body, &limits)?;
-        let request: Req = decode(enc, &body)?;
-        export(receiver, request).await
+        let request: R = decode(enc, &body)?;
+        receiver.export(request).await
     }
     .await;
     match result {
@@ -199,36 +199,12 @@ where
 pub fn http_router<S: TelemetrySink + ?Sized>(receiver: Receiver<S>) -> Router {
     let limit = receiver.limits().max_body_bytes;
     Router::new()
-        .route(
-            "/v1/traces",
-            post(
-                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                    handle(r, headers, body, |r, req| async move {
-                        r.export_traces(req).await
-                    })
-                },
-            ),
-        )
+        .route("/v1/traces", post(handle::<S, ExportTraceServiceRequest>))
         .route(
             "/v1/metrics",
-            post(
-                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                    handle(r, headers, body, |r, req| async move {
-                        r.export_metrics(req).await
-                    })
-                },
-            ),
+            post(handle::<S, ExportMetricsServiceRequest>),
         )
-        .route(
-            "/v1/logs",
-            post(
-                |State(r): State<Receiver<S>>, headers: HeaderMap, body: Body| {
-                    handle(r, headers, body, |r, req| async move {
-                        r.export_logs(req).await
-                    })
-                },
-            ),
-        )
+        .route("/v1/logs", post(handle::<S, ExportLogsServiceRequest>))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(receiver)
 }

@@ -7,6 +7,7 @@ mod http;
 pub mod nezha;
 mod receiver;
 mod request;
+mod signal;
 mod sink;
 
 pub use error::{Error, Result};

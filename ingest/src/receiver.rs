@@ -4,19 +4,13 @@
 
 use std::sync::Arc;
 
-use loupe_model::{decode_logs, decode_metrics, decode_traces, Decoded, TelemetryBatch};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
+use loupe_model::TelemetryBatch;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::error::{Error, Result};
+use crate::signal::OtlpExport;
 use crate::sink::{Accepted, Signal, TelemetrySink};
 
 /// Receiver limits, shared by gRPC and HTTP.
@@ -52,20 +46,6 @@ impl<S: ?Sized> Clone for Receiver<S> {
     }
 }
 
-fn partial<T>(decoded: &Decoded<T>) -> Option<(i64, String)> {
-    (decoded.rejected > 0).then(|| {
-        let reason = decoded
-            .first_error
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        (
-            decoded.rejected as i64,
-            format!("{} item(s) rejected; first: {reason}", decoded.rejected),
-        )
-    })
-}
-
 impl<S: TelemetrySink + ?Sized> Receiver<S> {
     /// A receiver feeding `sink`.
     pub fn new(sink: Arc<S>, limits: Limits) -> Self {
@@ -77,130 +57,52 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
         self.limits
     }
 
-    /// The request's protobuf encoding, when the sink keeps it.
-    fn encoded<M: Message>(&self, request: &M) -> Option<Vec<u8>> {
-        self.sink.wants_protobuf().then(|| request.encode_to_vec())
-    }
-
-    async fn deliver(
-        &self,
-        signal: Signal,
-        batch: TelemetryBatch,
-        protobuf: Option<Vec<u8>>,
-    ) -> Result<()> {
-        let sink = self.sink.clone();
-        // The sink writes and updates the graph: CPU and disk work, off the async threads.
-        tokio::task::spawn_blocking(move || {
-            sink.consume(Accepted {
-                signal,
+    /// Takes one export request of any signal: decodes and validates its items, hands the
+    /// accepted ones to the sink (with the request's protobuf encoding when the sink keeps it),
+    /// and answers with `partial_success` when items were rejected.
+    ///
+    /// # Errors
+    /// The sink's error; invalid items are not errors but `partial_success`.
+    pub(crate) async fn export<R: OtlpExport>(&self, request: R) -> Result<R::Response> {
+        let decoded = request.decode_items();
+        if let Some(batch) = decoded.batch {
+            let protobuf = self.sink.wants_protobuf().then(|| request.encode_to_vec());
+            let sink = self.sink.clone();
+            let accepted = Accepted {
+                signal: R::SIGNAL,
                 batch,
                 protobuf,
-            })
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("sink task failed: {e}")))?
-    }
-
-    /// Takes a trace export.
-    ///
-    /// # Errors
-    /// The sink's error; invalid spans are not errors but `partial_success`.
-    pub async fn export_traces(
-        &self,
-        request: ExportTraceServiceRequest,
-    ) -> Result<ExportTraceServiceResponse> {
-        let decoded = decode_traces(&request);
-        let partial = partial(&decoded);
-        if !decoded.items.is_empty() {
-            self.deliver(
-                Signal::Traces,
-                TelemetryBatch::Traces(decoded.items),
-                self.encoded(&request),
-            )
-            .await?;
+            };
+            // The sink writes and updates the graph: CPU and disk work, off the async threads.
+            tokio::task::spawn_blocking(move || sink.consume(accepted))
+                .await
+                .map_err(|e| Error::Internal(format!("sink task failed: {e}")))??;
         }
-        Ok(ExportTraceServiceResponse {
-            partial_success: partial.map(|(rejected_spans, error_message)| {
-                ExportTracePartialSuccess {
-                    rejected_spans,
-                    error_message,
-                }
-            }),
-        })
-    }
-
-    /// Takes a metrics export.
-    ///
-    /// # Errors
-    /// The sink's error; invalid points are not errors but `partial_success`.
-    pub async fn export_metrics(
-        &self,
-        request: ExportMetricsServiceRequest,
-    ) -> Result<ExportMetricsServiceResponse> {
-        let decoded = decode_metrics(&request);
-        let partial = partial(&decoded);
-        if !decoded.items.is_empty() {
-            self.deliver(
-                Signal::Metrics,
-                TelemetryBatch::Metrics(decoded.items),
-                self.encoded(&request),
-            )
-            .await?;
+        if decoded.rejected == 0 {
+            return Ok(R::Response::default());
         }
-        Ok(ExportMetricsServiceResponse {
-            partial_success: partial.map(|(rejected_data_points, error_message)| {
-                ExportMetricsPartialSuccess {
-                    rejected_data_points,
-                    error_message,
-                }
-            }),
-        })
-    }
-
-    /// Takes a logs export.
-    ///
-    /// # Errors
-    /// The sink's error; invalid records are not errors but `partial_success`.
-    pub async fn export_logs(
-        &self,
-        request: ExportLogsServiceRequest,
-    ) -> Result<ExportLogsServiceResponse> {
-        let decoded = decode_logs(&request);
-        let partial = partial(&decoded);
-        if !decoded.items.is_empty() {
-            self.deliver(
-                Signal::Logs,
-                TelemetryBatch::Logs(decoded.items),
-                self.encoded(&request),
-            )
-            .await?;
-        }
-        Ok(ExportLogsServiceResponse {
-            partial_success: partial.map(|(rejected_log_records, error_message)| {
-                ExportLogsPartialSuccess {
-                    rejected_log_records,
-                    error_message,
-                }
-            }),
-        })
+        let reason = decoded
+            .first_error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let message = format!("{} item(s) rejected; first: {reason}", decoded.rejected);
+        Ok(R::partial_success(decoded.rejected as i64, message))
     }
 }
 
 /// Decodes a stored OTLP protobuf request (as written from [`Accepted::protobuf`]) back into
-/// model items, with the same validation as on the wire.
+/// model items, with the same validation as on the wire; `None` when no item is valid.
 ///
 /// # Errors
 /// [`Error::Protobuf`] when the bytes are not a request of that signal.
-pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<TelemetryBatch> {
-    Ok(match signal {
-        Signal::Traces => {
-            TelemetryBatch::Traces(decode_traces(&ExportTraceServiceRequest::decode(bytes)?).items)
-        }
-        Signal::Metrics => TelemetryBatch::Metrics(
-            decode_metrics(&ExportMetricsServiceRequest::decode(bytes)?).items,
-        ),
-        Signal::Logs => {
-            TelemetryBatch::Logs(decode_logs(&ExportLogsServiceRequest::decode(bytes)?).items)
-        }
-    })
+pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<Option<TelemetryBatch>> {
+    fn decode<R: OtlpExport>(bytes: &[u8]) -> Result<Option<TelemetryBatch>> {
+        Ok(R::decode(bytes)?.decode_items().batch)
+    }
+    match signal {
+        Signal::Traces => decode::<ExportTraceServiceRequest>(bytes),
+        Signal::Metrics => decode::<ExportMetricsServiceRequest>(bytes),
+        Signal::Logs => decode::<ExportLogsServiceRequest>(bytes),
+    }
 }

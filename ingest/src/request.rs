@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::receiver::Receiver;
+use crate::signal::OtlpExport;
 use crate::sink::{Signal, TelemetrySink};
 
 /// One OTLP export request.
@@ -75,23 +76,17 @@ impl ExportRequest {
     /// # Errors
     /// The receiver's sink error.
     pub async fn export_to<S: TelemetrySink + ?Sized>(self, receiver: &Receiver<S>) -> Result<u64> {
-        Ok(match self.0 {
-            Inner::Traces(r) => receiver
-                .export_traces(r)
-                .await?
-                .partial_success
-                .map_or(0, |p| p.rejected_spans),
-            Inner::Metrics(r) => receiver
-                .export_metrics(r)
-                .await?
-                .partial_success
-                .map_or(0, |p| p.rejected_data_points),
-            Inner::Logs(r) => receiver
-                .export_logs(r)
-                .await?
-                .partial_success
-                .map_or(0, |p| p.rejected_log_records),
-        } as u64)
+        async fn one<S: TelemetrySink + ?Sized, R: OtlpExport>(
+            receiver: &Receiver<S>,
+            request: R,
+        ) -> Result<u64> {
+            Ok(R::rejected(&receiver.export(request).await?) as u64)
+        }
+        match self.0 {
+            Inner::Traces(r) => one(receiver, r).await,
+            Inner::Metrics(r) => one(receiver, r).await,
+            Inner::Logs(r) => one(receiver, r).await,
+        }
     }
 }
 
@@ -133,31 +128,20 @@ impl OtlpGrpcClient {
     /// [`Error::Client`] with the server's status when the export failed.
     pub async fn send(&mut self, request: ExportRequest) -> Result<u64> {
         let status = |s: tonic::Status| Error::Client(format!("export failed: {s}"));
-        Ok(match request.0 {
-            Inner::Traces(r) => self
-                .traces
-                .export(r)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .partial_success
-                .map_or(0, |p| p.rejected_spans),
-            Inner::Metrics(r) => self
-                .metrics
-                .export(r)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .partial_success
-                .map_or(0, |p| p.rejected_data_points),
-            Inner::Logs(r) => self
-                .logs
-                .export(r)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .partial_success
-                .map_or(0, |p| p.rejected_log_records),
-        } as u64)
+        let rejected = match request.0 {
+            Inner::Traces(r) => {
+                let response = self.traces.export(r).await.map_err(status)?;
+                ExportTraceServiceRequest::rejected(response.get_ref())
+            }
+            Inner::Metrics(r) => {
+                let response = self.metrics.export(r).await.map_err(status)?;
+                ExportMetricsServiceRequest::rejected(response.get_ref())
+            }
+            Inner::Logs(r) => {
+                let response = self.logs.export(r).await.map_err(status)?;
+                ExportLogsServiceRequest::rejected(response.get_ref())
+            }
+        };
+        Ok(rejected as u64)
     }
 }
