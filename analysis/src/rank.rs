@@ -1,9 +1,9 @@
 //! Ranking: per-service evidence on every signal, each feature turned into a robust z-score
 //! across the services of the analysis, propagation accounted for, and the sum ranked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, ServiceWindow, WindowStats};
+use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, WindowStats};
 use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
 use serde::Serialize;
 
@@ -160,28 +160,21 @@ impl Candidate {
 /// current span counts. Per operation, because a service's spans often form clusters (a thin
 /// server span and a heavy handler span per request) whose pooled median jumps from one cluster
 /// to the other on a one-span change in their mix.
-fn self_time_shift(
+fn self_time_shift<'a>(
     service: &str,
-    baseline: &WindowStats,
+    baseline: &'a WindowStats,
     current: &WindowStats,
-    reference: Option<&WindowStats>,
+    reference: Option<&'a WindowStats>,
     config: &AnalysisConfig,
 ) -> Option<Evidence> {
-    let find = |w: &WindowStats, op: &str| -> Option<DurationSketch> {
-        w.operations
-            .iter()
-            .find(|o| o.service == service && o.name == op)
-            .map(|o| o.red.self_time.clone())
-    };
     let (mut weighted, mut weight, mut samples_now, mut samples_before) = (0.0, 0.0, 0, 0);
     let mut strongest: Option<Evidence> = None;
-    for op in current.operations.iter().filter(|o| o.service == service) {
+    for op in current.operations_of(service) {
         let now = &op.red.self_time;
-        let base = find(baseline, &op.name);
-        let reference = reference.and_then(|r| find(r, &op.name));
+        let find = |w: &'a WindowStats| w.operation(service, &op.name).map(|o| &o.red.self_time);
         let Some(before) = pick(
-            base.as_ref(),
-            reference.as_ref(),
+            find(baseline),
+            reference.and_then(find),
             config.min_baseline_samples,
         ) else {
             continue;
@@ -219,14 +212,10 @@ fn operation_log_deficit(
     config: &AnalysisConfig,
 ) -> Option<Evidence> {
     current
-        .operations
+        .operations_of(service)
         .iter()
-        .filter(|o| o.service == service)
         .filter_map(|now| {
-            let before = baseline
-                .operations
-                .iter()
-                .find(|b| b.service == service && b.name == now.name)?;
+            let before = baseline.operation(service, &now.name)?;
             let label = format!("{service} {}", now.name);
             evidence::log_deficit(
                 &label,
@@ -260,34 +249,33 @@ fn merged_gauge(pods: &[&PodWindow], metric: &str) -> Option<GaugeStats> {
     (out.count > 0).then_some(out)
 }
 
-fn pods_of<'a>(w: &'a WindowStats, service: &str) -> Vec<&'a PodWindow> {
-    w.pods
-        .iter()
-        .filter(|p| p.service.as_deref() == Some(service))
-        .collect()
+/// The gap distribution of a `calls` edge.
+fn gaps_of<'a>(w: &'a WindowStats, source: &str, target: &str) -> Option<&'a DurationSketch> {
+    w.edge(source, target).map(|e| &e.red.self_time)
 }
 
-/// Requests entering `service`: its root spans plus calls on its incoming edges.
-fn requests(w: &WindowStats, service: Option<&ServiceWindow>) -> u64 {
-    let Some(s) = service else { return 0 };
-    let incoming: u64 = w
-        .edges
-        .iter()
-        .filter(|e| e.target == s.name)
-        .map(|e| e.red.calls)
-        .sum();
-    s.red.root_calls + incoming
+/// Each service's pods.
+fn pods_by_service(w: &WindowStats) -> HashMap<&str, Vec<&PodWindow>> {
+    let mut out: HashMap<&str, Vec<&PodWindow>> = HashMap::new();
+    for p in &w.pods {
+        if let Some(service) = &p.service {
+            out.entry(service.as_str()).or_default().push(p);
+        }
+    }
+    out
 }
 
-fn service<'a>(w: &'a WindowStats, name: &str) -> Option<&'a ServiceWindow> {
-    w.services.iter().find(|s| s.name == name)
-}
-
-fn find_edge<'a>(w: &'a WindowStats, source: &str, target: &str) -> Option<&'a DurationSketch> {
-    w.edges
+/// Requests entering each service: its root spans plus calls on its incoming edges.
+fn requests(w: &WindowStats) -> HashMap<&str, u64> {
+    let mut out: HashMap<&str, u64> = w
+        .services
         .iter()
-        .find(|x| x.source == source && x.target == target)
-        .map(|x| &x.red.self_time)
+        .map(|s| (s.name.as_str(), s.red.root_calls))
+        .collect();
+    for e in &w.edges {
+        *out.entry(e.target.as_str()).or_default() += e.red.calls;
+    }
+    out
 }
 
 /// The window's observed time in seconds (its nominal length when nothing was observed).
@@ -333,10 +321,12 @@ pub fn analyze(
         }
     }
     let empty = RedStats::default();
+    let (requests_now, requests_before) = (requests(current), requests(baseline));
+    let (pods_now, pods_before) = (pods_by_service(current), pods_by_service(baseline));
     let mut candidates: BTreeMap<&str, Candidate> = BTreeMap::new();
     for s in &current.services {
         let c = candidates.entry(&s.name).or_default();
-        let b = service(baseline, &s.name);
+        let b = baseline.service(&s.name);
         c.add(
             Feature::SelfTime,
             self_time_shift(&s.name, baseline, current, reference, config),
@@ -346,7 +336,10 @@ pub fn analyze(
             evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
         );
         let base_logs = b.map_or(0, |b| b.logs.error_records);
-        let reqs = (requests(current, Some(s)), requests(baseline, b));
+        let reqs = (
+            requests_now.get(s.name.as_str()).copied().unwrap_or(0),
+            requests_before.get(s.name.as_str()).copied().unwrap_or(0),
+        );
         let (exposure, unit) = if reqs.0.min(reqs.1) >= config.min_requests {
             ((reqs.0 as f64, reqs.1 as f64), "request")
         } else {
@@ -363,7 +356,9 @@ pub fn analyze(
             per_operation
                 .or_else(|| evidence::log_deficit(&s.name, logs, reqs, config.min_requests)),
         );
-        let (now, before) = (pods_of(current, &s.name), pods_of(baseline, &s.name));
+        let no_pods = Vec::new();
+        let now = pods_now.get(s.name.as_str()).unwrap_or(&no_pods);
+        let before = pods_before.get(s.name.as_str()).unwrap_or(&no_pods);
         let resources = [
             (
                 Feature::Cpu,
@@ -379,8 +374,7 @@ pub fn analyze(
             ),
         ];
         for (feature, metric, name, peak) in resources {
-            if let (Some(n), Some(b)) = (merged_gauge(&now, metric), merged_gauge(&before, metric))
-            {
+            if let (Some(n), Some(b)) = (merged_gauge(now, metric), merged_gauge(before, metric)) {
                 c.add(
                     feature,
                     evidence::utilization_change(&s.name, name, &n, &b, peak),
@@ -392,8 +386,8 @@ pub fn analyze(
     // Call gaps: each edge's shift; a service's feature is the mean over all its edges.
     let mut gaps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for e in &current.edges {
-        let base_edge = find_edge(baseline, &e.source, &e.target);
-        let reference_edge = reference.and_then(|r| find_edge(r, &e.source, &e.target));
+        let base_edge = gaps_of(baseline, &e.source, &e.target);
+        let reference_edge = reference.and_then(|r| gaps_of(r, &e.source, &e.target));
         let Some(base) = pick(base_edge, reference_edge, config.min_baseline_samples) else {
             continue;
         };
@@ -645,7 +639,6 @@ mod scenario_tests {
                 end_time_unix_nano: start + duration,
                 status: StatusCode::Unset,
                 attributes: Attributes::default(),
-                exception_events: 0,
             };
             graph.apply_spans(&[ResourceSpans {
                 resource: resource(service),

@@ -102,7 +102,10 @@ pub(crate) struct Relation {
 pub struct KnowledgeGraph {
     pub(crate) config: GraphConfig,
     pub(crate) graph: StableDiGraph<Entity, Relation>,
-    entities: HashMap<(EntityKind, String), NodeIndex>,
+    /// Entities by kind and name (operations are found through `operations`).
+    entities: HashMap<EntityKind, HashMap<String, NodeIndex>>,
+    /// Operations by service and span name, so the per-span lookup allocates nothing.
+    operations: HashMap<NodeIndex, HashMap<String, NodeIndex>>,
     relations: HashMap<(NodeIndex, NodeIndex, RelationKind), EdgeIndex>,
     join: JoinBuffer,
     span_logs: SpanLogIndex,
@@ -116,6 +119,7 @@ impl KnowledgeGraph {
             config,
             graph: StableDiGraph::new(),
             entities: HashMap::new(),
+            operations: HashMap::new(),
             relations: HashMap::new(),
             join: JoinBuffer::new(config.join),
             span_logs: SpanLogIndex::new(config.join.capacity),
@@ -132,28 +136,77 @@ impl KnowledgeGraph {
         time_unix_nano / self.config.bucket_nanos
     }
 
-    fn entity(&mut self, kind: EntityKind, name: &str, service: Option<&str>, t: u64) -> NodeIndex {
-        let index = match self.entities.get(&(kind, name.to_owned())) {
-            Some(&i) => i,
-            None => {
-                let i = self.graph.add_node(Entity {
-                    kind,
-                    name: name.to_owned(),
-                    service: service.map(str::to_owned),
-                    first_seen: t,
-                    last_seen: t,
-                    red: BTreeMap::new(),
-                    logs: BTreeMap::new(),
-                    gauges: BTreeMap::new(),
-                });
-                self.entities.insert((kind, name.to_owned()), i);
-                i
-            }
-        };
+    fn add_entity(
+        &mut self,
+        kind: EntityKind,
+        name: String,
+        service: Option<&str>,
+        t: u64,
+    ) -> NodeIndex {
+        self.graph.add_node(Entity {
+            kind,
+            name,
+            service: service.map(str::to_owned),
+            first_seen: t,
+            last_seen: t,
+            red: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+        })
+    }
+
+    /// Widens an entity's seen interval to `t`.
+    fn touch(&mut self, index: NodeIndex, t: u64) -> NodeIndex {
         let e = &mut self.graph[index];
         e.first_seen = e.first_seen.min(t);
         e.last_seen = e.last_seen.max(t);
         index
+    }
+
+    fn entity(&mut self, kind: EntityKind, name: &str, service: Option<&str>, t: u64) -> NodeIndex {
+        let existing = self.entities.get(&kind).and_then(|m| m.get(name)).copied();
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                let i = self.add_entity(kind, name.to_owned(), service, t);
+                self.entities
+                    .entry(kind)
+                    .or_default()
+                    .insert(name.to_owned(), i);
+                i
+            }
+        };
+        self.touch(index, t)
+    }
+
+    /// The operation `span_name` of `service`, created (named `<service> <span name>`, with its
+    /// `part_of` relation) on first sight.
+    fn operation(
+        &mut self,
+        service: NodeIndex,
+        service_name: &str,
+        span_name: &str,
+        t: u64,
+    ) -> NodeIndex {
+        let existing = self
+            .operations
+            .get(&service)
+            .and_then(|m| m.get(span_name))
+            .copied();
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                let name = format!("{service_name} {span_name}");
+                let i = self.add_entity(EntityKind::Operation, name, Some(service_name), t);
+                self.operations
+                    .entry(service)
+                    .or_default()
+                    .insert(span_name.to_owned(), i);
+                i
+            }
+        };
+        self.relation(index, service, RelationKind::PartOf, t);
+        self.touch(index, t)
     }
 
     fn relation(&mut self, a: NodeIndex, b: NodeIndex, kind: RelationKind, t: u64) -> EdgeIndex {
@@ -219,10 +272,7 @@ impl KnowledgeGraph {
             let service_name = rs.resource.service_name().to_owned();
             for span in &rs.spans {
                 let t = span.start_time_unix_nano;
-                let op_name = format!("{service_name} {}", span.name);
-                let operation =
-                    self.entity(EntityKind::Operation, &op_name, Some(&service_name), t);
-                self.relation(operation, service, RelationKind::PartOf, t);
+                let operation = self.operation(service, &service_name, &span.name, t);
                 let error = span.status == StatusCode::Error;
                 let bucket = self.bucket(t);
                 for index in [Some(service), Some(operation), pod].into_iter().flatten() {
@@ -464,8 +514,42 @@ mod tests {
                 StatusCode::Unset
             },
             attributes: Attributes::default(),
-            exception_events: 0,
         }
+    }
+
+    #[test]
+    fn window_lookups_find_services_edges_and_operations_after_merging() {
+        let mut g = KnowledgeGraph::new(GraphConfig::default());
+        let second = 1_000_000_000;
+        for (trace, t) in [(1u8, 0), (2, 20 * second)] {
+            g.apply_spans(&[ResourceSpans {
+                resource: resource("payment", "payment-1"),
+                spans: vec![span(trace, 2, Some(1), t + 1, t + 2, false)],
+            }]);
+            g.apply_spans(&[ResourceSpans {
+                resource: resource(if trace == 1 { "checkout" } else { "cart" }, "x-1"),
+                spans: vec![span(trace, 1, None, t, t + 3, false)],
+            }]);
+        }
+        g.flush();
+        let mut merged = g.window(0, 10 * second);
+        merged.merge_from(&g.window(20 * second, 30 * second));
+        let names: Vec<&str> = merged.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cart", "checkout", "payment"], "kept sorted");
+        assert_eq!(merged.service("payment").map(|s| s.red.calls), Some(2));
+        assert_eq!(merged.edge("cart", "payment").map(|e| e.red.calls), Some(1));
+        assert!(merged.edge("payment", "cart").is_none());
+        let ops: Vec<&str> = merged
+            .operations_of("payment")
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(ops, ["op2"]);
+        assert_eq!(
+            merged.operation("cart", "op1").map(|o| o.red.calls),
+            Some(1)
+        );
+        assert!(merged.operation("cart", "op2").is_none());
     }
 
     #[test]

@@ -125,8 +125,6 @@ pub struct ServiceWindow {
     pub red: RedStats,
     /// Merged log counts.
     pub logs: LogStats,
-    /// Per bucket RED figures (bucket start, unix nanoseconds), for onset and trend.
-    pub buckets: Vec<(u64, RedStats)>,
 }
 
 /// An operation's merged statistics over a window, for the analysis.
@@ -282,11 +280,6 @@ impl KnowledgeGraph {
                     name: e.name.clone(),
                     red: merged(&e.red, &r, RedStats::merge),
                     logs: merged(&e.logs, &r, LogStats::merge),
-                    buckets: e
-                        .red
-                        .range(r.clone())
-                        .map(|(b, s)| (b * bucket_nanos, s.clone()))
-                        .collect(),
                 }),
                 EntityKind::Pod => out.pods.push(PodWindow {
                     name: e.name.clone(),
@@ -358,9 +351,45 @@ impl KnowledgeGraph {
 }
 
 impl WindowStats {
+    /// A service by name (binary search: the lists are kept sorted).
+    pub fn service(&self, name: &str) -> Option<&ServiceWindow> {
+        let i = self
+            .services
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()?;
+        Some(&self.services[i])
+    }
+
+    /// The `calls` edge from `source` to `target`.
+    pub fn edge(&self, source: &str, target: &str) -> Option<&EdgeWindow> {
+        let key = (source, target);
+        let i = self
+            .edges
+            .binary_search_by(|e| (e.source.as_str(), e.target.as_str()).cmp(&key))
+            .ok()?;
+        Some(&self.edges[i])
+    }
+
+    /// The operations of `service`, by name.
+    pub fn operations_of(&self, service: &str) -> &[OperationWindow] {
+        let start = self
+            .operations
+            .partition_point(|o| o.service.as_str() < service);
+        let end = self
+            .operations
+            .partition_point(|o| o.service.as_str() <= service);
+        &self.operations[start..end]
+    }
+
+    /// One operation of `service`.
+    pub fn operation(&self, service: &str, name: &str) -> Option<&OperationWindow> {
+        let ops = self.operations_of(service);
+        let i = ops.binary_search_by(|o| o.name.as_str().cmp(name)).ok()?;
+        Some(&ops[i])
+    }
+
     /// Adds another window's statistics to these (same services, edges and pods summed), for a
-    /// reference made of several disjoint periods. The bounds become the hull of both; the
-    /// per-bucket series are concatenated.
+    /// reference made of several disjoint periods. The bounds become the hull of both.
     pub fn merge_from(&mut self, other: &WindowStats) {
         self.observed_nanos += other.observed_nanos;
         if self.services.is_empty() && self.edges.is_empty() && self.pods.is_empty() {
@@ -374,7 +403,6 @@ impl WindowStats {
                 Some(x) => {
                     x.red.merge(&s.red);
                     x.logs.merge(&s.logs);
-                    x.buckets.extend(s.buckets.iter().cloned());
                 }
                 None => self.services.push(s.clone()),
             }
@@ -413,5 +441,12 @@ impl WindowStats {
                 None => self.pods.push(p.clone()),
             }
         }
+        // Keep every list sorted, as `window` makes them, for the lookups above.
+        self.services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.pods.sort_by(|a, b| a.name.cmp(&b.name));
+        self.operations
+            .sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
+        self.edges
+            .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
     }
 }

@@ -135,7 +135,6 @@ fn span(s: &ptrace::Span) -> Result<Span> {
         end_time_unix_nano: s.end_time_unix_nano.max(s.start_time_unix_nano),
         status,
         attributes: attributes(&s.attributes),
-        exception_events: s.events.iter().filter(|e| e.name == "exception").count() as u32,
     })
 }
 

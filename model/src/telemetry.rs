@@ -164,8 +164,6 @@ pub struct Span {
     pub status: StatusCode,
     /// Span attributes.
     pub attributes: Attributes,
-    /// Number of span events that record an exception (`exception` events).
-    pub exception_events: u32,
 }
 
 impl Span {

@@ -6,9 +6,6 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Nanoseconds in one second.
-pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
-
 /// A source of "now" in unix nanoseconds.
 pub trait Clock: Send + Sync {
     /// The current time, unix nanoseconds.
@@ -25,16 +22,6 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0)
-    }
-}
-
-/// A clock fixed at one instant, for tests and replays.
-#[derive(Debug, Clone, Copy)]
-pub struct FixedClock(pub u64);
-
-impl Clock for FixedClock {
-    fn now_unix_nano(&self) -> u64 {
-        self.0
     }
 }
 
