@@ -232,15 +232,8 @@ impl JoinBuffer {
     /// Lets out the spans past expiry or over capacity.
     pub fn expire(&mut self, events: &mut Vec<JoinEvent>) {
         let horizon = self.watermark.saturating_sub(self.config.expiry_nanos);
-        while let Some(key) = self.order.front().copied() {
-            let over = self.spans.len() > self.config.capacity;
-            let old = self.spans.get(&key).is_none_or(|p| p.facts.end < horizon);
-            if !(over || old) {
-                break;
-            }
-            self.order.pop_front();
-            self.evict(key, events);
-        }
+        let capacity = self.config.capacity;
+        self.evict_oldest_while(events, |held, p| held > capacity || p.facts.end < horizon);
     }
 
     /// Lets out the spans received before `now − idle_nanos` (receive time, from the caller's
@@ -252,25 +245,32 @@ impl JoinBuffer {
         }
         self.tick = Some(now);
         let horizon = now.saturating_sub(idle_nanos);
+        self.evict_oldest_while(events, |_, p| p.received_at < horizon);
+    }
+
+    /// Lets every span out (end of a replay or of an evaluation case).
+    pub fn flush(&mut self, events: &mut Vec<JoinEvent>) {
+        self.evict_oldest_while(events, |_, _| true);
+        self.waiting.clear();
+    }
+
+    /// Evicts in arrival order while `leave(spans held, oldest span)` says so.
+    fn evict_oldest_while(
+        &mut self,
+        events: &mut Vec<JoinEvent>,
+        leave: impl Fn(usize, &Pending) -> bool,
+    ) {
         while let Some(key) = self.order.front().copied() {
-            if self
+            if !self
                 .spans
                 .get(&key)
-                .is_some_and(|p| p.received_at >= horizon)
+                .is_none_or(|p| leave(self.spans.len(), p))
             {
                 break;
             }
             self.order.pop_front();
             self.evict(key, events);
         }
-    }
-
-    /// Lets every span out (end of a replay or of an evaluation case).
-    pub fn flush(&mut self, events: &mut Vec<JoinEvent>) {
-        while let Some(key) = self.order.pop_front() {
-            self.evict(key, events);
-        }
-        self.waiting.clear();
     }
 
     fn evict(&mut self, key: Key, events: &mut Vec<JoinEvent>) {
