@@ -3,10 +3,11 @@
 //! ranking against the label (AC@1, AC@3, Avg@5 overall, per system and per fault type).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use loupe_analysis::eval::{rank_of, Accuracy};
-use loupe_analysis::{analyze, AnalysisConfig};
+use loupe_analysis::{analyze, AnalysisConfig, History};
 use loupe_graph::{GraphConfig, WindowStats};
 use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
 use loupe_ingest::{ExportRequest, Limits, Receiver};
@@ -56,6 +57,29 @@ async fn load(requests: Vec<ExportRequest>) -> anyhow::Result<Arc<Engine>> {
     Ok(engine)
 }
 
+/// A day's history periods: its designated fault-free period and the quiet periods before its
+/// faults, each with its window.
+struct DayHistory {
+    normal: WindowStats,
+    quiet: Vec<(Range<u64>, WindowStats)>,
+}
+
+/// The window of each period in `engine`'s graph.
+fn window_each(
+    engine: &Engine,
+    periods: impl IntoIterator<Item = Range<u64>>,
+) -> Vec<(Range<u64>, WindowStats)> {
+    let graph = engine.graph();
+    let graph = graph.read().unwrap_or_else(|p| p.into_inner());
+    periods
+        .into_iter()
+        .map(|p| {
+            let w = graph.window(p.start, p.end);
+            (p, w)
+        })
+        .collect()
+}
+
 /// Runs the evaluation over `cases` (all usable cases when empty), reporting progress on
 /// stderr through `progress(done, total, case_id)`.
 ///
@@ -78,21 +102,33 @@ pub async fn run(
         })
         .collect();
     anyhow::ensure!(!selected.is_empty(), "no case selected (ids: {only:?})");
-    let mut references: BTreeMap<String, WindowStats> = BTreeMap::new();
+    let mut days: BTreeMap<String, DayHistory> = BTreeMap::new();
     let mut results = Vec::new();
     for (i, case) in selected.iter().enumerate() {
         progress(i, selected.len(), &case.case_id);
-        if !references.contains_key(&case.date_dir) {
+        if !days.contains_key(&case.date_dir) {
             let (requests, periods) = dataset.day_reference(&case.date_dir, &all)?;
-            let engine = load(requests).await?;
-            let graph = engine.graph();
-            let graph = graph.read().unwrap_or_else(|p| p.into_inner());
-            let mut reference = WindowStats::default();
-            periods
-                .iter()
-                .for_each(|p| reference.merge_from(&graph.window(p.start, p.end)));
-            references.insert(case.date_dir.clone(), reference);
+            let quiet = window_each(&*load(requests).await?, periods);
+            let normal = load(dataset.normal_period(&case.date_dir)?).await?;
+            let normal = window_each(&normal, std::iter::once(0..u64::MAX))
+                .remove(0)
+                .1;
+            days.insert(case.date_dir.clone(), DayHistory { normal, quiet });
         }
+        // History only: the day's designated fault-free period and the quiet periods that
+        // ended before this fault began.
+        let day = &days[&case.date_dir];
+        let periods: Vec<WindowStats> = std::iter::once(&day.normal)
+            .chain(
+                day.quiet
+                    .iter()
+                    .filter(|(p, _)| p.end <= case.fault_start_unix_ns)
+                    .map(|(_, w)| w),
+            )
+            .filter(|w| !w.services.is_empty())
+            .cloned()
+            .collect();
+        let history = (!periods.is_empty()).then(|| History::new(periods));
         let telemetry = dataset.case(case, &all)?;
         let engine = load(telemetry.requests).await?;
         let (baseline, current) = {
@@ -108,7 +144,7 @@ pub async fn run(
         let analysis = analyze(
             &baseline,
             &current,
-            references.get(&case.date_dir),
+            history.as_ref(),
             &AnalysisConfig {
                 max_causes: usize::MAX,
                 ..Default::default()

@@ -214,6 +214,58 @@ pub(crate) fn error_logs(
     ))
 }
 
+/// Error log records per request against the service's usual rate in a longer history (the
+/// median over past periods, so that a fault that outlived its first injection and tainted the
+/// baseline does not hide itself).
+pub(crate) fn error_logs_against_history(
+    service: &str,
+    current: u64,
+    requests: u64,
+    (usual_rate, periods): (f64, usize),
+) -> Option<Evidence> {
+    if current == 0 || requests == 0 {
+        return None;
+    }
+    let x = poisson_z(current as f64, usual_rate * requests as f64);
+    let rc = current as f64 / requests as f64;
+    let summary = format!(
+        "{current} error log records from {service} ({rc:.3} per request; usually {usual_rate:.3}, the median over {periods} past periods)"
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Logs,
+        "error_log_records",
+        summary,
+        usual_rate,
+        rc,
+        x,
+    ))
+}
+
+/// Deficit of log records per call against the usual rate in a longer history (the median over
+/// past periods): a code path that stopped running, when the baseline already lacked it.
+pub(crate) fn log_deficit_against_history(
+    label: &str,
+    (logs, requests): (u64, u64),
+    (usual_rate, periods): (f64, usize),
+    min: u64,
+) -> Option<Evidence> {
+    if requests < min || usual_rate <= 0.0 {
+        return None;
+    }
+    let expected = usual_rate * requests as f64;
+    let x = (expected - logs as f64) / (expected + 1.0).sqrt();
+    let pc = logs as f64 / requests as f64;
+    let summary = format!("{label} wrote {pc:.2} log records per request (usually {usual_rate:.2}, the median over {periods} past periods): {logs} where {expected:.0} were expected");
+    Some(Evidence::new(
+        EvidenceSignal::Logs,
+        "log_records_per_request",
+        summary,
+        usual_rate,
+        pc,
+        x,
+    ))
+}
+
 /// Deficit of log records per request entering the service: a code path that stopped running
 /// stops logging while requests still arrive.
 pub(crate) fn log_deficit(
@@ -284,6 +336,23 @@ mod tests {
         assert_eq!(poisson_z(10.0, 3.0), 3.5);
         assert!((log_ratio(2.0, 1.0, 0.0) - 2f64.ln()).abs() < 1e-12);
         assert_eq!(log_ratio(0.0, 0.0, 1.0), 0.0);
+    }
+
+    #[test]
+    fn error_logs_against_history_uses_the_usual_rate() {
+        let e = error_logs_against_history("s", 12, 12, (0.0, 3)).unwrap();
+        assert_eq!(e.change, poisson_z(12.0, 0.0));
+        let usual = error_logs_against_history("s", 12, 12, (1.0, 3)).unwrap();
+        assert_eq!(usual.change, 0.0);
+        assert!(error_logs_against_history("s", 0, 12, (0.0, 3)).is_none());
+    }
+
+    #[test]
+    fn log_deficit_against_history_expects_the_usual_rate() {
+        let e = log_deficit_against_history("s op", (10, 10), (2.0, 5), 5).unwrap();
+        assert_eq!(e.change, 10.0 / 21f64.sqrt());
+        assert!(log_deficit_against_history("s op", (10, 4), (2.0, 5), 5).is_none());
+        assert!(log_deficit_against_history("s op", (10, 10), (0.0, 5), 5).is_none());
     }
 
     #[test]

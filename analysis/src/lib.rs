@@ -9,4 +9,4 @@ mod rank;
 
 pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};
-pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef};
+pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef, History};

@@ -29,6 +29,9 @@ pub struct AnalysisConfig {
     pub explained_factor: f64,
     /// Most causes returned.
     pub max_causes: usize,
+    /// Periods of the baseline's length, back to back before it, that a server analysing its
+    /// own graph takes as the [`History`] (12 five-minute periods: the hour before).
+    pub history_periods: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -41,6 +44,7 @@ impl Default for AnalysisConfig {
             explained_share: 0.5,
             explained_factor: 0.3,
             max_causes: 10,
+            history_periods: 12,
         }
     }
 }
@@ -76,6 +80,81 @@ pub struct Analysis {
     pub baseline: [u64; 2],
     /// Ranked causes, best first.
     pub causes: Vec<Cause>,
+}
+
+/// The longer past of an analysis: periods before the baseline believed normal (earlier
+/// windows of the same length, say, or a known fault-free period), each kept apart so that
+/// usual rates can be taken as medians over them, robust to a minority of periods a fault
+/// touched, and pooled for series too thin to compare period by period.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    periods: Vec<WindowStats>,
+    pooled: WindowStats,
+}
+
+impl History {
+    /// History from its periods, in any order.
+    pub fn new(periods: Vec<WindowStats>) -> Self {
+        let mut pooled = WindowStats::default();
+        periods.iter().for_each(|p| pooled.merge_from(p));
+        Self { periods, pooled }
+    }
+
+    /// The usual log records per call of `service`'s operation `operation`: the median over
+    /// the periods with at least `min_calls` calls of it, and how many periods that was.
+    fn usual_operation_log_rate(
+        &self,
+        service: &str,
+        operation: &str,
+        min_calls: u64,
+    ) -> Option<(f64, usize)> {
+        let mut rates: Vec<f64> = self
+            .periods
+            .iter()
+            .filter_map(|p| p.operation(service, operation))
+            .filter(|o| o.red.calls >= min_calls)
+            .map(|o| o.logs.records as f64 / o.red.calls as f64)
+            .collect();
+        (rates.len() >= MIN_HISTORY_PERIODS).then(|| (median(&mut rates), rates.len()))
+    }
+
+    /// Whether there is no period.
+    pub fn is_empty(&self) -> bool {
+        self.periods.is_empty()
+    }
+
+    /// `service`'s usual error log records per request: the median over the periods with at
+    /// least `min_requests` requests entering it, and how many periods that was; `None` when
+    /// none had.
+    fn usual_error_log_rate(&self, service: &str, min_requests: u64) -> Option<(f64, usize)> {
+        let mut rates: Vec<f64> = self
+            .periods
+            .iter()
+            .filter_map(|p| {
+                let reqs = requests(p).get(service).copied().unwrap_or(0);
+                (reqs >= min_requests).then(|| {
+                    let errors = p.service(service).map_or(0, |s| s.logs.error_records);
+                    errors as f64 / reqs as f64
+                })
+            })
+            .collect();
+        (rates.len() >= MIN_HISTORY_PERIODS).then(|| (median(&mut rates), rates.len()))
+    }
+}
+
+/// Fewest history periods for a usual rate: the median of three withstands one period a fault
+/// touched; of one or two, it does not.
+const MIN_HISTORY_PERIODS: usize = 3;
+
+/// Median of `v` (reordered); 0 when empty.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The features, each normalized on its own scale. The floor bounds the robust spread from
@@ -121,18 +200,9 @@ impl Feature {
 /// change together (a failure that propagates everywhere), the change still counts, and
 /// propagation is left to the explained-away rule.
 fn robust_z(values: &[Option<f64>], floor: f64) -> Vec<f64> {
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        match n {
-            0 => 0.0,
-            _ if n % 2 == 1 => v[n / 2],
-            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
     let mut present: Vec<f64> = values.iter().flatten().copied().collect();
     let m = median(&mut present);
-    let mad = median(&mut present.iter().map(|x| (x - m).abs()).collect());
+    let mad = median(&mut present.iter().map(|x| (x - m).abs()).collect::<Vec<_>>());
     let spread = (1.4826 * mad).max(floor);
     values
         .iter()
@@ -209,21 +279,35 @@ fn operation_log_deficit(
     service: &str,
     baseline: &WindowStats,
     current: &WindowStats,
+    history: Option<&History>,
     config: &AnalysisConfig,
 ) -> Option<Evidence> {
     current
         .operations_of(service)
         .iter()
-        .filter_map(|now| {
-            let before = baseline.operation(service, &now.name)?;
+        .flat_map(|now| {
             let label = format!("{service} {}", now.name);
-            evidence::log_deficit(
-                &label,
-                (now.logs.records, before.logs.records),
-                (now.red.calls, before.red.calls),
-                config.min_requests,
-            )
+            let against_baseline = baseline.operation(service, &now.name).and_then(|before| {
+                evidence::log_deficit(
+                    &label,
+                    (now.logs.records, before.logs.records),
+                    (now.red.calls, before.red.calls),
+                    config.min_requests,
+                )
+            });
+            let against_history = history
+                .and_then(|h| h.usual_operation_log_rate(service, &now.name, config.min_requests))
+                .and_then(|usual| {
+                    evidence::log_deficit_against_history(
+                        &label,
+                        (now.logs.records, now.red.calls),
+                        usual,
+                        config.min_requests,
+                    )
+                });
+            [against_baseline, against_history]
         })
+        .flatten()
         .max_by(|a, b| a.change.total_cmp(&b.change))
 }
 
@@ -300,17 +384,21 @@ fn seconds(w: &WindowStats) -> f64 {
 /// evidence is multiplied by `explained_factor` when one of its callees shows at least
 /// `explained_share` of it (errors that surface in a caller usually originate downstream).
 ///
-/// `reference`, when given, stands in for the baseline of any service or edge with fewer than
-/// `min_baseline_samples` baseline samples (a long quiet period, say).
+/// `history`, when given, is the longer past: pooled, it stands in for the baseline of any
+/// service or edge with fewer than `min_baseline_samples` baseline samples (a long quiet
+/// period, say); period by period, it gives each service's usual error-log rate, against which
+/// the window is compared as well as against the baseline (the larger change counts), so that a
+/// fault already active in the baseline still shows.
 ///
 /// # Errors
 /// [`Error::EmptyWindow`] when either window is empty.
 pub fn analyze(
     baseline: &WindowStats,
     current: &WindowStats,
-    reference: Option<&WindowStats>,
+    history: Option<&History>,
     config: &AnalysisConfig,
 ) -> Result<Analysis> {
+    let reference = history.map(|h| &h.pooled);
     for (which, w) in [("baseline", baseline), ("analysis", current)] {
         if w.start >= w.end {
             return Err(Error::EmptyWindow {
@@ -345,12 +433,23 @@ pub fn analyze(
         } else {
             ((seconds(current), seconds(baseline)), "second")
         };
+        let against_baseline =
+            evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit);
+        let against_history = history
+            .filter(|_| reqs.0 >= config.min_requests)
+            .and_then(|h| h.usual_error_log_rate(&s.name, config.min_requests))
+            .and_then(|usual| {
+                evidence::error_logs_against_history(&s.name, s.logs.error_records, reqs.0, usual)
+            });
         c.add(
             Feature::ErrorLogs,
-            evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit),
+            [against_baseline, against_history]
+                .into_iter()
+                .flatten()
+                .max_by(|a, b| a.change.total_cmp(&b.change)),
         );
         let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
-        let per_operation = operation_log_deficit(&s.name, baseline, current, config);
+        let per_operation = operation_log_deficit(&s.name, baseline, current, history, config);
         c.add(
             Feature::LogDeficit,
             per_operation
@@ -705,5 +804,46 @@ mod scenario_tests {
         };
         check([failing, failing, failing], "payment");
         check([failing, failing, OK], "checkout");
+    }
+
+    /// A fault already active in the baseline (it outlived an earlier injection) shows against
+    /// the history only.
+    #[test]
+    fn a_fault_that_tainted_the_baseline_shows_against_the_history() {
+        let failing = Step {
+            self_ms: 5,
+            error_log: true,
+        };
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        // [0, 60 s) healthy; the fault from 60 s on, through baseline [60, 120) and window
+        // [120, 180).
+        for n in 0..360u64 {
+            let t = n * SECOND / 2;
+            let steps = if t < FAULT_START {
+                [OK; 3]
+            } else {
+                [OK, failing, OK]
+            };
+            trace(&mut graph, n, t, steps);
+        }
+        graph.flush();
+        let baseline = graph.window(FAULT_START, 2 * FAULT_START);
+        let current = graph.window(2 * FAULT_START, 3 * FAULT_START);
+        let config = AnalysisConfig::default();
+        let top = |history: Option<&History>| {
+            let analysis = analyze(&baseline, &current, history, &config).unwrap();
+            let first = &analysis.causes[0];
+            (first.entity.name.clone(), first.score)
+        };
+        let (_, score_without) = top(None);
+        assert!(score_without < 1.0, "no change against the baseline");
+        let history = History::new(vec![
+            graph.window(0, FAULT_START / 2),
+            graph.window(FAULT_START / 2, FAULT_START),
+            baseline.clone(),
+        ]);
+        let (name, score) = top(Some(&history));
+        assert_eq!(name, "checkout");
+        assert!(score > 3.0, "score {score}");
     }
 }

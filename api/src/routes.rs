@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use loupe_analysis::{analyze, Analysis, AnalysisConfig};
+use loupe_analysis::{analyze, Analysis, AnalysisConfig, History};
 use loupe_graph::{GraphSnapshot, KnowledgeGraph, ServiceSummary};
 use loupe_model::time::SharedClock;
 use serde::{Deserialize, Serialize};
@@ -114,7 +114,9 @@ struct AnalyzeRequest {
 }
 
 /// `POST /api/v1/analyze`: ranks causes of `[start, end)` against the baseline
-/// `[baseline_start, baseline_end)`, by default the window of equal length just before.
+/// `[baseline_start, baseline_end)`, by default the window of equal length just before, and
+/// against the history of [`AnalysisConfig::history_periods`] baseline-length periods before
+/// the baseline.
 async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Json<Analysis>> {
     let request: AnalyzeRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
@@ -141,9 +143,26 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
     }
     let worker = state.clone();
     let analysis = tokio::task::spawn_blocking(move || {
-        let (baseline, current) =
-            worker.read(|g| (g.window(baseline_start, baseline_end), g.window(start, end)))?;
-        Ok::<_, ApiError>(analyze(&baseline, &current, None, &worker.analysis)?)
+        let periods = worker.analysis.history_periods as u64;
+        let (baseline, current, history) = worker.read(|g| {
+            // The history: baseline-length periods back to back before the baseline, those
+            // with any data.
+            let len = baseline_end - baseline_start;
+            let history: Vec<_> = (1..=periods)
+                .filter_map(|i| {
+                    let end = baseline_start.checked_sub((i - 1) * len)?;
+                    Some(g.window(end.checked_sub(len)?, end))
+                })
+                .filter(|w| !w.services.is_empty())
+                .collect();
+            (
+                g.window(baseline_start, baseline_end),
+                g.window(start, end),
+                History::new(history),
+            )
+        })?;
+        let history = (!history.is_empty()).then_some(&history);
+        Ok::<_, ApiError>(analyze(&baseline, &current, history, &worker.analysis)?)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;

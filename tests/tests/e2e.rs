@@ -381,3 +381,69 @@ async fn acknowledged_spans_survive_a_restart() {
     server.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One OTLP/JSON request of a trace through frontend → checkout → payment and frontend →
+/// shipping at `t` (unix ns), checkout logging one record in its span at `severity`.
+fn chain_request(n: u64, t: u64, severity: u32) -> (Value, Value) {
+    let trace_id = format!("{:032x}", n + 1);
+    let id = |i: u64| format!("{:016x}", (n + 1) * 16 + i);
+    let service = |name: &str, spans: Vec<Value>| {
+        json!({"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": name}}]},
+            "scopeSpans": [{"spans": spans}]})
+    };
+    let span = |i: u64, parent: Option<u64>, offset_ms: u64, ms: u64| {
+        let mut s = json!({"traceId": trace_id, "spanId": id(i), "name": "GET /", "kind": 2,
+            "startTimeUnixNano": (t + offset_ms * 1_000_000).to_string(),
+            "endTimeUnixNano": (t + (offset_ms + ms) * 1_000_000).to_string()});
+        if let Some(p) = parent {
+            s["parentSpanId"] = json!(id(p));
+        }
+        s
+    };
+    let traces = json!({"resourceSpans": [
+        service("frontend", vec![span(1, None, 0, 40)]),
+        service("checkout", vec![span(2, Some(1), 2, 20)]),
+        service("payment", vec![span(3, Some(2), 5, 10)]),
+        service("shipping", vec![span(4, Some(1), 25, 10)]),
+    ]});
+    let logs = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": (t + 3_000_000).to_string(),
+            "severityNumber": severity, "body": {"stringValue": "charging card"},
+            "traceId": trace_id, "spanId": id(2)}]}]}]});
+    (traces, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
+    let server = start(None).await;
+    let addr = server.otlp_http_addr;
+    let json_ct = [("content-type", "application/json")];
+    // One request a second for 180 s; checkout logs errors from 120 s on, so the 20 s baseline
+    // [140, 160) already holds the fault that the window [160, 180) is analysed for.
+    for n in 0..180u64 {
+        let severity = if n >= 120 { 17 } else { 9 };
+        let (traces, logs) = chain_request(n, (T0 + n) * 1_000_000_000, severity);
+        for (path, body) in [("/v1/traces", traces), ("/v1/logs", logs)] {
+            let (status, _, _) =
+                post(addr, path, &json_ct, serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!(status, 200, "{path}");
+        }
+    }
+    support::wait_for_join_buffer(server.http_addr).await;
+    let body =
+        json!({"start": (T0 + 160) * 1_000_000_000u64, "end": (T0 + 180) * 1_000_000_000u64});
+    let (status, _, bytes) = post(
+        server.http_addr,
+        "/api/v1/analyze",
+        &json_ct,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let analysis: Value = serde_json::from_slice(&bytes).unwrap();
+    let first = &analysis["causes"][0];
+    assert_eq!(first["entity"]["name"], "checkout", "{analysis:#}");
+    let summary = first["evidence"][0]["summary"].as_str().unwrap();
+    assert!(summary.contains("past periods"), "{summary}");
+    server.shutdown().await;
+}

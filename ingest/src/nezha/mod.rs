@@ -137,8 +137,8 @@ impl NezhaDataset {
 
     /// A day's reference: for each case that day, the [`REFERENCE_LOOKBACK_NANOS`] before its
     /// injection, clipped to after the previous fault (periods the labels say are fault-free),
-    /// for services and edges whose own baseline is too thin. Returns the span requests and the
-    /// periods.
+    /// for services and edges whose own baseline is too thin, and as the longer history that
+    /// error rates are also compared with. Returns the span and log requests and the periods.
     ///
     /// # Errors
     /// As [`NezhaDataset::load`].
@@ -157,9 +157,25 @@ impl NezhaDataset {
         periods.dedup();
         let mut requests = Vec::new();
         for p in &periods {
-            requests.extend(traces::load(&self.root.join("rca_data").join(day), day, p)?);
+            let dir = self.root.join("rca_data").join(day);
+            requests.extend(traces::load(&dir, day, p)?);
+            requests.extend(logs::load(&dir, day, p)?);
         }
         Ok((requests, periods))
+    }
+
+    /// The spans and log records of the day's designated fault-free period
+    /// (`construct_data/<day>/`, the dataset's own baseline), all of it; empty when the day has
+    /// none.
+    ///
+    /// # Errors
+    /// As [`NezhaDataset::load`].
+    pub fn normal_period(&self, day: &str) -> Result<Vec<ExportRequest>> {
+        let dir = self.root.join("construct_data").join(day);
+        let all = 0..u64::MAX;
+        let mut requests = traces::load(&dir, day, &all)?;
+        requests.extend(logs::load(&dir, day, &all)?);
+        Ok(requests)
     }
 
     /// The telemetry of one case. The fault window is [`FAULT_DURATION_NANOS`] from the
