@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The request body was not the JSON the endpoint takes.
     #[error("invalid request body: {0}")]
     InvalidBody(String),
+    /// The request named an entity the graph does not hold.
+    #[error(transparent)]
+    UnknownEntity(#[from] loupe_graph::UnknownEntity),
     /// The analysis refused its input.
     #[error(transparent)]
     Analysis(#[from] loupe_analysis::Error),
@@ -42,6 +45,7 @@ impl ApiError {
         match self {
             Self::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::UnknownEntity(_) => (StatusCode::NOT_FOUND, "unknown_entity"),
             Self::Analysis(_) => (StatusCode::BAD_REQUEST, "invalid_window"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

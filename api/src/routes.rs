@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use loupe_analysis::{analyze, Analysis, AnalysisConfig, History};
-use loupe_graph::{GraphSnapshot, KnowledgeGraph, ServiceSummary};
+use loupe_graph::{GraphQuery, GraphSnapshot, KnowledgeGraph, ServiceSummary};
 use loupe_model::time::SharedClock;
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,34 @@ async fn graph(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<GraphSnapshot>> {
     let (start, end) = window(&state, &query)?;
-    Ok(Json(state.read(|g| g.snapshot(start, end))?))
+    let known_at = query
+        .get("known_at")
+        .map(|s| parse_time_str("known_at", s))
+        .transpose()?;
+    let focus = query.get("service").map(|s| {
+        if s.contains(':') {
+            s.clone()
+        } else {
+            format!("service:{s}")
+        }
+    });
+    let depth = match query.get("depth") {
+        Some(d) => d
+            .parse::<usize>()
+            .map_err(|e| ApiError::invalid("depth", format!("{d:?}: {e}")))?,
+        None => 1,
+    };
+    if focus.is_none() && query.contains_key("depth") {
+        return Err(ApiError::invalid("depth", "needs service"));
+    }
+    let q = GraphQuery {
+        start,
+        end,
+        known_at,
+        focus,
+        depth,
+    };
+    Ok(Json(state.read(|g| g.snapshot(&q))??))
 }
 
 #[derive(Deserialize)]

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use loupe_model::time::{SharedClock, SystemClock};
 use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, SpanKind, StatusCode};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
+use crate::temporal::{Validity, Widths};
 
 /// What an entity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,10 +19,26 @@ pub enum EntityKind {
     Service,
     /// A service's operation (span name).
     Operation,
-    /// A Kubernetes pod (`k8s.pod.name`).
+    /// One running instance of a service (`service.instance.id`).
+    ServiceInstance,
+    /// A Kubernetes pod (`k8s.pod.uid`, else namespace and `k8s.pod.name`).
     Pod,
     /// A host (`k8s.node.name`, else `host.name`).
     Node,
+    /// A Kubernetes namespace (`k8s.namespace.name`).
+    Namespace,
+    /// A Kubernetes workload: deployment, statefulset, daemonset, job, cronjob (`k8s.<kind>.name`).
+    Workload,
+    /// A database (`db.system.name`, `db.namespace`, `server.address` of client spans).
+    Database,
+    /// A messaging destination (`messaging.system`, `messaging.destination.name`).
+    MessagingDestination,
+    /// An uninstrumented endpoint (`peer.service` or `server.address` of client spans).
+    External,
+    /// A deployment, configuration, feature-flag or scaling change.
+    Change,
+    /// An event such as a Kubernetes event.
+    Event,
 }
 
 impl EntityKind {
@@ -29,8 +47,16 @@ impl EntityKind {
         match self {
             Self::Service => "service",
             Self::Operation => "operation",
+            Self::ServiceInstance => "service_instance",
             Self::Pod => "pod",
             Self::Node => "node",
+            Self::Namespace => "namespace",
+            Self::Workload => "workload",
+            Self::Database => "database",
+            Self::MessagingDestination => "messaging_destination",
+            Self::External => "external",
+            Self::Change => "change",
+            Self::Event => "event",
         }
     }
 }
@@ -40,10 +66,20 @@ impl EntityKind {
 pub enum RelationKind {
     /// Caller → callee, from a parent span and a child span of different services.
     Calls,
-    /// Service → pod, pod → node.
+    /// Service → pod, instance → pod, pod → node.
     RunsOn,
-    /// Operation → service.
+    /// Operation → service, instance → service, pod → workload → namespace.
     PartOf,
+    /// Service → database.
+    Queries,
+    /// Service → messaging destination.
+    Publishes,
+    /// Service → messaging destination it reads from.
+    Consumes,
+    /// Change → the service (or workload) it changed.
+    Changed,
+    /// Event → the entity it is about.
+    Affects,
 }
 
 impl RelationKind {
@@ -53,6 +89,11 @@ impl RelationKind {
             Self::Calls => "calls",
             Self::RunsOn => "runs_on",
             Self::PartOf => "part_of",
+            Self::Queries => "queries",
+            Self::Publishes => "publishes",
+            Self::Consumes => "consumes",
+            Self::Changed => "changed",
+            Self::Affects => "affects",
         }
     }
 }
@@ -64,6 +105,10 @@ pub struct GraphConfig {
     pub bucket_nanos: u64,
     /// Bounds of the span join buffer.
     pub join: JoinConfig,
+    /// How long an entity or relation stays valid after its last observation's bucket,
+    /// nanoseconds (default 5 min): telemetry is sampled, so silence shorter than this is not
+    /// absence.
+    pub liveness_nanos: u64,
 }
 
 impl Default for GraphConfig {
@@ -71,6 +116,17 @@ impl Default for GraphConfig {
         Self {
             bucket_nanos: 10 * 1_000_000_000,
             join: JoinConfig::default(),
+            liveness_nanos: 5 * 60 * 1_000_000_000,
+        }
+    }
+}
+
+impl GraphConfig {
+    /// The widths validity is read with.
+    pub(crate) fn widths(&self) -> Widths {
+        Widths {
+            bucket: self.bucket_nanos,
+            liveness: self.liveness_nanos,
         }
     }
 }
@@ -78,9 +134,16 @@ impl Default for GraphConfig {
 #[derive(Debug)]
 pub(crate) struct Entity {
     pub kind: EntityKind,
+    /// Identity within the kind (the id is `kind:name`).
     pub name: String,
-    /// The owning service of an operation or pod.
+    /// A human name when it differs from the identity (a pod's name without its uid).
+    pub display: Option<String>,
+    /// The owning service of an operation, instance or pod.
     pub service: Option<String>,
+    /// Valid and record time of the entity's observations.
+    pub validity: Validity,
+    /// A service's `service.version`s: first and last valid time each was seen.
+    pub versions: BTreeMap<String, (u64, u64)>,
     pub first_seen: u64,
     pub last_seen: u64,
     pub red: BTreeMap<u64, RedStats>,
@@ -91,6 +154,8 @@ pub(crate) struct Entity {
 #[derive(Debug)]
 pub(crate) struct Relation {
     pub kind: RelationKind,
+    /// Valid and record time of the relation's observations.
+    pub validity: Validity,
     pub first_seen: u64,
     pub last_seen: u64,
     /// Observations per bucket (spans, log records or points that showed the relation).
@@ -110,11 +175,22 @@ pub struct KnowledgeGraph {
     join: JoinBuffer,
     span_logs: SpanLogIndex,
     events: Vec<JoinEvent>,
+    /// The record-time clock.
+    clock: SharedClock,
+    /// Record time of the batch being applied.
+    pub(crate) recorded: u64,
+    /// The newest pod entity of each `namespace/name`, to end a pod replaced under its name.
+    pods_by_name: HashMap<String, NodeIndex>,
 }
 
 impl KnowledgeGraph {
-    /// An empty graph.
+    /// An empty graph whose record time is the system clock.
     pub fn new(config: GraphConfig) -> Self {
+        Self::with_clock(config, std::sync::Arc::new(SystemClock))
+    }
+
+    /// An empty graph whose record time (when loupe learned a fact) comes from `clock`.
+    pub fn with_clock(config: GraphConfig, clock: SharedClock) -> Self {
         Self {
             config,
             graph: StableDiGraph::new(),
@@ -124,7 +200,15 @@ impl KnowledgeGraph {
             join: JoinBuffer::new(config.join),
             span_logs: SpanLogIndex::new(config.join.capacity),
             events: Vec::new(),
+            recorded: clock.now_unix_nano(),
+            clock,
+            pods_by_name: HashMap::new(),
         }
+    }
+
+    /// Reads the record-time clock for the batch about to be applied.
+    fn stamp(&mut self) {
+        self.recorded = self.clock.now_unix_nano();
     }
 
     /// The graph's settings.
@@ -146,7 +230,10 @@ impl KnowledgeGraph {
         self.graph.add_node(Entity {
             kind,
             name,
+            display: None,
             service: service.map(str::to_owned),
+            validity: Validity::default(),
+            versions: BTreeMap::new(),
             first_seen: t,
             last_seen: t,
             red: BTreeMap::new(),
@@ -155,11 +242,13 @@ impl KnowledgeGraph {
         })
     }
 
-    /// Widens an entity's seen interval to `t`.
+    /// Records an observation of an entity at valid time `t`.
     fn touch(&mut self, index: NodeIndex, t: u64) -> NodeIndex {
+        let (bucket, recorded) = (self.bucket(t), self.recorded);
         let e = &mut self.graph[index];
         e.first_seen = e.first_seen.min(t);
         e.last_seen = e.last_seen.max(t);
+        e.validity.observe(bucket, recorded);
         index
     }
 
@@ -216,6 +305,7 @@ impl KnowledgeGraph {
                 b,
                 Relation {
                     kind,
+                    validity: Validity::default(),
                     first_seen: t,
                     last_seen: t,
                     seen: BTreeMap::new(),
@@ -224,28 +314,44 @@ impl KnowledgeGraph {
             )
         });
         let bucket = t / self.config.bucket_nanos;
+        let recorded = self.recorded;
         let r = &mut self.graph[index];
         r.first_seen = r.first_seen.min(t);
         r.last_seen = r.last_seen.max(t);
         *r.seen.entry(bucket).or_default() += 1;
+        r.validity.observe(bucket, recorded);
         index
     }
 
-    /// Resource entities: the service, and its pod and node when the resource names them, with
-    /// `runs_on` relations observed at `t`.
+    /// Resource entities: the service; its instance, pod, node, workload and namespace when the
+    /// resource names them; their `runs_on` and `part_of` relations, all observed at `t`; and
+    /// the service's version. Identity comes from resource attributes only (never addresses).
     fn resource_entities(
         &mut self,
         resource: &loupe_model::Resource,
         t: u64,
     ) -> (NodeIndex, Option<NodeIndex>) {
-        let service_name = resource.service_name().to_owned();
+        let service_name = resource.service_key();
         let service = self.entity(EntityKind::Service, &service_name, None, t);
+        if let Some(version) = resource.service_version() {
+            self.observe_version(service, version, t);
+        }
         let pod = resource
-            .pod_name()
-            .map(|p| self.entity(EntityKind::Pod, p, Some(&service_name), t));
+            .pod_key()
+            .map(|key| self.pod(&key, resource, &service_name, t));
         let node = resource
             .node_name()
             .map(|n| self.entity(EntityKind::Node, n, None, t));
+        let instance = resource.instance_id().map(|id| {
+            let key = format!("{service_name}/{id}");
+            let i = self.entity(EntityKind::ServiceInstance, &key, Some(&service_name), t);
+            self.relation(i, service, RelationKind::PartOf, t);
+            i
+        });
+        let host = pod.or(node);
+        if let (Some(i), Some(h)) = (instance, host) {
+            self.relation(i, h, RelationKind::RunsOn, t);
+        }
         match (pod, node) {
             (Some(p), Some(n)) => {
                 self.relation(service, p, RelationKind::RunsOn, t);
@@ -259,11 +365,82 @@ impl KnowledgeGraph {
             }
             (None, None) => {}
         }
+        let namespace = resource
+            .k8s_namespace()
+            .map(|ns| self.entity(EntityKind::Namespace, ns, None, t));
+        let workload = resource.workload().map(|(kind, name)| {
+            let key = match resource.k8s_namespace() {
+                Some(ns) => format!("{ns}/{kind}/{name}"),
+                None => format!("{kind}/{name}"),
+            };
+            self.entity(EntityKind::Workload, &key, None, t)
+        });
+        match (pod, workload, namespace) {
+            (Some(p), Some(w), ns) => {
+                self.relation(p, w, RelationKind::PartOf, t);
+                if let Some(ns) = ns {
+                    self.relation(w, ns, RelationKind::PartOf, t);
+                }
+            }
+            (Some(p), None, Some(ns)) => {
+                self.relation(p, ns, RelationKind::PartOf, t);
+            }
+            _ => {}
+        }
         (service, pod)
+    }
+
+    /// The pod `key`, created on first sight; a pod of the same namespace and name seen before
+    /// under another uid was replaced, so its validity ends where this one's begins.
+    fn pod(
+        &mut self,
+        key: &str,
+        resource: &loupe_model::Resource,
+        service: &str,
+        t: u64,
+    ) -> NodeIndex {
+        let is_new = self
+            .entities
+            .get(&EntityKind::Pod)
+            .is_none_or(|m| !m.contains_key(key));
+        let index = self.entity(EntityKind::Pod, key, Some(service), t);
+        if is_new {
+            let name = resource.pod_name().unwrap_or(key);
+            let by_name = match resource.k8s_namespace() {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.to_owned(),
+            };
+            if by_name != key {
+                self.graph[index].display = Some(name.to_owned());
+            }
+            if let Some(old) = self.pods_by_name.insert(by_name, index) {
+                let recorded = self.recorded;
+                let old = &mut self.graph[old];
+                if old.first_seen < t {
+                    old.validity.end(t, recorded);
+                }
+            }
+        }
+        index
+    }
+
+    /// Notes that `service` ran `version` at `t`.
+    fn observe_version(&mut self, service: NodeIndex, version: &str, t: u64) {
+        let versions = &mut self.graph[service].versions;
+        match versions.get_mut(version) {
+            Some((first, last)) => {
+                *first = (*first).min(t);
+                *last = (*last).max(t);
+            }
+            None => {
+                versions.insert(version.to_owned(), (t, t));
+            }
+        }
     }
 
     /// Applies decoded spans: entities, RED per bucket, and parent/child joins.
     pub fn apply_spans(&mut self, batch: &[ResourceSpans]) {
+        self.stamp();
         for rs in batch {
             let Some(first) = rs.spans.first() else {
                 continue;
@@ -275,9 +452,11 @@ impl KnowledgeGraph {
                 let operation = self.operation(service, &service_name, &span.name, t);
                 let error = span.status == StatusCode::Error;
                 let bucket = self.bucket(t);
+                let recorded = self.recorded;
                 for index in [Some(service), Some(operation), pod].into_iter().flatten() {
                     let e = &mut self.graph[index];
                     e.last_seen = e.last_seen.max(span.end_time_unix_nano);
+                    e.validity.observe(bucket, recorded);
                     let red = e.red.entry(bucket).or_default();
                     red.calls += 1;
                     red.errors += u64::from(error);
@@ -315,6 +494,7 @@ impl KnowledgeGraph {
     /// (receive time, unix nanoseconds from the caller's clock). A server calls this about once
     /// a second so the last spans of a quiet stream get their self time.
     pub fn expire_idle(&mut self, now: u64, idle_nanos: u64) {
+        self.stamp();
         self.join.expire_idle(now, idle_nanos, &mut self.events);
         self.drain_join_events();
     }
@@ -322,6 +502,7 @@ impl KnowledgeGraph {
     /// Lets every span out of the join buffer, finalizing self times. Call at the end of a
     /// replay or evaluation case; a live server relies on expiry instead.
     pub fn flush(&mut self) {
+        self.stamp();
         self.join.flush(&mut self.events);
         self.drain_join_events();
     }
@@ -390,6 +571,7 @@ impl KnowledgeGraph {
     /// Applies decoded log records: record and error-record counts per bucket on the service and
     /// the pod.
     pub fn apply_logs(&mut self, batch: &[ResourceLogs]) {
+        self.stamp();
         for rl in batch {
             let Some(first) = rl.records.first() else {
                 continue;
@@ -398,9 +580,11 @@ impl KnowledgeGraph {
             for record in &rl.records {
                 let bucket = self.bucket(record.time_unix_nano);
                 let error = record.is_error();
+                let recorded = self.recorded;
                 for index in [Some(service), pod].into_iter().flatten() {
                     let e = &mut self.graph[index];
                     e.last_seen = e.last_seen.max(record.time_unix_nano);
+                    e.validity.observe(bucket, recorded);
                     let logs = e.logs.entry(bucket).or_default();
                     logs.records += 1;
                     logs.error_records += u64::from(error);
@@ -424,6 +608,7 @@ impl KnowledgeGraph {
     /// Applies decoded metric points: per bucket means of each metric on the pod when the
     /// resource names one, else on the service. Distributions contribute their mean.
     pub fn apply_metrics(&mut self, batch: &[ResourceMetrics]) {
+        self.stamp();
         for rm in batch {
             let Some(first) = rm.points.first() else {
                 continue;
@@ -440,8 +625,10 @@ impl KnowledgeGraph {
                     continue;
                 }
                 let bucket = self.bucket(point.time_unix_nano);
+                let recorded = self.recorded;
                 let e = &mut self.graph[target];
                 e.last_seen = e.last_seen.max(point.time_unix_nano);
+                e.validity.observe(bucket, recorded);
                 let g = e
                     .gauges
                     .entry(point.metric_name.clone())
@@ -574,7 +761,13 @@ mod tests {
             batches.iter().for_each(|b| g.apply_spans(b));
         }
         g.flush();
-        let snapshot = g.snapshot(0, 20_000_000_000);
+        let snapshot = g
+            .snapshot(&crate::GraphQuery {
+                start: 0,
+                end: 20_000_000_000,
+                ..Default::default()
+            })
+            .unwrap();
         let calls: Vec<(&str, &str, u64, u64)> = snapshot
             .edges
             .iter()

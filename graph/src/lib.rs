@@ -9,12 +9,14 @@ mod graph;
 mod join;
 mod span_logs;
 mod stats;
+mod temporal;
 mod view;
 
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
+pub use temporal::{Interval, Validity, Widths};
 pub use view::{
-    EdgeView, EdgeWindow, EntityId, GraphSnapshot, NodeView, OperationWindow, PodWindow,
-    RedSummary, ServiceSummary, ServiceWindow, WindowStats,
+    EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView, OperationWindow,
+    PodWindow, RedSummary, ServiceSummary, ServiceWindow, UnknownEntity, WindowStats,
 };

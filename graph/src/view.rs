@@ -3,8 +3,10 @@
 //! cover the buckets from the one holding `start` up to, not including, the one holding `end`:
 //! two adjacent windows never share a bucket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
+
+use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 
 use serde::Serialize;
 
@@ -106,6 +108,26 @@ pub struct EdgeView {
     #[serde(flatten)]
     pub red: RedSummary,
 }
+
+/// What a graph snapshot asks for.
+#[derive(Debug, Clone, Default)]
+pub struct GraphQuery {
+    /// Window start, unix nanoseconds.
+    pub start: u64,
+    /// Window end (exclusive), unix nanoseconds; equal to `start` for the instant.
+    pub end: u64,
+    /// Record time: what loupe knew then (`None`: everything recorded so far).
+    pub known_at: Option<u64>,
+    /// Restrict to the neighbourhood of this entity id (`service:checkout`).
+    pub focus: Option<EntityId>,
+    /// Relations to follow from the focus, in either direction.
+    pub depth: usize,
+}
+
+/// A query named an entity the graph does not hold (at that time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no entity {0} in the graph at that time")]
+pub struct UnknownEntity(pub EntityId);
 
 /// The graph as seen in a window.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -219,45 +241,121 @@ impl KnowledgeGraph {
             .collect()
     }
 
-    /// Entities and relations active in `[start, end)`, ids sorted.
-    pub fn snapshot(&self, start: u64, end: u64) -> GraphSnapshot {
+    /// The graph as of a window: the entities and relations valid at any time in
+    /// `[query.start, query.end)` as loupe knew them at `query.known_at` (now when `None`), with
+    /// their statistics over the window; around one entity when `query.focus` names it. Ids
+    /// sorted.
+    ///
+    /// # Errors
+    /// [`UnknownEntity`] when the focus entity does not exist.
+    pub fn snapshot(&self, query: &GraphQuery) -> Result<GraphSnapshot, UnknownEntity> {
+        let (start, end, known_at) = (query.start, query.end, query.known_at);
+        let widths = self.config.widths();
         let r = self.buckets(start, end);
-        let mut nodes: Vec<NodeView> = self
+        let valid: HashSet<NodeIndex> = self
             .graph
-            .node_weights()
-            .filter(|e| Self::active(e, start, end))
-            .map(|e| NodeView {
-                id: entity_id(e),
-                kind: e.kind.as_str(),
-                name: e.name.clone(),
-                service: e.service.clone(),
-                first_seen_unix_nano: e.first_seen,
-                last_seen_unix_nano: e.last_seen,
-                red: RedSummary::from(&merged(&e.red, &r, RedStats::merge)),
+            .node_indices()
+            .filter(|i| {
+                self.graph[*i]
+                    .validity
+                    .valid_during(start, end, known_at, widths)
+            })
+            .collect();
+        let edges: Vec<EdgeIndex> = self
+            .graph
+            .edge_indices()
+            .filter(|i| {
+                let Some((a, b)) = self.graph.edge_endpoints(*i) else {
+                    return false;
+                };
+                valid.contains(&a)
+                    && valid.contains(&b)
+                    && self.graph[*i]
+                        .validity
+                        .valid_during(start, end, known_at, widths)
+            })
+            .collect();
+        let reached = match &query.focus {
+            None => valid,
+            Some(id) => {
+                let from = self
+                    .find(id)
+                    .filter(|i| valid.contains(i))
+                    .ok_or_else(|| UnknownEntity(id.clone()))?;
+                self.neighbourhood(from, &edges, query.depth)
+            }
+        };
+        let mut nodes: Vec<NodeView> = reached
+            .iter()
+            .map(|i| {
+                let e = &self.graph[*i];
+                NodeView {
+                    id: entity_id(e),
+                    kind: e.kind.as_str(),
+                    name: e.display.clone().unwrap_or_else(|| e.name.clone()),
+                    service: e.service.clone(),
+                    first_seen_unix_nano: e.first_seen,
+                    last_seen_unix_nano: e.last_seen,
+                    red: RedSummary::from(&merged(&e.red, &r, RedStats::merge)),
+                }
             })
             .collect();
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut edges: Vec<EdgeView> = self
-            .graph
-            .edge_indices()
+        let mut edges: Vec<EdgeView> = edges
+            .into_iter()
             .filter_map(|i| {
-                self.graph
-                    .edge_endpoints(i)
-                    .map(|(a, b)| (a, b, &self.graph[i]))
-            })
-            .filter_map(|(source, target, rel)| {
-                let observations: u64 = rel.seen.range(r.clone()).map(|(_, n)| n).sum();
-                (observations > 0).then(|| EdgeView {
+                let (source, target) = self.graph.edge_endpoints(i)?;
+                if !(reached.contains(&source) && reached.contains(&target)) {
+                    return None;
+                }
+                let rel = &self.graph[i];
+                Some(EdgeView {
                     kind: rel.kind.as_str(),
                     source: entity_id(&self.graph[source]),
                     target: entity_id(&self.graph[target]),
-                    observations,
+                    observations: rel.seen.range(r.clone()).map(|(_, n)| n).sum(),
                     red: RedSummary::from(&merged(&rel.red, &r, RedStats::merge)),
                 })
             })
             .collect();
         edges.sort_by(|a, b| (a.kind, &a.source, &a.target).cmp(&(b.kind, &b.source, &b.target)));
-        GraphSnapshot { nodes, edges }
+        Ok(GraphSnapshot { nodes, edges })
+    }
+
+    /// The entity with id `kind:name`.
+    pub(crate) fn find(&self, id: &str) -> Option<NodeIndex> {
+        let (kind, name) = id.split_once(':')?;
+        self.graph
+            .node_indices()
+            .find(|i| self.graph[*i].kind.as_str() == kind && self.graph[*i].name == name)
+    }
+
+    /// Entities within `depth` relations of `from` (either direction) along `edges`.
+    fn neighbourhood(
+        &self,
+        from: NodeIndex,
+        edges: &[EdgeIndex],
+        depth: usize,
+    ) -> HashSet<NodeIndex> {
+        let mut adjacent: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+        for (a, b) in edges.iter().filter_map(|i| self.graph.edge_endpoints(*i)) {
+            adjacent.entry(a).or_default().push(b);
+            adjacent.entry(b).or_default().push(a);
+        }
+        let mut reached = HashSet::from([from]);
+        let mut frontier = vec![from];
+        for _ in 0..depth {
+            let mut next = Vec::new();
+            for n in frontier {
+                for m in adjacent.get(&n).into_iter().flatten() {
+                    if reached.insert(*m) {
+                        next.push(*m);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        reached
     }
 
     /// Merged statistics of `[start, end)` for the analysis: services, service-level `calls`
@@ -310,7 +408,7 @@ impl KnowledgeGraph {
                         });
                     }
                 }
-                EntityKind::Node => {}
+                _ => {}
             }
         }
         for i in self.graph.edge_indices() {

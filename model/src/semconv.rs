@@ -2,8 +2,11 @@
 //! `opentelemetry-semantic-conventions` so no crate retypes a literal.
 
 pub use opentelemetry_semantic_conventions::attribute::{
-    EXCEPTION_MESSAGE, EXCEPTION_TYPE, HOST_NAME, K8S_NAMESPACE_NAME, K8S_NODE_NAME, K8S_POD_NAME,
-    K8S_POD_UID, SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_VERSION,
+    DB_NAMESPACE, DB_SYSTEM_NAME, DEPLOYMENT_ENVIRONMENT_NAME, EXCEPTION_MESSAGE, EXCEPTION_TYPE,
+    HOST_NAME, K8S_CRONJOB_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME,
+    K8S_NAMESPACE_NAME, K8S_NODE_NAME, K8S_POD_NAME, K8S_POD_UID, K8S_REPLICASET_NAME,
+    K8S_STATEFULSET_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_SYSTEM, SERVER_ADDRESS,
+    SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_VERSION,
 };
 pub use opentelemetry_semantic_conventions::metric::{
     K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE, K8S_POD_NETWORK_IO,
@@ -24,3 +27,7 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 /// Lowest `SeverityNumber` of the ERROR range (OpenTelemetry logs data model, "Field:
 /// SeverityNumber": 17-20 are ERROR, 21-24 FATAL).
 pub const SEVERITY_NUMBER_ERROR: i32 = 17;
+
+/// The pre-1.30 name of `service.peer.name` (the logical name of the service a client span
+/// calls), still sent by most instrumentations.
+pub const PEER_SERVICE: &str = "peer.service";

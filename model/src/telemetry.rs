@@ -80,6 +80,60 @@ impl Resource {
         self.attributes.get_str(semconv::K8S_POD_NAME)
     }
 
+    /// The service's identity: `service.namespace/service.name` when a namespace is set, else
+    /// `service.name` (resource semantic conventions, "service": the pair is unique).
+    pub fn service_key(&self) -> String {
+        match self.attributes.get_str(semconv::SERVICE_NAMESPACE) {
+            Some(ns) => format!("{ns}/{}", self.service_name()),
+            None => self.service_name().to_owned(),
+        }
+    }
+
+    /// `k8s.namespace.name`, when present.
+    pub fn k8s_namespace(&self) -> Option<&str> {
+        self.attributes.get_str(semconv::K8S_NAMESPACE_NAME)
+    }
+
+    /// The pod's identity: `namespace/name` (or `name`), with `@k8s.pod.uid` appended when the
+    /// uid is known, so that a pod recreated under the same name is a new pod.
+    pub fn pod_key(&self) -> Option<String> {
+        let name = self.pod_name()?;
+        let mut key = match self.k8s_namespace() {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_owned(),
+        };
+        if let Some(uid) = self.attributes.get_str(semconv::K8S_POD_UID) {
+            key.push('@');
+            key.push_str(uid);
+        }
+        Some(key)
+    }
+
+    /// The workload that owns the pod, as `(kind, name)`: deployment, statefulset, daemonset,
+    /// cronjob or job (`k8s.<kind>.name`), else the replicaset.
+    pub fn workload(&self) -> Option<(&'static str, &str)> {
+        [
+            ("deployment", semconv::K8S_DEPLOYMENT_NAME),
+            ("statefulset", semconv::K8S_STATEFULSET_NAME),
+            ("daemonset", semconv::K8S_DAEMONSET_NAME),
+            ("cronjob", semconv::K8S_CRONJOB_NAME),
+            ("job", semconv::K8S_JOB_NAME),
+            ("replicaset", semconv::K8S_REPLICASET_NAME),
+        ]
+        .into_iter()
+        .find_map(|(kind, key)| self.attributes.get_str(key).map(|name| (kind, name)))
+    }
+
+    /// `service.instance.id`, when present.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.attributes.get_str(semconv::SERVICE_INSTANCE_ID)
+    }
+
+    /// `service.version`, when present.
+    pub fn service_version(&self) -> Option<&str> {
+        self.attributes.get_str(semconv::SERVICE_VERSION)
+    }
+
     /// The host the resource runs on: `k8s.node.name`, else `host.name`.
     pub fn node_name(&self) -> Option<&str> {
         self.attributes

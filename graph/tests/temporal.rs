@@ -1,0 +1,159 @@
+//! Temporal scenarios, as data: each file under `testdata/` is a sequence of observations
+//! (spans with their resource, on a record-time clock the scenario sets) and expectations on
+//! the graph as of a valid time and, optionally, a record time.
+//!
+//! Lines (times in seconds; `#` starts a comment):
+//! - `clock S`: record time is now S.
+//! - `span t=S trace=N id=N [parent=N] service=NAME [pod=NAME] [uid=U] [ns=NS] [node=N]
+//!   [version=V] [deployment=W] [instance=I] [ms=DURATION] [error]`
+//! - `flush`: lets every span out of the join buffer.
+//! - `expect at=S window=S [known_at=S] [has=ID,…] [lacks=ID,…] [edges=KIND:SRC>TGT,…]
+//!   [noedges=KIND:SRC>TGT,…]`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use loupe_graph::{GraphConfig, GraphQuery, KnowledgeGraph};
+use loupe_model::time::Clock;
+use loupe_model::{
+    AttributeValue, Attributes, Resource, ResourceSpans, Span, SpanId, SpanKind, StatusCode,
+    TraceId,
+};
+
+const SECOND: u64 = 1_000_000_000;
+
+#[derive(Default)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now_unix_nano(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn seconds(v: &str) -> u64 {
+    let s: f64 = v.parse().unwrap_or_else(|_| panic!("not seconds: {v}"));
+    (s * SECOND as f64) as u64
+}
+
+fn resource(fields: &[(&str, &str)]) -> Arc<Resource> {
+    let keys = [
+        ("service", "service.name"),
+        ("pod", "k8s.pod.name"),
+        ("uid", "k8s.pod.uid"),
+        ("ns", "k8s.namespace.name"),
+        ("node", "k8s.node.name"),
+        ("version", "service.version"),
+        ("deployment", "k8s.deployment.name"),
+        ("instance", "service.instance.id"),
+    ];
+    let attributes = keys
+        .iter()
+        .filter_map(|(field, key)| {
+            let (_, v) = fields.iter().find(|(f, _)| f == field)?;
+            Some((key.to_string(), AttributeValue::String(v.to_string())))
+        })
+        .collect();
+    Arc::new(Resource {
+        attributes: Attributes(attributes),
+    })
+}
+
+fn span(fields: &[(&str, &str)]) -> Span {
+    let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+    let n = |k: &str| get(k).map(|v| v.parse::<u64>().unwrap());
+    let start = seconds(get("t").expect("span needs t="));
+    let ms: u64 = get("ms").map_or(10, |v| v.parse().unwrap());
+    let id = |v: u64| SpanId(v.to_be_bytes());
+    Span {
+        trace_id: TraceId((n("trace").expect("span needs trace=") as u128).to_be_bytes()),
+        span_id: id(n("id").expect("span needs id=")),
+        parent_span_id: n("parent").map(id),
+        name: "GET /".into(),
+        kind: SpanKind::Server,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + ms * 1_000_000,
+        status: if get("error").is_some() {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
+        attributes: Attributes::default(),
+    }
+}
+
+fn list(v: Option<&str>) -> Vec<&str> {
+    v.map(|v| v.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+fn run(name: &str, text: &str) {
+    let clock = Arc::new(ManualClock::default());
+    let mut graph = KnowledgeGraph::with_clock(GraphConfig::default(), clock.clone());
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        let Some(verb) = words.next() else {
+            continue;
+        };
+        let fields: Vec<(&str, &str)> = words
+            .map(|w| w.split_once('=').unwrap_or((w, "")))
+            .collect();
+        let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+        let at = format!("{name}:{}", number + 1);
+        match verb {
+            "clock" => clock.0.store(seconds(fields[0].0), Ordering::SeqCst),
+            "span" => graph.apply_spans(&[ResourceSpans {
+                resource: resource(&fields),
+                spans: vec![span(&fields)],
+            }]),
+            "flush" => graph.flush(),
+            "expect" => {
+                let at_t = seconds(get("at").expect("expect needs at="));
+                let window = seconds(get("window").unwrap_or("0"));
+                let query = GraphQuery {
+                    start: at_t.saturating_sub(window),
+                    end: at_t,
+                    known_at: get("known_at").map(seconds),
+                    ..Default::default()
+                };
+                let snapshot = graph.snapshot(&query).unwrap();
+                let ids: Vec<&str> = snapshot.nodes.iter().map(|n| n.id.as_str()).collect();
+                let edges: Vec<String> = snapshot
+                    .edges
+                    .iter()
+                    .map(|e| format!("{}:{}>{}", e.kind, e.source, e.target))
+                    .collect();
+                for id in list(get("has")) {
+                    assert!(ids.contains(&id), "{at}: {id} missing from {ids:?}");
+                }
+                for id in list(get("lacks")) {
+                    assert!(!ids.contains(&id), "{at}: {id} present in {ids:?}");
+                }
+                for e in list(get("edges")) {
+                    assert!(edges.iter().any(|x| x == e), "{at}: edge {e} missing from {edges:?}");
+                }
+                for e in list(get("noedges")) {
+                    assert!(!edges.iter().any(|x| x == e), "{at}: edge {e} present in {edges:?}");
+                }
+            }
+            other => panic!("{at}: unknown step {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn scenarios() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "scenario"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        run(&path.file_name().unwrap().to_string_lossy(), &text);
+    }
+}
