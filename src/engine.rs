@@ -5,9 +5,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use loupe_graph::{GraphConfig, KnowledgeGraph};
+use loupe_ingest::changes::ChangeSink;
 use loupe_ingest::{decode_protobuf, Accepted, Signal, TelemetrySink};
-use loupe_model::TelemetryBatch;
+use loupe_model::{ChangeEvent, TelemetryBatch};
 use loupe_store::Wal;
+
+/// Write-ahead-log tag of a batch of changes (JSON), beside the OTLP signals' tags.
+const CHANGES_TAG: u8 = 16;
 
 /// Ingest's consumer: WAL, then graph.
 pub struct Engine {
@@ -50,6 +54,20 @@ impl Engine {
             ..Default::default()
         };
         for record in records {
+            if record.tag == CHANGES_TAG {
+                match serde_json::from_slice::<Vec<ChangeEvent>>(&record.payload) {
+                    Ok(changes) => {
+                        engine
+                            .graph
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .apply_changes(&changes);
+                        recovery.requests += 1;
+                    }
+                    Err(_) => recovery.undecodable += 1,
+                }
+                continue;
+            }
             let decoded = Signal::from_tag(record.tag).map(|s| decode_protobuf(s, &record.payload));
             match decoded {
                 Some(Ok(batch)) => {
@@ -111,5 +129,22 @@ impl TelemetrySink for Engine {
         }
         self.apply(&accepted.batch);
         Ok(())
+    }
+}
+
+impl ChangeSink for Engine {
+    fn record_changes(&self, changes: Vec<ChangeEvent>) -> Result<Vec<String>, String> {
+        if let Some(wal) = &self.wal {
+            let payload = serde_json::to_vec(&changes).map_err(|e| e.to_string())?;
+            wal.lock()
+                .map_err(|_| "wal lock poisoned".to_owned())?
+                .append(CHANGES_TAG, &payload)
+                .map_err(|e| format!("write-ahead log: {e}"))?;
+        }
+        Ok(self
+            .graph
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_changes(&changes))
     }
 }

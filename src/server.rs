@@ -120,7 +120,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         graph: engine.graph(),
         clock: clock.clone(),
         analysis: AnalysisConfig::default(),
-    });
+    })
+    .merge(loupe_ingest::changes::changes_router(
+        engine.clone(),
+        clock.clone(),
+    ));
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;

@@ -748,6 +748,7 @@ mod scenario_tests {
                 severity_number: if step.error_log { 17 } else { 9 },
                 severity_text: String::new(),
                 body: "handled".into(),
+                event_name: String::new(),
                 attributes: Attributes::default(),
                 trace_id: None,
                 span_id: None,

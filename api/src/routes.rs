@@ -8,7 +8,9 @@ use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use loupe_analysis::{analyze, Analysis, AnalysisConfig, History};
-use loupe_graph::{GraphQuery, GraphSnapshot, KnowledgeGraph, ServiceSummary};
+use loupe_graph::{
+    ChangeQuery, ChangeRecord, GraphQuery, GraphSnapshot, KnowledgeGraph, ServiceSummary,
+};
 use loupe_model::time::SharedClock;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))
         .route("/api/v1/graph", get(graph))
+        .route("/api/v1/changes", get(changes))
         .route("/api/v1/analyze", post(analyze_window))
         .with_state(state)
         .merge(loupe_ui::router())
@@ -130,6 +133,42 @@ async fn graph(
         depth,
     };
     Ok(Json(state.read(|g| g.snapshot(&q))??))
+}
+
+#[derive(Serialize)]
+struct ChangesResponse {
+    changes: Vec<ChangeRecord>,
+}
+
+/// `GET /api/v1/changes?from=T&to=T[&service=S][&known_at=K]`: changes and events, oldest
+/// first (defaults: the last hour).
+async fn changes(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ChangesResponse>> {
+    let to = match query.get("to") {
+        Some(s) => parse_time_str("to", s)?,
+        None => state.clock.now_unix_nano(),
+    };
+    let from = match query.get("from") {
+        Some(s) => parse_time_str("from", s)?,
+        None => to.saturating_sub(3600 * 1_000_000_000),
+    };
+    if from >= to {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    let q = ChangeQuery {
+        from,
+        to,
+        service: query.get("service").cloned(),
+        known_at: query
+            .get("known_at")
+            .map(|s| parse_time_str("known_at", s))
+            .transpose()?,
+    };
+    Ok(Json(ChangesResponse {
+        changes: state.read(|g| g.changes(&q))?,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -168,7 +168,7 @@ pub struct KnowledgeGraph {
     pub(crate) config: GraphConfig,
     pub(crate) graph: StableDiGraph<Entity, Relation>,
     /// Entities by kind and name (operations are found through `operations`).
-    entities: HashMap<EntityKind, HashMap<String, NodeIndex>>,
+    pub(crate) entities: HashMap<EntityKind, HashMap<String, NodeIndex>>,
     /// Operations by service and span name, so the per-span lookup allocates nothing.
     operations: HashMap<NodeIndex, HashMap<String, NodeIndex>>,
     relations: HashMap<(NodeIndex, NodeIndex, RelationKind), EdgeIndex>,
@@ -180,7 +180,13 @@ pub struct KnowledgeGraph {
     /// Record time of the batch being applied.
     pub(crate) recorded: u64,
     /// The newest pod entity of each `namespace/name`, to end a pod replaced under its name.
-    pods_by_name: HashMap<String, NodeIndex>,
+    pub(crate) pods_by_name: HashMap<String, NodeIndex>,
+    /// Changes and events in arrival order.
+    pub(crate) change_log: Vec<crate::changes::ChangeRecord>,
+    /// `(source, external id)` → index in `change_log`, to drop repeats.
+    pub(crate) change_ids: HashMap<(String, String), usize>,
+    /// The last variant evaluated per service and flag, and when.
+    pub(crate) flags: HashMap<(NodeIndex, String), (String, u64)>,
 }
 
 impl KnowledgeGraph {
@@ -203,11 +209,14 @@ impl KnowledgeGraph {
             recorded: clock.now_unix_nano(),
             clock,
             pods_by_name: HashMap::new(),
+            change_log: Vec::new(),
+            change_ids: HashMap::new(),
+            flags: HashMap::new(),
         }
     }
 
     /// Reads the record-time clock for the batch about to be applied.
-    fn stamp(&mut self) {
+    pub(crate) fn stamp(&mut self) {
         self.recorded = self.clock.now_unix_nano();
     }
 
@@ -252,7 +261,13 @@ impl KnowledgeGraph {
         index
     }
 
-    fn entity(&mut self, kind: EntityKind, name: &str, service: Option<&str>, t: u64) -> NodeIndex {
+    pub(crate) fn entity(
+        &mut self,
+        kind: EntityKind,
+        name: &str,
+        service: Option<&str>,
+        t: u64,
+    ) -> NodeIndex {
         let existing = self.entities.get(&kind).and_then(|m| m.get(name)).copied();
         let index = match existing {
             Some(i) => i,
@@ -298,7 +313,13 @@ impl KnowledgeGraph {
         self.touch(index, t)
     }
 
-    fn relation(&mut self, a: NodeIndex, b: NodeIndex, kind: RelationKind, t: u64) -> EdgeIndex {
+    pub(crate) fn relation(
+        &mut self,
+        a: NodeIndex,
+        b: NodeIndex,
+        kind: RelationKind,
+        t: u64,
+    ) -> EdgeIndex {
         let index = *self.relations.entry((a, b, kind)).or_insert_with(|| {
             self.graph.add_edge(
                 a,
@@ -424,16 +445,24 @@ impl KnowledgeGraph {
         index
     }
 
-    /// Notes that `service` ran `version` at `t`.
+    /// Notes that `service` ran `version` at `t`. A version first seen after every other
+    /// version of the service started is a deployment from the version seen last.
     fn observe_version(&mut self, service: NodeIndex, version: &str, t: u64) {
         let versions = &mut self.graph[service].versions;
-        match versions.get_mut(version) {
-            Some((first, last)) => {
-                *first = (*first).min(t);
-                *last = (*last).max(t);
-            }
-            None => {
-                versions.insert(version.to_owned(), (t, t));
+        if let Some((first, last)) = versions.get_mut(version) {
+            *first = (*first).min(t);
+            *last = (*last).max(t);
+            return;
+        }
+        let newest_start = versions.values().map(|(first, _)| *first).max();
+        let previous = versions
+            .iter()
+            .max_by_key(|(_, (_, last))| *last)
+            .map(|(v, _)| v.clone());
+        versions.insert(version.to_owned(), (t, t));
+        if let (Some(start), Some(from)) = (newest_start, previous) {
+            if t > start {
+                self.infer_deployment(service, from, version, t);
             }
         }
     }
@@ -589,6 +618,7 @@ impl KnowledgeGraph {
                     logs.records += 1;
                     logs.error_records += u64::from(error);
                 }
+                self.log_record_changes(&rl.resource, service, record);
                 if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
                     if let Some(operation) = self.span_logs.log((trace, span), bucket, error) {
                         self.count_log(NodeIndex::new(operation), bucket, error);

@@ -5,6 +5,7 @@
 //! The graph knows nothing of OTLP wire types: it consumes `loupe_model` batches. petgraph
 //! indices stay inside this crate; callers name entities by their [`EntityId`] strings.
 
+mod changes;
 mod graph;
 mod join;
 mod span_logs;
@@ -12,6 +13,7 @@ mod stats;
 mod temporal;
 mod view;
 
+pub use changes::{ChangeQuery, ChangeRecord};
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};

@@ -322,6 +322,11 @@ impl KnowledgeGraph {
         Ok(GraphSnapshot { nodes, edges })
     }
 
+    /// The id of the entity at `index`.
+    pub(crate) fn id_of(&self, index: NodeIndex) -> EntityId {
+        entity_id(&self.graph[index])
+    }
+
     /// The entity with id `kind:name`.
     pub(crate) fn find(&self, id: &str) -> Option<NodeIndex> {
         let (kind, name) = id.split_once(':')?;

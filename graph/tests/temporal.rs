@@ -6,18 +6,23 @@
 //! - `clock S`: record time is now S.
 //! - `span t=S trace=N id=N [parent=N] service=NAME [pod=NAME] [uid=U] [ns=NS] [node=N]
 //!   [version=V] [deployment=W] [instance=I] [ms=DURATION] [error]`
+//! - `log t=S service=NAME [pod=… ns=… uid=…] [event=NAME] [body=TEXT] [a.KEY=VALUE…]
+//!   [r.KEY=VALUE…]`: one log record; `a.` fields are record attributes, `r.` fields extra
+//!   resource attributes (underscores in TEXT read as spaces).
 //! - `flush`: lets every span out of the join buffer.
 //! - `expect at=S window=S [known_at=S] [has=ID,…] [lacks=ID,…] [edges=KIND:SRC>TGT,…]
 //!   [noedges=KIND:SRC>TGT,…]`
+//! - `changes from=S to=S [service=NAME] [known_at=S] count=N [kinds=KIND,…]
+//!   [versions=FROM>TO,…] [targets=ID,…]`: the changes of that selection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use loupe_graph::{GraphConfig, GraphQuery, KnowledgeGraph};
+use loupe_graph::{ChangeQuery, GraphConfig, GraphQuery, KnowledgeGraph};
 use loupe_model::time::Clock;
 use loupe_model::{
-    AttributeValue, Attributes, Resource, ResourceSpans, Span, SpanId, SpanKind, StatusCode,
-    TraceId,
+    AttributeValue, Attributes, LogRecord, Resource, ResourceLogs, ResourceSpans, Span, SpanId,
+    SpanKind, StatusCode, TraceId,
 };
 
 const SECOND: u64 = 1_000_000_000;
@@ -53,10 +58,36 @@ fn resource(fields: &[(&str, &str)]) -> Arc<Resource> {
             let (_, v) = fields.iter().find(|(f, _)| f == field)?;
             Some((key.to_string(), AttributeValue::String(v.to_string())))
         })
+        .chain(prefixed(fields, "r."))
         .collect();
     Arc::new(Resource {
         attributes: Attributes(attributes),
     })
+}
+
+/// The fields named `PREFIX.key` as attributes.
+fn prefixed<'a>(
+    fields: &'a [(&str, &str)],
+    prefix: &'a str,
+) -> impl Iterator<Item = (String, AttributeValue)> + 'a {
+    fields.iter().filter_map(move |(f, v)| {
+        let key = f.strip_prefix(prefix)?;
+        Some((key.to_owned(), AttributeValue::String(v.to_string())))
+    })
+}
+
+fn log(fields: &[(&str, &str)]) -> LogRecord {
+    let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+    LogRecord {
+        time_unix_nano: seconds(get("t").expect("log needs t=")),
+        severity_number: 9,
+        severity_text: String::new(),
+        body: get("body").unwrap_or("").replace('_', " "),
+        event_name: get("event").unwrap_or("").to_owned(),
+        attributes: Attributes(prefixed(fields, "a.").collect()),
+        trace_id: None,
+        span_id: None,
+    }
 }
 
 fn span(fields: &[(&str, &str)]) -> Span {
@@ -107,7 +138,40 @@ fn run(name: &str, text: &str) {
                 resource: resource(&fields),
                 spans: vec![span(&fields)],
             }]),
+            "log" => graph.apply_logs(&[ResourceLogs {
+                resource: resource(&fields),
+                records: vec![log(&fields)],
+            }]),
             "flush" => graph.flush(),
+            "changes" => {
+                let query = ChangeQuery {
+                    from: seconds(get("from").expect("changes needs from=")),
+                    to: seconds(get("to").expect("changes needs to=")),
+                    service: get("service").map(str::to_owned),
+                    known_at: get("known_at").map(seconds),
+                };
+                let changes = graph.changes(&query);
+                let count: usize = get("count").expect("changes needs count=").parse().unwrap();
+                assert_eq!(changes.len(), count, "{at}: {changes:#?}");
+                for (i, kind) in list(get("kinds")).into_iter().enumerate() {
+                    assert_eq!(changes[i].change.kind.as_str(), kind, "{at}: change {i}");
+                }
+                for (i, v) in list(get("versions")).into_iter().enumerate() {
+                    let c = &changes[i].change;
+                    let got = format!(
+                        "{}>{}",
+                        c.version_from.as_deref().unwrap_or(""),
+                        c.version_to.as_deref().unwrap_or("")
+                    );
+                    assert_eq!(got, v, "{at}: change {i}");
+                }
+                for id in list(get("targets")) {
+                    assert!(
+                        changes.iter().any(|c| c.targets.iter().any(|t| t == id)),
+                        "{at}: no change targets {id}: {changes:#?}"
+                    );
+                }
+            }
             "expect" => {
                 let at_t = seconds(get("at").expect("expect needs at="));
                 let window = seconds(get("window").unwrap_or("0"));
@@ -131,10 +195,16 @@ fn run(name: &str, text: &str) {
                     assert!(!ids.contains(&id), "{at}: {id} present in {ids:?}");
                 }
                 for e in list(get("edges")) {
-                    assert!(edges.iter().any(|x| x == e), "{at}: edge {e} missing from {edges:?}");
+                    assert!(
+                        edges.iter().any(|x| x == e),
+                        "{at}: edge {e} missing from {edges:?}"
+                    );
                 }
                 for e in list(get("noedges")) {
-                    assert!(!edges.iter().any(|x| x == e), "{at}: edge {e} present in {edges:?}");
+                    assert!(
+                        !edges.iter().any(|x| x == e),
+                        "{at}: edge {e} present in {edges:?}"
+                    );
                 }
             }
             other => panic!("{at}: unknown step {other:?}"),

@@ -1,6 +1,8 @@
 //! Telemetry intake: the OTLP/gRPC and OTLP/HTTP receivers, their limits and error mapping, the
-//! sink they feed, and importers that turn datasets (Nezha) into OTLP requests.
+//! sink they feed, change intake (`POST /api/v1/changes`, Argo CD and GitHub webhooks), and
+//! importers that turn datasets (Nezha) into OTLP requests.
 
+pub mod changes;
 mod error;
 mod grpc;
 mod http;

@@ -6,6 +6,7 @@
 //! but own their data and drop wire details, so that the graph and the analysis never see prost or
 //! tonic types (see ARCHITECTURE.md).
 
+pub mod change;
 mod error;
 mod ids;
 mod otlp;
@@ -13,6 +14,7 @@ pub mod semconv;
 mod telemetry;
 pub mod time;
 
+pub use change::{ChangeEvent, ChangeKind, ObjectRef};
 pub use error::{Error, Result};
 pub use ids::{SpanId, TraceId};
 pub use otlp::{decode_logs, decode_metrics, decode_traces, Decoded};

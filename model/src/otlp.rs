@@ -46,34 +46,48 @@ impl<T> Decoded<T> {
     }
 }
 
+/// A value as text: strings as they are, scalars in their usual notation, arrays and key/value
+/// lists as JSON.
 fn any_value_text(value: &any_value::Value) -> String {
     match value {
         any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::BoolValue(b) => b.to_string(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => d.to_string(),
-        any_value::Value::BytesValue(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => {
+            any_value_json(value).to_string()
+        }
+        other => match any_value_json(other) {
+            serde_json::Value::String(s) => s,
+            v => v.to_string(),
+        },
+    }
+}
+
+/// A value as JSON (bytes as lowercase hex, as OTLP/JSON writes ids).
+fn any_value_json(value: &any_value::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    let nested = |v: Option<&AnyValue>| {
+        v.and_then(|v| v.value.as_ref())
+            .map_or(J::Null, any_value_json)
+    };
+    match value {
+        any_value::Value::StringValue(s) => J::String(s.clone()),
+        any_value::Value::BoolValue(b) => J::Bool(*b),
+        any_value::Value::IntValue(i) => J::from(*i),
+        any_value::Value::DoubleValue(d) => {
+            serde_json::Number::from_f64(*d).map_or_else(|| J::String(d.to_string()), J::Number)
+        }
+        any_value::Value::BytesValue(b) => {
+            J::String(b.iter().map(|x| format!("{x:02x}")).collect())
+        }
         any_value::Value::ArrayValue(a) => {
-            let parts: Vec<String> = a
-                .values
-                .iter()
-                .filter_map(|v| v.value.as_ref())
-                .map(any_value_text)
-                .collect();
-            format!("[{}]", parts.join(","))
+            J::Array(a.values.iter().map(|v| nested(Some(v))).collect())
         }
-        any_value::Value::KvlistValue(kv) => {
-            let parts: Vec<String> = kv
-                .values
+        any_value::Value::KvlistValue(kv) => J::Object(
+            kv.values
                 .iter()
-                .map(|p| {
-                    let v = p.value.as_ref().and_then(|v| v.value.as_ref());
-                    format!("{}={}", p.key, v.map(any_value_text).unwrap_or_default())
-                })
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        any_value::Value::StringValueStrindex(i) => format!("strindex:{i}"),
+                .map(|p| (p.key.clone(), nested(p.value.as_ref())))
+                .collect(),
+        ),
+        any_value::Value::StringValueStrindex(i) => J::String(format!("strindex:{i}")),
     }
 }
 
@@ -175,6 +189,16 @@ fn log_record(r: &plogs::LogRecord) -> Result<LogRecord> {
             .and_then(|b| b.value.as_ref())
             .map(any_value_text)
             .unwrap_or_default(),
+        event_name: if r.event_name.is_empty() {
+            r.attributes
+                .iter()
+                .find(|kv| kv.key == "event.name")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                .map(any_value_text)
+                .unwrap_or_default()
+        } else {
+            r.event_name.clone()
+        },
         attributes: attributes(&r.attributes),
         trace_id: optional_trace_id(&r.trace_id)?,
         span_id: optional_span_id("span_id", &r.span_id)?,

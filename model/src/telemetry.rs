@@ -247,6 +247,9 @@ pub struct LogRecord {
     pub severity_text: String,
     /// The body as text.
     pub body: String,
+    /// The event name (OTLP `LogRecord.event_name`, else the older `event.name` attribute);
+    /// empty for a plain log record.
+    pub event_name: String,
     /// Record attributes.
     pub attributes: Attributes,
     /// The trace the record belongs to, if any.

@@ -447,3 +447,83 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     assert!(summary.contains("past periods"), "{summary}");
     server.shutdown().await;
 }
+
+fn change_payload(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ingest/testdata/changes")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_changes_land_and_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "loupe-e2e-changes-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let server = start(Some(dir.clone())).await;
+    let json_ct = ("content-type", "application/json");
+    let (status, _, body) = post(
+        server.http_addr,
+        "/api/v1/changes",
+        &[json_ct],
+        change_payload("argocd-notification.json"),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let github = [
+        json_ct,
+        ("x-github-event", "deployment_status"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+    ];
+    for expected in [201, 201] {
+        // GitHub redelivers: the same deployment status twice is one change.
+        let (status, _, body) = post(
+            server.http_addr,
+            "/api/v1/changes",
+            &github,
+            change_payload("github-deployment-status.json"),
+        )
+        .await;
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&body));
+    }
+    let (status, _, body) = post(
+        server.http_addr,
+        "/api/v1/changes",
+        &[json_ct],
+        br#"{"kind": "rollback", "service": "checkout"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("kind"),
+        "{error}"
+    );
+    let query =
+        "/api/v1/changes?from=2025-06-12T09:00:00Z&to=2025-06-12T10:00:00Z&service=checkout";
+    let check = |changes: &Value| {
+        let changes = changes["changes"].as_array().unwrap();
+        let sources: Vec<&str> = changes
+            .iter()
+            .map(|c| c["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(sources, ["argocd", "github"], "{changes:#?}");
+        assert_eq!(changes[0]["version_to"], "1.14.2");
+        assert_eq!(changes[1]["author"], "jane-doe");
+        assert!(changes[0]["targets"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("service:checkout")));
+    };
+    check(&get_json(server.http_addr, query).await);
+    server.shutdown().await;
+    let server = start(Some(dir.clone())).await;
+    check(&get_json(server.http_addr, query).await);
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
