@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use loupe_analysis::{analyze, Analysis, AnalysisConfig, History};
 use loupe_graph::{
-    ChangeQuery, ChangeRecord, GraphQuery, GraphSnapshot, KnowledgeGraph, ServiceSummary,
+    ChangeQuery, ChangeRecord, DiffQuery, GraphDiff, GraphQuery, GraphSnapshot, KnowledgeGraph,
+    ServiceSummary,
 };
 use loupe_model::time::SharedClock;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/changes", get(changes))
+        .route("/api/v1/graph/diff", get(diff))
+        .route("/api/v1/entities/{*path}", get(entity))
         .route("/api/v1/analyze", post(analyze_window))
         .with_state(state)
         .merge(loupe_ui::router())
@@ -133,6 +136,74 @@ async fn graph(
         depth,
     };
     Ok(Json(state.read(|g| g.snapshot(&q))??))
+}
+
+fn optional_time(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>> {
+    query.get(name).map(|s| parse_time_str(name, s)).transpose()
+}
+
+/// `GET /api/v1/graph/diff?from=A&to=B&window=D[&known_at=K]`: the graph in `[A − D, A)`
+/// against `[B − D, B)` (defaults: B now, A one window before B, D 5m).
+async fn diff(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<GraphDiff>> {
+    let window = match query.get("window") {
+        Some(s) => parse_duration("window", s)?,
+        None => DEFAULT_WINDOW_NANOS,
+    };
+    let to = optional_time(&query, "to")?.unwrap_or_else(|| state.clock.now_unix_nano());
+    let from = optional_time(&query, "from")?.unwrap_or(to.saturating_sub(window));
+    if from >= to {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    let q = DiffQuery {
+        from,
+        to,
+        window,
+        known_at: optional_time(&query, "known_at")?,
+    };
+    Ok(Json(state.read(|g| g.diff(&q))?))
+}
+
+/// `GET /api/v1/entities/{id}[?known_at=K]`, `…/{id}/history?from&to&step` and
+/// `…/{id}/blast-radius?at&window`; ids are `kind:name` (`service:checkout`,
+/// `pod:shop/cart-0@uid`), slashes allowed.
+async fn entity(
+    State(state): State<ApiState>,
+    Path(path): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if let Some(id) = path.strip_suffix("/history") {
+        let to = optional_time(&query, "to")?.unwrap_or_else(|| state.clock.now_unix_nano());
+        let from =
+            optional_time(&query, "from")?.unwrap_or(to.saturating_sub(3600 * 1_000_000_000));
+        if from >= to {
+            return Err(ApiError::invalid("to", "must be after from"));
+        }
+        let step = match query.get("step") {
+            Some(s) => parse_duration("step", s)?,
+            None => 60 * 1_000_000_000,
+        };
+        if (to - from) / step > 10_000 {
+            return Err(ApiError::invalid(
+                "step",
+                "more than 10000 steps: use a larger step",
+            ));
+        }
+        let history = state.read(|g| g.entity_history(id, from, to, step))??;
+        return Ok(
+            Json(serde_json::json!({"id": id, "step_nanos": step, "points": history}))
+                .into_response(),
+        );
+    }
+    if let Some(id) = path.strip_suffix("/blast-radius") {
+        let (start, end) = window(&state, &query)?;
+        return Ok(Json(state.read(|g| g.blast_radius(id, start, end))??).into_response());
+    }
+    let known_at = optional_time(&query, "known_at")?;
+    Ok(Json(state.read(|g| g.entity_detail(&path, known_at))??).into_response())
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,8 @@
 //! indices stay inside this crate; callers name entities by their [`EntityId`] strings.
 
 mod changes;
+mod diff;
+mod entity;
 mod graph;
 mod join;
 mod span_logs;
@@ -14,6 +16,10 @@ mod temporal;
 mod view;
 
 pub use changes::{ChangeQuery, ChangeRecord};
+pub use diff::{
+    DiffQuery, EntityRef, GraphDiff, RedChange, RelationRef, Test, VersionChange, SIGNIFICANT_Z,
+};
+pub use entity::{BlastRadius, Dependent, EntityDetail, HistoryPoint, RelationOf, VersionSeen};
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};

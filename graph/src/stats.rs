@@ -10,6 +10,10 @@ use sketches_ddsketch::{Config, DDSketch};
 #[derive(Clone)]
 pub struct DurationSketch {
     sketch: DDSketch,
+    /// Sum of ln(seconds), for the log-normal moments significance tests use.
+    ln_sum: f64,
+    /// Sum of ln(seconds)².
+    ln_sq_sum: f64,
 }
 
 impl std::fmt::Debug for DurationSketch {
@@ -24,6 +28,8 @@ impl Default for DurationSketch {
     fn default() -> Self {
         Self {
             sketch: DDSketch::new(Config::defaults()),
+            ln_sum: 0.0,
+            ln_sq_sum: 0.0,
         }
     }
 }
@@ -31,13 +37,31 @@ impl Default for DurationSketch {
 impl DurationSketch {
     /// Adds one duration, nanoseconds.
     pub fn add_nanos(&mut self, nanos: u64) {
-        self.sketch.add(nanos as f64 / 1e9);
+        let seconds = nanos as f64 / 1e9;
+        self.sketch.add(seconds);
+        // A zero duration (clock resolution) counts as a nanosecond.
+        let ln = seconds.max(1e-9).ln();
+        self.ln_sum += ln;
+        self.ln_sq_sum += ln * ln;
     }
 
     /// Merges another sketch into this one.
     pub fn merge(&mut self, other: &Self) {
         // Both sketches use `Config::defaults()`, the only case in which merge can fail.
         let _ = self.sketch.merge(&other.sketch);
+        self.ln_sum += other.ln_sum;
+        self.ln_sq_sum += other.ln_sq_sum;
+    }
+
+    /// Count, mean and (sample) variance of ln(seconds); `None` below two durations.
+    pub fn log_moments(&self) -> Option<(f64, f64, f64)> {
+        let n = self.count() as f64;
+        if n < 2.0 {
+            return None;
+        }
+        let mean = self.ln_sum / n;
+        let var = ((self.ln_sq_sum - n * mean * mean) / (n - 1.0)).max(0.0);
+        Some((n, mean, var))
     }
 
     /// Number of durations added.
@@ -155,5 +179,11 @@ mod tests {
         assert!((p50 - 0.050).abs() < 0.002, "p50 {p50}");
         let mean = a.mean_seconds().unwrap();
         assert!((mean - 0.0505).abs() < 1e-9, "mean {mean}");
+        let (n, m, v) = a.log_moments().unwrap();
+        let logs: Vec<f64> = (1..=100).map(|ms| (ms as f64 / 1000.0).ln()).collect();
+        let exact_mean = logs.iter().sum::<f64>() / 100.0;
+        let exact_var = logs.iter().map(|x| (x - exact_mean).powi(2)).sum::<f64>() / 99.0;
+        assert_eq!(n, 100.0);
+        assert!((m - exact_mean).abs() < 1e-9 && (v - exact_var).abs() < 1e-9);
     }
 }

@@ -218,7 +218,7 @@ fn merged<T: Default + Clone>(
 }
 
 impl KnowledgeGraph {
-    fn buckets(&self, start: u64, end: u64) -> Range<u64> {
+    pub(crate) fn buckets(&self, start: u64, end: u64) -> Range<u64> {
         let b = self.config.bucket_nanos;
         (start / b)..(end / b)
     }
@@ -330,6 +330,15 @@ impl KnowledgeGraph {
     /// The entity with id `kind:name`.
     pub(crate) fn find(&self, id: &str) -> Option<NodeIndex> {
         let (kind, name) = id.split_once(':')?;
+        let indexed = self
+            .entities
+            .iter()
+            .find(|(k, _)| k.as_str() == kind)
+            .and_then(|(_, by_name)| by_name.get(name));
+        if let Some(i) = indexed {
+            return Some(*i);
+        }
+        // Operations are indexed by service, not by name.
         self.graph
             .node_indices()
             .find(|i| self.graph[*i].kind.as_str() == kind && self.graph[*i].name == name)

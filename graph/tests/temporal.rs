@@ -14,11 +14,15 @@
 //!   [noedges=KIND:SRC>TGT,…]`
 //! - `changes from=S to=S [service=NAME] [known_at=S] count=N [kinds=KIND,…]
 //!   [versions=FROM>TO,…] [targets=ID,…]`: the changes of that selection.
+//! - `diff from=S to=S window=S [added=ID,…] [removed=ID,…] [added_relations=KIND:SRC>TGT,…]
+//!   [versions=SERVICE:BEFORE>AFTER,…] [changes=N] [significant=ID,…]`: the diff of two windows.
+//! - `blast id=ID at=S window=S [dependents=ID:SHARE:DISTANCE,…] [none=ID,…]`: the blast
+//!   radius (shares to two decimals).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use loupe_graph::{ChangeQuery, GraphConfig, GraphQuery, KnowledgeGraph};
+use loupe_graph::{ChangeQuery, DiffQuery, GraphConfig, GraphQuery, KnowledgeGraph};
 use loupe_model::time::Clock;
 use loupe_model::{
     AttributeValue, Attributes, LogRecord, Resource, ResourceLogs, ResourceSpans, Span, SpanId,
@@ -143,6 +147,81 @@ fn run(name: &str, text: &str) {
                 records: vec![log(&fields)],
             }]),
             "flush" => graph.flush(),
+            "diff" => {
+                let d = graph.diff(&DiffQuery {
+                    from: seconds(get("from").expect("diff needs from=")),
+                    to: seconds(get("to").expect("diff needs to=")),
+                    window: seconds(get("window").expect("diff needs window=")),
+                    known_at: get("known_at").map(seconds),
+                });
+                let added: Vec<&str> = d.added_entities.iter().map(|e| e.id.as_str()).collect();
+                let removed: Vec<&str> = d.removed_entities.iter().map(|e| e.id.as_str()).collect();
+                for id in list(get("added")) {
+                    assert!(added.contains(&id), "{at}: {id} not added: {added:?}");
+                }
+                for id in list(get("removed")) {
+                    assert!(removed.contains(&id), "{at}: {id} not removed: {removed:?}");
+                }
+                let relations: Vec<String> = d
+                    .added_relations
+                    .iter()
+                    .map(|r| format!("{}:{}>{}", r.kind, r.source, r.target))
+                    .collect();
+                for r in list(get("added_relations")) {
+                    assert!(
+                        relations.iter().any(|x| x == r),
+                        "{at}: {r} not added: {relations:?}"
+                    );
+                }
+                let versions: Vec<String> = d
+                    .version_changes
+                    .iter()
+                    .map(|v| format!("{}:{}>{}", v.service, v.before.join("+"), v.after.join("+")))
+                    .collect();
+                for v in list(get("versions")) {
+                    assert!(
+                        versions.iter().any(|x| x == v),
+                        "{at}: {v} not in {versions:?}"
+                    );
+                }
+                if let Some(n) = get("changes") {
+                    assert_eq!(
+                        d.changes.len(),
+                        n.parse::<usize>().unwrap(),
+                        "{at}: {:#?}",
+                        d.changes
+                    );
+                }
+                for id in list(get("significant")) {
+                    let c = d.red_changes.iter().find(|c| c.id == id);
+                    assert!(
+                        c.is_some_and(|c| c.strength >= loupe_graph::SIGNIFICANT_Z),
+                        "{at}: {id} not significant: {c:?}"
+                    );
+                }
+            }
+            "blast" => {
+                let end = seconds(get("at").expect("blast needs at="));
+                let start =
+                    end.saturating_sub(seconds(get("window").expect("blast needs window=")));
+                let radius = graph
+                    .blast_radius(get("id").expect("blast needs id="), start, end)
+                    .unwrap();
+                let got: Vec<String> = radius
+                    .dependents
+                    .iter()
+                    .map(|d| format!("{}:{:.2}:{}", d.id, d.traffic_share, d.distance))
+                    .collect();
+                for d in list(get("dependents")) {
+                    assert!(got.iter().any(|x| x == d), "{at}: {d} not in {got:?}");
+                }
+                for id in list(get("none")) {
+                    assert!(
+                        !radius.dependents.iter().any(|d| d.id == id),
+                        "{at}: {id} is a dependent: {got:?}"
+                    );
+                }
+            }
             "changes" => {
                 let query = ChangeQuery {
                     from: seconds(get("from").expect("changes needs from=")),

@@ -527,3 +527,71 @@ async fn webhook_changes_land_and_survive_a_restart() {
     server.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_history_diff_and_blast_radius_through_the_api() {
+    let server = start(None).await;
+    let json_ct = [("content-type", "application/json")];
+    for n in 0..60u64 {
+        let (traces, _) = chain_request(n, (T0 + n) * 1_000_000_000, 9);
+        let (status, _, _) = post(
+            server.otlp_http_addr,
+            "/v1/traces",
+            &json_ct,
+            serde_json::to_vec(&traces).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    support::wait_for_join_buffer(server.http_addr).await;
+    let at = (T0 + 60) * 1_000_000_000;
+    let addr = server.http_addr;
+    let detail = get_json(addr, "/api/v1/entities/service:checkout").await;
+    assert_eq!(detail["kind"], "service");
+    let relations = detail["relations"].as_array().unwrap();
+    assert!(relations.iter().any(|r| r["kind"] == "calls"
+        && r["direction"] == "out"
+        && r["other"] == "service:payment"));
+    assert!(relations.iter().any(|r| r["kind"] == "calls"
+        && r["direction"] == "in"
+        && r["other"] == "service:frontend"));
+    let history = get_json(
+        addr,
+        &format!(
+            "/api/v1/entities/service:checkout/history?from={}&to={at}&step=30s",
+            T0 * 1_000_000_000
+        ),
+    )
+    .await;
+    let points = history["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    let calls: u64 = points.iter().map(|p| p["calls"].as_u64().unwrap()).sum();
+    assert_eq!(calls, 60);
+    let radius = get_json(
+        addr,
+        &format!("/api/v1/entities/service:payment/blast-radius?at={at}&window=1m"),
+    )
+    .await;
+    let ids: Vec<&str> = radius["dependents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["service:checkout", "service:frontend"]);
+    let diff = get_json(
+        addr,
+        &format!(
+            "/api/v1/graph/diff?from={}&to={at}&window=30s",
+            at - 30_000_000_000
+        ),
+    )
+    .await;
+    assert!(
+        diff["red_changes"].as_array().unwrap().len() >= 4,
+        "{diff:#}"
+    );
+    let (status, body) = support::get(addr, "/api/v1/entities/service:nope").await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    server.shutdown().await;
+}
