@@ -179,6 +179,8 @@ pub struct KnowledgeGraph {
     clock: SharedClock,
     /// Record time of the batch being applied.
     pub(crate) recorded: u64,
+    /// A record time that stands in for the clock (replaying a log of what was learned when).
+    record_time: Option<u64>,
     /// The newest pod entity of each `namespace/name`, to end a pod replaced under its name.
     pub(crate) pods_by_name: HashMap<String, NodeIndex>,
     /// Changes and events in arrival order.
@@ -207,6 +209,7 @@ impl KnowledgeGraph {
             span_logs: SpanLogIndex::new(config.join.capacity),
             events: Vec::new(),
             recorded: clock.now_unix_nano(),
+            record_time: None,
             clock,
             pods_by_name: HashMap::new(),
             change_log: Vec::new(),
@@ -217,7 +220,16 @@ impl KnowledgeGraph {
 
     /// Reads the record-time clock for the batch about to be applied.
     pub(crate) fn stamp(&mut self) {
-        self.recorded = self.clock.now_unix_nano();
+        self.recorded = self
+            .record_time
+            .unwrap_or_else(|| self.clock.now_unix_nano());
+    }
+
+    /// Makes the batches applied next count as learned at `recorded` (unix nanoseconds) rather
+    /// than now, until set back to `None`: a write-ahead log replayed at start keeps the record
+    /// times of its first arrival.
+    pub fn set_record_time(&mut self, recorded: Option<u64>) {
+        self.record_time = recorded;
     }
 
     /// The graph's settings.

@@ -78,11 +78,24 @@ impl Wal {
     /// # Errors
     /// [`Error::Io`] when the write or the sync fails; the record is then not durable.
     pub fn append(&mut self, tag: u8, payload: &[u8]) -> Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 9);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&checksum(tag, payload).to_le_bytes());
+        self.append_parts(tag, &[payload])
+    }
+
+    /// Appends one record whose payload is the concatenation of `parts` (a header and a body,
+    /// say, without joining them first) and syncs it to disk.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn append_parts(&mut self, tag: u8, parts: &[&[u8]]) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut h = crc32fast::Hasher::new();
+        h.update(&[tag]);
+        parts.iter().for_each(|p| h.update(p));
+        let mut frame = Vec::with_capacity(len + 9);
+        frame.extend_from_slice(&(len as u32).to_le_bytes());
+        frame.extend_from_slice(&h.finalize().to_le_bytes());
         frame.push(tag);
-        frame.extend_from_slice(payload);
+        parts.iter().for_each(|p| frame.extend_from_slice(p));
         self.file
             .write_all(&frame)
             .map_err(io("append to", &self.path))?;

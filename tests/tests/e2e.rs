@@ -370,6 +370,11 @@ async fn acknowledged_spans_survive_a_restart() {
     .await;
     assert_eq!(status, 200);
     server.shutdown().await;
+    let before_restart = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let server = start(Some(dir.clone())).await;
     let services = get_json(
         server.http_addr,
@@ -378,6 +383,19 @@ async fn acknowledged_spans_survive_a_restart() {
     .await;
     assert_eq!(services["services"][0]["name"], "checkout");
     assert_eq!(services["services"][0]["calls"], 1);
+    // The log kept when loupe learned of the span: as known before the restart, it is there.
+    let graph = get_json(
+        server.http_addr,
+        &format!("/api/v1/graph?at=1675000060000000000&window=5m&known_at={before_restart}"),
+    )
+    .await;
+    let ids: Vec<&str> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"service:checkout"), "{graph:#}");
     server.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
