@@ -187,6 +187,9 @@ pub struct KnowledgeGraph {
     pub(crate) change_log: Vec<crate::changes::ChangeRecord>,
     /// `(source, external id)` → index in `change_log`, to drop repeats.
     pub(crate) change_ids: HashMap<(String, String), usize>,
+    /// Peers named by client spans (`name`, is a service name), numbered for span facts.
+    peers: Vec<(String, bool)>,
+    peer_ids: HashMap<(String, bool), usize>,
     /// The last variant evaluated per service and flag, and when.
     pub(crate) flags: HashMap<(NodeIndex, String), (String, u64)>,
 }
@@ -215,6 +218,8 @@ impl KnowledgeGraph {
             change_log: Vec::new(),
             change_ids: HashMap::new(),
             flags: HashMap::new(),
+            peers: Vec::new(),
+            peer_ids: HashMap::new(),
         }
     }
 
@@ -511,7 +516,9 @@ impl KnowledgeGraph {
                     end: span.end_time_unix_nano,
                     error,
                     client: matches!(span.kind, SpanKind::Client | SpanKind::Producer),
+                    peer: None,
                 };
+                let facts = self.dependency(service, span, bucket, t, facts);
                 for (bucket, error) in self
                     .span_logs
                     .span((span.trace_id, span.span_id), operation.index())
@@ -573,6 +580,26 @@ impl KnowledgeGraph {
                     }
                 }
                 JoinEvent::Link { .. } => {}
+                JoinEvent::Unanswered { client, peer } => {
+                    let t = client.start;
+                    let bucket = self.bucket(t);
+                    let (name, is_service) = self.peers[*peer].clone();
+                    let target = if is_service {
+                        self.entity(EntityKind::Service, &name, None, t)
+                    } else {
+                        self.endpoint(&name, t)
+                    };
+                    let e = self.relation(
+                        NodeIndex::new(client.service),
+                        target,
+                        RelationKind::Calls,
+                        t,
+                    );
+                    let red = self.graph[e].red.entry(bucket).or_default();
+                    red.calls += 1;
+                    red.errors += u64::from(client.error);
+                    red.duration.add_nanos(client.end - client.start);
+                }
                 JoinEvent::VisitSelfTime {
                     entry,
                     self_time_nanos,
@@ -607,6 +634,90 @@ impl KnowledgeGraph {
         }
         self.events = events;
         self.events.clear();
+    }
+
+    /// The dependency a client, producer or consumer span names: a database (`db.system.name`)
+    /// gets a `queries` relation and a messaging destination (`messaging.destination.name`) a
+    /// `publishes` or `consumes` one at once, with the span's RED figures; a peer
+    /// (`service.peer.name`/`peer.service`, else `server.address`) is returned in the facts, to
+    /// become a `calls` relation if no instrumented service answers the call (client-span
+    /// semantic conventions: database, messaging, RPC and HTTP).
+    fn dependency(
+        &mut self,
+        service: NodeIndex,
+        span: &loupe_model::Span,
+        bucket: u64,
+        t: u64,
+        mut facts: SpanFacts,
+    ) -> SpanFacts {
+        use loupe_model::semconv as sc;
+        let attr = |k: &str| span.attributes.get_str(k);
+        let (target, kind) = if let Some(system) = attr(sc::DB_SYSTEM_NAME).or(attr("db.system")) {
+            if span.kind != SpanKind::Client {
+                return facts;
+            }
+            let scope = attr(sc::DB_NAMESPACE)
+                .or(attr("db.name"))
+                .or(attr(sc::SERVER_ADDRESS))
+                .unwrap_or("default");
+            let key = format!("{system}/{scope}");
+            (
+                self.entity(EntityKind::Database, &key, None, t),
+                RelationKind::Queries,
+            )
+        } else if let Some(destination) = attr(sc::MESSAGING_DESTINATION_NAME) {
+            let kind = match span.kind {
+                SpanKind::Producer | SpanKind::Client => RelationKind::Publishes,
+                SpanKind::Consumer => RelationKind::Consumes,
+                _ => return facts,
+            };
+            let system = attr(sc::MESSAGING_SYSTEM).unwrap_or("messaging");
+            let key = format!("{system}/{destination}");
+            (
+                self.entity(EntityKind::MessagingDestination, &key, None, t),
+                kind,
+            )
+        } else {
+            if span.kind != SpanKind::Client {
+                return facts;
+            }
+            let peer = attr(sc::SERVICE_PEER_NAME)
+                .or(attr(sc::PEER_SERVICE))
+                .map(|p| (p, true))
+                .or_else(|| attr(sc::SERVER_ADDRESS).map(|a| (a, false)));
+            facts.peer = peer.map(|(name, is_service)| self.intern_peer(name, is_service));
+            return facts;
+        };
+        let e = self.relation(service, target, kind, t);
+        let red = self.graph[e].red.entry(bucket).or_default();
+        red.calls += 1;
+        red.errors += u64::from(span.status == StatusCode::Error);
+        red.duration.add_nanos(span.duration_nano());
+        facts
+    }
+
+    /// A peer's number, for span facts that must stay small: `(name, is a service name)`.
+    fn intern_peer(&mut self, name: &str, is_service: bool) -> usize {
+        if let Some(&i) = self.peer_ids.get(&(name.to_owned(), is_service)) {
+            return i;
+        }
+        let i = self.peers.len();
+        self.peers.push((name.to_owned(), is_service));
+        self.peer_ids.insert((name.to_owned(), is_service), i);
+        i
+    }
+
+    /// The entity behind a `server.address`: the service of that name when one is known (also
+    /// as the first label of a cluster DNS name, `cart.shop.svc.cluster.local`), else an
+    /// external endpoint.
+    fn endpoint(&mut self, address: &str, t: u64) -> NodeIndex {
+        let services = self.entities.get(&EntityKind::Service);
+        let label = address.split('.').next().unwrap_or(address);
+        let known = services.and_then(|m| m.get(address).or_else(|| m.get(label)).copied());
+        match known {
+            Some(i) => self.touch(i, t),
+            None => self.entity(EntityKind::External, address, None, t),
+        }
     }
 
     /// Applies decoded log records: record and error-record counts per bucket on the service and
@@ -658,6 +769,7 @@ impl KnowledgeGraph {
             let (service, pod) = self.resource_entities(&rm.resource, first.time_unix_nano);
             let target = pod.unwrap_or(service);
             for point in &rm.points {
+                self.metric_dependency(service, point);
                 let value = match point.value {
                     PointValue::Number(v) => v,
                     PointValue::Distribution { count: 0, .. } => continue,
@@ -684,6 +796,33 @@ impl KnowledgeGraph {
                 };
                 g.sum += value;
                 g.count += 1;
+            }
+        }
+    }
+
+    /// A `calls` relation from a client-side request-duration metric's `server.address` (HTTP
+    /// and RPC client metric semantic conventions), so that a deployment with metrics and no
+    /// traces still has its dependency graph. The relation is observed; its RED figures come
+    /// from spans only.
+    fn metric_dependency(&mut self, service: NodeIndex, point: &loupe_model::DataPoint) {
+        const CLIENT_DURATIONS: [&str; 4] = [
+            "http.client.request.duration",
+            "http.client.duration",
+            "rpc.client.duration",
+            "rpc.client.call.duration",
+        ];
+        if !CLIENT_DURATIONS.contains(&point.metric_name.as_str()) {
+            return;
+        }
+        let address = point
+            .attributes
+            .get_str(loupe_model::semconv::SERVER_ADDRESS)
+            .or_else(|| point.attributes.get_str("net.peer.name"));
+        if let Some(address) = address {
+            let t = point.time_unix_nano;
+            let target = self.endpoint(address, t);
+            if target != service {
+                self.relation(service, target, RelationKind::Calls, t);
             }
         }
     }

@@ -29,6 +29,9 @@ pub(crate) struct SpanFacts {
     pub error: bool,
     /// The span is the client side of a call (`SpanKind::Client` or `Producer`).
     pub client: bool,
+    /// The uninstrumented endpoint a client span names (`service.peer.name`, `server.address`),
+    /// as the graph's peer number: the callee when no instrumented child answers.
+    pub peer: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,9 @@ pub(crate) enum JoinEvent {
         entry: SpanFacts,
         self_time_nanos: u64,
     },
+    /// A client span that names a peer left the buffer without a child in another service: the
+    /// call went to something uninstrumented.
+    Unanswered { client: SpanFacts, peer: usize },
     /// A client span with a child in `callee` left the buffer: the call's gap is final.
     CallGap {
         client: SpanFacts,
@@ -281,6 +287,12 @@ impl JoinBuffer {
             self.waiting.remove(&(key.0, parent));
         }
         let (start, end) = (p.facts.start, p.facts.end);
+        if let (true, None, Some(peer)) = (p.facts.client, p.remote_child, p.facts.peer) {
+            events.push(JoinEvent::Unanswered {
+                client: p.facts.clone(),
+                peer,
+            });
+        }
         if let (true, Some((callee, _))) = (p.facts.client, p.remote_child) {
             let gap_nanos = (end - start) - covered(start, end, &mut p.children);
             events.push(JoinEvent::CallGap {
@@ -313,6 +325,7 @@ mod tests {
             end,
             error: false,
             client,
+            peer: None,
         }
     }
 
@@ -477,6 +490,7 @@ mod properties {
                         end: a.max(b),
                         error: false,
                         client,
+                        peer: None,
                     };
                     (parent, facts)
                 })
@@ -518,6 +532,7 @@ mod properties {
                     gap_nanos,
                 } => gaps.push((client.start as usize, callee, gap_nanos)),
                 JoinEvent::Link { .. } => links += 1,
+                JoinEvent::Unanswered { .. } => {}
             }
         }
         visits.sort();

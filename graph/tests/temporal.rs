@@ -5,7 +5,10 @@
 //! Lines (times in seconds; `#` starts a comment):
 //! - `clock S`: record time is now S.
 //! - `span t=S trace=N id=N [parent=N] service=NAME [pod=NAME] [uid=U] [ns=NS] [node=N]
-//!   [version=V] [deployment=W] [instance=I] [ms=DURATION] [error]`
+//!   [version=V] [deployment=W] [instance=I] [ms=DURATION] [error]
+//!   [kind=server|client|producer|consumer] [s.KEY=VALUE…]`: `s.` fields are span attributes.
+//! - `metric t=S service=NAME name=METRIC [value=X] [p.KEY=VALUE…]`: one gauge point; `p.`
+//!   fields are point attributes.
 //! - `log t=S service=NAME [pod=… ns=… uid=…] [event=NAME] [body=TEXT] [a.KEY=VALUE…]
 //!   [r.KEY=VALUE…]`: one log record; `a.` fields are record attributes, `r.` fields extra
 //!   resource attributes (underscores in TEXT read as spaces).
@@ -25,8 +28,8 @@ use std::sync::Arc;
 use loupe_graph::{ChangeQuery, DiffQuery, GraphConfig, GraphQuery, KnowledgeGraph};
 use loupe_model::time::Clock;
 use loupe_model::{
-    AttributeValue, Attributes, LogRecord, Resource, ResourceLogs, ResourceSpans, Span, SpanId,
-    SpanKind, StatusCode, TraceId,
+    AttributeValue, Attributes, DataPoint, LogRecord, MetricKind, PointValue, Resource,
+    ResourceLogs, ResourceMetrics, ResourceSpans, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
 
 const SECOND: u64 = 1_000_000_000;
@@ -105,7 +108,12 @@ fn span(fields: &[(&str, &str)]) -> Span {
         span_id: id(n("id").expect("span needs id=")),
         parent_span_id: n("parent").map(id),
         name: "GET /".into(),
-        kind: SpanKind::Server,
+        kind: match get("kind") {
+            Some("client") => SpanKind::Client,
+            Some("producer") => SpanKind::Producer,
+            Some("consumer") => SpanKind::Consumer,
+            _ => SpanKind::Server,
+        },
         start_time_unix_nano: start,
         end_time_unix_nano: start + ms * 1_000_000,
         status: if get("error").is_some() {
@@ -113,7 +121,19 @@ fn span(fields: &[(&str, &str)]) -> Span {
         } else {
             StatusCode::Unset
         },
-        attributes: Attributes::default(),
+        attributes: Attributes(prefixed(fields, "s.").collect()),
+    }
+}
+
+fn point(fields: &[(&str, &str)]) -> DataPoint {
+    let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+    DataPoint {
+        metric_name: get("name").expect("metric needs name=").to_owned(),
+        unit: String::new(),
+        kind: MetricKind::Gauge,
+        time_unix_nano: seconds(get("t").expect("metric needs t=")),
+        value: PointValue::Number(get("value").map_or(1.0, |v| v.parse().unwrap())),
+        attributes: Attributes(prefixed(fields, "p.").collect()),
     }
 }
 
@@ -145,6 +165,10 @@ fn run(name: &str, text: &str) {
             "log" => graph.apply_logs(&[ResourceLogs {
                 resource: resource(&fields),
                 records: vec![log(&fields)],
+            }]),
+            "metric" => graph.apply_metrics(&[ResourceMetrics {
+                resource: resource(&fields),
+                points: vec![point(&fields)],
             }]),
             "flush" => graph.flush(),
             "diff" => {
