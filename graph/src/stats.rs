@@ -1,15 +1,48 @@
 //! RED statistics for one time bucket of one entity or relation: calls, errors, the duration
-//! distribution and the self-time distribution, each a mergeable DDSketch.
+//! distribution and the self-time distribution, each a mergeable log-bucketed histogram.
 //!
-//! DDSketch: Masson, Rim, Lee, "DDSketch: A Fast and Fully-Mergeable Quantile Sketch with
-//! Relative-Error Guarantees", VLDB 2019; 1% relative accuracy (the crate's defaults).
+//! The histogram maps a value `x` to the bucket `⌈log_γ x⌉` with `γ = (1 + α)/(1 − α)` and
+//! answers a quantile with the bucket's midpoint `2γ^k/(γ + 1)`, which is within a relative
+//! error `α` of the true quantile: the index mapping of DDSketch (Masson, Rim, Lee, "DDSketch: A
+//! Fast and Fully-Mergeable Quantile Sketch with Relative-Error Guarantees", VLDB 2019), here
+//! with α = 1% and a sparse store (sorted `(bucket, count)` pairs) instead of a dense one: a
+//! ten-second bucket of one edge holds a few dozen distinct buckets, and a graph holds millions
+//! of them.
 
-use sketches_ddsketch::{Config, DDSketch};
+/// Relative accuracy of quantiles.
+const ALPHA: f64 = 0.01;
+/// Smallest duration kept apart from zero, seconds (1 ns).
+const MIN_SECONDS: f64 = 1e-9;
+
+fn gamma() -> f64 {
+    (1.0 + ALPHA) / (1.0 - ALPHA)
+}
+
+/// The bucket of `seconds` (≥ [`MIN_SECONDS`]); `i16::MIN` holds zero durations.
+fn key(seconds: f64) -> i16 {
+    if seconds < MIN_SECONDS {
+        return i16::MIN;
+    }
+    let k = (seconds.ln() / gamma().ln()).ceil();
+    k.clamp(f64::from(i16::MIN + 1), f64::from(i16::MAX)) as i16
+}
+
+/// The representative value of bucket `k`, seconds.
+fn value(k: i16) -> f64 {
+    if k == i16::MIN {
+        return 0.0;
+    }
+    let g = gamma();
+    2.0 * g.powi(i32::from(k)) / (g + 1.0)
+}
 
 /// A mergeable distribution of durations in seconds.
-#[derive(Clone)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DurationSketch {
-    sketch: DDSketch,
+    /// Sorted by bucket; counts are never 0.
+    bins: Vec<(i16, u32)>,
+    count: u64,
+    sum: f64,
     /// Sum of ln(seconds), for the log-normal moments significance tests use.
     ln_sum: f64,
     /// Sum of ln(seconds)².
@@ -19,18 +52,9 @@ pub struct DurationSketch {
 impl std::fmt::Debug for DurationSketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurationSketch")
-            .field("count", &self.count())
+            .field("count", &self.count)
+            .field("bins", &self.bins.len())
             .finish()
-    }
-}
-
-impl Default for DurationSketch {
-    fn default() -> Self {
-        Self {
-            sketch: DDSketch::new(Config::defaults()),
-            ln_sum: 0.0,
-            ln_sq_sum: 0.0,
-        }
     }
 }
 
@@ -38,24 +62,87 @@ impl DurationSketch {
     /// Adds one duration, nanoseconds.
     pub fn add_nanos(&mut self, nanos: u64) {
         let seconds = nanos as f64 / 1e9;
-        self.sketch.add(seconds);
+        self.add_bucket(key(seconds), 1);
+        self.count += 1;
+        self.sum += seconds;
         // A zero duration (clock resolution) counts as a nanosecond.
-        let ln = seconds.max(1e-9).ln();
+        let ln = seconds.max(MIN_SECONDS).ln();
         self.ln_sum += ln;
         self.ln_sq_sum += ln * ln;
     }
 
+    fn add_bucket(&mut self, k: i16, n: u32) {
+        match self.bins.binary_search_by_key(&k, |(b, _)| *b) {
+            Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(n),
+            Err(i) => self.bins.insert(i, (k, n)),
+        }
+    }
+
     /// Merges another sketch into this one.
     pub fn merge(&mut self, other: &Self) {
-        // Both sketches use `Config::defaults()`, the only case in which merge can fail.
-        let _ = self.sketch.merge(&other.sketch);
+        if other.count == 0 {
+            return;
+        }
+        if self.bins.is_empty() {
+            self.bins.clone_from(&other.bins);
+        } else {
+            let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
+            let (a, b) = (&self.bins, &other.bins);
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                let ((ka, na), (kb, nb)) = (a[i], b[j]);
+                if ka == kb {
+                    merged.push((ka, na.saturating_add(nb)));
+                    i += 1;
+                    j += 1;
+                } else if ka < kb {
+                    merged.push(a[i]);
+                    i += 1;
+                } else {
+                    merged.push(b[j]);
+                    j += 1;
+                }
+            }
+            merged.extend_from_slice(&a[i..]);
+            merged.extend_from_slice(&b[j..]);
+            self.bins = merged;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
         self.ln_sum += other.ln_sum;
         self.ln_sq_sum += other.ln_sq_sum;
     }
 
+    /// Number of durations added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The `q` quantile (0..=1) in seconds, within 1% relative error; `None` when empty.
+    pub fn quantile_seconds(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        // The rank of the quantile among the counted values, 0-based (as DDSketch ranks).
+        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        let mut seen = 0u64;
+        for (k, n) in &self.bins {
+            seen += u64::from(*n);
+            if seen > rank {
+                return Some(value(*k));
+            }
+        }
+        self.bins.last().map(|(k, _)| value(*k))
+    }
+
+    /// The mean in seconds; `None` when empty.
+    pub fn mean_seconds(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
     /// Count, mean and (sample) variance of ln(seconds); `None` below two durations.
     pub fn log_moments(&self) -> Option<(f64, f64, f64)> {
-        let n = self.count() as f64;
+        let n = self.count as f64;
         if n < 2.0 {
             return None;
         }
@@ -64,20 +151,9 @@ impl DurationSketch {
         Some((n, mean, var))
     }
 
-    /// Number of durations added.
-    pub fn count(&self) -> u64 {
-        self.sketch.count() as u64
-    }
-
-    /// The `q` quantile (0..=1) in seconds; `None` when empty.
-    pub fn quantile_seconds(&self, q: f64) -> Option<f64> {
-        self.sketch.quantile(q.clamp(0.0, 1.0)).ok().flatten()
-    }
-
-    /// The mean in seconds; `None` when empty.
-    pub fn mean_seconds(&self) -> Option<f64> {
-        let n = self.count();
-        (n > 0).then(|| self.sketch.sum().unwrap_or(0.0) / n as f64)
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bins.capacity() * std::mem::size_of::<(i16, u32)>()
     }
 }
 
@@ -185,5 +261,41 @@ mod tests {
         let exact_var = logs.iter().map(|x| (x - exact_mean).powi(2)).sum::<f64>() / 99.0;
         assert_eq!(n, 100.0);
         assert!((m - exact_mean).abs() < 1e-9 && (v - exact_var).abs() < 1e-9);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::DurationSketch;
+
+        proptest! {
+            #[test]
+            fn quantiles_within_the_relative_accuracy_and_merge_is_union(
+                a in prop::collection::vec(1u64..10_000_000_000, 1..200),
+                b in prop::collection::vec(0u64..10_000_000_000, 0..200),
+                q in 0.0f64..=1.0,
+            ) {
+                let (mut x, mut y, mut all) = (
+                    DurationSketch::default(),
+                    DurationSketch::default(),
+                    DurationSketch::default(),
+                );
+                a.iter().for_each(|n| { x.add_nanos(*n); all.add_nanos(*n); });
+                b.iter().for_each(|n| { y.add_nanos(*n); all.add_nanos(*n); });
+                x.merge(&y);
+                prop_assert_eq!(x.count(), all.count());
+                prop_assert_eq!(x.quantile_seconds(q), all.quantile_seconds(q));
+                let mut sorted: Vec<u64> = a.iter().chain(&b).copied().collect();
+                sorted.sort_unstable();
+                let rank = (q * (sorted.len() - 1) as f64).floor() as usize;
+                let exact = sorted[rank] as f64 / 1e9;
+                let got = all.quantile_seconds(q).unwrap();
+                if exact >= 1e-9 {
+                    prop_assert!((got - exact).abs() <= 0.0100001 * exact, "got {} exact {}", got, exact);
+                } else {
+                    prop_assert_eq!(got, 0.0);
+                }
+            }
+        }
     }
 }
