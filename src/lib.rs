@@ -1,7 +1,8 @@
 //! The `loupe` binary's library half: the engine that wires ingest to the store and the graph,
 //! the server that binds the OTLP receivers and the API, and the commands (`eval`, `replay`,
-//! `demo`). Kept as a library so end-to-end tests start a real server in process.
+//! `demo`, `bench`). Kept as a library so end-to-end tests start a real server in process.
 
+pub mod bench;
 pub mod demo;
 pub mod engine;
 pub mod eval;

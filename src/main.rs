@@ -49,6 +49,26 @@ enum Command {
         #[arg(long, requires = "from")]
         to: Option<String>,
     },
+    /// Measure a component on synthetic data (build with --release for meaningful numbers).
+    Bench {
+        /// What to measure.
+        target: BenchTarget,
+        /// Services of the synthetic system.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Caller → callee edges.
+        #[arg(long, default_value_t = 20_000)]
+        edges: usize,
+        /// Minutes of 10-second buckets to fill, every edge in every bucket.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
     Eval {
         /// Dataset format.
@@ -68,6 +88,12 @@ enum Command {
 enum DatasetFormat {
     /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
     Nezha,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchTarget {
+    /// The knowledge graph: update cost, as-of and diff latency, memory.
+    Graph,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,6 +202,55 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", loupe::eval::render(&report));
+            }
+        }
+        Command::Bench {
+            target: BenchTarget::Graph,
+            services,
+            edges,
+            minutes,
+            seed,
+            json,
+        } => {
+            anyhow::ensure!(services >= 10, "--services must be at least 10");
+            anyhow::ensure!(
+                minutes >= 35,
+                "--minutes must be at least 35 (the diff looks 30 minutes back)"
+            );
+            let config = loupe::bench::BenchConfig {
+                services,
+                edges,
+                minutes,
+                seed,
+            };
+            let result = tokio::task::spawn_blocking(move || {
+                loupe::bench::run(config, |m| eprintln!("{m}"))
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                let r = &result;
+                println!("graph: {} services, {} edges, {} entities, {} relations, {} minutes of 10 s buckets", r.services, r.edges, r.entities, r.relations, r.minutes);
+                println!(
+                    "fill: {} spans in {:.1} s ({:.0} spans/s)",
+                    r.fill_spans,
+                    r.fill_seconds,
+                    r.fill_spans as f64 / r.fill_seconds
+                );
+                println!(
+                    "update: {:.1} ms per 10 000 spans of realistic traces",
+                    r.update_ms_per_10k_spans
+                );
+                println!(
+                    "memory: {:.0} MiB resident ({:.0} bytes per relation-bucket)",
+                    r.memory_mib, r.bytes_per_relation_bucket
+                );
+                println!(
+                    "as-of (5 min window): {:.1} ms; with known_at: {:.1} ms",
+                    r.as_of_ms, r.as_of_known_at_ms
+                );
+                println!("diff (two 5 min windows 30 min apart): {:.1} ms", r.diff_ms);
             }
         }
     }

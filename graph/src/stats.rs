@@ -86,31 +86,46 @@ impl DurationSketch {
         if self.bins.is_empty() {
             self.bins.clone_from(&other.bins);
         } else {
-            let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
-            let (a, b) = (&self.bins, &other.bins);
-            let (mut i, mut j) = (0, 0);
-            while i < a.len() && j < b.len() {
-                let ((ka, na), (kb, nb)) = (a[i], b[j]);
-                if ka == kb {
-                    merged.push((ka, na.saturating_add(nb)));
-                    i += 1;
-                    j += 1;
-                } else if ka < kb {
-                    merged.push(a[i]);
-                    i += 1;
-                } else {
-                    merged.push(b[j]);
-                    j += 1;
-                }
-            }
-            merged.extend_from_slice(&a[i..]);
-            merged.extend_from_slice(&b[j..]);
-            self.bins = merged;
+            self.merge_bins(&other.bins);
         }
         self.count += other.count;
         self.sum += other.sum;
         self.ln_sum += other.ln_sum;
         self.ln_sq_sum += other.ln_sq_sum;
+    }
+
+    /// Merges sorted `other` into the sorted bins in place: count the buckets new to this
+    /// sketch, grow by that many, and merge from the back (no allocation beyond the growth).
+    fn merge_bins(&mut self, other: &[(i16, u32)]) {
+        let (mut i, mut j, mut new) = (0, 0, 0);
+        while j < other.len() {
+            if i < self.bins.len() && self.bins[i].0 < other[j].0 {
+                i += 1;
+            } else {
+                if i >= self.bins.len() || self.bins[i].0 != other[j].0 {
+                    new += 1;
+                }
+                j += 1;
+            }
+        }
+        let old = self.bins.len();
+        self.bins.resize(old + new, (0, 0));
+        let (mut i, mut j, mut k) = (old, other.len(), old + new);
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.bins[i - 1].0 > other[j - 1].0 {
+                self.bins[k] = self.bins[i - 1];
+                i -= 1;
+            } else if i > 0 && self.bins[i - 1].0 == other[j - 1].0 {
+                let (key, n) = self.bins[i - 1];
+                self.bins[k] = (key, n.saturating_add(other[j - 1].1));
+                i -= 1;
+                j -= 1;
+            } else {
+                self.bins[k] = other[j - 1];
+                j -= 1;
+            }
+        }
     }
 
     /// Number of durations added.

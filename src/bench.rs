@@ -1,0 +1,306 @@
+//! `loupe bench graph`: the knowledge graph's costs on a synthetic system, measured in this
+//! process: update cost per 10 000 spans, as-of and diff latency, and memory.
+//!
+//! The system: `services` services in a layered call DAG with `edges` caller → callee edges,
+//! each service on one of 50 nodes with two pods. The graph is filled for `minutes` of valid
+//! time with every edge called in every 10-second bucket (one two-span trace per edge and
+//! bucket), then measured; the update cost is measured apart, on realistic traces (a root and a
+//! random walk down the DAG, 10 000 spans per batch).
+
+use std::time::Instant;
+
+use loupe_graph::{DiffQuery, GraphConfig, GraphQuery, KnowledgeGraph};
+use loupe_model::{
+    AttributeValue, Attributes, Resource, ResourceSpans, Span, SpanId, SpanKind, StatusCode,
+    TraceId,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Size of the synthetic system.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchConfig {
+    /// Services.
+    pub services: usize,
+    /// Caller → callee edges.
+    pub edges: usize,
+    /// Minutes of valid time to fill.
+    pub minutes: u64,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// What the benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphBench {
+    /// Services, edges and minutes of the filled graph.
+    pub services: usize,
+    /// Service-level `calls` edges.
+    pub edges: usize,
+    /// Minutes of 10 s buckets filled.
+    pub minutes: u64,
+    /// Spans applied to fill it.
+    pub fill_spans: u64,
+    /// Seconds to fill it.
+    pub fill_seconds: f64,
+    /// Entities and relations of the filled graph.
+    pub entities: usize,
+    /// Relations of the filled graph.
+    pub relations: usize,
+    /// Resident memory the filled graph added, MiB (from `/proc/self/statm`; 0 elsewhere).
+    pub memory_mib: f64,
+    /// That memory per relation-bucket with data, bytes.
+    pub bytes_per_relation_bucket: f64,
+    /// Median milliseconds to apply 10 000 spans of realistic traces.
+    pub update_ms_per_10k_spans: f64,
+    /// Median milliseconds of a 5-minute as-of snapshot at the end.
+    pub as_of_ms: f64,
+    /// Median milliseconds of a 5-minute as-of snapshot with a record time (`known_at`).
+    pub as_of_known_at_ms: f64,
+    /// Median milliseconds of a diff of two 5-minute windows 30 minutes apart.
+    pub diff_ms: f64,
+}
+
+const SECOND: u64 = 1_000_000_000;
+/// Valid time of the synthetic data's start: 2026-01-01T00:00:00Z.
+const START: u64 = 1_767_225_600 * SECOND;
+
+fn resource(service: usize, pod: usize) -> Arc<Resource> {
+    let s = |v: String| AttributeValue::String(v);
+    Arc::new(Resource {
+        attributes: Attributes(vec![
+            ("service.name".into(), s(format!("svc-{service}"))),
+            ("service.namespace".into(), s("bench".into())),
+            ("k8s.namespace.name".into(), s("bench".into())),
+            ("k8s.pod.name".into(), s(format!("svc-{service}-{pod}"))),
+            ("k8s.deployment.name".into(), s(format!("svc-{service}"))),
+            ("k8s.node.name".into(), s(format!("node-{}", service % 50))),
+            ("service.version".into(), s("1.0.0".into())),
+        ]),
+    })
+}
+
+fn span(trace: u128, id: u64, parent: Option<u64>, start: u64, nanos: u64, error: bool) -> Span {
+    Span {
+        trace_id: TraceId(trace.to_be_bytes()),
+        span_id: SpanId(id.to_be_bytes()),
+        parent_span_id: parent.map(|p| SpanId(p.to_be_bytes())),
+        name: "GET /api".into(),
+        kind: SpanKind::Server,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + nanos,
+        status: if error {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
+        attributes: Attributes::default(),
+    }
+}
+
+/// Spans grouped by resource, as an exporter batches them (one `ResourceSpans` per pod).
+fn group(spans: Vec<(usize, usize, Span)>) -> Vec<ResourceSpans> {
+    let mut by_pod: std::collections::BTreeMap<(usize, usize), Vec<Span>> = Default::default();
+    for (service, pod, span) in spans {
+        by_pod.entry((service, pod)).or_default().push(span);
+    }
+    by_pod
+        .into_iter()
+        .map(|((service, pod), spans)| ResourceSpans {
+            resource: resource(service, pod),
+            spans,
+        })
+        .collect()
+}
+
+/// A layered DAG: callers have lower numbers than callees; every service but the first tenth
+/// (the front) has a caller.
+fn topology(services: usize, edges: usize, rng: &mut StdRng) -> Vec<(usize, usize)> {
+    let mut out = std::collections::BTreeSet::new();
+    let front = (services / 10).max(1);
+    for callee in front..services {
+        out.insert((rng.random_range(0..callee), callee));
+    }
+    let mut tries = 0;
+    while out.len() < edges && tries < edges * 20 {
+        tries += 1;
+        let a = rng.random_range(0..services - 1);
+        let b = rng.random_range(a + 1..services);
+        out.insert((a, b));
+    }
+    out.into_iter().collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn resident_mib() -> f64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0.0;
+    };
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+/// Runs the benchmark, reporting progress through `progress(message)`.
+pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let edges = topology(config.services, config.edges, &mut rng);
+    let mut callees: Vec<Vec<usize>> = vec![Vec::new(); config.services];
+    edges.iter().for_each(|(a, b)| callees[*a].push(*b));
+
+    // Update cost on realistic traces, in a graph of its own.
+    let mut graph = KnowledgeGraph::new(GraphConfig::default());
+    let mut next_id = 1u64;
+    let mut trace = 1u128;
+    let mut times = Vec::new();
+    for batch in 0..60u64 {
+        let mut spans: Vec<(usize, usize, Span)> = Vec::with_capacity(10_000);
+        let t0 = START + batch * SECOND;
+        while spans.len() < 10_000 {
+            let mut at = rng.random_range(0..config.services / 10 + 1);
+            let root = next_id;
+            spans.push((
+                at,
+                rng.random_range(0..2),
+                span(trace, root, None, t0, 40_000_000, false),
+            ));
+            next_id += 1;
+            let mut parent = root;
+            for depth in 1..5u64 {
+                let Some(&callee) = callees[at].get(rng.random_range(0..callees[at].len().max(1)))
+                else {
+                    break;
+                };
+                let error = rng.random_bool(0.01);
+                spans.push((
+                    callee,
+                    rng.random_range(0..2),
+                    span(
+                        trace,
+                        next_id,
+                        Some(parent),
+                        t0 + depth * 1_000_000,
+                        10_000_000,
+                        error,
+                    ),
+                ));
+                parent = next_id;
+                next_id += 1;
+                at = callee;
+            }
+            trace += 1;
+        }
+        let batch = group(spans);
+        let started = Instant::now();
+        graph.apply_spans(&batch);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(graph);
+    let update_ms_per_10k_spans = median(times);
+    progress(&format!(
+        "update: {update_ms_per_10k_spans:.1} ms per 10 000 spans"
+    ));
+
+    // Fill: every edge called in every bucket.
+    let before = resident_mib();
+    let mut graph = KnowledgeGraph::new(GraphConfig::default());
+    let buckets = config.minutes * 6;
+    let started = Instant::now();
+    let mut fill_spans = 0u64;
+    for b in 0..buckets {
+        let t = START + b * 10 * SECOND;
+        let mut spans = Vec::with_capacity(edges.len() * 2);
+        for (caller, callee) in &edges {
+            let root = next_id;
+            spans.push((*caller, 0, span(trace, root, None, t, 20_000_000, false)));
+            let millis = rng.random_range(2..12);
+            let child = span(
+                trace,
+                root + 1,
+                Some(root),
+                t + 1_000_000,
+                millis * 1_000_000,
+                false,
+            );
+            spans.push((*callee, 1, child));
+            next_id += 2;
+            trace += 1;
+        }
+        fill_spans += spans.len() as u64;
+        graph.apply_spans(&group(spans));
+        if b % 60 == 59 {
+            progress(&format!(
+                "filled {} of {} minutes",
+                (b + 1) / 6,
+                config.minutes
+            ));
+        }
+    }
+    graph.flush();
+    let fill_seconds = started.elapsed().as_secs_f64();
+    let memory_mib = resident_mib() - before;
+    let relation_buckets = (graph.relation_count() as u64 * buckets) as f64;
+
+    let end = START + buckets * 10 * SECOND;
+    let window = 5 * 60 * SECOND;
+    let time = |f: &mut dyn FnMut()| {
+        median(
+            (0..7)
+                .map(|_| {
+                    let s = Instant::now();
+                    f();
+                    s.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect(),
+        )
+    };
+    let query = |known_at| GraphQuery {
+        start: end - window,
+        end,
+        known_at,
+        ..Default::default()
+    };
+    let mut sink = 0usize;
+    let as_of_ms = time(&mut || sink += graph.snapshot(&query(None)).map_or(0, |s| s.edges.len()));
+    let as_of_known_at_ms = time(&mut || {
+        sink += graph
+            .snapshot(&query(Some(u64::MAX - 1)))
+            .map_or(0, |s| s.edges.len())
+    });
+    let diff_ms = time(&mut || {
+        sink += graph
+            .diff(&DiffQuery {
+                from: end.saturating_sub(30 * 60 * SECOND),
+                to: end,
+                window,
+                known_at: None,
+            })
+            .red_changes
+            .len()
+    });
+    std::hint::black_box(sink);
+    GraphBench {
+        services: config.services,
+        edges: edges.len(),
+        minutes: config.minutes,
+        fill_spans,
+        fill_seconds,
+        entities: graph.entity_count(),
+        relations: graph.relation_count(),
+        memory_mib,
+        bytes_per_relation_bucket: memory_mib * 1024.0 * 1024.0 / relation_buckets.max(1.0),
+        update_ms_per_10k_spans,
+        as_of_ms,
+        as_of_known_at_ms,
+        diff_ms,
+    }
+}
