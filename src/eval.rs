@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use loupe_analysis::eval::{rank_of, Accuracy};
 use loupe_analysis::{analyze, AnalysisConfig, History};
-use loupe_graph::{GraphConfig, WindowStats};
+use loupe_graph::{GraphConfig, Retention, WindowStats};
 use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
 use loupe_ingest::{ExportRequest, Limits, Receiver};
 use serde::Serialize;
@@ -47,8 +47,20 @@ pub struct EvalReport {
     pub cases: Vec<CaseResult>,
 }
 
+/// The graph settings of an evaluation: a day of data at full resolution, since reference
+/// periods are read back at arbitrary times of the day.
+fn eval_graph_config() -> GraphConfig {
+    GraphConfig {
+        retention: Retention {
+            fine: 8_640 * 2,
+            ..Retention::default()
+        },
+        ..GraphConfig::default()
+    }
+}
+
 async fn load(requests: Vec<ExportRequest>) -> anyhow::Result<Arc<Engine>> {
-    let engine = Arc::new(Engine::in_memory(GraphConfig::default()));
+    let engine = Arc::new(Engine::in_memory(eval_graph_config()));
     let receiver = Receiver::new(engine.clone(), Limits::default());
     for request in requests {
         request.export_to(&receiver).await?;

@@ -2,13 +2,14 @@
 //! versions changed, which changes happened in between, and how the RED figures of every
 //! service and `calls` edge moved, each with a significance test.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use serde::Serialize;
 
 use crate::changes::{ChangeQuery, ChangeRecord};
 use crate::graph::{EntityKind, KnowledgeGraph, RelationKind};
+use crate::series::Series;
 use crate::stats::{DurationSketch, RedStats};
 use crate::view::{EntityId, RedSummary};
 
@@ -286,11 +287,8 @@ impl KnowledgeGraph {
             .collect();
         version_changes.sort_by(|x, y| x.service.cmp(&y.service));
         let (ra, rb) = (self.buckets(a.0, a.1), self.buckets(b.0, b.1));
-        let merged = |series: &BTreeMap<u64, RedStats>, r: &std::ops::Range<u64>| {
-            let mut out = RedStats::default();
-            series.range(r.clone()).for_each(|(_, v)| out.merge(v));
-            out
-        };
+        let merged =
+            |series: &Series<RedStats>, r: &std::ops::Range<u64>| series.merged(r.start, r.end);
         let mut red_changes: Vec<RedChange> = services
             .iter()
             .map(|i| {

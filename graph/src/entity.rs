@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::changes::ChangeRecord;
 use crate::graph::{EntityKind, KnowledgeGraph, RelationKind};
+use crate::series::Series;
 use crate::stats::{LogStats, RedStats};
 use crate::temporal::Interval;
 use crate::view::{EntityId, RedSummary, UnknownEntity};
@@ -198,16 +199,17 @@ impl KnowledgeGraph {
             s += step_buckets;
         }
         let slot = |bucket: u64| first + (bucket - first) / step_buckets * step_buckets;
-        for (bucket, red) in e.red.range(self.buckets(start, end)) {
-            if let Some(p) = points.get_mut(&slot(*bucket)) {
+        let r = self.buckets(start, end);
+        e.red.for_each(r.start, r.end, |bucket, red| {
+            if let Some(p) = points.get_mut(&slot(bucket.max(first))) {
                 p.0.merge(red);
             }
-        }
-        for (bucket, logs) in e.logs.range(self.buckets(start, end)) {
-            if let Some(p) = points.get_mut(&slot(*bucket)) {
+        });
+        e.logs.for_each(r.start, r.end, |bucket, logs| {
+            if let Some(p) = points.get_mut(&slot(bucket.max(first))) {
                 p.1.merge(logs);
             }
-        }
+        });
         Ok(points
             .into_iter()
             .map(|(bucket, (red, logs))| HistoryPoint {
@@ -246,9 +248,7 @@ impl KnowledgeGraph {
             return Err(UnknownEntity(id.to_owned()));
         }
         let r = self.buckets(start, end);
-        let calls_of = |red: &BTreeMap<u64, RedStats>| -> u64 {
-            red.range(r.clone()).map(|(_, s)| s.calls).sum()
-        };
+        let calls_of = |red: &Series<RedStats>| -> u64 { red.merged(r.start, r.end).calls };
         let valid = |e: EdgeIndex| self.graph[e].validity.valid_during(start, end, None, w);
         // Requests entering each service: its spans' count in the window.
         let requests = |n: NodeIndex| calls_of(&self.graph[n].red).max(1) as f64;

@@ -8,6 +8,7 @@ use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, Span
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
+use crate::series::{Retention, Series};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
 use crate::temporal::{Validity, Widths};
@@ -109,6 +110,9 @@ pub struct GraphConfig {
     /// nanoseconds (default 5 min): telemetry is sampled, so silence shorter than this is not
     /// absence.
     pub liveness_nanos: u64,
+    /// How long statistics are kept at 10 s, 1 min and 10 min resolution behind the newest
+    /// data (default 1 h, 5 h more, 30 days more).
+    pub retention: Retention,
 }
 
 impl Default for GraphConfig {
@@ -117,6 +121,7 @@ impl Default for GraphConfig {
             bucket_nanos: 10 * 1_000_000_000,
             join: JoinConfig::default(),
             liveness_nanos: 5 * 60 * 1_000_000_000,
+            retention: Retention::default(),
         }
     }
 }
@@ -146,9 +151,9 @@ pub(crate) struct Entity {
     pub versions: BTreeMap<String, (u64, u64)>,
     pub first_seen: u64,
     pub last_seen: u64,
-    pub red: BTreeMap<u64, RedStats>,
-    pub logs: BTreeMap<u64, LogStats>,
-    pub gauges: BTreeMap<String, BTreeMap<u64, GaugeStats>>,
+    pub red: Series<RedStats>,
+    pub logs: Series<LogStats>,
+    pub gauges: BTreeMap<String, Series<GaugeStats>>,
 }
 
 #[derive(Debug)]
@@ -159,8 +164,8 @@ pub(crate) struct Relation {
     pub first_seen: u64,
     pub last_seen: u64,
     /// Observations per bucket (spans, log records or points that showed the relation).
-    pub seen: BTreeMap<u64, u64>,
-    pub red: BTreeMap<u64, RedStats>,
+    pub seen: Series<u64>,
+    pub red: Series<RedStats>,
 }
 
 /// The temporal knowledge graph. Not thread-safe by itself; the binary guards it with a lock.
@@ -187,6 +192,9 @@ pub struct KnowledgeGraph {
     pub(crate) change_log: Vec<crate::changes::ChangeRecord>,
     /// `(source, external id)` → index in `change_log`, to drop repeats.
     pub(crate) change_ids: HashMap<(String, String), usize>,
+    /// The newest 10-second bucket with data, and the one at the last compaction.
+    newest_bucket: u64,
+    compacted_bucket: u64,
     /// Peers named by client spans (`name`, is a service name), numbered for span facts.
     peers: Vec<(String, bool)>,
     peer_ids: HashMap<(String, bool), usize>,
@@ -220,6 +228,8 @@ impl KnowledgeGraph {
             flags: HashMap::new(),
             peers: Vec::new(),
             peer_ids: HashMap::new(),
+            newest_bucket: 0,
+            compacted_bucket: 0,
         }
     }
 
@@ -262,15 +272,39 @@ impl KnowledgeGraph {
             versions: BTreeMap::new(),
             first_seen: t,
             last_seen: t,
-            red: BTreeMap::new(),
-            logs: BTreeMap::new(),
+            red: Series::default(),
+            logs: Series::default(),
             gauges: BTreeMap::new(),
         })
+    }
+
+    /// Rolls statistics and validity up as they age (see [`Retention`]), once the newest data
+    /// has moved on by a minute since the last time.
+    fn maybe_compact(&mut self) {
+        if self.newest_bucket < self.compacted_bucket + 6 {
+            return;
+        }
+        let (newest, retention) = (self.newest_bucket, self.config.retention);
+        for e in self.graph.node_weights_mut() {
+            e.red.compact(newest, &retention);
+            e.logs.compact(newest, &retention);
+            e.gauges
+                .values_mut()
+                .for_each(|g| g.compact(newest, &retention));
+            e.validity.compact(newest, &retention);
+        }
+        for r in self.graph.edge_weights_mut() {
+            r.red.compact(newest, &retention);
+            r.seen.compact(newest, &retention);
+            r.validity.compact(newest, &retention);
+        }
+        self.compacted_bucket = newest;
     }
 
     /// Records an observation of an entity at valid time `t`.
     fn touch(&mut self, index: NodeIndex, t: u64) -> NodeIndex {
         let (bucket, recorded) = (self.bucket(t), self.recorded);
+        self.newest_bucket = self.newest_bucket.max(bucket);
         let e = &mut self.graph[index];
         e.first_seen = e.first_seen.min(t);
         e.last_seen = e.last_seen.max(t);
@@ -346,8 +380,8 @@ impl KnowledgeGraph {
                     validity: Validity::default(),
                     first_seen: t,
                     last_seen: t,
-                    seen: BTreeMap::new(),
-                    red: BTreeMap::new(),
+                    seen: Series::default(),
+                    red: Series::default(),
                 },
             )
         });
@@ -356,7 +390,7 @@ impl KnowledgeGraph {
         let r = &mut self.graph[index];
         r.first_seen = r.first_seen.min(t);
         r.last_seen = r.last_seen.max(t);
-        *r.seen.entry(bucket).or_default() += 1;
+        *r.seen.entry(bucket) += 1;
         r.validity.observe(bucket, recorded);
         index
     }
@@ -503,7 +537,7 @@ impl KnowledgeGraph {
                     let e = &mut self.graph[index];
                     e.last_seen = e.last_seen.max(span.end_time_unix_nano);
                     e.validity.observe(bucket, recorded);
-                    let red = e.red.entry(bucket).or_default();
+                    let red = e.red.entry(bucket);
                     red.calls += 1;
                     red.errors += u64::from(error);
                     red.root_calls += u64::from(span.parent_span_id.is_none());
@@ -536,6 +570,7 @@ impl KnowledgeGraph {
         }
         self.join.expire(&mut self.events);
         self.drain_join_events();
+        self.maybe_compact();
     }
 
     /// Lets out of the join buffer the spans received more than `idle_nanos` before `now`
@@ -573,7 +608,7 @@ impl KnowledgeGraph {
                             RelationKind::Calls,
                             t,
                         );
-                        let red = self.graph[e].red.entry(bucket).or_default();
+                        let red = self.graph[e].red.entry(bucket);
                         red.calls += 1;
                         red.errors += u64::from(child.error);
                         red.duration.add_nanos(child.end - child.start);
@@ -595,7 +630,7 @@ impl KnowledgeGraph {
                         RelationKind::Calls,
                         t,
                     );
-                    let red = self.graph[e].red.entry(bucket).or_default();
+                    let red = self.graph[e].red.entry(bucket);
                     red.calls += 1;
                     red.errors += u64::from(client.error);
                     red.duration.add_nanos(client.end - client.start);
@@ -606,7 +641,7 @@ impl KnowledgeGraph {
                 } => {
                     let bucket = self.bucket(entry.start);
                     for i in [entry.service, entry.operation] {
-                        let red = self.graph[NodeIndex::new(i)].red.entry(bucket).or_default();
+                        let red = self.graph[NodeIndex::new(i)].red.entry(bucket);
                         red.self_time.add_nanos(*self_time_nanos);
                     }
                 }
@@ -625,7 +660,6 @@ impl KnowledgeGraph {
                         self.graph[e]
                             .red
                             .entry(bucket)
-                            .or_default()
                             .self_time
                             .add_nanos(*gap_nanos);
                     }
@@ -689,7 +723,7 @@ impl KnowledgeGraph {
             return facts;
         };
         let e = self.relation(service, target, kind, t);
-        let red = self.graph[e].red.entry(bucket).or_default();
+        let red = self.graph[e].red.entry(bucket);
         red.calls += 1;
         red.errors += u64::from(span.status == StatusCode::Error);
         red.duration.add_nanos(span.duration_nano());
@@ -737,7 +771,7 @@ impl KnowledgeGraph {
                     let e = &mut self.graph[index];
                     e.last_seen = e.last_seen.max(record.time_unix_nano);
                     e.validity.observe(bucket, recorded);
-                    let logs = e.logs.entry(bucket).or_default();
+                    let logs = e.logs.entry(bucket);
                     logs.records += 1;
                     logs.error_records += u64::from(error);
                 }
@@ -749,11 +783,12 @@ impl KnowledgeGraph {
                 }
             }
         }
+        self.maybe_compact();
     }
 
     /// Counts a log record on the operation whose span wrote it.
     fn count_log(&mut self, operation: NodeIndex, bucket: u64, error: bool) {
-        let logs = self.graph[operation].logs.entry(bucket).or_default();
+        let logs = self.graph[operation].logs.entry(bucket);
         logs.records += 1;
         logs.error_records += u64::from(error);
     }
@@ -787,8 +822,7 @@ impl KnowledgeGraph {
                     .gauges
                     .entry(point.metric_name.clone())
                     .or_default()
-                    .entry(bucket)
-                    .or_default();
+                    .entry(bucket);
                 g.max = if g.count == 0 {
                     value
                 } else {
@@ -798,6 +832,7 @@ impl KnowledgeGraph {
                 g.count += 1;
             }
         }
+        self.maybe_compact();
     }
 
     /// A `calls` relation from a client-side request-duration metric's `server.address` (HTTP
@@ -980,5 +1015,68 @@ mod tests {
         assert!(snapshot.edges.iter().any(|e| e.kind == "runs_on"
             && e.source == "pod:payment-1"
             && e.target == "node:node-1"));
+    }
+
+    #[test]
+    fn aged_buckets_roll_up_without_losing_counts_or_validity() {
+        let config = GraphConfig {
+            retention: Retention {
+                fine: 60,
+                minute: 120,
+                ten_minutes: 1_000_000,
+            },
+            ..GraphConfig::default()
+        };
+        let mut g = KnowledgeGraph::new(config);
+        let second = 1_000_000_000u64;
+        // Three hours of one call every 20 s from frontend to cart.
+        for n in 0..540u64 {
+            let t = n * 20 * second;
+            let trace = (n % 250) as u8 + 1;
+            g.apply_spans(&[ResourceSpans {
+                resource: resource("frontend", "frontend-1"),
+                spans: vec![Span {
+                    trace_id: TraceId([trace; 16]),
+                    span_id: SpanId((n * 2 + 1).to_be_bytes()),
+                    ..span(trace, 1, None, t, t + 5_000_000, false)
+                }],
+            }]);
+            g.apply_spans(&[ResourceSpans {
+                resource: resource("cart", "cart-1"),
+                spans: vec![Span {
+                    trace_id: TraceId([trace; 16]),
+                    span_id: SpanId((n * 2 + 2).to_be_bytes()),
+                    parent_span_id: Some(SpanId((n * 2 + 1).to_be_bytes())),
+                    ..span(trace, 2, None, t + 1_000_000, t + 3_000_000, false)
+                }],
+            }]);
+        }
+        g.flush();
+        let hour = 3600 * second;
+        // Every call is still counted, whatever the resolution it is now held at.
+        let all = g.window(0, 3 * hour);
+        assert_eq!(all.service("cart").map(|s| s.red.calls), Some(540));
+        assert_eq!(all.edge("frontend", "cart").map(|e| e.red.calls), Some(540));
+        // Ten-minute-aligned windows over rolled-up data are exact.
+        let first_half_hour = g.window(0, hour / 2);
+        assert_eq!(
+            first_half_hour.service("cart").map(|s| s.red.calls),
+            Some(90)
+        );
+        // Buckets are bounded: 10 s for the last 10 minutes, 1 min for 20 more, 10 min before.
+        let cart = g.entities[&EntityKind::Service]["cart"];
+        assert!(
+            g.graph[cart].red.len() < 60 + 20 + 20,
+            "{}",
+            g.graph[cart].red.len()
+        );
+        // Validity is one interval from the first call to five minutes after the last.
+        let intervals = g.graph[cart].validity.intervals(None, g.config.widths());
+        assert_eq!(intervals.len(), 1, "{intervals:?}");
+        assert_eq!(intervals[0].valid_from, 0);
+        assert_eq!(
+            intervals[0].valid_to,
+            539 * 20 * second + 10 * second + 300 * second
+        );
     }
 }

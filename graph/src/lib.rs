@@ -10,6 +10,7 @@ mod diff;
 mod entity;
 mod graph;
 mod join;
+mod series;
 mod span_logs;
 mod stats;
 mod temporal;
@@ -22,6 +23,7 @@ pub use diff::{
 pub use entity::{BlastRadius, Dependent, EntityDetail, HistoryPoint, RelationOf, VersionSeen};
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
+pub use series::Retention;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::{Interval, Validity, Widths};
 pub use view::{

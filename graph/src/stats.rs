@@ -254,6 +254,24 @@ impl GaugeStats {
     }
 }
 
+impl crate::series::Merge for RedStats {
+    fn merge_from(&mut self, other: &Self) {
+        self.merge(other);
+    }
+}
+
+impl crate::series::Merge for LogStats {
+    fn merge_from(&mut self, other: &Self) {
+        self.merge(other);
+    }
+}
+
+impl crate::series::Merge for GaugeStats {
+    fn merge_from(&mut self, other: &Self) {
+        self.merge(other);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,44 @@
 //! observations, cut at an explicit end (a pod replaced by a new one of the same name). Each
 //! bucket keeps the earliest record time at which it was observed, so late data (a span from
 //! ten minutes ago arriving now) is valid back then but known only from now on.
-
-use std::collections::BTreeMap;
+//!
+//! As buckets age they roll up with the statistics (see `series.rs`): a 1-minute or 10-minute
+//! bucket keeps the earliest record time of its observations and how far into it the last one
+//! fell, so validity loses at most a bucket's width at the start of an interval and record time
+//! is kept at the coarser resolution.
 
 use serde::Serialize;
+
+use crate::series::{Merge, Retention, Series};
+
+/// What is known of the observations in one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Observed {
+    /// Earliest record time of an observation in the bucket.
+    recorded: u64,
+    /// 10-second buckets from the bucket's start to its last observation.
+    last: u64,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Self {
+            recorded: u64::MAX,
+            last: 0,
+        }
+    }
+}
+
+impl Merge for Observed {
+    fn merge_from(&mut self, other: &Self) {
+        self.merge_at(other, 0);
+    }
+
+    fn merge_at(&mut self, other: &Self, offset: u64) {
+        self.recorded = self.recorded.min(other.recorded);
+        self.last = self.last.max(offset + other.last);
+    }
+}
 
 /// One maximal interval of validity, as known at some record time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,8 +69,8 @@ pub struct Interval {
 /// The validity of one entity or relation.
 #[derive(Debug, Clone, Default)]
 pub struct Validity {
-    /// Observed valid-time buckets → earliest record time of an observation in them.
-    observed: BTreeMap<u64, u64>,
+    /// Observed valid-time buckets.
+    observed: Series<Observed>,
     /// An explicit end: valid time it ended, record time it was learned.
     ended: Option<(u64, u64)>,
 }
@@ -53,10 +87,13 @@ pub struct Widths {
 impl Validity {
     /// Records an observation in valid-time bucket `bucket`, learned at record time `recorded`.
     pub fn observe(&mut self, bucket: u64, recorded: u64) {
-        self.observed
-            .entry(bucket)
-            .and_modify(|r| *r = (*r).min(recorded))
-            .or_insert(recorded);
+        let (key, o) = self.observed.entry_at(bucket);
+        o.merge_at(&Observed { recorded, last: 0 }, bucket - key);
+    }
+
+    /// Rolls old observations up with the statistics (see [`Retention`]).
+    pub(crate) fn compact(&mut self, newest: u64, retention: &Retention) {
+        self.observed.compact(newest, retention);
     }
 
     /// Ends validity at valid time `valid_to`, learned at record time `recorded` (the first
@@ -84,13 +121,13 @@ impl Validity {
         if end <= start {
             return false;
         }
-        // Buckets b with [b·W, (b+1)·W + L) ∩ [start, end) ≠ ∅.
+        // Buckets b with [b·W, (b + last + 1)·W + L) ∩ [start, end) ≠ ∅.
         let lo = start.saturating_sub(w.liveness) / w.bucket;
         let hi = end.div_ceil(w.bucket);
-        self.observed.range(lo..hi).any(|(b, recorded)| {
+        self.observed.any(lo, hi, |b, _, o| {
             let from = b * w.bucket;
-            let to = (b + 1) * w.bucket + w.liveness;
-            from < end && to > start && known_at.is_none_or(|k| *recorded <= k)
+            let to = (b + o.last + 1) * w.bucket + w.liveness;
+            from < end && to > start && known_at.is_none_or(|k| o.recorded <= k)
         })
     }
 
@@ -98,31 +135,32 @@ impl Validity {
     pub fn intervals(&self, known_at: Option<u64>, w: Widths) -> Vec<Interval> {
         let end = self.end_known(known_at);
         let mut out: Vec<Interval> = Vec::new();
-        let known = self
-            .observed
-            .iter()
-            .filter(|(_, r)| known_at.is_none_or(|k| **r <= k));
-        for (b, recorded) in known {
+        let mut done = false;
+        self.observed.for_each(0, u64::MAX, |b, o| {
+            if done || known_at.is_some_and(|k| o.recorded > k) {
+                return;
+            }
             let from = b * w.bucket;
-            let to = (b + 1) * w.bucket + w.liveness;
+            let to = (b + o.last + 1) * w.bucket + w.liveness;
             if let Some((valid_to, _)) = end {
                 if from >= valid_to {
-                    break;
+                    done = true;
+                    return;
                 }
             }
             match out.last_mut() {
                 Some(last) if from <= last.valid_to => {
                     last.valid_to = last.valid_to.max(to);
-                    last.recorded_at = last.recorded_at.min(*recorded);
+                    last.recorded_at = last.recorded_at.min(o.recorded);
                 }
                 _ => out.push(Interval {
                     valid_from: from,
                     valid_to: to,
-                    recorded_at: *recorded,
+                    recorded_at: o.recorded,
                     superseded_at: None,
                 }),
             }
-        }
+        });
         if let (Some((valid_to, recorded)), Some(last)) = (end, out.last_mut()) {
             if last.valid_to > valid_to {
                 last.valid_to = valid_to;
@@ -139,7 +177,11 @@ impl Validity {
 
     /// The earliest record time of any observation.
     pub fn first_recorded(&self) -> Option<u64> {
-        self.observed.values().min().copied()
+        let mut first = None::<u64>;
+        self.observed.for_each(0, u64::MAX, |_, o| {
+            first = Some(first.map_or(o.recorded, |f| f.min(o.recorded)));
+        });
+        first
     }
 }
 

@@ -207,16 +207,6 @@ pub struct WindowStats {
     pub pods: Vec<PodWindow>,
 }
 
-fn merged<T: Default + Clone>(
-    map: &BTreeMap<u64, T>,
-    r: &Range<u64>,
-    merge: impl Fn(&mut T, &T),
-) -> T {
-    let mut out = T::default();
-    map.range(r.clone()).for_each(|(_, v)| merge(&mut out, v));
-    out
-}
-
 impl KnowledgeGraph {
     pub(crate) fn buckets(&self, start: u64, end: u64) -> Range<u64> {
         let b = self.config.bucket_nanos;
@@ -296,7 +286,7 @@ impl KnowledgeGraph {
                     service: e.service.clone(),
                     first_seen_unix_nano: e.first_seen,
                     last_seen_unix_nano: e.last_seen,
-                    red: RedSummary::from(&merged(&e.red, &r, RedStats::merge)),
+                    red: RedSummary::from(&e.red.merged(r.start, r.end)),
                 }
             })
             .collect();
@@ -313,8 +303,8 @@ impl KnowledgeGraph {
                     kind: rel.kind.as_str(),
                     source: entity_id(&self.graph[source]),
                     target: entity_id(&self.graph[target]),
-                    observations: rel.seen.range(r.clone()).map(|(_, n)| n).sum(),
-                    red: RedSummary::from(&merged(&rel.red, &r, RedStats::merge)),
+                    observations: rel.seen.merged(r.start, r.end),
+                    red: RedSummary::from(&rel.red.merged(r.start, r.end)),
                 })
             })
             .collect();
@@ -390,22 +380,22 @@ impl KnowledgeGraph {
             match e.kind {
                 EntityKind::Service => out.services.push(ServiceWindow {
                     name: e.name.clone(),
-                    red: merged(&e.red, &r, RedStats::merge),
-                    logs: merged(&e.logs, &r, LogStats::merge),
+                    red: e.red.merged(r.start, r.end),
+                    logs: e.logs.merged(r.start, r.end),
                 }),
                 EntityKind::Pod => out.pods.push(PodWindow {
                     name: e.name.clone(),
                     service: e.service.clone(),
-                    logs: merged(&e.logs, &r, LogStats::merge),
+                    logs: e.logs.merged(r.start, r.end),
                     gauges: e
                         .gauges
                         .iter()
-                        .map(|(name, series)| (name.clone(), merged(series, &r, GaugeStats::merge)))
+                        .map(|(name, series)| (name.clone(), series.merged(r.start, r.end)))
                         .filter(|(_, g)| g.count > 0)
                         .collect(),
                 }),
                 EntityKind::Operation => {
-                    let red = merged(&e.red, &r, RedStats::merge);
+                    let red = e.red.merged(r.start, r.end);
                     if red.calls > 0 {
                         let service = e.service.clone().unwrap_or_default();
                         let name = e
@@ -413,7 +403,7 @@ impl KnowledgeGraph {
                             .strip_prefix(&format!("{service} "))
                             .unwrap_or(&e.name)
                             .to_owned();
-                        let logs = merged(&e.logs, &r, LogStats::merge);
+                        let logs = e.logs.merged(r.start, r.end);
                         out.operations.push(OperationWindow {
                             service,
                             name,
@@ -433,7 +423,7 @@ impl KnowledgeGraph {
             if rel.kind != RelationKind::Calls || a.kind != EntityKind::Service {
                 continue;
             }
-            let red = merged(&rel.red, &r, RedStats::merge);
+            let red = rel.red.merged(r.start, r.end);
             if red.calls > 0 {
                 out.edges.push(EdgeWindow {
                     source: a.name.clone(),
@@ -448,8 +438,10 @@ impl KnowledgeGraph {
             .node_weights()
             .filter(|e| e.kind == EntityKind::Service)
         {
-            observed.extend(e.red.range(r.clone()).map(|(b, _)| *b));
-            observed.extend(e.logs.range(r.clone()).map(|(b, _)| *b));
+            let mut add =
+                |key: u64, width: u64| observed.extend(key.max(r.start)..(key + width).min(r.end));
+            e.red.for_each_sized(r.start, r.end, |k, w, _| add(k, w));
+            e.logs.for_each_sized(r.start, r.end, |k, w, _| add(k, w));
         }
         out.observed_nanos = observed.len() as u64 * bucket_nanos;
         out.services.sort_by(|a, b| a.name.cmp(&b.name));

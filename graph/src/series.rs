@@ -1,0 +1,308 @@
+//! Per-bucket statistics at three resolutions: 10-second buckets for the recent past, rolled up
+//! to 1-minute buckets as they age, and to 10-minute buckets after that, so that a graph that
+//! runs for weeks holds a bounded number of buckets per entity and relation.
+//!
+//! Keys are always 10-second bucket indices (`t / W`); a 1-minute bucket is keyed by its first
+//! 10-second bucket (a multiple of 6), a 10-minute one by a multiple of 60. Each level holds the
+//! data of its own period only: 10 s from `fine_from` on, 1 min from `minute_from` up to
+//! `fine_from`, 10 min before `minute_from`. A query over `[a, b)` merges, at each level, the
+//! buckets whose key lies in the part of `[a, b)` that level holds, so that windows over old data
+//! are resolved to the coarser bucket (a bucket counts when it starts inside the window).
+
+/// A statistic that merges (RED figures, log counts, gauges, counts).
+pub trait Merge: Default + Clone {
+    /// Adds `other` into `self`.
+    fn merge_from(&mut self, other: &Self);
+
+    /// Adds `other`, a bucket `offset` 10-second buckets after this one's start, into `self`
+    /// (rolling up); the same as [`Merge::merge_from`] for statistics that do not care where in
+    /// the bucket they fell.
+    fn merge_at(&mut self, other: &Self, offset: u64) {
+        let _ = offset;
+        self.merge_from(other);
+    }
+}
+
+impl Merge for u64 {
+    fn merge_from(&mut self, other: &Self) {
+        *self += other;
+    }
+}
+
+/// Bucket widths of the coarser levels, in 10-second buckets.
+const MINUTE: u64 = 6;
+const TEN_MINUTES: u64 = 60;
+
+/// How long each resolution is kept, in 10-second buckets behind the newest data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// 10-second buckets kept (default 360: one hour).
+    pub fine: u64,
+    /// 1-minute buckets kept beyond those (default 1 800: five more hours).
+    pub minute: u64,
+    /// 10-minute buckets kept beyond those (default 259 200: thirty days); older data is dropped.
+    pub ten_minutes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            fine: 360,
+            minute: 1_800,
+            ten_minutes: 259_200,
+        }
+    }
+}
+
+/// One series of buckets.
+#[derive(Debug, Clone)]
+pub struct Series<T> {
+    levels: [Vec<(u64, T)>; 3],
+    /// First key held at 10 s (everything before is rolled up).
+    fine_from: u64,
+    /// First key held at 1 min.
+    minute_from: u64,
+}
+
+impl<T> Default for Series<T> {
+    fn default() -> Self {
+        Self {
+            levels: [Vec::new(), Vec::new(), Vec::new()],
+            fine_from: 0,
+            minute_from: 0,
+        }
+    }
+}
+
+fn slot<T: Default>(level: &mut Vec<(u64, T)>, key: u64) -> &mut T {
+    // Data mostly arrives in time order: check the end first.
+    let i = match level.last() {
+        Some((last, _)) if *last == key => level.len() - 1,
+        Some((last, _)) if *last < key => {
+            level.push((key, T::default()));
+            level.len() - 1
+        }
+        None => {
+            level.push((key, T::default()));
+            0
+        }
+        Some(_) => match level.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => i,
+            Err(i) => {
+                level.insert(i, (key, T::default()));
+                i
+            }
+        },
+    };
+    &mut level[i].1
+}
+
+/// The first index of `level` whose key is at least `key`, searched from the end outwards
+/// (galloping): queries are mostly about recent buckets, and this touches only the memory near
+/// the answer instead of a binary search's path from the middle.
+fn lower_bound<T>(level: &[(u64, T)], key: u64) -> usize {
+    let n = level.len();
+    if n == 0 || level[n - 1].0 < key {
+        return n;
+    }
+    let mut step = 1;
+    let mut hi = n - 1; // level[hi].0 >= key
+    loop {
+        let lo = hi.saturating_sub(step);
+        if level[lo].0 < key {
+            return lo + 1 + level[lo + 1..hi].partition_point(|(k, _)| *k < key);
+        }
+        if lo == 0 {
+            return 0;
+        }
+        hi = lo;
+        step *= 2;
+    }
+}
+
+/// The entries of `level` with keys in `[a, b)`.
+fn between<T>(level: &[(u64, T)], a: u64, b: u64) -> &[(u64, T)] {
+    let end = lower_bound(level, b);
+    let start = lower_bound(&level[..end], a);
+    &level[start..end]
+}
+
+impl<T: Merge> Series<T> {
+    /// The bucket of 10-second index `bucket`, at the resolution that holds it.
+    pub fn entry(&mut self, bucket: u64) -> &mut T {
+        self.entry_at(bucket).1
+    }
+
+    /// As [`Series::entry`], with the key of the bucket it falls in.
+    pub fn entry_at(&mut self, bucket: u64) -> (u64, &mut T) {
+        let (level, key) = if bucket >= self.fine_from {
+            (0, bucket)
+        } else if bucket >= self.minute_from {
+            (1, bucket - bucket % MINUTE)
+        } else {
+            (2, bucket - bucket % TEN_MINUTES)
+        };
+        (key, slot(&mut self.levels[level], key))
+    }
+
+    /// The buckets that start in `[a, b)` (10-second indices), merged.
+    pub fn merged(&self, a: u64, b: u64) -> T {
+        let mut out = T::default();
+        self.for_each(a, b, |_, v| out.merge_from(v));
+        out
+    }
+
+    /// Calls `f(key, bucket)` for each bucket that starts in `[a, b)`, in key order.
+    pub fn for_each(&self, a: u64, b: u64, mut f: impl FnMut(u64, &T)) {
+        self.for_each_sized(a, b, |k, _, v| f(k, v));
+    }
+
+    /// Calls `f(key, width, bucket)` for each bucket that starts in `[a, b)`, in key order;
+    /// `width` is in 10-second buckets (1, 6 or 60).
+    pub fn for_each_sized(&self, a: u64, b: u64, mut f: impl FnMut(u64, u64, &T)) {
+        let parts = [
+            (2, TEN_MINUTES, a, b.min(self.minute_from)),
+            (1, MINUTE, a.max(self.minute_from), b.min(self.fine_from)),
+            (0, 1, a.max(self.fine_from), b),
+        ];
+        for (level, width, from, to) in parts {
+            if from < to {
+                between(&self.levels[level], from, to)
+                    .iter()
+                    .for_each(|(k, v)| f(*k, width, v));
+            }
+        }
+    }
+
+    /// Whether `pred(key, width, bucket)` holds for some bucket that overlaps `[a, b)` (starts
+    /// before `b` and ends after `a`), stopping at the first.
+    pub fn any(&self, a: u64, b: u64, mut pred: impl FnMut(u64, u64, &T) -> bool) -> bool {
+        let before = |width: u64| a.saturating_sub(width - 1);
+        let parts = [
+            (2, TEN_MINUTES, before(TEN_MINUTES), b.min(self.minute_from)),
+            (
+                1,
+                MINUTE,
+                before(MINUTE).max(self.minute_from),
+                b.min(self.fine_from),
+            ),
+            (0, 1, a.max(self.fine_from), b),
+        ];
+        parts.into_iter().any(|(level, width, from, to)| {
+            from < to
+                && between(&self.levels[level], from, to)
+                    .iter()
+                    .any(|(k, v)| pred(*k, width, v))
+        })
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.levels.iter().all(Vec::is_empty)
+    }
+
+    /// Buckets held, at all levels.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.levels.iter().map(Vec::len).sum()
+    }
+
+    /// Rolls buckets up as they age behind `newest` (the newest 10-second index with data):
+    /// 10-second buckets older than `retention.fine` into 1-minute ones, those older than
+    /// `retention.minute` more into 10-minute ones, and drops what is older still.
+    pub fn compact(&mut self, newest: u64, retention: &Retention) {
+        let fine_from = newest.saturating_sub(retention.fine) / MINUTE * MINUTE;
+        let minute_from = fine_from.saturating_sub(retention.minute) / TEN_MINUTES * TEN_MINUTES;
+        let drop_before = minute_from.saturating_sub(retention.ten_minutes);
+        if fine_from > self.fine_from {
+            let keep = self.levels[0].partition_point(|(k, _)| *k < fine_from);
+            let old: Vec<(u64, T)> = self.levels[0].drain(..keep).collect();
+            for (k, v) in old {
+                slot(&mut self.levels[1], k - k % MINUTE).merge_at(&v, k % MINUTE);
+            }
+            self.fine_from = fine_from;
+        }
+        if minute_from > self.minute_from {
+            let keep = self.levels[1].partition_point(|(k, _)| *k < minute_from);
+            let old: Vec<(u64, T)> = self.levels[1].drain(..keep).collect();
+            for (k, v) in old {
+                slot(&mut self.levels[2], k - k % TEN_MINUTES).merge_at(&v, k % TEN_MINUTES);
+            }
+            self.minute_from = minute_from;
+        }
+        let gone = self.levels[2].partition_point(|(k, _)| *k < drop_before);
+        self.levels[2].drain(..gone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Rolling up loses resolution, never data: every window that is whole at the coarse
+        /// resolution sums to what it summed before.
+        #[test]
+        fn compaction_keeps_every_count(
+            points in prop::collection::vec((0u64..3_000, 1u64..5), 1..200),
+            fine in 6u64..400,
+            minute in 60u64..1_200,
+            window in (0u64..50, 1u64..50),
+        ) {
+            let retention = Retention { fine, minute, ten_minutes: 1_000_000 };
+            let mut s: Series<u64> = Series::default();
+            let mut exact: Series<u64> = Series::default();
+            for (b, n) in &points {
+                *s.entry(*b) += n;
+                *exact.entry(*b) += n;
+            }
+            let newest = points.iter().map(|(b, _)| *b).max().unwrap();
+            s.compact(newest, &retention);
+            let total: u64 = points.iter().map(|(_, n)| n).sum();
+            prop_assert_eq!(s.merged(0, u64::MAX), total);
+            // Windows aligned to 10 minutes are exact at every level.
+            let (a, len) = window;
+            let (a, b) = (a * 60, (a + len) * 60);
+            prop_assert_eq!(s.merged(a, b), exact.merged(a, b));
+            // Late data lands at the resolution that holds its time.
+            *s.entry(0) += 7;
+            prop_assert_eq!(s.merged(0, u64::MAX), total + 7);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn galloping_finds_the_lower_bound(
+            mut keys in prop::collection::vec(0u64..1_000, 0..300),
+            key in 0u64..1_100,
+        ) {
+            keys.sort_unstable();
+            keys.dedup();
+            let level: Vec<(u64, ())> = keys.iter().map(|k| (*k, ())).collect();
+            prop_assert_eq!(lower_bound(&level, key), keys.partition_point(|k| *k < key));
+        }
+    }
+
+    #[test]
+    fn levels_hold_their_periods_and_old_data_is_dropped() {
+        let retention = Retention {
+            fine: 12,
+            minute: 60,
+            ten_minutes: 120,
+        };
+        let mut s: Series<u64> = Series::default();
+        for b in 0..400 {
+            *s.entry(b) += 1;
+        }
+        s.compact(399, &retention);
+        // 10 s from 384 (399 − 12 = 387, down to a minute), 1 min from 324 (down to 10
+        // minutes: 300), 10 min from 300 − 120 = 180.
+        assert_eq!(s.levels[0].first().map(|e| e.0), Some(384));
+        assert_eq!(s.levels[1].first().map(|e| e.0), Some(300));
+        assert_eq!(s.levels[2].first().map(|e| e.0), Some(180));
+        assert_eq!(s.merged(0, 400), 400 - 180);
+        assert_eq!(s.len(), 16 + 14 + 2);
+    }
+}
