@@ -62,6 +62,11 @@ pub struct Series<T> {
     fine_from: u64,
     /// First key held at 1 min.
     minute_from: u64,
+    /// A cache for queries: the sums of whole minutes still held at 10 s, computed when the
+    /// minute closes (at compaction) and dropped when late data lands in it.
+    minute_sums: Vec<(u64, T)>,
+    /// Minutes before this key have had their sums computed.
+    summed_until: u64,
 }
 
 impl<T> Default for Series<T> {
@@ -70,6 +75,8 @@ impl<T> Default for Series<T> {
             levels: [Vec::new(), Vec::new(), Vec::new()],
             fine_from: 0,
             minute_from: 0,
+            minute_sums: Vec::new(),
+            summed_until: 0,
         }
     }
 }
@@ -136,6 +143,13 @@ impl<T: Merge> Series<T> {
     /// As [`Series::entry`], with the key of the bucket it falls in.
     pub fn entry_at(&mut self, bucket: u64) -> (u64, &mut T) {
         let (level, key) = if bucket >= self.fine_from {
+            if bucket < self.summed_until {
+                // Late data in a summed minute: drop the stale sum.
+                let minute = bucket - bucket % MINUTE;
+                if let Ok(i) = self.minute_sums.binary_search_by_key(&minute, |(k, _)| *k) {
+                    self.minute_sums.remove(i);
+                }
+            }
             (0, bucket)
         } else if bucket >= self.minute_from {
             (1, bucket - bucket % MINUTE)
@@ -148,7 +162,35 @@ impl<T: Merge> Series<T> {
     /// The buckets that start in `[a, b)` (10-second indices), merged.
     pub fn merged(&self, a: u64, b: u64) -> T {
         let mut out = T::default();
-        self.for_each(a, b, |_, v| out.merge_from(v));
+        let coarse_end = b.min(self.fine_from);
+        if a < coarse_end {
+            self.for_each(a, coarse_end, |_, v| out.merge_from(v));
+        }
+        let from = a.max(self.fine_from);
+        if from >= b {
+            return out;
+        }
+        // 10-second part: whole summed minutes from their sums, the rest bucket by bucket.
+        let fine = between(&self.levels[0], from, b);
+        let sums = between(&self.minute_sums, from, b);
+        let (mut i, mut j) = (0, 0);
+        while i < fine.len() {
+            let key = fine[i].0;
+            let minute = key - key % MINUTE;
+            while j < sums.len() && sums[j].0 < minute {
+                j += 1;
+            }
+            let whole = minute >= from && minute + MINUTE <= b;
+            if whole && j < sums.len() && sums[j].0 == minute {
+                out.merge_from(&sums[j].1);
+                while i < fine.len() && fine[i].0 < minute + MINUTE {
+                    i += 1;
+                }
+            } else {
+                out.merge_from(&fine[i].1);
+                i += 1;
+            }
+        }
         out
     }
 
@@ -232,6 +274,28 @@ impl<T: Merge> Series<T> {
         }
         let gone = self.levels[2].partition_point(|(k, _)| *k < drop_before);
         self.levels[2].drain(..gone);
+        // Sums of the minutes that closed (a minute of grace for stragglers), and none of
+        // minutes no longer held at 10 s.
+        let stale = self
+            .minute_sums
+            .partition_point(|(k, _)| *k < self.fine_from);
+        self.minute_sums.drain(..stale);
+        let closed = (newest / MINUTE).saturating_sub(1) * MINUTE;
+        let start = self.summed_until.max(self.fine_from);
+        if closed > start {
+            let fine = between(&self.levels[0], start, closed);
+            let mut i = 0;
+            while i < fine.len() {
+                let minute = fine[i].0 - fine[i].0 % MINUTE;
+                let mut sum = T::default();
+                while i < fine.len() && fine[i].0 < minute + MINUTE {
+                    sum.merge_from(&fine[i].1);
+                    i += 1;
+                }
+                self.minute_sums.push((minute, sum));
+            }
+            self.summed_until = closed;
+        }
     }
 }
 
@@ -266,9 +330,17 @@ mod tests {
             let (a, len) = window;
             let (a, b) = (a * 60, (a + len) * 60);
             prop_assert_eq!(s.merged(a, b), exact.merged(a, b));
-            // Late data lands at the resolution that holds its time.
+            // Late data lands at the resolution that holds its time, and never leaves a stale
+            // minute sum behind.
             *s.entry(0) += 7;
             prop_assert_eq!(s.merged(0, u64::MAX), total + 7);
+            let late = newest.saturating_sub(fine / 2);
+            *s.entry(late) += 3;
+            *exact.entry(late) += 3;
+            let (a, b) = (late.saturating_sub(20), late + 20);
+            if a >= s.fine_from {
+                prop_assert_eq!(s.merged(a, b), exact.merged(a, b));
+            }
         }
     }
 
