@@ -57,6 +57,8 @@ pub struct GraphBench {
     pub update_ms_per_10k_spans: f64,
     /// Median milliseconds of a 5-minute as-of snapshot at the end.
     pub as_of_ms: f64,
+    /// Median milliseconds of the same snapshot without statistics (entities and relations).
+    pub as_of_structure_ms: f64,
     /// Median milliseconds of a 5-minute as-of snapshot with a record time (`known_at`).
     pub as_of_known_at_ms: f64,
     /// Median milliseconds of a diff of two 5-minute windows 30 minutes apart.
@@ -269,8 +271,14 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
         known_at,
         ..Default::default()
     };
+    let structure = GraphQuery {
+        structure_only: true,
+        ..query(None)
+    };
     let mut sink = 0usize;
     let as_of_ms = time(&mut || sink += graph.snapshot(&query(None)).map_or(0, |s| s.edges.len()));
+    let as_of_structure_ms =
+        time(&mut || sink += graph.snapshot(&structure).map_or(0, |s| s.edges.len()));
     let as_of_known_at_ms = time(&mut || {
         sink += graph
             .snapshot(&query(Some(u64::MAX - 1)))
@@ -300,6 +308,7 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
         bytes_per_relation_bucket: memory_mib * 1024.0 * 1024.0 / relation_buckets.max(1.0),
         update_ms_per_10k_spans,
         as_of_ms,
+        as_of_structure_ms,
         as_of_known_at_ms,
         diff_ms,
     }

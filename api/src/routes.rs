@@ -128,12 +128,23 @@ async fn graph(
     if focus.is_none() && query.contains_key("depth") {
         return Err(ApiError::invalid("depth", "needs service"));
     }
+    let structure_only = match query.get("stats").map(String::as_str) {
+        None | Some("true") => false,
+        Some("false") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "stats",
+                format!("{other:?}: use true or false"),
+            ))
+        }
+    };
     let q = GraphQuery {
         start,
         end,
         known_at,
         focus,
         depth,
+        structure_only,
     };
     Ok(Json(state.read(|g| g.snapshot(&q))??))
 }

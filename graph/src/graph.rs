@@ -992,8 +992,8 @@ mod tests {
                 (
                     e.source.as_str(),
                     e.target.as_str(),
-                    e.red.calls,
-                    e.red.errors,
+                    e.red.as_ref().map_or(0, |r| r.calls),
+                    e.red.as_ref().map_or(0, |r| r.errors),
                 )
             })
             .collect();

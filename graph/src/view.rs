@@ -88,9 +88,10 @@ pub struct NodeView {
     pub first_seen_unix_nano: u64,
     /// Last observation ever, unix nanoseconds.
     pub last_seen_unix_nano: u64,
-    /// RED figures within the window (services, operations, pods).
-    #[serde(flatten)]
-    pub red: RedSummary,
+    /// RED figures within the window (services, operations, pods); absent when the query
+    /// asked for the structure only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub red: Option<RedSummary>,
 }
 
 /// A graph edge, for `GET /api/v1/graph`.
@@ -102,11 +103,12 @@ pub struct EdgeView {
     pub source: EntityId,
     /// Target entity id.
     pub target: EntityId,
-    /// Observations of the relation within the window.
-    pub observations: u64,
-    /// RED figures of the callee's spans on a `calls` edge.
-    #[serde(flatten)]
-    pub red: RedSummary,
+    /// Observations of the relation within the window; absent for the structure only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observations: Option<u64>,
+    /// RED figures of the callee's spans on a `calls` edge; absent for the structure only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub red: Option<RedSummary>,
 }
 
 /// What a graph snapshot asks for.
@@ -122,6 +124,8 @@ pub struct GraphQuery {
     pub focus: Option<EntityId>,
     /// Relations to follow from the focus, in either direction.
     pub depth: usize,
+    /// Leave out the window's statistics: the structure only, which is much cheaper.
+    pub structure_only: bool,
 }
 
 /// A query named an entity the graph does not hold (at that time).
@@ -286,7 +290,8 @@ impl KnowledgeGraph {
                     service: e.service.clone(),
                     first_seen_unix_nano: e.first_seen,
                     last_seen_unix_nano: e.last_seen,
-                    red: RedSummary::from(&e.red.merged(r.start, r.end)),
+                    red: (!query.structure_only)
+                        .then(|| RedSummary::from(&e.red.merged(r.start, r.end))),
                 }
             })
             .collect();
@@ -303,8 +308,9 @@ impl KnowledgeGraph {
                     kind: rel.kind.as_str(),
                     source: entity_id(&self.graph[source]),
                     target: entity_id(&self.graph[target]),
-                    observations: rel.seen.merged(r.start, r.end),
-                    red: RedSummary::from(&rel.red.merged(r.start, r.end)),
+                    observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
+                    red: (!query.structure_only)
+                        .then(|| RedSummary::from(&rel.red.merged(r.start, r.end))),
                 })
             })
             .collect();

@@ -609,6 +609,17 @@ async fn entity_history_diff_and_blast_radius_through_the_api() {
         diff["red_changes"].as_array().unwrap().len() >= 4,
         "{diff:#}"
     );
+    let structure = get_json(
+        addr,
+        &format!("/api/v1/graph?at={at}&window=1m&stats=false"),
+    )
+    .await;
+    let nodes = structure["nodes"].as_array().unwrap();
+    assert!(nodes.iter().any(|n| n["id"] == "service:payment"));
+    assert!(
+        nodes.iter().all(|n| n.get("calls").is_none()),
+        "{structure:#}"
+    );
     let (status, body) = support::get(addr, "/api/v1/entities/service:nope").await;
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     server.shutdown().await;
