@@ -61,6 +61,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         &baseline,
         &current,
         None,
+        &[],
         &AnalysisConfig {
             max_causes: 5,
             ..Default::default()

@@ -157,6 +157,7 @@ pub async fn run(
             &baseline,
             &current,
             history.as_ref(),
+            &[],
             &AnalysisConfig {
                 max_causes: usize::MAX,
                 ..Default::default()

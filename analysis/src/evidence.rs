@@ -20,6 +20,8 @@ pub enum EvidenceSignal {
     Logs,
     /// Metric data points.
     Metrics,
+    /// Changes and events (deployments, flags, configuration, Kubernetes events).
+    Changes,
 }
 
 /// One observed change.
@@ -43,7 +45,7 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    fn new(
+    pub(crate) fn new(
         signal: EvidenceSignal,
         feature: &'static str,
         summary: String,

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, WindowStats};
 use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
+use loupe_model::ChangeEvent;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::evidence::{self, Evidence};
+use crate::evidence::{self, Evidence, EvidenceSignal};
 
 /// Bounds and constants of the ranking.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -32,6 +33,15 @@ pub struct AnalysisConfig {
     /// Periods of the baseline's length, back to back before it, that a server analysing its
     /// own graph takes as the [`History`] (12 five-minute periods: the hour before).
     pub history_periods: usize,
+    /// How long before the window a change still counts, nanoseconds (default 30 min).
+    pub change_lookback_nanos: u64,
+    /// Half-life of a change's weight with its distance before the window, nanoseconds (default
+    /// 10 min): a deployment 10 minutes before counts half as much as one at the start.
+    pub change_half_life_nanos: u64,
+    /// How much a change at the window's start multiplies its service's score: by
+    /// `1 + change_boost` (default 1, doubling it). A change to a service without anomalies
+    /// leaves it at 0.
+    pub change_boost: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -45,6 +55,9 @@ impl Default for AnalysisConfig {
             explained_factor: 0.3,
             max_causes: 10,
             history_periods: 12,
+            change_lookback_nanos: 30 * 60 * 1_000_000_000,
+            change_half_life_nanos: 10 * 60 * 1_000_000_000,
+            change_boost: 1.0,
         }
     }
 }
@@ -396,6 +409,7 @@ pub fn analyze(
     baseline: &WindowStats,
     current: &WindowStats,
     history: Option<&History>,
+    changes: &[ChangeEvent],
     config: &AnalysisConfig,
 ) -> Result<Analysis> {
     let reference = history.map(|h| &h.pooled);
@@ -559,6 +573,7 @@ pub fn analyze(
             }
         })
         .collect();
+    weigh_changes(&mut causes, changes, current.start, current.end, config);
     causes.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -574,6 +589,61 @@ pub fn analyze(
         baseline: [baseline.start, baseline.end],
         causes,
     })
+}
+
+/// Change proximity: a service changed shortly before (or during) the window is the likelier
+/// cause of its own anomalies. Each change to a candidate's service in
+/// `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0
+/// inside the window); the strongest multiplies the candidate's score by `1 + boost · weight`
+/// and is shown as evidence. Most incidents follow a change (Google SRE book, "Managing
+/// Incidents"; DORA's change failure rate), but a change alone is not an anomaly: a score of 0
+/// stays 0.
+fn weigh_changes(
+    causes: &mut [Cause],
+    changes: &[ChangeEvent],
+    start: u64,
+    end: u64,
+    config: &AnalysisConfig,
+) {
+    let from = start.saturating_sub(config.change_lookback_nanos);
+    for cause in causes.iter_mut().filter(|c| c.score > 0.0) {
+        let strongest = changes
+            .iter()
+            .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
+            .filter(|c| (from..end).contains(&c.time_unix_nano))
+            .map(|c| {
+                let before = start.saturating_sub(c.time_unix_nano);
+                let weight =
+                    0.5f64.powf(before as f64 / config.change_half_life_nanos.max(1) as f64);
+                (weight, before, c)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((weight, before, change)) = strongest else {
+            continue;
+        };
+        let added = cause.score * config.change_boost * weight;
+        cause.score += added;
+        let when = if before == 0 {
+            "during the window".to_owned()
+        } else {
+            format!("{:.0} s before the window", before as f64 / 1e9)
+        };
+        let what = if change.summary.is_empty() {
+            change.kind.as_str().replace('_', " ")
+        } else {
+            change.summary.clone()
+        };
+        let mut e = Evidence::new(
+            EvidenceSignal::Changes,
+            "change_proximity",
+            format!("{what} ({when}; {})", change.source),
+            0.0,
+            weight,
+            weight,
+        );
+        e.score = added;
+        cause.evidence.insert(0, e);
+    }
 }
 
 /// The features through which a failure shows in its callers too: a failing call makes the
@@ -661,6 +731,135 @@ mod tests {
         // Over the five present values: median 3, MAD 1 → spread 1.4826; the missing one is 0.
         assert!((z[5] - 100.0 / 1.4826).abs() < 1e-9);
         assert_eq!(z[2], 0.0);
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use loupe_model::{ChangeEvent, ChangeKind};
+
+    use super::*;
+
+    const MIN: i64 = 60;
+
+    /// One line per case: candidates' scores, changes (service, seconds before the window's
+    /// start; negative: after it), and the expected ranking and scores.
+    #[test]
+    fn change_proximity_cases() {
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, &[(&str, f64)], &[(&str, i64)], &[&str], &[f64])] = &[
+            (
+                "no change, no effect",
+                &[("a", 5.0), ("b", 4.0)],
+                &[],
+                &["a", "b"],
+                &[5.0, 4.0],
+            ),
+            (
+                "deployed at the start doubles",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", 0)],
+                &["b", "a"],
+                &[8.0, 5.0],
+            ),
+            (
+                "one half-life before: ×1.5",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", 10 * MIN)],
+                &["b", "a"],
+                &[6.0, 5.0],
+            ),
+            (
+                "during the window counts fully",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", -MIN)],
+                &["b", "a"],
+                &[8.0, 5.0],
+            ),
+            (
+                "past the lookback: nothing",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", 31 * MIN)],
+                &["a", "b"],
+                &[5.0, 4.0],
+            ),
+            (
+                "after the window: nothing",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", -6 * MIN)],
+                &["a", "b"],
+                &[5.0, 4.0],
+            ),
+            (
+                "a change without anomalies stays 0",
+                &[("a", 5.0), ("b", 0.0)],
+                &[("b", 0)],
+                &["a", "b"],
+                &[5.0, 0.0],
+            ),
+            (
+                "the nearest change counts",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", 20 * MIN), ("b", 0)],
+                &["b", "a"],
+                &[8.0, 5.0],
+            ),
+        ];
+        let start: u64 = 3_600 * 1_000_000_000;
+        let end = start + 5 * 60 * 1_000_000_000;
+        for (name, scores, changes, order, expected) in cases {
+            let mut causes: Vec<Cause> = scores
+                .iter()
+                .map(|(s, score)| Cause {
+                    rank: 0,
+                    entity: EntityRef {
+                        kind: "service",
+                        name: (*s).to_owned(),
+                    },
+                    score: *score,
+                    evidence: Vec::new(),
+                })
+                .collect();
+            let changes: Vec<ChangeEvent> = changes
+                .iter()
+                .map(|(s, before)| {
+                    let t = (start as i64 - before * 1_000_000_000) as u64;
+                    let mut c = ChangeEvent::new(ChangeKind::Deployment, t, "api");
+                    c.service = Some((*s).to_owned());
+                    c
+                })
+                .collect();
+            weigh_changes(
+                &mut causes,
+                &changes,
+                start,
+                end,
+                &AnalysisConfig::default(),
+            );
+            causes.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let got: Vec<&str> = causes.iter().map(|c| c.entity.name.as_str()).collect();
+            assert_eq!(&got, order, "{name}");
+            for (c, e) in causes.iter().zip(*expected) {
+                assert!(
+                    (c.score - e).abs() < 1e-9,
+                    "{name}: {} {} ≠ {e}",
+                    c.entity.name,
+                    c.score
+                );
+            }
+            let boosted = causes
+                .iter()
+                .any(|c| c.evidence.iter().any(|e| e.feature == "change_proximity"));
+            assert_eq!(
+                boosted,
+                causes.iter().zip(scores.iter()).any(|(c, _)| {
+                    scores
+                        .iter()
+                        .any(|(s, v)| *s == c.entity.name && (c.score - v).abs() > 1e-9)
+                }),
+                "{name}: evidence shown exactly when a score moved"
+            );
+        }
     }
 }
 
@@ -777,7 +976,7 @@ mod scenario_tests {
         graph.flush();
         let baseline = graph.window(0, FAULT_START);
         let current = graph.window(FAULT_START, 2 * FAULT_START);
-        let analysis = analyze(&baseline, &current, None, &AnalysisConfig::default()).unwrap();
+        let analysis = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
         let ranking: Vec<&str> = analysis
             .causes
             .iter()
@@ -832,7 +1031,7 @@ mod scenario_tests {
         let current = graph.window(2 * FAULT_START, 3 * FAULT_START);
         let config = AnalysisConfig::default();
         let top = |history: Option<&History>| {
-            let analysis = analyze(&baseline, &current, history, &config).unwrap();
+            let analysis = analyze(&baseline, &current, history, &[], &config).unwrap();
             let first = &analysis.causes[0];
             (first.entity.name.clone(), first.score)
         };

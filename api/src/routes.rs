@@ -292,7 +292,8 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
     let worker = state.clone();
     let analysis = tokio::task::spawn_blocking(move || {
         let periods = worker.analysis.history_periods as u64;
-        let (baseline, current, history) = worker.read(|g| {
+        let lookback = worker.analysis.change_lookback_nanos;
+        let (baseline, current, history, changes) = worker.read(|g| {
             // The history: baseline-length periods back to back before the baseline, those
             // with any data.
             let len = baseline_end - baseline_start;
@@ -303,14 +304,31 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
                 })
                 .filter(|w| !w.services.is_empty())
                 .collect();
+            let changes: Vec<_> = g
+                .changes(&ChangeQuery {
+                    from: start.saturating_sub(lookback),
+                    to: end,
+                    service: None,
+                    known_at: None,
+                })
+                .into_iter()
+                .map(|c| c.change)
+                .collect();
             (
                 g.window(baseline_start, baseline_end),
                 g.window(start, end),
                 History::new(history),
+                changes,
             )
         })?;
         let history = (!history.is_empty()).then_some(&history);
-        Ok::<_, ApiError>(analyze(&baseline, &current, history, &worker.analysis)?)
+        Ok::<_, ApiError>(analyze(
+            &baseline,
+            &current,
+            history,
+            &changes,
+            &worker.analysis,
+        )?)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;

@@ -91,7 +91,11 @@ impl KnowledgeGraph {
         }
         let record = ChangeRecord {
             id: self.id_of(node),
-            change: ChangeEvent { service, ..change },
+            change: ChangeEvent {
+                service,
+                summary: self.graph[node].display.clone().unwrap_or_default(),
+                ..change
+            },
             recorded_at: self.recorded,
             targets,
         };

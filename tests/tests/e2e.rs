@@ -463,6 +463,38 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     assert_eq!(first["entity"]["name"], "checkout", "{analysis:#}");
     let summary = first["evidence"][0]["summary"].as_str().unwrap();
     assert!(summary.contains("past periods"), "{summary}");
+    let score_before = first["score"].as_f64().unwrap();
+
+    // A deployment of checkout just before the errors began is shown and weighs in.
+    let change = json!({"kind": "deployment", "service": "checkout", "time": (T0 + 119) * 1_000_000_000u64,
+        "version_from": "1.4.1", "version_to": "1.4.2"});
+    let (status, _, _) = post(
+        server.http_addr,
+        "/api/v1/changes",
+        &json_ct,
+        serde_json::to_vec(&change).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, _, bytes) = post(
+        server.http_addr,
+        "/api/v1/analyze",
+        &json_ct,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    let analysis: Value = serde_json::from_slice(&bytes).unwrap();
+    let first = &analysis["causes"][0];
+    assert_eq!(first["entity"]["name"], "checkout");
+    assert_eq!(
+        first["evidence"][0]["feature"], "change_proximity",
+        "{first:#}"
+    );
+    assert!(first["evidence"][0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("1.4.1 → 1.4.2"));
+    assert!(first["score"].as_f64().unwrap() > score_before);
     server.shutdown().await;
 }
 
