@@ -2,16 +2,15 @@
 //! versions changed, which changes happened in between, and how the RED figures of every
 //! service and `calls` edge moved, each with a significance test.
 
-use std::collections::{BTreeSet, HashSet};
-
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
+use petgraph::visit::{EdgeIndexable, NodeIndexable};
 use serde::Serialize;
 
 use crate::changes::{ChangeQuery, ChangeRecord};
 use crate::graph::{EntityKind, KnowledgeGraph, RelationKind};
 use crate::series::Series;
 use crate::stats::{DurationSketch, RedStats};
-use crate::view::{EntityId, RedSummary};
+use crate::view::{par_map, EntityId, RedSummary};
 
 /// What [`KnowledgeGraph::diff`] compares: the windows `[from − window, from)` ("before") and
 /// `[to − window, to)` ("after"), as known at `known_at`.
@@ -182,37 +181,34 @@ fn red_change(kind: &'static str, id: String, before: &RedStats, after: &RedStat
 }
 
 impl KnowledgeGraph {
-    fn valid_nodes(&self, start: u64, end: u64, known_at: Option<u64>) -> HashSet<NodeIndex> {
+    /// Validity flags by node index.
+    fn valid_nodes(&self, start: u64, end: u64, known_at: Option<u64>) -> Vec<bool> {
         let w = self.config.widths();
-        self.graph
-            .node_indices()
-            .filter(|i| {
-                self.graph[*i]
-                    .validity
-                    .valid_during(start, end, known_at, w)
-            })
-            .collect()
+        let mut out = vec![false; self.graph.node_bound()];
+        for i in self.graph.node_indices() {
+            out[i.index()] = self.graph[i].validity.valid_during(start, end, known_at, w);
+        }
+        out
     }
 
+    /// Validity flags by edge index (both ends valid too).
     fn valid_edges(
         &self,
-        nodes: &HashSet<NodeIndex>,
+        nodes: &[bool],
         start: u64,
         end: u64,
         known_at: Option<u64>,
-    ) -> HashSet<EdgeIndex> {
+    ) -> Vec<bool> {
         let w = self.config.widths();
-        self.graph
-            .edge_indices()
-            .filter(|i| {
-                self.graph
-                    .edge_endpoints(*i)
-                    .is_some_and(|(a, b)| nodes.contains(&a) && nodes.contains(&b))
-                    && self.graph[*i]
-                        .validity
-                        .valid_during(start, end, known_at, w)
-            })
-            .collect()
+        let mut out = vec![false; self.graph.edge_bound()];
+        for i in self.graph.edge_indices() {
+            out[i.index()] = self
+                .graph
+                .edge_endpoints(i)
+                .is_some_and(|(a, b)| nodes[a.index()] && nodes[b.index()])
+                && self.graph[i].validity.valid_during(start, end, known_at, w);
+        }
+        out
     }
 
     fn entity_ref(&self, i: NodeIndex) -> EntityRef {
@@ -251,25 +247,35 @@ impl KnowledgeGraph {
         let nodes_b = self.valid_nodes(b.0, b.1, q.known_at);
         let edges_a = self.valid_edges(&nodes_a, a.0, a.1, q.known_at);
         let edges_b = self.valid_edges(&nodes_b, b.0, b.1, q.known_at);
-        let entities = |only: &HashSet<NodeIndex>, not: &HashSet<NodeIndex>| {
-            let mut v: Vec<EntityRef> = only.difference(not).map(|i| self.entity_ref(*i)).collect();
+        // The graph holds one relation per (source, target, kind), so the same index is the
+        // same relation in both windows.
+        let entities = |only: &[bool], not: &[bool]| {
+            let mut v: Vec<EntityRef> = self
+                .graph
+                .node_indices()
+                .filter(|i| only[i.index()] && !not[i.index()])
+                .map(|i| self.entity_ref(i))
+                .collect();
             v.sort_by(|x, y| x.id.cmp(&y.id));
             v
         };
-        let relations = |only: &HashSet<EdgeIndex>, not: &HashSet<EdgeIndex>| {
-            // A relation is the same across windows when its kind and ends are.
-            let keys = |set: &HashSet<EdgeIndex>| -> BTreeSet<RelationRef> {
-                set.iter().filter_map(|i| self.relation_ref(*i)).collect()
-            };
-            keys(only)
-                .difference(&keys(not))
-                .cloned()
-                .collect::<Vec<_>>()
+        let relations = |only: &[bool], not: &[bool]| {
+            let mut v: Vec<RelationRef> = self
+                .graph
+                .edge_indices()
+                .filter(|i| only[i.index()] && !not[i.index()])
+                .filter_map(|i| self.relation_ref(i))
+                .collect();
+            v.sort();
+            v
         };
-        let services: Vec<NodeIndex> = nodes_a
-            .union(&nodes_b)
-            .copied()
-            .filter(|i| self.graph[*i].kind == EntityKind::Service)
+        let services: Vec<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|i| {
+                (nodes_a[i.index()] || nodes_b[i.index()])
+                    && self.graph[*i].kind == EntityKind::Service
+            })
             .collect();
         let mut version_changes: Vec<VersionChange> = services
             .iter()
@@ -289,33 +295,37 @@ impl KnowledgeGraph {
         let (ra, rb) = (self.buckets(a.0, a.1), self.buckets(b.0, b.1));
         let merged =
             |series: &Series<RedStats>, r: &std::ops::Range<u64>| series.merged(r.start, r.end);
-        let mut red_changes: Vec<RedChange> = services
-            .iter()
-            .map(|i| {
-                let e = &self.graph[*i];
-                red_change(
-                    "service",
-                    self.id_of(*i),
-                    &merged(&e.red, &ra),
-                    &merged(&e.red, &rb),
-                )
+        let service_edges: Vec<EdgeIndex> = self
+            .graph
+            .edge_indices()
+            .filter(|i| {
+                (edges_a[i.index()] || edges_b[i.index()])
+                    && self.graph.edge_endpoints(*i).is_some_and(|(s, _)| {
+                        self.graph[*i].kind == RelationKind::Calls
+                            && self.graph[s].kind == EntityKind::Service
+                    })
             })
-            .chain(edges_a.union(&edges_b).filter_map(|i| {
-                let (s, t) = self.graph.edge_endpoints(*i)?;
-                let rel = &self.graph[*i];
-                let service_edge =
-                    rel.kind == RelationKind::Calls && self.graph[s].kind == EntityKind::Service;
-                service_edge.then(|| {
-                    red_change(
-                        "calls",
-                        format!("{}>{}", self.id_of(s), self.id_of(t)),
-                        &merged(&rel.red, &ra),
-                        &merged(&rel.red, &rb),
-                    )
-                })
-            }))
-            .filter(|c| c.before.calls + c.after.calls > 0)
             .collect();
+        let mut red_changes: Vec<RedChange> = par_map(&services, |i| {
+            let e = &self.graph[*i];
+            red_change(
+                "service",
+                self.id_of(*i),
+                &merged(&e.red, &ra),
+                &merged(&e.red, &rb),
+            )
+        });
+        red_changes.extend(par_map(&service_edges, |i| {
+            let (s, t) = self.graph.edge_endpoints(*i).unwrap_or_default();
+            let rel = &self.graph[*i];
+            red_change(
+                "calls",
+                format!("{}>{}", self.id_of(s), self.id_of(t)),
+                &merged(&rel.red, &ra),
+                &merged(&rel.red, &rb),
+            )
+        }));
+        red_changes.retain(|c| c.before.calls + c.after.calls > 0);
         red_changes.sort_by(|x, y| y.strength.total_cmp(&x.strength).then(x.id.cmp(&y.id)));
         GraphDiff {
             before: [a.0, a.1],

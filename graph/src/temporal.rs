@@ -71,6 +71,9 @@ pub struct Interval {
 pub struct Validity {
     /// Observed valid-time buckets.
     observed: Series<Observed>,
+    /// The newest observed bucket and its record time, kept inline: most questions are about
+    /// the recent past, and this answers them without reading the series.
+    newest: Option<(u64, u64)>,
     /// An explicit end: valid time it ended, record time it was learned.
     ended: Option<(u64, u64)>,
 }
@@ -87,6 +90,11 @@ pub struct Widths {
 impl Validity {
     /// Records an observation in valid-time bucket `bucket`, learned at record time `recorded`.
     pub fn observe(&mut self, bucket: u64, recorded: u64) {
+        match &mut self.newest {
+            Some((b, r)) if *b == bucket => *r = (*r).min(recorded),
+            Some((b, _)) if *b > bucket => {}
+            _ => self.newest = Some((bucket, recorded)),
+        }
         let (key, o) = self.observed.entry_at(bucket);
         o.merge_at(&Observed { recorded, last: 0 }, bucket - key);
     }
@@ -120,6 +128,12 @@ impl Validity {
         };
         if end <= start {
             return false;
+        }
+        if let Some((b, recorded)) = self.newest {
+            let (from, to) = (b * w.bucket, (b + 1) * w.bucket + w.liveness);
+            if from < end && to > start && known_at.is_none_or(|k| recorded <= k) {
+                return true;
+            }
         }
         // Buckets b with [b·W, (b + last + 1)·W + L) ∩ [start, end) ≠ ∅.
         let lo = start.saturating_sub(w.liveness) / w.bucket;

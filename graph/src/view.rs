@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
+use petgraph::visit::NodeIndexable;
 
 use serde::Serialize;
 
@@ -211,6 +212,31 @@ pub struct WindowStats {
     pub pods: Vec<PodWindow>,
 }
 
+/// `items` mapped by `f`, in order, on up to as many threads as the machine has cores when the
+/// list is long enough to be worth it (window statistics of tens of thousands of relations).
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 2_048;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / MIN_PER_THREAD)
+        .clamp(1, 8);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 impl KnowledgeGraph {
     pub(crate) fn buckets(&self, start: u64, end: u64) -> Range<u64> {
         let b = self.config.bucket_nanos;
@@ -246,15 +272,13 @@ impl KnowledgeGraph {
         let (start, end, known_at) = (query.start, query.end, query.known_at);
         let widths = self.config.widths();
         let r = self.buckets(start, end);
-        let valid: HashSet<NodeIndex> = self
-            .graph
-            .node_indices()
-            .filter(|i| {
-                self.graph[*i]
-                    .validity
-                    .valid_during(start, end, known_at, widths)
-            })
-            .collect();
+        // Flags by node index (a stable graph's indices are dense enough).
+        let mut valid = vec![false; self.graph.node_bound()];
+        for i in self.graph.node_indices() {
+            valid[i.index()] = self.graph[i]
+                .validity
+                .valid_during(start, end, known_at, widths);
+        }
         let edges: Vec<EdgeIndex> = self
             .graph
             .edge_indices()
@@ -262,59 +286,73 @@ impl KnowledgeGraph {
                 let Some((a, b)) = self.graph.edge_endpoints(*i) else {
                     return false;
                 };
-                valid.contains(&a)
-                    && valid.contains(&b)
+                valid[a.index()]
+                    && valid[b.index()]
                     && self.graph[*i]
                         .validity
                         .valid_during(start, end, known_at, widths)
             })
             .collect();
-        let reached = match &query.focus {
-            None => valid,
+        let reached: Vec<NodeIndex> = match &query.focus {
+            None => self
+                .graph
+                .node_indices()
+                .filter(|i| valid[i.index()])
+                .collect(),
             Some(id) => {
                 let from = self
                     .find(id)
-                    .filter(|i| valid.contains(i))
+                    .filter(|i| valid[i.index()])
                     .ok_or_else(|| UnknownEntity(id.clone()))?;
                 self.neighbourhood(from, &edges, query.depth)
+                    .into_iter()
+                    .collect()
             }
         };
-        let mut nodes: Vec<NodeView> = reached
+        // Ids once per node; edges sort by their ends' places in the sorted node list.
+        let mut order: Vec<(EntityId, NodeIndex)> = reached
             .iter()
-            .map(|i| {
-                let e = &self.graph[*i];
-                NodeView {
-                    id: entity_id(e),
-                    kind: e.kind.as_str(),
-                    name: e.display.clone().unwrap_or_else(|| e.name.clone()),
-                    service: e.service.clone(),
-                    first_seen_unix_nano: e.first_seen,
-                    last_seen_unix_nano: e.last_seen,
-                    red: (!query.structure_only)
-                        .then(|| RedSummary::from(&e.red.merged(r.start, r.end))),
-                }
-            })
+            .map(|i| (entity_id(&self.graph[*i]), *i))
             .collect();
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut edges: Vec<EdgeView> = edges
+        order.sort_unstable();
+        let mut place = vec![usize::MAX; self.graph.node_bound()];
+        order
+            .iter()
+            .enumerate()
+            .for_each(|(p, (_, i))| place[i.index()] = p);
+        let mut edges: Vec<(&'static str, usize, usize, EdgeIndex)> = edges
             .into_iter()
             .filter_map(|i| {
                 let (source, target) = self.graph.edge_endpoints(i)?;
-                if !(reached.contains(&source) && reached.contains(&target)) {
-                    return None;
-                }
-                let rel = &self.graph[i];
-                Some(EdgeView {
-                    kind: rel.kind.as_str(),
-                    source: entity_id(&self.graph[source]),
-                    target: entity_id(&self.graph[target]),
-                    observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
-                    red: (!query.structure_only)
-                        .then(|| RedSummary::from(&rel.red.merged(r.start, r.end))),
-                })
+                let (a, b) = (place[source.index()], place[target.index()]);
+                (a != usize::MAX && b != usize::MAX).then(|| (self.graph[i].kind.as_str(), a, b, i))
             })
             .collect();
-        edges.sort_by(|a, b| (a.kind, &a.source, &a.target).cmp(&(b.kind, &b.source, &b.target)));
+        edges.sort_unstable();
+        let edges: Vec<EdgeView> = par_map(&edges, |&(kind, source, target, i)| {
+            let rel = &self.graph[i];
+            EdgeView {
+                kind,
+                source: order[source].0.clone(),
+                target: order[target].0.clone(),
+                observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
+                red: (!query.structure_only)
+                    .then(|| RedSummary::from(&rel.red.merged(r.start, r.end))),
+            }
+        });
+        let nodes: Vec<NodeView> = par_map(&order, |(id, i)| {
+            let e = &self.graph[*i];
+            NodeView {
+                id: id.clone(),
+                kind: e.kind.as_str(),
+                name: e.display.clone().unwrap_or_else(|| e.name.clone()),
+                service: e.service.clone(),
+                first_seen_unix_nano: e.first_seen,
+                last_seen_unix_nano: e.last_seen,
+                red: (!query.structure_only)
+                    .then(|| RedSummary::from(&e.red.merged(r.start, r.end))),
+            }
+        });
         Ok(GraphSnapshot { nodes, edges })
     }
 
