@@ -278,10 +278,10 @@ impl KnowledgeGraph {
         })
     }
 
-    /// Rolls statistics and validity up as they age (see [`Retention`]), once the newest data
-    /// has moved on by a minute since the last time.
+    /// Rolls statistics and validity up as they age (see [`Retention`]) and sums the minute
+    /// that closed, each time the newest data enters a new minute.
     fn maybe_compact(&mut self) {
-        if self.newest_bucket < self.compacted_bucket + 6 {
+        if self.newest_bucket / 6 <= self.compacted_bucket / 6 {
             return;
         }
         let (newest, retention) = (self.newest_bucket, self.config.retention);

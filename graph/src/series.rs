@@ -161,10 +161,16 @@ impl<T: Merge> Series<T> {
 
     /// The buckets that start in `[a, b)` (10-second indices), merged.
     pub fn merged(&self, a: u64, b: u64) -> T {
+        self.merged_with(a, b, T::merge_from)
+    }
+
+    /// As [`Series::merged`], merging with `merge` (a cheaper merge when only part of the
+    /// statistic is wanted).
+    pub fn merged_with(&self, a: u64, b: u64, merge: impl Fn(&mut T, &T)) -> T {
         let mut out = T::default();
         let coarse_end = b.min(self.fine_from);
         if a < coarse_end {
-            self.for_each(a, coarse_end, |_, v| out.merge_from(v));
+            self.for_each(a, coarse_end, |_, v| merge(&mut out, v));
         }
         let from = a.max(self.fine_from);
         if from >= b {
@@ -182,12 +188,12 @@ impl<T: Merge> Series<T> {
             }
             let whole = minute >= from && minute + MINUTE <= b;
             if whole && j < sums.len() && sums[j].0 == minute {
-                out.merge_from(&sums[j].1);
+                merge(&mut out, &sums[j].1);
                 while i < fine.len() && fine[i].0 < minute + MINUTE {
                     i += 1;
                 }
             } else {
-                out.merge_from(&fine[i].1);
+                merge(&mut out, &fine[i].1);
                 i += 1;
             }
         }
@@ -280,7 +286,8 @@ impl<T: Merge> Series<T> {
             .minute_sums
             .partition_point(|(k, _)| *k < self.fine_from);
         self.minute_sums.drain(..stale);
-        let closed = (newest / MINUTE).saturating_sub(1) * MINUTE;
+        // Every minute before the current one is closed; a straggler drops its minute's sum.
+        let closed = newest / MINUTE * MINUTE;
         let start = self.summed_until.max(self.fine_from);
         if closed > start {
             let fine = between(&self.levels[0], start, closed);

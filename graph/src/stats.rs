@@ -128,6 +128,15 @@ impl DurationSketch {
         }
     }
 
+    /// Merges only the count, sum and log moments (not the buckets): for a mean, never for a
+    /// quantile.
+    pub(crate) fn merge_moments(&mut self, other: &Self) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.ln_sum += other.ln_sum;
+        self.ln_sq_sum += other.ln_sq_sum;
+    }
+
     /// Number of durations added.
     pub fn count(&self) -> u64 {
         self.count
@@ -193,6 +202,16 @@ pub struct RedStats {
 }
 
 impl RedStats {
+    /// Merges what a [`crate::RedSummary`] shows: everything but the self-time buckets (a
+    /// summary shows the self-time mean only).
+    pub(crate) fn merge_for_summary(&mut self, other: &Self) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.root_calls += other.root_calls;
+        self.duration.merge(&other.duration);
+        self.self_time.merge_moments(&other.self_time);
+    }
+
     /// Merges another bucket's figures into these.
     pub fn merge(&mut self, other: &Self) {
         self.calls += other.calls;

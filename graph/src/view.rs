@@ -336,8 +336,13 @@ impl KnowledgeGraph {
                 source: order[source].0.clone(),
                 target: order[target].0.clone(),
                 observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
-                red: (!query.structure_only)
-                    .then(|| RedSummary::from(&rel.red.merged(r.start, r.end))),
+                red: (!query.structure_only).then(|| {
+                    RedSummary::from(&rel.red.merged_with(
+                        r.start,
+                        r.end,
+                        RedStats::merge_for_summary,
+                    ))
+                }),
             }
         });
         let nodes: Vec<NodeView> = par_map(&order, |(id, i)| {
@@ -349,8 +354,13 @@ impl KnowledgeGraph {
                 service: e.service.clone(),
                 first_seen_unix_nano: e.first_seen,
                 last_seen_unix_nano: e.last_seen,
-                red: (!query.structure_only)
-                    .then(|| RedSummary::from(&e.red.merged(r.start, r.end))),
+                red: (!query.structure_only).then(|| {
+                    RedSummary::from(&e.red.merged_with(
+                        r.start,
+                        r.end,
+                        RedStats::merge_for_summary,
+                    ))
+                }),
             }
         });
         Ok(GraphSnapshot { nodes, edges })
