@@ -116,17 +116,32 @@ struct ServeArgs {
     /// Data directory (write-ahead log).
     #[arg(long, env = "LOUPE_DATA_DIR", default_value = "./loupe-data")]
     data_dir: PathBuf,
+    /// Service-level objectives for automatic incidents, a JSON file:
+    /// `{"default_slo": {"availability": 0.999}, "slos": {"checkout": {"availability": 0.995,
+    /// "latency_threshold_seconds": 0.5, "latency_target": 0.99}}}`.
+    #[arg(long, env = "LOUPE_SLO_FILE")]
+    slo_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServeConfig {
-        ServeConfig {
+    fn config(&self) -> anyhow::Result<ServeConfig> {
+        let detect = match &self.slo_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not an SLO file", path.display()))?
+            }
+            None => Default::default(),
+        };
+        Ok(ServeConfig {
             otlp_grpc_addr: self.otlp_grpc_addr,
             otlp_http_addr: self.otlp_http_addr,
             http_addr: self.http_addr,
             data_dir: Some(self.data_dir.clone()),
+            detect,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -145,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
-            let server = server::start(args.config()).await?;
+            let server = server::start(args.config()?).await?;
             tokio::signal::ctrl_c()
                 .await
                 .context("waiting for ctrl-c")?;
@@ -160,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
             // second run does not count the case twice.
             let config = ServeConfig {
                 data_dir: None,
-                ..serve.config()
+                ..serve.config()?
             };
             loupe::demo::run(config).await?
         }

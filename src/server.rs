@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use loupe_analysis::AnalysisConfig;
+use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents};
 use loupe_api::ApiState;
 use loupe_graph::GraphConfig;
 use loupe_ingest::{grpc_router, http_router, Limits, Receiver};
@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub data_dir: Option<PathBuf>,
     /// Receiver limits.
     pub limits: Limits,
+    /// Service-level objectives and alerting for automatic incidents.
+    pub detect: DetectConfig,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +47,7 @@ impl Default for ServeConfig {
             http_addr: ([127, 0, 0, 1], 8080).into(),
             data_dir: Some(PathBuf::from("./loupe-data")),
             limits: Limits::default(),
+            detect: DetectConfig::default(),
         }
     }
 }
@@ -116,10 +119,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     };
     let engine = Arc::new(engine);
     let receiver = Receiver::new(engine.clone(), config.limits);
+    let incidents = Arc::new(Mutex::new(Incidents::default()));
     let api = loupe_api::router(ApiState {
         graph: engine.graph(),
         clock: clock.clone(),
         analysis: AnalysisConfig::default(),
+        incidents: incidents.clone(),
     })
     .merge(loupe_ingest::changes::changes_router(
         engine.clone(),
@@ -145,7 +150,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         ),
         spawn_serve(api_listener, api, rx.clone(), "api"),
     ];
-    tasks.push(spawn_ticker(engine.clone(), clock, rx));
+    tasks.push(spawn_ticker(
+        engine.clone(),
+        clock,
+        (incidents.clone(), config.detect.clone()),
+        rx,
+    ));
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, "loupe is serving");
     Ok(Server {
         otlp_grpc_addr,
@@ -157,11 +167,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     })
 }
 
+/// Once a second: lets idle spans out of the join buffer, then evaluates the alerts and
+/// updates the incidents at the graph's watermark.
 fn spawn_ticker(
     engine: Arc<Engine>,
     clock: SharedClock,
+    (incidents, detect): (Arc<Mutex<Incidents>>, DetectConfig),
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    let detect = Arc::new(detect);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -172,12 +186,20 @@ fn spawn_ticker(
             let engine = engine.clone();
             let now = clock.now_unix_nano();
             let idle = JOIN_IDLE.as_nanos() as u64;
+            let (incidents, detect) = (incidents.clone(), detect.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                engine
-                    .graph()
+                let graph = engine.graph();
+                graph
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .expire_idle(now, idle)
+                    .expire_idle(now, idle);
+                let graph = graph.read().unwrap_or_else(|p| p.into_inner());
+                let mut incidents = incidents.lock().unwrap_or_else(|p| p.into_inner());
+                if incidents.tick(&graph, &detect, &AnalysisConfig::default()) {
+                    if let Some(i) = incidents.list().first() {
+                        tracing::info!(id = i.id, title = %i.title, status = ?i.status, "incident updated");
+                    }
+                }
             })
             .await;
         }

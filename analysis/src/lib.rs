@@ -1,12 +1,17 @@
-//! Root-cause analysis (first cut): compare a window with a baseline window on all three
-//! signals, score every service, account for propagation, and rank candidates with the
-//! evidence behind each; plus the accuracy measures of the RCA literature (AC@k, Avg@k).
+//! Root-cause analysis: compare a window with a baseline window (and a longer history) on all
+//! three signals, score every service, account for propagation and nearby changes, and rank
+//! candidates with the evidence behind each; detect SLO burn on user-facing services and keep
+//! incidents; plus the accuracy measures of the RCA literature (AC@k, Avg@k).
 
 mod error;
 pub mod eval;
 mod evidence;
+pub mod incident;
+mod investigate;
 mod rank;
 
 pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};
+pub use incident::{DetectConfig, Incident, Incidents, Slo, Status, Symptom};
+pub use investigate::investigate;
 pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef, History};

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The request body was not the JSON the endpoint takes.
     #[error("invalid request body: {0}")]
     InvalidBody(String),
+    /// No such thing (an incident id, say).
+    #[error("{0}")]
+    NotFound(String),
     /// The request named an entity the graph does not hold.
     #[error(transparent)]
     UnknownEntity(#[from] loupe_graph::UnknownEntity),
@@ -46,6 +49,7 @@ impl ApiError {
             Self::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             Self::UnknownEntity(_) => (StatusCode::NOT_FOUND, "unknown_entity"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Analysis(_) => (StatusCode::BAD_REQUEST, "invalid_window"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,13 +1,13 @@
 //! The routes and their handlers.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use loupe_analysis::{analyze, Analysis, AnalysisConfig, History};
+use loupe_analysis::{investigate, Analysis, AnalysisConfig, Incident, Incidents};
 use loupe_graph::{
     ChangeQuery, ChangeRecord, DiffQuery, GraphDiff, GraphQuery, GraphSnapshot, KnowledgeGraph,
     ServiceSummary,
@@ -30,6 +30,8 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// Analysis settings.
     pub analysis: AnalysisConfig,
+    /// Incidents, opened by detection or by hand.
+    pub incidents: Arc<Mutex<Incidents>>,
 }
 
 impl ApiState {
@@ -53,6 +55,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/graph/diff", get(diff))
         .route("/api/v1/entities/{*path}", get(entity))
         .route("/api/v1/analyze", post(analyze_window))
+        .route("/api/v1/incidents", get(list_incidents).post(open_incident))
+        .route("/api/v1/incidents/{id}", get(get_incident))
         .with_state(state)
         .merge(loupe_ui::router())
 }
@@ -291,46 +295,117 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
     }
     let worker = state.clone();
     let analysis = tokio::task::spawn_blocking(move || {
-        let periods = worker.analysis.history_periods as u64;
-        let lookback = worker.analysis.change_lookback_nanos;
-        let (baseline, current, history, changes) = worker.read(|g| {
-            // The history: baseline-length periods back to back before the baseline, those
-            // with any data.
-            let len = baseline_end - baseline_start;
-            let history: Vec<_> = (1..=periods)
-                .filter_map(|i| {
-                    let end = baseline_start.checked_sub((i - 1) * len)?;
-                    Some(g.window(end.checked_sub(len)?, end))
-                })
-                .filter(|w| !w.services.is_empty())
-                .collect();
-            let changes: Vec<_> = g
-                .changes(&ChangeQuery {
-                    from: start.saturating_sub(lookback),
-                    to: end,
-                    service: None,
-                    known_at: None,
-                })
-                .into_iter()
-                .map(|c| c.change)
-                .collect();
-            (
-                g.window(baseline_start, baseline_end),
-                g.window(start, end),
-                History::new(history),
-                changes,
+        worker.read(|g| {
+            investigate(
+                g,
+                (start, end),
+                Some((baseline_start, baseline_end)),
+                &worker.analysis,
             )
-        })?;
-        let history = (!history.is_empty()).then_some(&history);
-        Ok::<_, ApiError>(analyze(
-            &baseline,
-            &current,
-            history,
-            &changes,
-            &worker.analysis,
-        )?)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))???;
+    Ok(Json(analysis))
+}
+
+/// An incident in a list: what it is and its leading cause.
+#[derive(Serialize)]
+struct IncidentSummary {
+    id: u64,
+    title: String,
+    status: loupe_analysis::Status,
+    source: &'static str,
+    onset_unix_nano: u64,
+    opened_unix_nano: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_unix_nano: Option<u64>,
+    symptoms: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_cause: Option<String>,
+}
+
+fn incidents_of(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Incidents>> {
+    state
+        .incidents
+        .lock()
+        .map_err(|_| ApiError::Internal("incidents lock poisoned".into()))
+}
+
+/// `GET /api/v1/incidents`: every incident, newest first.
+async fn list_incidents(State(state): State<ApiState>) -> Result<Json<serde_json::Value>> {
+    let incidents = incidents_of(&state)?;
+    let list: Vec<IncidentSummary> = incidents
+        .list()
+        .into_iter()
+        .map(|i| IncidentSummary {
+            id: i.id,
+            title: i.title.clone(),
+            status: i.status,
+            source: i.source,
+            onset_unix_nano: i.onset_unix_nano,
+            opened_unix_nano: i.opened_unix_nano,
+            resolved_unix_nano: i.resolved_unix_nano,
+            symptoms: i.symptoms.len(),
+            top_cause: i
+                .analysis
+                .as_ref()
+                .and_then(|a| a.causes.first())
+                .map(|c| c.entity.name.clone()),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "incidents": list })))
+}
+
+/// `GET /api/v1/incidents/{id}`: symptoms, onset, timeline and ranked causes.
+async fn get_incident(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Incident>> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid("id", format!("{id:?} is not an incident id")))?;
+    let incidents = incidents_of(&state)?;
+    let incident = incidents
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    Ok(Json(incident.clone()))
+}
+
+#[derive(Deserialize)]
+struct OpenIncident {
+    start: serde_json::Value,
+    end: serde_json::Value,
+    title: Option<String>,
+}
+
+/// `POST /api/v1/incidents` `{"start":T,"end":T[,"title":…]}`: opens an incident by hand for
+/// any window and ranks its causes.
+async fn open_incident(
+    State(state): State<ApiState>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Incident>)> {
+    let request: OpenIncident =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let start = parse_time("start", &request.start)?;
+    let end = parse_time("end", &request.end)?;
+    if start >= end {
+        return Err(ApiError::invalid("end", "must be after start"));
+    }
+    let worker = state.clone();
+    let incident = tokio::task::spawn_blocking(move || {
+        let graph = worker
+            .graph
+            .read()
+            .map_err(|_| ApiError::Internal("graph lock poisoned".into()))?;
+        let mut incidents = incidents_of(&worker)?;
+        Ok::<_, ApiError>(
+            incidents
+                .open_manual(&graph, (start, end), request.title, &worker.analysis)
+                .clone(),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(analysis))
+    Ok((axum::http::StatusCode::CREATED, Json(incident)))
 }

@@ -862,6 +862,37 @@ impl KnowledgeGraph {
         }
     }
 
+    /// The end of the newest 10-second bucket with data, unix nanoseconds (0 when empty): the
+    /// graph's own "now" in valid time, which replayed data moves as live data does.
+    pub fn watermark(&self) -> u64 {
+        if self.graph.node_count() == 0 {
+            return 0;
+        }
+        (self.newest_bucket + 1) * self.config.bucket_nanos
+    }
+
+    /// The services that received root spans in `[start, end)` (requests entering the system:
+    /// the user-facing ones), by name.
+    pub fn entry_services(&self, start: u64, end: u64) -> Vec<String> {
+        let r = self.buckets(start, end);
+        let mut out: Vec<String> = self
+            .graph
+            .node_weights()
+            .filter(|e| e.kind == EntityKind::Service)
+            .filter(|e| e.red.merged(r.start, r.end).root_calls > 0)
+            .map(|e| e.name.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A service's RED figures over `[start, end)`; `None` when there is no such service.
+    pub fn service_red(&self, service: &str, start: u64, end: u64) -> Option<RedStats> {
+        let r = self.buckets(start, end);
+        let i = self.entities.get(&EntityKind::Service)?.get(service)?;
+        Some(self.graph[*i].red.merged(r.start, r.end))
+    }
+
     /// Number of entities.
     pub fn entity_count(&self) -> usize {
         self.graph.node_count()

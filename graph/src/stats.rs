@@ -137,6 +137,16 @@ impl DurationSketch {
         self.ln_sq_sum += other.ln_sq_sum;
     }
 
+    /// How many durations exceed `seconds` (by their buckets: within the 1% accuracy).
+    pub fn count_above(&self, seconds: f64) -> u64 {
+        let k = key(seconds);
+        self.bins
+            .iter()
+            .filter(|(b, _)| *b > k)
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+
     /// Number of durations added.
     pub fn count(&self) -> u64 {
         self.count

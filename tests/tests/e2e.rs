@@ -656,3 +656,69 @@ async fn entity_history_diff_and_blast_radius_through_the_api() {
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_requests_open_an_incident_that_names_the_failing_service() {
+    let server = start(None).await;
+    let json_ct = [("content-type", "application/json")];
+    // 70 minutes of a request every 5 s; from minute 62 payment fails and the failure
+    // propagates to checkout and frontend.
+    let minute = 60u64;
+    for n in 0..(70 * minute / 5) {
+        let t = T0 + n * 5;
+        let (mut traces, _) = chain_request(n, t * 1_000_000_000, 9);
+        if t >= T0 + 62 * minute {
+            for i in 0..3 {
+                traces["resourceSpans"][i]["scopeSpans"][0]["spans"][0]["status"] =
+                    json!({"code": 2, "message": "payment declined"});
+            }
+        }
+        let (status, _, _) = post(
+            server.otlp_http_addr,
+            "/v1/traces",
+            &json_ct,
+            serde_json::to_vec(&traces).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    support::wait_for_join_buffer(server.http_addr).await;
+    let mut incidents = Value::Null;
+    for _ in 0..50 {
+        incidents = get_json(server.http_addr, "/api/v1/incidents").await;
+        if !incidents["incidents"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = incidents["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{incidents:#}");
+    assert_eq!(list[0]["status"], "open");
+    assert_eq!(list[0]["source"], "detected");
+    assert_eq!(list[0]["top_cause"], "payment", "{incidents:#}");
+    let id = list[0]["id"].as_u64().unwrap();
+    let incident = get_json(server.http_addr, &format!("/api/v1/incidents/{id}")).await;
+    assert!(!incident["symptoms"].as_array().unwrap().is_empty());
+    assert!(!incident["timeline"].as_array().unwrap().is_empty());
+    assert_eq!(
+        incident["analysis"]["causes"][0]["entity"]["name"],
+        "payment"
+    );
+
+    // By hand, for any window.
+    let body = json!({"start": (T0 + 30 * minute) * 1_000_000_000, "end": (T0 + 35 * minute) * 1_000_000_000, "title": "was it slow?"});
+    let (status, _, bytes) = post(
+        server.http_addr,
+        "/api/v1/incidents",
+        &json_ct,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+    let manual: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(manual["source"], "manual");
+    assert_eq!(manual["title"], "was it slow?");
+    let (status, _) = support::get(server.http_addr, "/api/v1/incidents/99").await;
+    assert_eq!(status, 404);
+    server.shutdown().await;
+}

@@ -32,6 +32,7 @@ pub async fn start(data_dir: Option<PathBuf>) -> Server {
             max_body_bytes: 1 << 20,
             max_decompressed_bytes: 4 << 20,
         },
+        ..ServeConfig::default()
     })
     .await
     .expect("server starts")

@@ -1,0 +1,538 @@
+//! Detection and incidents: service-level objectives on the user-facing services (those that
+//! receive root spans), multiwindow, multi-burn-rate alerts on them, and incidents that open
+//! when an alert fires, gather the alerts that fire while they are open, get their causes
+//! ranked, and resolve when every alert has been quiet for a while.
+//!
+//! Burn rate is the rate at which a window spends the error budget: the bad share of requests
+//! divided by `1 − objective`. An alert fires when both a long and a short window burn faster
+//! than a threshold: 14.4 over 1 h and 5 min (2% of a 30-day budget in an hour), or 6 over
+//! 6 h and 30 min (5% in six hours), as Google's "The Site Reliability Workbook", chapter 5
+//! ("Alerting on SLOs", multiwindow, multi-burn-rate alerts) recommends for paging.
+
+use std::collections::BTreeMap;
+
+use loupe_graph::KnowledgeGraph;
+use serde::{Deserialize, Serialize};
+
+use crate::investigate::investigate;
+use crate::rank::{Analysis, AnalysisConfig};
+
+const MINUTE: u64 = 60 * 1_000_000_000;
+
+/// A service-level objective.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// Share of requests that must succeed (not end in an error span), e.g. 0.999.
+    pub availability: f64,
+    /// A request slower than this many seconds is bad for the latency objective; no latency
+    /// objective when absent.
+    #[serde(default)]
+    pub latency_threshold_seconds: Option<f64>,
+    /// Share of requests that must be faster than the threshold, e.g. 0.99.
+    #[serde(default = "default_latency_target")]
+    pub latency_target: f64,
+}
+
+fn default_latency_target() -> f64 {
+    0.99
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Self {
+            availability: 0.999,
+            latency_threshold_seconds: None,
+            latency_target: default_latency_target(),
+        }
+    }
+}
+
+/// Settings of detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectConfig {
+    /// The objective of services without their own.
+    #[serde(default)]
+    pub default_slo: Slo,
+    /// Objectives by service name.
+    #[serde(default)]
+    pub slos: BTreeMap<String, Slo>,
+    /// Fewest requests in a short window for its burn rate to count.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// Fewest bad requests in a short window for an alert: at low traffic one failure can
+    /// exceed a 99.9% objective on its own (the workbook's low-traffic caveat).
+    #[serde(default = "default_min_bad_requests")]
+    pub min_bad_requests: u64,
+    /// An incident resolves after this long without a firing alert, nanoseconds (10 min).
+    #[serde(default = "default_resolve_after")]
+    pub resolve_after_nanos: u64,
+}
+
+fn default_min_requests() -> u64 {
+    20
+}
+
+fn default_min_bad_requests() -> u64 {
+    3
+}
+
+fn default_resolve_after() -> u64 {
+    10 * MINUTE
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            default_slo: Slo::default(),
+            slos: BTreeMap::new(),
+            min_requests: default_min_requests(),
+            min_bad_requests: default_min_bad_requests(),
+            resolve_after_nanos: default_resolve_after(),
+        }
+    }
+}
+
+/// The paging alert windows: (long window, short window, burn-rate threshold).
+pub const BURN_RATE_ALERTS: [(u64, u64, f64); 2] = [
+    (60 * MINUTE, 5 * MINUTE, 14.4),
+    (360 * MINUTE, 30 * MINUTE, 6.0),
+];
+
+/// An alert that fired: what degraded, and how fast it burns its budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Symptom {
+    /// The user-facing service.
+    pub service: String,
+    /// `error_ratio` or `latency`.
+    pub objective: &'static str,
+    /// Bad share of requests in the short window.
+    pub bad_ratio: f64,
+    /// Burn rate over the long window.
+    pub long_burn_rate: f64,
+    /// Burn rate over the short window.
+    pub short_burn_rate: f64,
+    /// The alert's threshold.
+    pub threshold: f64,
+    /// Long and short window, nanoseconds.
+    pub windows: [u64; 2],
+    /// When it was seen firing (valid time), unix nanoseconds.
+    pub at_unix_nano: u64,
+}
+
+/// `bad / total / (1 − objective)`; 0 without requests.
+pub fn burn_rate(bad: u64, total: u64, objective: f64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let budget = (1.0 - objective).max(1e-9);
+    bad as f64 / total as f64 / budget
+}
+
+/// The alerts firing at `now` (valid time) on the graph's user-facing services.
+pub fn detect(graph: &KnowledgeGraph, now: u64, config: &DetectConfig) -> Vec<Symptom> {
+    let mut out = Vec::new();
+    for service in graph.entry_services(now.saturating_sub(60 * MINUTE), now) {
+        let slo = config.slos.get(&service).unwrap_or(&config.default_slo);
+        for (long, short, threshold) in BURN_RATE_ALERTS {
+            let (Some(l), Some(s)) = (
+                graph.service_red(&service, now.saturating_sub(long), now),
+                graph.service_red(&service, now.saturating_sub(short), now),
+            ) else {
+                continue;
+            };
+            if s.calls < config.min_requests {
+                continue;
+            }
+            let mut objectives = vec![("error_ratio", slo.availability, l.errors, s.errors)];
+            if let Some(threshold_s) = slo.latency_threshold_seconds {
+                objectives.push((
+                    "latency",
+                    slo.latency_target,
+                    l.duration.count_above(threshold_s),
+                    s.duration.count_above(threshold_s),
+                ));
+            }
+            for (objective, target, long_bad, short_bad) in objectives {
+                let long_burn_rate = burn_rate(long_bad, l.calls, target);
+                let short_burn_rate = burn_rate(short_bad, s.calls, target);
+                let firing = long_burn_rate >= threshold
+                    && short_burn_rate >= threshold
+                    && short_bad >= config.min_bad_requests;
+                let already = out
+                    .iter()
+                    .any(|x: &Symptom| x.service == service && x.objective == objective);
+                if firing && !already {
+                    out.push(Symptom {
+                        service: service.clone(),
+                        objective,
+                        bad_ratio: short_bad as f64 / s.calls as f64,
+                        long_burn_rate,
+                        short_burn_rate,
+                        threshold,
+                        windows: [long, short],
+                        at_unix_nano: now,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether an incident is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Alerts fired within the resolve delay (or it was opened by hand).
+    Open,
+    /// Every alert has been quiet for the resolve delay.
+    Resolved,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// When (valid time), unix nanoseconds.
+    pub at_unix_nano: u64,
+    /// What happened.
+    pub event: String,
+}
+
+/// An incident.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    /// Id, from 1.
+    pub id: u64,
+    /// A title for people.
+    pub title: String,
+    /// Open or resolved.
+    pub status: Status,
+    /// `detected` or `manual`.
+    pub source: &'static str,
+    /// When the degradation began (valid time), unix nanoseconds.
+    pub onset_unix_nano: u64,
+    /// When loupe opened it (valid time), unix nanoseconds.
+    pub opened_unix_nano: u64,
+    /// When it resolved, unix nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_unix_nano: Option<u64>,
+    /// The alerts that fired, the latest per service and objective.
+    pub symptoms: Vec<Symptom>,
+    /// What happened, in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// The ranked causes of the latest analysis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// Why the analysis could not run, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis_error: Option<String>,
+}
+
+/// Incidents, newest last.
+#[derive(Debug, Default)]
+pub struct Incidents {
+    incidents: Vec<Incident>,
+    /// Valid time of the last evaluation.
+    last_tick: u64,
+}
+
+impl Incidents {
+    /// Every incident, newest first.
+    pub fn list(&self) -> Vec<&Incident> {
+        self.incidents.iter().rev().collect()
+    }
+
+    /// One incident.
+    pub fn get(&self, id: u64) -> Option<&Incident> {
+        self.incidents.iter().find(|i| i.id == id)
+    }
+
+    fn analyze(incident: &mut Incident, graph: &KnowledgeGraph, end: u64, config: &AnalysisConfig) {
+        // The window: from the onset to now, at least five minutes.
+        let start = incident.onset_unix_nano.min(end.saturating_sub(5 * MINUTE));
+        match investigate(graph, (start, end.max(start + 1)), None, config) {
+            Ok(a) => {
+                incident.analysis = Some(a);
+                incident.analysis_error = None;
+            }
+            Err(e) => incident.analysis_error = Some(e.to_string()),
+        }
+    }
+
+    /// Opens an incident by hand for `[start, end)` and analyses it.
+    pub fn open_manual(
+        &mut self,
+        graph: &KnowledgeGraph,
+        (start, end): (u64, u64),
+        title: Option<String>,
+        config: &AnalysisConfig,
+    ) -> &Incident {
+        let id = self.incidents.len() as u64 + 1;
+        let mut incident = Incident {
+            id,
+            title: title.unwrap_or_else(|| format!("investigation #{id}")),
+            status: Status::Open,
+            source: "manual",
+            onset_unix_nano: start,
+            opened_unix_nano: end,
+            resolved_unix_nano: None,
+            symptoms: Vec::new(),
+            timeline: vec![TimelineEntry {
+                at_unix_nano: end,
+                event: "opened by hand".into(),
+            }],
+            analysis: None,
+            analysis_error: None,
+        };
+        match investigate(graph, (start, end), None, config) {
+            Ok(a) => incident.analysis = Some(a),
+            Err(e) => incident.analysis_error = Some(e.to_string()),
+        }
+        self.incidents.push(incident);
+        &self.incidents[self.incidents.len() - 1]
+    }
+
+    /// Evaluates the alerts at the graph's watermark, once per 10-second bucket of valid time:
+    /// opens an incident when alerts fire and none is open, adds new symptoms to the open one
+    /// and re-ranks its causes, and resolves it after `resolve_after_nanos` without alerts.
+    /// Returns whether anything changed.
+    pub fn tick(
+        &mut self,
+        graph: &KnowledgeGraph,
+        detect_config: &DetectConfig,
+        analysis: &AnalysisConfig,
+    ) -> bool {
+        let now = graph.watermark();
+        if now < self.last_tick + graph.config().bucket_nanos {
+            return false;
+        }
+        self.last_tick = now;
+        let firing = detect(graph, now, detect_config);
+        let open = self
+            .incidents
+            .iter_mut()
+            .rev()
+            .find(|i| i.status == Status::Open && i.source == "detected");
+        match (open, firing.is_empty()) {
+            (None, true) => false,
+            (None, false) => {
+                let id = self.incidents.len() as u64 + 1;
+                // Onset: the start of the shortest window that fired.
+                let onset = firing
+                    .iter()
+                    .map(|s| now.saturating_sub(s.windows[1]))
+                    .max()
+                    .unwrap_or(now);
+                let services: Vec<&str> = firing.iter().map(|s| s.service.as_str()).collect();
+                let mut incident = Incident {
+                    id,
+                    title: format!("{} degraded", services.join(", ")),
+                    status: Status::Open,
+                    source: "detected",
+                    onset_unix_nano: onset,
+                    opened_unix_nano: now,
+                    resolved_unix_nano: None,
+                    timeline: firing
+                        .iter()
+                        .map(|s| TimelineEntry {
+                            at_unix_nano: now,
+                            event: describe(s),
+                        })
+                        .collect(),
+                    symptoms: firing,
+                    analysis: None,
+                    analysis_error: None,
+                };
+                Self::analyze(&mut incident, graph, now, analysis);
+                self.incidents.push(incident);
+                true
+            }
+            (Some(incident), false) => {
+                for s in firing {
+                    let known = incident
+                        .symptoms
+                        .iter_mut()
+                        .find(|x| x.service == s.service && x.objective == s.objective);
+                    match known {
+                        Some(x) => *x = s,
+                        None => {
+                            incident.timeline.push(TimelineEntry {
+                                at_unix_nano: now,
+                                event: describe(&s),
+                            });
+                            incident.symptoms.push(s);
+                        }
+                    }
+                }
+                Self::analyze(incident, graph, now, analysis);
+                true
+            }
+            (Some(incident), true) => {
+                let last = incident
+                    .symptoms
+                    .iter()
+                    .map(|s| s.at_unix_nano)
+                    .max()
+                    .unwrap_or(incident.opened_unix_nano);
+                if now >= last + detect_config.resolve_after_nanos {
+                    incident.status = Status::Resolved;
+                    incident.resolved_unix_nano = Some(now);
+                    incident.timeline.push(TimelineEntry {
+                        at_unix_nano: now,
+                        event: "resolved: every alert quiet".into(),
+                    });
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+fn describe(s: &Symptom) -> String {
+    format!(
+        "{} {} burning its budget {:.1}× ({} min) and {:.1}× ({} min); {:.2}% bad",
+        s.service,
+        s.objective.replace('_', " "),
+        s.long_burn_rate,
+        s.windows[0] / MINUTE,
+        s.short_burn_rate,
+        s.windows[1] / MINUTE,
+        100.0 * s.bad_ratio
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use loupe_graph::GraphConfig;
+    use loupe_model::{
+        AttributeValue, Attributes, Resource, ResourceSpans, Span, SpanId, SpanKind, StatusCode,
+        TraceId,
+    };
+
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
+        ResourceSpans {
+            resource: Arc::new(Resource {
+                attributes: Attributes(vec![(
+                    "service.name".into(),
+                    AttributeValue::String(service.into()),
+                )]),
+            }),
+            spans,
+        }
+    }
+
+    /// One request through frontend → checkout → payment at `t`; every span fails when
+    /// `failing` (payment fails and the failure propagates).
+    fn request(n: u64, t: u64, failing: bool) -> Vec<ResourceSpans> {
+        let status = if failing {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        };
+        let span = |i: u64, parent: Option<u64>, offset: u64, ms: u64| Span {
+            trace_id: TraceId(u128::from(n + 1).to_be_bytes()),
+            span_id: SpanId((n * 4 + i).to_be_bytes()),
+            parent_span_id: parent.map(|p| SpanId((n * 4 + p).to_be_bytes())),
+            name: "GET /".into(),
+            kind: SpanKind::Server,
+            start_time_unix_nano: t + offset * 1_000_000,
+            end_time_unix_nano: t + (offset + ms) * 1_000_000,
+            status,
+            attributes: Attributes::default(),
+        };
+        vec![
+            spans("frontend", vec![span(1, None, 0, 30)]),
+            spans("checkout", vec![span(2, Some(1), 2, 20)]),
+            spans("payment", vec![span(3, Some(2), 4, 10)]),
+        ]
+    }
+
+    #[test]
+    fn burn_rate_is_the_bad_share_over_the_budget() {
+        assert!((burn_rate(1, 100, 0.99) - 1.0).abs() < 1e-9);
+        assert!((burn_rate(144, 10_000, 0.999) - 14.4).abs() < 1e-9);
+        assert_eq!(burn_rate(5, 0, 0.999), 0.0);
+    }
+
+    #[test]
+    fn an_incident_opens_on_burning_errors_ranks_payment_and_resolves() {
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        let mut incidents = Incidents::default();
+        let (detect_config, analysis) = (DetectConfig::default(), AnalysisConfig::default());
+        let minute = 60 * SECOND;
+        let (fault_start, fault_end) = (60 * minute, 66 * minute);
+        let mut opened_at = None;
+        // Two hours, a request every 2 s; payment fails for six minutes from minute 60. The
+        // 6 h / 30 min alert keeps firing for 30 minutes after the failures stop (the short
+        // window's reset time), then the incident resolves 10 minutes later.
+        for n in 0..3_600u64 {
+            let t = n * 2 * SECOND;
+            let failing = (fault_start..fault_end).contains(&t);
+            for batch in request(n, t, failing) {
+                graph.apply_spans(&[batch]);
+            }
+            if incidents.tick(&graph, &detect_config, &analysis) && opened_at.is_none() {
+                opened_at = incidents.list().first().map(|i| i.opened_unix_nano);
+            }
+        }
+        let list = incidents.list();
+        assert_eq!(list.len(), 1, "one incident: {list:#?}");
+        let incident = list[0];
+        let opened = opened_at.expect("opened");
+        assert!(
+            (fault_start..fault_start + 3 * minute).contains(&opened),
+            "opened {} s after the fault began",
+            (opened as i64 - fault_start as i64) / SECOND as i64
+        );
+        assert!(incident
+            .symptoms
+            .iter()
+            .any(|s| s.service == "frontend" && s.objective == "error_ratio"));
+        let top = &incident.analysis.as_ref().expect("analysed").causes[0];
+        assert_eq!(top.entity.name, "payment", "{:#?}", incident.analysis);
+        assert_eq!(incident.status, Status::Resolved);
+        let resolved = incident.resolved_unix_nano.unwrap();
+        let quiet = fault_end + 30 * minute + detect_config.resolve_after_nanos;
+        assert!(
+            (quiet - minute..quiet + minute).contains(&resolved),
+            "resolved {} s after the failures stopped",
+            (resolved - fault_end) / SECOND
+        );
+    }
+
+    #[test]
+    fn a_healthy_system_opens_nothing_and_a_manual_incident_is_analysed() {
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        let mut incidents = Incidents::default();
+        for n in 0..600u64 {
+            for batch in request(n, n * 2 * SECOND, n % 500 == 7) {
+                graph.apply_spans(&[batch]);
+            }
+            incidents.tick(&graph, &DetectConfig::default(), &AnalysisConfig::default());
+        }
+        assert!(
+            incidents.list().is_empty(),
+            "a single failed request is no incident"
+        );
+        graph.flush();
+        let id = incidents
+            .open_manual(
+                &graph,
+                (600 * SECOND, 1_200 * SECOND),
+                Some("checkout looked slow".into()),
+                &AnalysisConfig::default(),
+            )
+            .id;
+        let incident = incidents.get(id).unwrap();
+        assert_eq!(incident.source, "manual");
+        assert!(incident.analysis.is_some(), "{:?}", incident.analysis_error);
+    }
+}

@@ -1,0 +1,50 @@
+//! An analysis of a window of the live graph: the baseline just before it, the history before
+//! that, and the changes near it, read from the graph and ranked.
+
+use loupe_graph::{ChangeQuery, KnowledgeGraph};
+
+use crate::error::Result;
+use crate::rank::{analyze, Analysis, AnalysisConfig, History};
+
+/// Ranks causes of `[start, end)` in `graph` against `[baseline_start, baseline_end)` (by
+/// default the window of equal length just before), the history of
+/// `config.history_periods` baseline-length periods before the baseline, and the changes from
+/// `config.change_lookback_nanos` before the window to its end.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn investigate(
+    graph: &KnowledgeGraph,
+    (start, end): (u64, u64),
+    baseline: Option<(u64, u64)>,
+    config: &AnalysisConfig,
+) -> Result<Analysis> {
+    let (baseline_start, baseline_end) =
+        baseline.unwrap_or((start.saturating_sub(end.saturating_sub(start)), start));
+    let len = baseline_end.saturating_sub(baseline_start);
+    let periods: Vec<_> = (1..=config.history_periods as u64)
+        .filter_map(|i| {
+            let end = baseline_start.checked_sub((i - 1) * len)?;
+            Some(graph.window(end.checked_sub(len)?, end))
+        })
+        .filter(|w| !w.services.is_empty())
+        .collect();
+    let history = History::new(periods);
+    let changes: Vec<_> = graph
+        .changes(&ChangeQuery {
+            from: start.saturating_sub(config.change_lookback_nanos),
+            to: end,
+            service: None,
+            known_at: None,
+        })
+        .into_iter()
+        .map(|c| c.change)
+        .collect();
+    analyze(
+        &graph.window(baseline_start, baseline_end),
+        &graph.window(start, end),
+        (!history.is_empty()).then_some(&history),
+        &changes,
+        config,
+    )
+}
