@@ -5,11 +5,13 @@ use loupe_graph::{ChangeQuery, KnowledgeGraph};
 
 use crate::error::Result;
 use crate::rank::{analyze, Analysis, AnalysisConfig, History};
+use crate::remediation::remediations;
 
 /// Ranks causes of `[start, end)` in `graph` against `[baseline_start, baseline_end)` (by
 /// default the window of equal length just before), the history of
 /// `config.history_periods` baseline-length periods before the baseline, and the changes from
-/// `config.change_lookback_nanos` before the window to its end.
+/// `config.change_lookback_nanos` before the window to its end; each cause gets its suggested
+/// remediations, with commands for where its service runs.
 ///
 /// # Errors
 /// As [`analyze`].
@@ -40,11 +42,16 @@ pub fn investigate(
         .into_iter()
         .map(|c| c.change)
         .collect();
-    analyze(
+    let mut analysis = analyze(
         &graph.window(baseline_start, baseline_end),
         &graph.window(start, end),
         (!history.is_empty()).then_some(&history),
         &changes,
         config,
-    )
+    )?;
+    for cause in &mut analysis.causes {
+        let placement = graph.placement(&cause.entity.name);
+        cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());
+    }
+    Ok(analysis)
 }

@@ -9,9 +9,11 @@ mod evidence;
 pub mod incident;
 mod investigate;
 mod rank;
+pub mod remediation;
 
 pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};
 pub use incident::{DetectConfig, Incident, Incidents, Slo, Status, Symptom};
 pub use investigate::investigate;
 pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef, History};
+pub use remediation::Remediation;

@@ -82,6 +82,13 @@ pub struct Cause {
     pub score: f64,
     /// The evidence, strongest first.
     pub evidence: Vec<Evidence>,
+    /// The change that weighed in on it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeEvent>,
+    /// Suggested actions (never run by loupe); filled when the analysis knows where the service
+    /// runs (see [`crate::investigate`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remediation: Vec<crate::remediation::Remediation>,
 }
 
 /// The result of one analysis.
@@ -570,6 +577,8 @@ pub fn analyze(
                 },
                 score,
                 evidence,
+                change: None,
+                remediation: Vec::new(),
             }
         })
         .collect();
@@ -643,6 +652,7 @@ fn weigh_changes(
         );
         e.score = added;
         cause.evidence.insert(0, e);
+        cause.change = Some(change.clone());
     }
 }
 
@@ -818,6 +828,8 @@ mod change_tests {
                     },
                     score: *score,
                     evidence: Vec::new(),
+                    change: None,
+                    remediation: Vec::new(),
                 })
                 .collect();
             let changes: Vec<ChangeEvent> = changes

@@ -97,7 +97,66 @@ pub struct BlastRadius {
     pub dependents: Vec<Dependent>,
 }
 
+/// Where a service runs, for suggested commands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Placement {
+    /// Kubernetes namespace of its pods, when known.
+    pub namespace: Option<String>,
+    /// Its workloads as `(kind, name)`: `("deployment", "checkout")`.
+    pub workloads: Vec<(String, String)>,
+    /// Its pods' names.
+    pub pods: Vec<String>,
+}
+
 impl KnowledgeGraph {
+    /// Where `service` runs (pods, their workloads and namespace), from the `runs_on` and
+    /// `part_of` relations; `None` for an unknown service.
+    pub fn placement(&self, service: &str) -> Option<Placement> {
+        use petgraph::visit::EdgeRef;
+        let i = *self.entities.get(&EntityKind::Service)?.get(service)?;
+        let mut out = Placement::default();
+        for pod in self
+            .graph
+            .edges_directed(i, Direction::Outgoing)
+            .filter(|e| e.weight().kind == RelationKind::RunsOn)
+            .map(|e| e.target())
+            .filter(|p| self.graph[*p].kind == EntityKind::Pod)
+        {
+            let p = &self.graph[pod];
+            let name = p.display.clone().unwrap_or_else(|| p.name.clone());
+            let (ns, short) = match name.split_once('/') {
+                Some((ns, n)) => (Some(ns.to_owned()), n.to_owned()),
+                None => (None, name),
+            };
+            let short = short.split('@').next().unwrap_or(&short).to_owned();
+            out.pods.push(short);
+            for w in self
+                .graph
+                .edges_directed(pod, Direction::Outgoing)
+                .filter(|e| e.weight().kind == RelationKind::PartOf)
+                .map(|e| e.target())
+                .filter(|w| self.graph[*w].kind == EntityKind::Workload)
+            {
+                // Workload keys are `namespace/kind/name` or `kind/name`.
+                let parts: Vec<&str> = self.graph[w].name.split('/').collect();
+                let (ns, kind, name) = match parts.as_slice() {
+                    [ns, kind, name] => (Some((*ns).to_owned()), *kind, *name),
+                    [kind, name] => (None, *kind, *name),
+                    _ => continue,
+                };
+                let workload = (kind.to_owned(), name.to_owned());
+                if !out.workloads.contains(&workload) {
+                    out.workloads.push(workload);
+                }
+                out.namespace = out.namespace.take().or(ns);
+            }
+            out.namespace = out.namespace.take().or(ns);
+        }
+        out.pods.sort();
+        out.pods.dedup();
+        Some(out)
+    }
+
     fn lookup(&self, id: &str) -> Result<NodeIndex, UnknownEntity> {
         self.find(id).ok_or_else(|| UnknownEntity(id.to_owned()))
     }

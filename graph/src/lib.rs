@@ -20,7 +20,9 @@ pub use changes::{ChangeQuery, ChangeRecord};
 pub use diff::{
     DiffQuery, EntityRef, GraphDiff, RedChange, RelationRef, Test, VersionChange, SIGNIFICANT_Z,
 };
-pub use entity::{BlastRadius, Dependent, EntityDetail, HistoryPoint, RelationOf, VersionSeen};
+pub use entity::{
+    BlastRadius, Dependent, EntityDetail, HistoryPoint, Placement, RelationOf, VersionSeen,
+};
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use series::Retention;

@@ -495,6 +495,16 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
         .unwrap()
         .contains("1.4.1 → 1.4.2"));
     assert!(first["score"].as_f64().unwrap() > score_before);
+    let commands: Vec<&str> = first["remediation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["command"].as_str())
+        .collect();
+    assert!(
+        commands.contains(&"kubectl rollout undo deployment/checkout"),
+        "{commands:?}"
+    );
     server.shutdown().await;
 }
 

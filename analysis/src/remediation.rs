@@ -1,0 +1,243 @@
+//! Suggested remediations: for each kind of cause, concrete actions with the exact command
+//! where one exists. They are suggestions for a person to run; loupe never runs them.
+
+use loupe_graph::Placement;
+use loupe_model::{ChangeEvent, ChangeKind};
+use serde::Serialize;
+
+use crate::rank::Cause;
+
+/// One suggested action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remediation {
+    /// What to do, for people.
+    pub action: String,
+    /// The command, when there is one to run as is (`kubectl …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Why this action follows from the evidence.
+    pub why: String,
+    /// Always true: loupe suggests, people decide and run.
+    pub suggestion: bool,
+}
+
+fn suggest(action: String, command: Option<String>, why: &str) -> Remediation {
+    Remediation {
+        action,
+        command,
+        why: why.to_owned(),
+        suggestion: true,
+    }
+}
+
+/// Suggestions for one cause, given the change that weighed in on it (if any) and where its
+/// service runs (if known): roll back a deployment, revert a flag, undo a configuration change;
+/// scale out or restart on resource saturation; read the logs of a failing service.
+pub fn remediations(
+    cause: &Cause,
+    change: Option<&ChangeEvent>,
+    placement: Option<&Placement>,
+) -> Vec<Remediation> {
+    let service = cause.entity.name.as_str();
+    let ns = placement
+        .and_then(|p| p.namespace.as_deref())
+        .map(|ns| format!(" -n {ns}"))
+        .unwrap_or_default();
+    let workload = placement
+        .and_then(|p| p.workloads.first())
+        .map(|(kind, name)| format!("{kind}/{name}"));
+    let mut out = Vec::new();
+    if let Some(c) = change {
+        match c.kind {
+            ChangeKind::Deployment => {
+                let target = workload
+                    .clone()
+                    .unwrap_or_else(|| format!("deployment/{service}"));
+                let to = c
+                    .version_from
+                    .as_deref()
+                    .map(|v| format!(" (back to {v})"))
+                    .unwrap_or_default();
+                out.push(suggest(
+                    format!("Roll back {target}{to}"),
+                    Some(format!("kubectl rollout undo {target}{ns}")),
+                    "the service was deployed shortly before the anomaly began",
+                ));
+                out.push(suggest(
+                    "Find the revision to roll back to".into(),
+                    Some(format!("kubectl rollout history {target}{ns}")),
+                    "`rollout undo --to-revision=N` picks a revision other than the previous one",
+                ));
+            }
+            ChangeKind::FeatureFlag => {
+                let flag = c.flag.as_deref().unwrap_or("the flag");
+                let back = c.version_from.as_deref().unwrap_or("its previous variant");
+                out.push(suggest(
+                    format!("Revert feature flag {flag} to {back} in your flag provider"),
+                    None,
+                    "the flag's variant flipped shortly before the anomaly began",
+                ));
+            }
+            ChangeKind::Config => out.push(suggest(
+                format!(
+                    "Revert the configuration change to {service}{}",
+                    c.commit
+                        .as_deref()
+                        .map(|x| format!(" (commit {x})"))
+                        .unwrap_or_default()
+                ),
+                None,
+                "its configuration changed shortly before the anomaly began",
+            )),
+            ChangeKind::Scaling | ChangeKind::KubernetesEvent => {}
+        }
+    }
+    let has = |feature: &str| {
+        cause
+            .evidence
+            .iter()
+            .any(|e| e.feature == feature && e.score > 0.0)
+    };
+    if has("cpu_utilization") || has("memory_utilization") || has("self_time_p50") {
+        if let Some(w) = &workload {
+            out.push(suggest(
+                format!("Scale {w} out"),
+                Some(format!("kubectl scale {w}{ns} --replicas=<current + 1>")),
+                "its own work slowed or its pods ran hot",
+            ));
+        }
+        if has("memory_utilization") {
+            if let Some(w) = &workload {
+                out.push(suggest(
+                    format!("Restart {w} to reclaim memory"),
+                    Some(format!("kubectl rollout restart {w}{ns}")),
+                    "its pods' memory grew",
+                ));
+            }
+        }
+        if let Some(pod) = placement.and_then(|p| p.pods.first()) {
+            out.push(suggest(
+                format!("See what {pod} is using"),
+                Some(format!("kubectl top pod {pod}{ns} --containers")),
+                "resource use shows which container saturates",
+            ));
+        }
+    }
+    if has("error_spans") || has("error_log_records") || has("log_records_per_request") {
+        let target = workload
+            .clone()
+            .unwrap_or_else(|| format!("deployment/{service}"));
+        out.push(suggest(
+            format!("Read {service}'s recent logs"),
+            Some(format!(
+                "kubectl logs {target}{ns} --since=15m --all-containers"
+            )),
+            "the failures originate in it",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{Evidence, EvidenceSignal};
+    use crate::rank::EntityRef;
+
+    fn cause(features: &[&'static str]) -> Cause {
+        Cause {
+            rank: 1,
+            entity: EntityRef {
+                kind: "service",
+                name: "checkout".into(),
+            },
+            score: 5.0,
+            evidence: features
+                .iter()
+                .map(|f| {
+                    let mut e =
+                        Evidence::new(EvidenceSignal::Traces, f, String::new(), 0.0, 1.0, 1.0);
+                    e.score = 1.0;
+                    e
+                })
+                .collect(),
+            change: None,
+            remediation: Vec::new(),
+        }
+    }
+
+    fn placement() -> Placement {
+        Placement {
+            namespace: Some("shop".into()),
+            workloads: vec![("deployment".into(), "checkout".into())],
+            pods: vec!["checkout-7d9f-x2x9z".into()],
+        }
+    }
+
+    /// One line per case: evidence features, change, expected commands.
+    #[test]
+    fn commands_per_cause_type() {
+        let deploy = {
+            let mut c = ChangeEvent::new(ChangeKind::Deployment, 0, "argocd");
+            c.version_from = Some("1.14.1".into());
+            c
+        };
+        let flag = {
+            let mut c = ChangeEvent::new(ChangeKind::FeatureFlag, 0, "openfeature");
+            c.flag = Some("paymentFailure".into());
+            c.version_from = Some("off".into());
+            c
+        };
+        #[allow(clippy::type_complexity)]
+        let cases: &[(
+            &str,
+            &[&'static str],
+            Option<&ChangeEvent>,
+            &[&str],
+            &[&str],
+        )] = &[
+            (
+                "deployment",
+                &["error_spans"],
+                Some(&deploy),
+                &[
+                    "kubectl rollout undo deployment/checkout -n shop",
+                    "kubectl rollout history deployment/checkout -n shop",
+                    "kubectl logs deployment/checkout -n shop --since=15m --all-containers",
+                ],
+                &["Roll back deployment/checkout (back to 1.14.1)"],
+            ),
+            (
+                "flag",
+                &[],
+                Some(&flag),
+                &[],
+                &["Revert feature flag paymentFailure to off in your flag provider"],
+            ),
+            (
+                "memory",
+                &["memory_utilization"],
+                None,
+                &[
+                    "kubectl scale deployment/checkout -n shop --replicas=<current + 1>",
+                    "kubectl rollout restart deployment/checkout -n shop",
+                    "kubectl top pod checkout-7d9f-x2x9z -n shop --containers",
+                ],
+                &[],
+            ),
+            ("nothing to say", &[], None, &[], &[]),
+        ];
+        for (name, features, change, commands, actions) in cases {
+            let got = remediations(&cause(features), *change, Some(&placement()));
+            let got_commands: Vec<&str> = got.iter().filter_map(|r| r.command.as_deref()).collect();
+            assert_eq!(&got_commands, commands, "{name}");
+            for a in *actions {
+                assert!(
+                    got.iter().any(|r| r.action == *a),
+                    "{name}: {a} not in {got:#?}"
+                );
+            }
+            assert!(got.iter().all(|r| r.suggestion));
+        }
+    }
+}
