@@ -246,13 +246,7 @@ async fn malformed_input_gets_its_specified_error_and_the_server_keeps_serving()
         .as_array_mut()
         .unwrap()
         .push(valid["resourceSpans"][0].clone());
-    let (status, _, body) = post(
-        addr,
-        "/v1/traces",
-        &json_ct,
-        serde_json::to_vec(&request).unwrap(),
-    )
-    .await;
+    let (status, _, body) = support::post_json(addr, "/v1/traces", &request).await;
     assert_eq!(status, 200);
     let response: Value = serde_json::from_slice(&body).unwrap();
     let partial = &response["partialSuccess"];
@@ -351,14 +345,7 @@ async fn a_replayed_nezha_case_names_its_root_cause_in_the_top_three() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spans_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!(
-        "loupe-e2e-restart-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = support::temp_dir("restart");
     let server = start(Some(dir.clone())).await;
     let request = json_trace("0102030405060708090a0b0c0d0e0f10", "1112131415161718");
     let (status, _, _) = post(
@@ -450,13 +437,7 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     support::wait_for_join_buffer(server.http_addr).await;
     let body =
         json!({"start": (T0 + 160) * 1_000_000_000u64, "end": (T0 + 180) * 1_000_000_000u64});
-    let (status, _, bytes) = post(
-        server.http_addr,
-        "/api/v1/analyze",
-        &json_ct,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await;
+    let (status, _, bytes) = support::post_json(server.http_addr, "/api/v1/analyze", &body).await;
     assert_eq!(status, 200);
     let analysis: Value = serde_json::from_slice(&bytes).unwrap();
     let first = &analysis["causes"][0];
@@ -468,21 +449,9 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     // A deployment of checkout just before the errors began is shown and weighs in.
     let change = json!({"kind": "deployment", "service": "checkout", "time": (T0 + 119) * 1_000_000_000u64,
         "version_from": "1.4.1", "version_to": "1.4.2"});
-    let (status, _, _) = post(
-        server.http_addr,
-        "/api/v1/changes",
-        &json_ct,
-        serde_json::to_vec(&change).unwrap(),
-    )
-    .await;
+    let (status, _, _) = support::post_json(server.http_addr, "/api/v1/changes", &change).await;
     assert_eq!(status, 201);
-    let (_, _, bytes) = post(
-        server.http_addr,
-        "/api/v1/analyze",
-        &json_ct,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await;
+    let (_, _, bytes) = support::post_json(server.http_addr, "/api/v1/analyze", &body).await;
     let analysis: Value = serde_json::from_slice(&bytes).unwrap();
     let first = &analysis["causes"][0];
     assert_eq!(first["entity"]["name"], "checkout");
@@ -517,14 +486,7 @@ fn change_payload(name: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_changes_land_and_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!(
-        "loupe-e2e-changes-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = support::temp_dir("changes");
     let server = start(Some(dir.clone())).await;
     let json_ct = ("content-type", "application/json");
     let (status, _, body) = post(
@@ -591,16 +553,9 @@ async fn webhook_changes_land_and_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entity_history_diff_and_blast_radius_through_the_api() {
     let server = start(None).await;
-    let json_ct = [("content-type", "application/json")];
     for n in 0..60u64 {
         let (traces, _) = chain_request(n, (T0 + n) * 1_000_000_000, 9);
-        let (status, _, _) = post(
-            server.otlp_http_addr,
-            "/v1/traces",
-            &json_ct,
-            serde_json::to_vec(&traces).unwrap(),
-        )
-        .await;
+        let (status, _, _) = support::post_json(server.otlp_http_addr, "/v1/traces", &traces).await;
         assert_eq!(status, 200);
     }
     support::wait_for_join_buffer(server.http_addr).await;
@@ -670,7 +625,6 @@ async fn entity_history_diff_and_blast_radius_through_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_requests_open_an_incident_that_names_the_failing_service() {
     let server = start(None).await;
-    let json_ct = [("content-type", "application/json")];
     // 70 minutes of a request every 5 s; from minute 62 payment fails and the failure
     // propagates to checkout and frontend.
     let minute = 60u64;
@@ -683,13 +637,7 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
                     json!({"code": 2, "message": "payment declined"});
             }
         }
-        let (status, _, _) = post(
-            server.otlp_http_addr,
-            "/v1/traces",
-            &json_ct,
-            serde_json::to_vec(&traces).unwrap(),
-        )
-        .await;
+        let (status, _, _) = support::post_json(server.otlp_http_addr, "/v1/traces", &traces).await;
         assert_eq!(status, 200);
     }
     support::wait_for_join_buffer(server.http_addr).await;
@@ -717,13 +665,7 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
 
     // By hand, for any window.
     let body = json!({"start": (T0 + 30 * minute) * 1_000_000_000, "end": (T0 + 35 * minute) * 1_000_000_000, "title": "was it slow?"});
-    let (status, _, bytes) = post(
-        server.http_addr,
-        "/api/v1/incidents",
-        &json_ct,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await;
+    let (status, _, bytes) = support::post_json(server.http_addr, "/api/v1/incidents", &body).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
     let manual: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(manual["source"], "manual");

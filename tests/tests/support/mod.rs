@@ -62,6 +62,24 @@ pub async fn post(
     )
 }
 
+/// POSTs `body` as `application/json`; returns status, headers and body.
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let bytes = serde_json::to_vec(body).expect("json encodes");
+    post(addr, path, &[("content-type", "application/json")], bytes).await
+}
+
+/// A fresh directory under the system's temp dir for one test's data.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("loupe-e2e-{name}-{}-{nanos}", std::process::id()))
+}
+
 /// GETs `path`; returns status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
