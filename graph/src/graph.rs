@@ -685,6 +685,13 @@ impl KnowledgeGraph {
         mut facts: SpanFacts,
     ) -> SpanFacts {
         use loupe_model::semconv as sc;
+        // Server and internal spans (most of them) name no dependency: no attribute lookups.
+        if !matches!(
+            span.kind,
+            SpanKind::Client | SpanKind::Producer | SpanKind::Consumer
+        ) {
+            return facts;
+        }
         let attr = |k: &str| span.attributes.get_str(k);
         let (target, kind) = if let Some(system) = attr(sc::DB_SYSTEM_NAME).or(attr("db.system")) {
             if span.kind != SpanKind::Client {
