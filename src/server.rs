@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents};
+use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents, Verdicts};
 use loupe_api::ApiState;
 use loupe_graph::GraphConfig;
 use loupe_ingest::{grpc_router, http_router, Limits, Receiver};
@@ -119,7 +119,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     };
     let engine = Arc::new(engine);
     let receiver = Receiver::new(engine.clone(), config.limits);
-    let incidents = Arc::new(Mutex::new(Incidents::default()));
+    // Verdicts are kept beside the write-ahead log; incidents themselves are rebuilt by
+    // detection and not kept yet.
+    let incidents = match &config.data_dir {
+        Some(dir) => {
+            let (verdicts, skipped) = Verdicts::open(&dir.join("verdicts.jsonl"))?;
+            if skipped > 0 {
+                tracing::warn!(skipped, "verdict lines that do not parse were skipped");
+            }
+            Incidents::with_verdicts(verdicts)
+        }
+        None => Incidents::default(),
+    };
+    let incidents = Arc::new(Mutex::new(incidents));
     let api = loupe_api::router(ApiState {
         graph: engine.graph(),
         clock: clock.clone(),

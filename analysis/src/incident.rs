@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::investigate::investigate;
 use crate::rank::{Analysis, AnalysisConfig};
+use crate::verdict::Verdicts;
 
 const MINUTE: u64 = 60 * 1_000_000_000;
 
@@ -228,12 +229,28 @@ pub struct Incident {
     pub analysis_error: Option<String>,
 }
 
-/// Incidents, newest last.
+/// Incidents, newest last, and the verdicts on their causes.
 #[derive(Debug, Default)]
 pub struct Incidents {
     incidents: Vec<Incident>,
     /// Valid time of the last evaluation.
     last_tick: u64,
+    /// SRE verdicts, durable when opened on a file.
+    pub verdicts: Verdicts,
+}
+
+/// Why a verdict could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictRejected {
+    /// No such incident.
+    #[error("no incident {0}")]
+    NoIncident(u64),
+    /// The incident has no such cause.
+    #[error("incident {0} has no cause {1}")]
+    NoCause(u64, String),
+    /// It could not be made durable.
+    #[error(transparent)]
+    Io(#[from] crate::verdict::VerdictError),
 }
 
 impl Incidents {
@@ -247,16 +264,96 @@ impl Incidents {
         self.incidents.iter().find(|i| i.id == id)
     }
 
-    fn analyze(incident: &mut Incident, graph: &KnowledgeGraph, end: u64, config: &AnalysisConfig) {
+    /// Incidents whose verdicts are kept in `verdicts`.
+    pub fn with_verdicts(verdicts: Verdicts) -> Self {
+        Self {
+            verdicts,
+            ..Self::default()
+        }
+    }
+
+    fn analyze(
+        incident: &mut Incident,
+        graph: &KnowledgeGraph,
+        end: u64,
+        verdicts: &Verdicts,
+        config: &AnalysisConfig,
+    ) {
         // The window: from the onset to now, at least five minutes.
         let start = incident.onset_unix_nano.min(end.saturating_sub(5 * MINUTE));
-        match investigate(graph, (start, end.max(start + 1)), None, config) {
-            Ok(a) => {
+        match investigate(
+            graph,
+            (start, end.max(start + 1)),
+            None,
+            Some(verdicts),
+            config,
+        ) {
+            Ok(mut a) => {
+                demote_rejected(&mut a, verdicts.of_incident(incident.id));
                 incident.analysis = Some(a);
                 incident.analysis_error = None;
             }
             Err(e) => incident.analysis_error = Some(e.to_string()),
         }
+    }
+
+    /// Records an SRE's verdict on one cause (`service:payment`) of an incident. A rejected
+    /// cause drops below every other cause of that incident at once; every later analysis
+    /// weighs causes that match earlier verdicts (see [`Verdicts::prior`]).
+    ///
+    /// # Errors
+    /// [`VerdictRejected`] for an unknown incident or cause, or when the verdict cannot be
+    /// made durable.
+    pub fn judge(
+        &mut self,
+        incident: u64,
+        cause: &str,
+        (verdict, comment, by): (crate::verdict::Judgement, String, String),
+        now: u64,
+    ) -> Result<crate::verdict::Verdict, VerdictRejected> {
+        let i = self
+            .incidents
+            .iter_mut()
+            .find(|i| i.id == incident)
+            .ok_or(VerdictRejected::NoIncident(incident))?;
+        let analysis = i
+            .analysis
+            .as_mut()
+            .ok_or_else(|| VerdictRejected::NoCause(incident, cause.to_owned()))?;
+        let judged = analysis
+            .causes
+            .iter()
+            .find(|c| format!("{}:{}", c.entity.kind, c.entity.name) == cause)
+            .ok_or_else(|| VerdictRejected::NoCause(incident, cause.to_owned()))?;
+        let record = crate::verdict::Verdict {
+            incident,
+            cause: cause.to_owned(),
+            verdict,
+            comment,
+            by,
+            at_unix_nano: now,
+            window: analysis.window,
+            features: judged
+                .evidence
+                .iter()
+                .filter(|e| e.score > 0.0)
+                .map(|e| e.feature.to_owned())
+                .collect(),
+        };
+        self.verdicts.record(record.clone())?;
+        demote_rejected(analysis, self.verdicts.of_incident(incident));
+        i.timeline.push(TimelineEntry {
+            at_unix_nano: i.timeline.last().map_or(0, |t| t.at_unix_nano),
+            event: format!(
+                "{} {} {cause}",
+                record.by,
+                match verdict {
+                    crate::verdict::Judgement::Accepted => "accepted",
+                    crate::verdict::Judgement::Rejected => "rejected",
+                }
+            ),
+        });
+        Ok(record)
     }
 
     /// Opens an incident by hand for `[start, end)` and analyses it.
@@ -284,7 +381,7 @@ impl Incidents {
             analysis: None,
             analysis_error: None,
         };
-        match investigate(graph, (start, end), None, config) {
+        match investigate(graph, (start, end), None, Some(&self.verdicts), config) {
             Ok(a) => incident.analysis = Some(a),
             Err(e) => incident.analysis_error = Some(e.to_string()),
         }
@@ -343,7 +440,7 @@ impl Incidents {
                     analysis: None,
                     analysis_error: None,
                 };
-                Self::analyze(&mut incident, graph, now, analysis);
+                Self::analyze(&mut incident, graph, now, &self.verdicts, analysis);
                 self.incidents.push(incident);
                 true
             }
@@ -364,7 +461,7 @@ impl Incidents {
                         }
                     }
                 }
-                Self::analyze(incident, graph, now, analysis);
+                Self::analyze(incident, graph, now, &self.verdicts, analysis);
                 true
             }
             (Some(incident), true) => {
@@ -388,6 +485,24 @@ impl Incidents {
             }
         }
     }
+}
+
+/// Rejected causes of this incident drop below the rest (score 0), in their order.
+fn demote_rejected(analysis: &mut Analysis, verdicts: Vec<&crate::verdict::Verdict>) {
+    let rejected: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v.verdict == crate::verdict::Judgement::Rejected)
+        .map(|v| v.cause.as_str())
+        .collect();
+    if rejected.is_empty() {
+        return;
+    }
+    for c in &mut analysis.causes {
+        if rejected.contains(&format!("{}:{}", c.entity.kind, c.entity.name).as_str()) {
+            c.score = 0.0;
+        }
+    }
+    crate::verdict::rerank(&mut analysis.causes);
 }
 
 fn describe(s: &Symptom) -> String {
@@ -414,6 +529,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::verdict::Judgement;
 
     const SECOND: u64 = 1_000_000_000;
 
@@ -534,5 +650,89 @@ mod tests {
         let incident = incidents.get(id).unwrap();
         assert_eq!(incident.source, "manual");
         assert!(incident.analysis.is_some(), "{:?}", incident.analysis_error);
+    }
+
+    /// frontend calls checkout on even requests and cart on odd ones; from 10 minutes on,
+    /// checkout fails 3 in 10 of its calls and cart 1 in 4.
+    fn two_failing_branches() -> KnowledgeGraph {
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        for n in 0..1_200u64 {
+            let t = n * SECOND;
+            let (callee, k) = if n % 2 == 0 {
+                ("checkout", n / 2)
+            } else {
+                ("cart", n / 2)
+            };
+            let faulty = t >= 600 * SECOND;
+            let failing = faulty
+                && match callee {
+                    "checkout" => k % 10 < 3,
+                    _ => k % 4 == 0,
+                };
+            let span = |i: u64, parent: Option<u64>, error: bool| Span {
+                trace_id: TraceId(u128::from(n + 1).to_be_bytes()),
+                span_id: SpanId((n * 4 + i).to_be_bytes()),
+                parent_span_id: parent.map(|p| SpanId((n * 4 + p).to_be_bytes())),
+                name: "GET /".into(),
+                kind: SpanKind::Server,
+                start_time_unix_nano: t + i * 1_000_000,
+                end_time_unix_nano: t + 20_000_000 - i * 1_000_000,
+                status: if error {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
+                attributes: Attributes::default(),
+            };
+            graph.apply_spans(&[spans("frontend", vec![span(1, None, false)])]);
+            graph.apply_spans(&[spans(callee, vec![span(2, Some(1), failing)])]);
+        }
+        graph.flush();
+        graph
+    }
+
+    #[test]
+    fn a_rejected_cause_drops_at_once_and_ranks_lower_in_a_repeated_case() {
+        let graph = two_failing_branches();
+        let window = (600 * SECOND, 1_200 * SECOND);
+        let config = AnalysisConfig::default();
+        let mut incidents = Incidents::default();
+        let top = |i: &Incident| i.analysis.as_ref().unwrap().causes[0].entity.name.clone();
+        let first = incidents.open_manual(&graph, window, None, &config).id;
+        assert_eq!(top(incidents.get(first).unwrap()), "checkout");
+        incidents
+            .judge(
+                first,
+                "service:checkout",
+                (Judgement::Rejected, "by design".into(), "ana".into()),
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            top(incidents.get(first).unwrap()),
+            "cart",
+            "demoted at once"
+        );
+        assert_eq!(incidents.verdicts.of_incident(first).len(), 1);
+        // The same case again: what was rejected weighs less.
+        let again = incidents.open_manual(&graph, window, None, &config).id;
+        assert_eq!(top(incidents.get(again).unwrap()), "cart");
+        // An unknown cause or incident is refused.
+        assert!(incidents
+            .judge(
+                again,
+                "service:nope",
+                (Judgement::Accepted, String::new(), "ana".into()),
+                2
+            )
+            .is_err());
+        assert!(incidents
+            .judge(
+                99,
+                "service:cart",
+                (Judgement::Accepted, String::new(), "ana".into()),
+                2
+            )
+            .is_err());
     }
 }

@@ -6,12 +6,14 @@ use loupe_graph::{ChangeQuery, KnowledgeGraph};
 use crate::error::Result;
 use crate::rank::{analyze, Analysis, AnalysisConfig, History};
 use crate::remediation::remediations;
+use crate::verdict::Verdicts;
 
 /// Ranks causes of `[start, end)` in `graph` against `[baseline_start, baseline_end)` (by
 /// default the window of equal length just before), the history of
 /// `config.history_periods` baseline-length periods before the baseline, and the changes from
 /// `config.change_lookback_nanos` before the window to its end; each cause gets its suggested
-/// remediations, with commands for where its service runs.
+/// remediations, with commands for where its service runs; `verdicts`, when given, reweigh the
+/// ranking by what people accepted and rejected before.
 ///
 /// # Errors
 /// As [`analyze`].
@@ -19,6 +21,7 @@ pub fn investigate(
     graph: &KnowledgeGraph,
     (start, end): (u64, u64),
     baseline: Option<(u64, u64)>,
+    verdicts: Option<&Verdicts>,
     config: &AnalysisConfig,
 ) -> Result<Analysis> {
     let (baseline_start, baseline_end) =
@@ -49,6 +52,9 @@ pub fn investigate(
         &changes,
         config,
     )?;
+    if let Some(v) = verdicts {
+        v.reweigh(&mut analysis.causes);
+    }
     for cause in &mut analysis.causes {
         let placement = graph.placement(&cause.entity.name);
         cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());

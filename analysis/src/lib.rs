@@ -10,6 +10,7 @@ pub mod incident;
 mod investigate;
 mod rank;
 pub mod remediation;
+pub mod verdict;
 
 pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};
@@ -17,3 +18,4 @@ pub use incident::{DetectConfig, Incident, Incidents, Slo, Status, Symptom};
 pub use investigate::investigate;
 pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef, History};
 pub use remediation::Remediation;
+pub use verdict::{Judgement, Verdict, Verdicts};

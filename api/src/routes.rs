@@ -7,7 +7,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use loupe_analysis::{investigate, Analysis, AnalysisConfig, Incident, Incidents};
+use loupe_analysis::incident::VerdictRejected;
+use loupe_analysis::{
+    investigate, Analysis, AnalysisConfig, Incident, Incidents, Judgement, Verdict,
+};
 use loupe_graph::{
     ChangeQuery, ChangeRecord, DiffQuery, GraphDiff, GraphQuery, GraphSnapshot, KnowledgeGraph,
     ServiceSummary,
@@ -57,6 +60,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analyze", post(analyze_window))
         .route("/api/v1/incidents", get(list_incidents).post(open_incident))
         .route("/api/v1/incidents/{id}", get(get_incident))
+        .route(
+            "/api/v1/incidents/{id}/causes/{cause}/verdict",
+            post(post_verdict),
+        )
+        .route("/api/v1/verdicts", get(list_verdicts))
         .with_state(state)
         .merge(loupe_ui::router())
 }
@@ -295,11 +303,13 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
     }
     let worker = state.clone();
     let analysis = tokio::task::spawn_blocking(move || {
+        let incidents = incidents_of(&worker)?;
         worker.read(|g| {
             investigate(
                 g,
                 (start, end),
                 Some((baseline_start, baseline_end)),
+                Some(&incidents.verdicts),
                 &worker.analysis,
             )
         })
@@ -357,19 +367,77 @@ async fn list_incidents(State(state): State<ApiState>) -> Result<Json<serde_json
     Ok(Json(serde_json::json!({ "incidents": list })))
 }
 
-/// `GET /api/v1/incidents/{id}`: symptoms, onset, timeline and ranked causes.
+fn incident_id(id: &str) -> Result<u64> {
+    id.parse()
+        .map_err(|_| ApiError::invalid("id", format!("{id:?} is not an incident id")))
+}
+
+/// `GET /api/v1/incidents/{id}`: symptoms, onset, timeline, ranked causes and verdicts.
 async fn get_incident(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Incident>> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::invalid("id", format!("{id:?} is not an incident id")))?;
+) -> Result<Json<serde_json::Value>> {
+    let id = incident_id(&id)?;
     let incidents = incidents_of(&state)?;
     let incident = incidents
         .get(id)
         .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    Ok(Json(incident.clone()))
+    let mut body = serde_json::to_value(incident).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["verdicts"] = serde_json::to_value(incidents.verdicts.of_incident(id))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct VerdictRequest {
+    verdict: Judgement,
+    #[serde(default)]
+    comment: String,
+    by: String,
+}
+
+/// `POST /api/v1/incidents/{id}/causes/{cause}/verdict`
+/// `{"verdict":"accepted"|"rejected","comment":…,"by":…}`: records it durably; a rejected cause
+/// drops at once, and later analyses weigh causes like it accordingly.
+async fn post_verdict(
+    State(state): State<ApiState>,
+    Path((id, cause)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<Verdict>)> {
+    let id = incident_id(&id)?;
+    let request: VerdictRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    if request.by.trim().is_empty() {
+        return Err(ApiError::invalid("by", "say who gives the verdict"));
+    }
+    let now = state.clock.now_unix_nano();
+    let worker = state.clone();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let mut incidents = incidents_of(&worker)?;
+        incidents
+            .judge(
+                id,
+                &cause,
+                (request.verdict, request.comment, request.by),
+                now,
+            )
+            .map_err(|e| match e {
+                VerdictRejected::Io(e) => ApiError::Internal(e.to_string()),
+                other => ApiError::NotFound(other.to_string()),
+            })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((axum::http::StatusCode::CREATED, Json(verdict)))
+}
+
+/// `GET /api/v1/verdicts`: every verdict with its case window and evidence features, oldest
+/// first: the labels `loupe train` learns from.
+async fn list_verdicts(State(state): State<ApiState>) -> Result<Json<serde_json::Value>> {
+    let incidents = incidents_of(&state)?;
+    Ok(Json(
+        serde_json::json!({ "verdicts": incidents.verdicts.all() }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -663,6 +663,26 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
         "payment"
     );
 
+    // An SRE rejects payment: it drops at once and the verdict is listed and exported.
+    let path = format!("/api/v1/incidents/{id}/causes/service:payment/verdict");
+    let verdict = json!({"verdict": "rejected", "comment": "a test double", "by": "ana"});
+    let (status, _, bytes) = support::post_json(server.http_addr, &path, &verdict).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+    let incident = get_json(server.http_addr, &format!("/api/v1/incidents/{id}")).await;
+    assert_ne!(
+        incident["analysis"]["causes"][0]["entity"]["name"],
+        "payment"
+    );
+    assert_eq!(incident["verdicts"][0]["by"], "ana");
+    let labels = get_json(server.http_addr, "/api/v1/verdicts").await;
+    assert_eq!(labels["verdicts"].as_array().unwrap().len(), 1);
+    let unknown = format!("/api/v1/incidents/{id}/causes/service:nope/verdict");
+    let (status, _, _) = support::post_json(server.http_addr, &unknown, &verdict).await;
+    assert_eq!(status, 404);
+    let anonymous = json!({"verdict": "accepted", "by": ""});
+    let (status, _, _) = support::post_json(server.http_addr, &path, &anonymous).await;
+    assert_eq!(status, 400);
+
     // By hand, for any window.
     let body = json!({"start": (T0 + 30 * minute) * 1_000_000_000, "end": (T0 + 35 * minute) * 1_000_000_000, "title": "was it slow?"});
     let (status, _, bytes) = support::post_json(server.http_addr, "/api/v1/incidents", &body).await;

@@ -1,0 +1,270 @@
+//! SRE verdicts on ranked causes: stored durably (one JSON line each), exported as labels, and
+//! learned from: a cause whose service and evidence match causes people rejected before ranks
+//! lower, one that matches accepted causes higher, until the learned ranker takes this over.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rank::Cause;
+
+/// Accepted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    /// The cause was right.
+    Accepted,
+    /// The cause was wrong (or "by design").
+    Rejected,
+}
+
+/// One verdict, as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The incident.
+    pub incident: u64,
+    /// The cause's entity id (`service:payment`).
+    pub cause: String,
+    /// Accepted or rejected.
+    pub verdict: Judgement,
+    /// Why, in the person's words.
+    #[serde(default)]
+    pub comment: String,
+    /// Who.
+    pub by: String,
+    /// When (wall clock), unix nanoseconds.
+    pub at_unix_nano: u64,
+    /// The incident's analysed window, `[start, end)` unix nanoseconds: the label's case.
+    pub window: [u64; 2],
+    /// The cause's evidence features when judged (the pattern the verdict is about).
+    pub features: Vec<String>,
+}
+
+/// How strongly one verdict moves a matching cause: ×2 per acceptance, ×½ per rejection,
+/// within [1/16, 4].
+const STEP: f64 = 2.0;
+const FLOOR: f64 = 1.0 / 16.0;
+const CEILING: f64 = 4.0;
+
+/// The verdicts, with the file that keeps them.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    verdicts: Vec<Verdict>,
+    path: Option<PathBuf>,
+}
+
+/// A verdict file line that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictError {
+    /// The file could not be read or written.
+    #[error("verdict log {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Verdicts {
+    /// Verdicts kept in `path` (JSON lines), loading those already there. A line that does not
+    /// parse (a torn last write) is skipped and counted in the second value.
+    ///
+    /// # Errors
+    /// [`VerdictError::Io`] when the file exists but cannot be read.
+    pub fn open(path: &Path) -> Result<(Self, usize), VerdictError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(VerdictError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let mut skipped = 0;
+        let verdicts = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                let v = serde_json::from_str(l).ok();
+                skipped += usize::from(v.is_none());
+                v
+            })
+            .collect();
+        Ok((
+            Self {
+                verdicts,
+                path: Some(path.to_owned()),
+            },
+            skipped,
+        ))
+    }
+
+    /// Records a verdict: appended to the file and synced before it counts.
+    ///
+    /// # Errors
+    /// [`VerdictError::Io`] when it cannot be written; nothing is recorded then.
+    pub fn record(&mut self, verdict: Verdict) -> Result<(), VerdictError> {
+        if let Some(path) = &self.path {
+            let io = |source| VerdictError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            let mut line = serde_json::to_vec(&verdict).map_err(|e| io(e.into()))?;
+            line.push(b'\n');
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io)?;
+            file.write_all(&line).map_err(io)?;
+            file.sync_data().map_err(io)?;
+        }
+        self.verdicts.push(verdict);
+        Ok(())
+    }
+
+    /// Every verdict, oldest first.
+    pub fn all(&self) -> &[Verdict] {
+        &self.verdicts
+    }
+
+    /// The verdicts on one incident.
+    pub fn of_incident(&self, incident: u64) -> Vec<&Verdict> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.incident == incident)
+            .collect()
+    }
+
+    /// The factor verdicts give `cause`: ×2 for each accepted and ×½ for each rejected verdict
+    /// on the same entity whose evidence shared a feature with this cause's, within [1/16, 4].
+    pub fn prior(&self, cause: &Cause) -> f64 {
+        let id = format!("{}:{}", cause.entity.kind, cause.entity.name);
+        let matching = self.verdicts.iter().filter(|v| {
+            v.cause == id
+                && cause
+                    .evidence
+                    .iter()
+                    .any(|e| e.score > 0.0 && v.features.iter().any(|f| f == e.feature))
+        });
+        let exponent: i32 = matching
+            .map(|v| match v.verdict {
+                Judgement::Accepted => 1,
+                Judgement::Rejected => -1,
+            })
+            .sum();
+        STEP.powi(exponent).clamp(FLOOR, CEILING)
+    }
+
+    /// Applies the priors to a ranking and re-ranks it.
+    pub fn reweigh(&self, causes: &mut [Cause]) {
+        if self.verdicts.is_empty() {
+            return;
+        }
+        for c in causes.iter_mut() {
+            c.score *= self.prior(c);
+        }
+        rerank(causes);
+    }
+}
+
+/// Sorts causes by score (name on ties) and numbers them from 1.
+pub(crate) fn rerank(causes: &mut [Cause]) {
+    causes.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.entity.name.cmp(&b.entity.name))
+    });
+    causes
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, c)| c.rank = i + 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{Evidence, EvidenceSignal};
+    use crate::rank::EntityRef;
+
+    fn cause(name: &str, score: f64, feature: &'static str) -> Cause {
+        let mut e = Evidence::new(
+            EvidenceSignal::Traces,
+            feature,
+            String::new(),
+            0.0,
+            1.0,
+            1.0,
+        );
+        e.score = score;
+        Cause {
+            rank: 0,
+            entity: EntityRef {
+                kind: "service",
+                name: name.into(),
+            },
+            score,
+            evidence: vec![e],
+            change: None,
+            remediation: Vec::new(),
+        }
+    }
+
+    fn verdict(cause: &str, verdict: Judgement, feature: &str) -> Verdict {
+        Verdict {
+            incident: 1,
+            cause: cause.into(),
+            verdict,
+            comment: String::new(),
+            by: "sre".into(),
+            at_unix_nano: 0,
+            window: [0, 1],
+            features: vec![feature.into()],
+        }
+    }
+
+    #[test]
+    fn priors_follow_matching_verdicts_and_survive_a_reload() {
+        let path =
+            std::env::temp_dir().join(format!("loupe-verdicts-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (mut log, _) = Verdicts::open(&path).unwrap();
+        log.record(verdict(
+            "service:poller",
+            Judgement::Rejected,
+            "self_time_p50",
+        ))
+        .unwrap();
+        let poller = cause("poller", 6.0, "self_time_p50");
+        assert_eq!(log.prior(&poller), 0.5);
+        // Another pattern on the same service is not what was rejected.
+        assert_eq!(log.prior(&cause("poller", 6.0, "error_spans")), 1.0);
+        log.record(verdict(
+            "service:poller",
+            Judgement::Rejected,
+            "self_time_p50",
+        ))
+        .unwrap();
+        log.record(verdict("service:db", Judgement::Accepted, "error_spans"))
+            .unwrap();
+        let mut causes = vec![poller.clone(), cause("db", 2.0, "error_spans")];
+        log.reweigh(&mut causes);
+        assert_eq!(causes[0].entity.name, "db", "{causes:#?}");
+        assert_eq!((causes[0].score, causes[1].score), (4.0, 1.5));
+        // Durable: a torn last line is skipped, the rest reloads.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(br#"{"incident": 3, "cau"#)
+            .unwrap();
+        let (reloaded, skipped) = Verdicts::open(&path).unwrap();
+        assert_eq!((reloaded.all().len(), skipped), (3, 1));
+        assert_eq!(reloaded.prior(&poller), 0.25);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
