@@ -109,6 +109,8 @@ pub struct Analysis {
 #[derive(Debug, Clone, Default)]
 pub struct History {
     periods: Vec<WindowStats>,
+    /// Requests entering each service, per period (computed once).
+    requests: Vec<HashMap<String, u64>>,
     pooled: WindowStats,
 }
 
@@ -117,25 +119,20 @@ impl History {
     pub fn new(periods: Vec<WindowStats>) -> Self {
         let mut pooled = WindowStats::default();
         periods.iter().for_each(|p| pooled.merge_from(p));
-        Self { periods, pooled }
-    }
-
-    /// The usual log records per call of `service`'s operation `operation`: the median over
-    /// the periods with at least `min_calls` calls of it, and how many periods that was.
-    fn usual_operation_log_rate(
-        &self,
-        service: &str,
-        operation: &str,
-        min_calls: u64,
-    ) -> Option<(f64, usize)> {
-        let mut rates: Vec<f64> = self
-            .periods
+        let requests = periods
             .iter()
-            .filter_map(|p| p.operation(service, operation))
-            .filter(|o| o.red.calls >= min_calls)
-            .map(|o| o.logs.records as f64 / o.red.calls as f64)
+            .map(|p| {
+                requests(p)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect()
+            })
             .collect();
-        (rates.len() >= MIN_HISTORY_PERIODS).then(|| (median(&mut rates), rates.len()))
+        Self {
+            periods,
+            requests,
+            pooled,
+        }
     }
 
     /// Whether there is no period.
@@ -143,22 +140,45 @@ impl History {
         self.periods.is_empty()
     }
 
-    /// `service`'s usual error log records per request: the median over the periods with at
-    /// least `min_requests` requests entering it, and how many periods that was; `None` when
-    /// none had.
-    fn usual_error_log_rate(&self, service: &str, min_requests: u64) -> Option<(f64, usize)> {
+    /// The median over the periods of `rate(period, requests into it)` where it gives one, and
+    /// how many periods gave one; `None` below [`MIN_HISTORY_PERIODS`].
+    fn usual(
+        &self,
+        rate: impl Fn(&WindowStats, &HashMap<String, u64>) -> Option<f64>,
+    ) -> Option<(f64, usize)> {
         let mut rates: Vec<f64> = self
             .periods
             .iter()
-            .filter_map(|p| {
-                let reqs = requests(p).get(service).copied().unwrap_or(0);
-                (reqs >= min_requests).then(|| {
-                    let errors = p.service(service).map_or(0, |s| s.logs.error_records);
-                    errors as f64 / reqs as f64
-                })
-            })
+            .zip(&self.requests)
+            .filter_map(|(p, r)| rate(p, r))
             .collect();
         (rates.len() >= MIN_HISTORY_PERIODS).then(|| (median(&mut rates), rates.len()))
+    }
+
+    /// The usual log records per call of `service`'s operation `operation`, over the periods
+    /// with at least `min_calls` calls of it.
+    fn usual_operation_log_rate(
+        &self,
+        service: &str,
+        operation: &str,
+        min_calls: u64,
+    ) -> Option<(f64, usize)> {
+        self.usual(|p, _| {
+            let o = p.operation(service, operation)?;
+            (o.red.calls >= min_calls).then(|| o.logs.records as f64 / o.red.calls as f64)
+        })
+    }
+
+    /// `service`'s usual error log records per request, over the periods with at least
+    /// `min_requests` requests entering it.
+    fn usual_error_log_rate(&self, service: &str, min_requests: u64) -> Option<(f64, usize)> {
+        self.usual(|p, requests| {
+            let reqs = requests.get(service).copied().unwrap_or(0);
+            (reqs >= min_requests).then(|| {
+                let errors = p.service(service).map_or(0, |s| s.logs.error_records);
+                errors as f64 / reqs as f64
+            })
+        })
     }
 }
 

@@ -120,10 +120,7 @@ async fn graph(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<GraphSnapshot>> {
     let (start, end) = window(&state, &query)?;
-    let known_at = query
-        .get("known_at")
-        .map(|s| parse_time_str("known_at", s))
-        .transpose()?;
+    let known_at = optional_time(&query, "known_at")?;
     let focus = query.get("service").map(|s| {
         if s.contains(':') {
             s.clone()
@@ -159,6 +156,16 @@ async fn graph(
         structure_only,
     };
     Ok(Json(state.read(|g| g.snapshot(&q))??))
+}
+
+/// `[from, to)` from `from` and `to` (defaults: the hour before now).
+fn range(state: &ApiState, query: &HashMap<String, String>) -> Result<(u64, u64)> {
+    let to = optional_time(query, "to")?.unwrap_or_else(|| state.clock.now_unix_nano());
+    let from = optional_time(query, "from")?.unwrap_or(to.saturating_sub(3600 * 1_000_000_000));
+    if from >= to {
+        return Err(ApiError::invalid("to", "must be after from"));
+    }
+    Ok((from, to))
 }
 
 fn optional_time(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>> {
@@ -199,12 +206,7 @@ async fn entity(
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
     if let Some(id) = path.strip_suffix("/history") {
-        let to = optional_time(&query, "to")?.unwrap_or_else(|| state.clock.now_unix_nano());
-        let from =
-            optional_time(&query, "from")?.unwrap_or(to.saturating_sub(3600 * 1_000_000_000));
-        if from >= to {
-            return Err(ApiError::invalid("to", "must be after from"));
-        }
+        let (from, to) = range(&state, &query)?;
         let step = match query.get("step") {
             Some(s) => parse_duration("step", s)?,
             None => 60 * 1_000_000_000,
@@ -240,25 +242,12 @@ async fn changes(
     State(state): State<ApiState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<ChangesResponse>> {
-    let to = match query.get("to") {
-        Some(s) => parse_time_str("to", s)?,
-        None => state.clock.now_unix_nano(),
-    };
-    let from = match query.get("from") {
-        Some(s) => parse_time_str("from", s)?,
-        None => to.saturating_sub(3600 * 1_000_000_000),
-    };
-    if from >= to {
-        return Err(ApiError::invalid("to", "must be after from"));
-    }
+    let (from, to) = range(&state, &query)?;
     let q = ChangeQuery {
         from,
         to,
         service: query.get("service").cloned(),
-        known_at: query
-            .get("known_at")
-            .map(|s| parse_time_str("known_at", s))
-            .transpose()?,
+        known_at: optional_time(&query, "known_at")?,
     };
     Ok(Json(ChangesResponse {
         changes: state.read(|g| g.changes(&q))?,

@@ -27,7 +27,7 @@ pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
 pub use series::Retention;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
-pub use temporal::{Interval, Validity, Widths};
+pub use temporal::Interval;
 pub use view::{
     EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView, OperationWindow,
     PodWindow, RedSummary, ServiceSummary, ServiceWindow, UnknownEntity, WindowStats,

@@ -208,45 +208,47 @@ impl<T: Merge> Series<T> {
     /// Calls `f(key, width, bucket)` for each bucket that starts in `[a, b)`, in key order;
     /// `width` is in 10-second buckets (1, 6 or 60).
     pub fn for_each_sized(&self, a: u64, b: u64, mut f: impl FnMut(u64, u64, &T)) {
-        let parts = [
-            (2, TEN_MINUTES, a, b.min(self.minute_from)),
-            (1, MINUTE, a.max(self.minute_from), b.min(self.fine_from)),
-            (0, 1, a.max(self.fine_from), b),
-        ];
-        for (level, width, from, to) in parts {
-            if from < to {
-                between(&self.levels[level], from, to)
-                    .iter()
-                    .for_each(|(k, v)| f(*k, width, v));
-            }
+        for (width, buckets) in self.slices(a, b, false) {
+            buckets.iter().for_each(|(k, v)| f(*k, width, v));
         }
     }
 
     /// Whether `pred(key, width, bucket)` holds for some bucket that overlaps `[a, b)` (starts
     /// before `b` and ends after `a`), stopping at the first.
     pub fn any(&self, a: u64, b: u64, mut pred: impl FnMut(u64, u64, &T) -> bool) -> bool {
-        let before = |width: u64| a.saturating_sub(width - 1);
-        let parts = [
-            (2, TEN_MINUTES, before(TEN_MINUTES), b.min(self.minute_from)),
+        self.slices(a, b, true)
+            .into_iter()
+            .any(|(width, buckets)| buckets.iter().any(|(k, v)| pred(*k, width, v)))
+    }
+
+    /// Per level, coarsest first: its bucket width and its buckets that start in `[a, b)`
+    /// (with `overlapping`, also those that start before `a` and reach into it).
+    fn slices(&self, a: u64, b: u64, overlapping: bool) -> [(u64, &[(u64, T)]); 3] {
+        let from = |width: u64| {
+            if overlapping {
+                a.saturating_sub(width - 1)
+            } else {
+                a
+            }
+        };
+        [
+            (2, TEN_MINUTES, from(TEN_MINUTES), b.min(self.minute_from)),
             (
                 1,
                 MINUTE,
-                before(MINUTE).max(self.minute_from),
+                from(MINUTE).max(self.minute_from),
                 b.min(self.fine_from),
             ),
             (0, 1, a.max(self.fine_from), b),
-        ];
-        parts.into_iter().any(|(level, width, from, to)| {
-            from < to
-                && between(&self.levels[level], from, to)
-                    .iter()
-                    .any(|(k, v)| pred(*k, width, v))
+        ]
+        .map(|(level, width, lo, hi)| {
+            let buckets: &[(u64, T)] = if lo < hi {
+                between(&self.levels[level], lo, hi)
+            } else {
+                &[]
+            };
+            (width, buckets)
         })
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.levels.iter().all(Vec::is_empty)
     }
 
     /// Buckets held, at all levels.

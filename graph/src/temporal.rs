@@ -183,20 +183,6 @@ impl Validity {
         }
         out
     }
-
-    /// Whether nothing was ever observed.
-    pub fn is_empty(&self) -> bool {
-        self.observed.is_empty()
-    }
-
-    /// The earliest record time of any observation.
-    pub fn first_recorded(&self) -> Option<u64> {
-        let mut first = None::<u64>;
-        self.observed.for_each(0, u64::MAX, |_, o| {
-            first = Some(first.map_or(o.recorded, |f| f.min(o.recorded)));
-        });
-        first
-    }
 }
 
 #[cfg(test)]

@@ -170,9 +170,19 @@ pub fn flag_evaluation(record: &LogRecord) -> Option<(&str, &str)> {
 
 /// The change or event a log record carries, if it carries one: a Kubernetes event (the
 /// `k8s_events` receiver's attributes, or the `k8sobjects` receiver's watch body), or a
-/// deployment event (`deployment.*` attributes). `service` is the service the record's resource
-/// names, when it is not the collector itself.
+/// deployment event (`deployment.*` attributes), whose service is the one the resource names
+/// (else a `service.name` record attribute). Only records marked as events (an event name, or a
+/// `k8s.event.*`, `deployment.*` or `event.domain` attribute) are looked at further.
 pub fn from_log_record(resource: &Resource, record: &LogRecord) -> Option<ChangeEvent> {
+    // Every log record passes here: a plain one is turned away after one look at its own
+    // attributes (change events are marked on the record, by name or attribute).
+    let marked = !record.event_name.is_empty()
+        || record.attributes.0.iter().any(|(k, _)| {
+            k.starts_with("k8s.event.") || k.starts_with("deployment.") || k == "event.domain"
+        });
+    if !marked {
+        return None;
+    }
     let attr = |key: &str| {
         record
             .attributes
