@@ -3,8 +3,10 @@
 //! `demo`, `bench`). Kept as a library so end-to-end tests start a real server in process.
 
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod eval;
+pub mod query;
 pub mod replay;
 pub mod server;

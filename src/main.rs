@@ -69,6 +69,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run SQL over a running server's stored telemetry and print the rows as a table
+    /// (tables: spans, logs, metric_points, changes, service_edges; see README, "SQL").
+    Query {
+        /// One read-only SQL statement.
+        sql: String,
+        /// The server's REST API.
+        #[arg(long, env = "LOUPE_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Print the JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Rows to return at most (the server's limit caps it).
+        #[arg(long)]
+        max_rows: Option<usize>,
+    },
     /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
     Eval {
         /// Dataset format.
@@ -102,30 +117,72 @@ enum DemoDataset {
     Nezha,
 }
 
+/// Server settings. Each is also a key of the config file (`--config`, default `./loupe.toml`
+/// when present) and an environment variable; a flag wins over the variable, the variable over
+/// the file.
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// OTLP/gRPC listen address (port 0 picks a free port).
-    #[arg(long, env = "LOUPE_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
-    otlp_grpc_addr: SocketAddr,
-    /// OTLP/HTTP listen address.
-    #[arg(long, env = "LOUPE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
-    otlp_http_addr: SocketAddr,
-    /// REST API and web page listen address.
-    #[arg(long, env = "LOUPE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    http_addr: SocketAddr,
-    /// Data directory (write-ahead log).
-    #[arg(long, env = "LOUPE_DATA_DIR", default_value = "./loupe-data")]
-    data_dir: PathBuf,
+    /// Config file (TOML; see README, "Configuration").
+    #[arg(long, env = "LOUPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// OTLP/gRPC listen address (port 0 picks a free port) [default: 127.0.0.1:4317].
+    #[arg(long, env = "LOUPE_OTLP_GRPC_ADDR")]
+    otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "LOUPE_OTLP_HTTP_ADDR")]
+    otlp_http_addr: Option<SocketAddr>,
+    /// REST API and web page listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "LOUPE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Data directory: write-ahead log, Parquet segments, verdicts [default: ./loupe-data].
+    #[arg(long, env = "LOUPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Service-level objectives for automatic incidents, a JSON file:
     /// `{"default_slo": {"availability": 0.999}, "slos": {"checkout": {"availability": 0.995,
     /// "latency_threshold_seconds": 0.5, "latency_target": 0.99}}}`.
     #[arg(long, env = "LOUPE_SLO_FILE")]
     slo_file: Option<PathBuf>,
+    /// When the write-ahead log reaches the disk: `batch` (fsync before each acknowledgement)
+    /// or `none` (the OS decides) [default: batch].
+    #[arg(long, env = "LOUPE_WAL_SYNC")]
+    wal_sync: Option<loupe_store::SyncPolicy>,
+    /// Flush hot data to Parquet at least this often [default: 5m].
+    #[arg(long, env = "LOUPE_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+    /// Delete segments older than this, or `off` [default: 7d].
+    #[arg(long, env = "LOUPE_RETENTION_AGE")]
+    retention_age: Option<String>,
+    /// Delete the oldest segments while they take more than this many bytes (0: no limit).
+    #[arg(long, env = "LOUPE_RETENTION_BYTES")]
+    retention_bytes: Option<u64>,
+    /// Rows one SQL query returns at most [default: 10000].
+    #[arg(long, env = "LOUPE_QUERY_MAX_ROWS")]
+    query_max_rows: Option<usize>,
+    /// Time one SQL query may run before it is cancelled [default: 30s].
+    #[arg(long, env = "LOUPE_QUERY_TIMEOUT")]
+    query_timeout: Option<String>,
 }
 
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<ServeConfig> {
-        let detect = match &self.slo_file {
+        let mut file = loupe::config::read(self.config.as_deref())?;
+        // Flags and variables over the file.
+        let s = &mut file.store;
+        s.wal_sync = self.wal_sync.or(s.wal_sync);
+        s.flush_interval = self.flush_interval.clone().or(s.flush_interval.take());
+        s.retention_age = self.retention_age.clone().or(s.retention_age.take());
+        s.retention_bytes = self.retention_bytes.or(s.retention_bytes);
+        let q = &mut file.query;
+        q.max_rows = self.query_max_rows.or(q.max_rows);
+        q.timeout = self.query_timeout.clone().or(q.timeout.take());
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir.take())
+            .unwrap_or_else(|| PathBuf::from("./loupe-data"));
+        let defaults = ServeConfig::default();
+        let slo_file = self.slo_file.clone().or(file.slo_file.take());
+        let detect = match &slo_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -135,12 +192,22 @@ impl ServeArgs {
             None => Default::default(),
         };
         Ok(ServeConfig {
-            otlp_grpc_addr: self.otlp_grpc_addr,
-            otlp_http_addr: self.otlp_http_addr,
-            http_addr: self.http_addr,
-            data_dir: Some(self.data_dir.clone()),
+            otlp_grpc_addr: self
+                .otlp_grpc_addr
+                .or(file.otlp_grpc_addr)
+                .unwrap_or(defaults.otlp_grpc_addr),
+            otlp_http_addr: self
+                .otlp_http_addr
+                .or(file.otlp_http_addr)
+                .unwrap_or(defaults.otlp_http_addr),
+            http_addr: self
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or(defaults.http_addr),
+            store: Some(loupe::config::store_config(data_dir, &file.store)?),
+            query_limits: loupe::config::query_limits(&file.query)?,
             detect,
-            ..Default::default()
+            ..defaults
         })
     }
 }
@@ -171,13 +238,22 @@ async fn main() -> anyhow::Result<()> {
             serve,
             replay: DemoDataset::Nezha,
         } => {
-            // The demo replays the same case on every run: it keeps its data in memory so a
-            // second run does not count the case twice.
-            let config = ServeConfig {
-                data_dir: None,
-                ..serve.config()?
-            };
-            loupe::demo::run(config).await?
+            // The demo replays the same case on every run: it keeps its data in a fresh
+            // temporary directory (removed when it ends) so a second run does not count the
+            // case twice.
+            let mut config = serve.config()?;
+            let dir = std::env::temp_dir().join(format!("loupe-demo-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            config.store = config.store.map(|mut s| {
+                s.dir = dir.clone();
+                s
+            });
+            let result = loupe::demo::run(config).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result?
+        }
+        Command::Query { sql, server, json, max_rows } => {
+            loupe::query::run(&server, &sql, json, max_rows).await?
         }
         Command::Replay {
             format: DatasetFormat::Nezha,

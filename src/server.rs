@@ -1,17 +1,19 @@
 //! `loupe serve`: OTLP/gRPC, OTLP/HTTP and the REST API on their own listeners, one engine
-//! behind them, and a background tick that lets idle spans out of the join buffer.
+//! behind them, recovery of the data directory in the background (`/healthz` answers at once,
+//! `/readyz` once recovery is complete), a tick that lets idle spans out of the join buffer and
+//! updates incidents, and the store's maintenance (flush, compaction, retention).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents, Verdicts};
-use loupe_api::ApiState;
+use loupe_api::{ApiState, Readiness, SqlState};
 use loupe_graph::GraphConfig;
 use loupe_ingest::{grpc_router, http_router, Limits, Receiver};
 use loupe_model::time::{SharedClock, SystemClock};
+use loupe_store::{QueryLimits, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,8 +33,11 @@ pub struct ServeConfig {
     pub otlp_http_addr: SocketAddr,
     /// REST API and web page listen address (default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
-    /// Data directory; `None` keeps everything in memory.
-    pub data_dir: Option<PathBuf>,
+    /// The store (data directory, retention, flushing); `None` keeps everything in memory,
+    /// without SQL.
+    pub store: Option<StoreConfig>,
+    /// Limits of one SQL query.
+    pub query_limits: QueryLimits,
     /// Receiver limits.
     pub limits: Limits,
     /// Service-level objectives and alerting for automatic incidents.
@@ -45,7 +50,8 @@ impl Default for ServeConfig {
             otlp_grpc_addr: ([127, 0, 0, 1], 4317).into(),
             otlp_http_addr: ([127, 0, 0, 1], 4318).into(),
             http_addr: ([127, 0, 0, 1], 8080).into(),
-            data_dir: Some(PathBuf::from("./loupe-data")),
+            store: Some(StoreConfig::new("./loupe-data")),
+            query_limits: QueryLimits::default(),
             limits: Limits::default(),
             detect: DetectConfig::default(),
         }
@@ -93,27 +99,19 @@ fn spawn_serve(
     })
 }
 
-/// Starts serving: recovers the data directory, binds the three listeners, and returns once
-/// they accept connections.
+/// Starts serving: opens the data directory, binds the three listeners, starts recovery in
+/// the background, and returns once the listeners accept connections (use `/readyz`, or
+/// [`Server::wait_ready`], to know when recovery is complete).
 ///
 /// # Errors
-/// When the data directory cannot be recovered or an address cannot be bound.
+/// When the data directory cannot be opened or an address cannot be bound.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = match &config.data_dir {
-        Some(dir) => {
-            let dir2 = dir.clone();
-            let (engine, recovery) =
-                tokio::task::spawn_blocking(move || Engine::open(&dir2, GraphConfig::default()))
-                    .await??;
-            tracing::info!(
-                data_dir = %dir.display(),
-                requests = recovery.requests,
-                undecodable = recovery.undecodable,
-                torn_bytes = recovery.torn_bytes,
-                "recovered write-ahead log"
-            );
-            engine
+    let engine = match &config.store {
+        Some(store) => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || Engine::open(store, GraphConfig::default()))
+                .await??
         }
         None => Engine::in_memory(GraphConfig::default()),
     };
@@ -121,9 +119,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let receiver = Receiver::new(engine.clone(), config.limits);
     // Verdicts are kept beside the write-ahead log; incidents themselves are rebuilt by
     // detection and not kept yet.
-    let incidents = match &config.data_dir {
-        Some(dir) => {
-            let (verdicts, skipped) = Verdicts::open(&dir.join("verdicts.jsonl"))?;
+    let incidents = match &config.store {
+        Some(store) => {
+            let (verdicts, skipped) = Verdicts::open(&store.dir.join("verdicts.jsonl"))?;
             if skipped > 0 {
                 tracing::warn!(skipped, "verdict lines that do not parse were skipped");
             }
@@ -141,7 +139,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     .merge(loupe_ingest::changes::changes_router(
         engine.clone(),
         clock.clone(),
-    ));
+    ))
+    .merge(loupe_api::sql_router(SqlState {
+        query: engine.query_engine(),
+        store: engine.store(),
+        limits: config.query_limits,
+        readiness: engine.clone(),
+    }));
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
@@ -164,10 +168,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     ];
     tasks.push(spawn_ticker(
         engine.clone(),
-        clock,
+        clock.clone(),
         (incidents.clone(), config.detect.clone()),
-        rx,
+        rx.clone(),
     ));
+    tasks.push(spawn_recovery(engine.clone()));
+    if engine.store().is_some() {
+        tasks.push(spawn_maintenance(engine.clone(), clock, rx));
+    }
     tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, "loupe is serving");
     Ok(Server {
         otlp_grpc_addr,
@@ -218,7 +226,110 @@ fn spawn_ticker(
     })
 }
 
+/// Rebuilds the graph and replays the log, logging progress at most every two seconds.
+fn spawn_recovery(engine: Arc<Engine>) -> JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut last = std::time::Instant::now();
+        let result = engine.recover(|p| {
+            if last.elapsed() >= Duration::from_secs(2) {
+                last = std::time::Instant::now();
+                tracing::info!(
+                    phase = p.phase,
+                    segments = format!("{}/{}", p.segments_done, p.segments_total),
+                    rows = p.rows,
+                    log_records = format!("{}/{}", p.wal_records_done, p.wal_records_total),
+                    "recovering"
+                );
+            }
+        });
+        match result {
+            Ok(r) => tracing::info!(
+                segments = r.segments,
+                segment_rows = r.segment_rows,
+                unreadable_segments = r.unreadable_segments,
+                log_requests = r.requests,
+                undecodable = r.undecodable,
+                torn_bytes = r.torn_bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "recovery complete: ready"
+            ),
+            Err(error) => tracing::error!(%error, "recovery failed"),
+        }
+    })
+}
+
+/// Every 5 s, flushes the hot data when it is due; every minute, compacts and applies
+/// retention. Runs on a blocking thread, off the ingest path.
+fn spawn_maintenance(
+    engine: Arc<Engine>,
+    clock: SharedClock,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            ticks += 1;
+            let (Some(store), true) = (engine.store(), engine.is_ready()) else {
+                continue;
+            };
+            let now = clock.now_unix_nano() as i64;
+            let maintain = ticks % 12 == 0;
+            let _ = tokio::task::spawn_blocking(move || {
+                if store.flush_due() {
+                    match store.flush() {
+                        Ok(r) => tracing::info!(rows = r.rows, files = r.files, bytes = r.bytes, "flushed hot data to segments"),
+                        Err(error) => tracing::error!(%error, "flush failed; the data stays in the log and memory"),
+                    }
+                }
+                if maintain {
+                    match store.maintain(now) {
+                        Ok(r) if r.compacted_inputs + r.expired_by_age + r.expired_by_size > 0 => {
+                            tracing::info!(?r, "store maintenance")
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(%error, "store maintenance failed"),
+                    }
+                }
+            })
+            .await;
+        }
+    })
+}
+
+impl Readiness for Engine {
+    fn ready(&self) -> bool {
+        self.is_ready()
+    }
+
+    fn progress(&self) -> serde_json::Value {
+        serde_json::to_value(Engine::progress(self)).unwrap_or_default()
+    }
+}
+
 impl Server {
+    /// Waits until recovery is complete (or `timeout` passes).
+    ///
+    /// # Errors
+    /// When the engine is not ready within `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.engine.is_ready() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "not ready after {timeout:?}: {:?}",
+                self.engine.progress()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the listeners to close.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

@@ -27,6 +27,18 @@ pub enum ApiError {
     /// The analysis refused its input.
     #[error(transparent)]
     Analysis(#[from] loupe_analysis::Error),
+    /// The SQL is not a read-only query, or does not parse or plan.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// The query ran past its time limit and was cancelled.
+    #[error("query cancelled after its time limit of {0:?}")]
+    QueryTimeout(std::time::Duration),
+    /// The query failed while running (a bad cast, say).
+    #[error("{0}")]
+    QueryFailed(String),
+    /// The server cannot do this now or at all (recovering, no data directory).
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or a poisoned lock.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,6 +63,10 @@ impl ApiError {
             Self::UnknownEntity(_) => (StatusCode::NOT_FOUND, "unknown_entity"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Analysis(_) => (StatusCode::BAD_REQUEST, "invalid_window"),
+            Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Self::QueryTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "query_timeout"),
+            Self::QueryFailed(_) => (StatusCode::BAD_REQUEST, "query_failed"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

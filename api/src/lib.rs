@@ -8,7 +8,9 @@
 mod error;
 mod params;
 mod routes;
+mod sql;
 
 pub use error::{ApiError, Result};
 pub use params::{parse_duration, parse_time, parse_time_str};
 pub use routes::{router, ApiState};
+pub use sql::{sql_router, Readiness, SqlState, ARROW_STREAM};

@@ -66,12 +66,16 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
     pub(crate) async fn export<R: OtlpExport>(&self, request: R) -> Result<R::Response> {
         let decoded = request.decode_items();
         if let Some(batch) = decoded.batch {
-            let protobuf = self.sink.wants_protobuf().then(|| request.encode_to_vec());
+            let (protobuf, request) = match self.sink.wants_protobuf() {
+                true => (Some(request.encode_to_vec()), Some(request.into_request())),
+                false => (None, None),
+            };
             let sink = self.sink.clone();
             let accepted = Accepted {
                 signal: R::SIGNAL,
                 batch,
                 protobuf,
+                request,
             };
             // The sink writes and updates the graph: CPU and disk work, off the async threads.
             tokio::task::spawn_blocking(move || sink.consume(accepted))

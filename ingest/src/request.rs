@@ -10,6 +10,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
+use loupe_model::TelemetryBatch;
+use loupe_store::{convert, RecordBatch, Table};
+
 use crate::error::{Error, Result};
 use crate::receiver::Receiver;
 use crate::signal::OtlpExport;
@@ -26,7 +29,77 @@ pub(crate) enum Inner {
     Logs(ExportLogsServiceRequest),
 }
 
+impl From<ExportTraceServiceRequest> for ExportRequest {
+    fn from(r: ExportTraceServiceRequest) -> Self {
+        Self(Inner::Traces(r))
+    }
+}
+
+impl From<ExportMetricsServiceRequest> for ExportRequest {
+    fn from(r: ExportMetricsServiceRequest) -> Self {
+        Self(Inner::Metrics(r))
+    }
+}
+
+impl From<ExportLogsServiceRequest> for ExportRequest {
+    fn from(r: ExportLogsServiceRequest) -> Self {
+        Self(Inner::Logs(r))
+    }
+}
+
 impl ExportRequest {
+    /// Decodes a request of `signal` from its OTLP protobuf encoding (as a write-ahead log
+    /// holds it).
+    ///
+    /// # Errors
+    /// [`Error::Protobuf`] when the bytes are not a request of that signal.
+    pub fn decode(signal: Signal, bytes: &[u8]) -> Result<Self> {
+        use prost::Message;
+        Ok(match signal {
+            Signal::Traces => ExportTraceServiceRequest::decode(bytes)?.into(),
+            Signal::Metrics => ExportMetricsServiceRequest::decode(bytes)?.into(),
+            Signal::Logs => ExportLogsServiceRequest::decode(bytes)?.into(),
+        })
+    }
+
+    /// The valid items as model types, as the receivers decode them; `None` when none is valid.
+    pub fn items(&self) -> Option<TelemetryBatch> {
+        match &self.0 {
+            Inner::Traces(r) => r.decode_items().batch,
+            Inner::Metrics(r) => r.decode_items().batch,
+            Inner::Logs(r) => r.decode_items().batch,
+        }
+    }
+
+    /// The valid items as a record batch of their table, received at `received` (unix ns);
+    /// `None` when none is valid.
+    pub fn to_batch(&self, received: u64) -> Option<(Table, RecordBatch)> {
+        match &self.0 {
+            Inner::Traces(r) => convert::traces_to_batch(r, received).map(|b| (Table::Spans, b)),
+            Inner::Metrics(r) => {
+                convert::metrics_to_batch(r, received).map(|b| (Table::MetricPoints, b))
+            }
+            Inner::Logs(r) => convert::logs_to_batch(r, received).map(|b| (Table::Logs, b)),
+        }
+    }
+
+    /// The requests stored in a record batch of `table` (one per receive time, oldest first),
+    /// with their receive times; `changes` batches give none.
+    ///
+    /// # Errors
+    /// The store's error when the batch does not have the table's schema.
+    pub fn from_batch(table: Table, batch: &RecordBatch) -> loupe_store::Result<Vec<(u64, Self)>> {
+        fn wrap<R: Into<ExportRequest>>(v: Vec<(u64, R)>) -> Vec<(u64, ExportRequest)> {
+            v.into_iter().map(|(t, r)| (t, r.into())).collect()
+        }
+        Ok(match table {
+            Table::Spans => wrap(convert::traces_from_batch(batch)?),
+            Table::Logs => wrap(convert::logs_from_batch(batch)?),
+            Table::MetricPoints => wrap(convert::metrics_from_batch(batch)?),
+            Table::Changes => Vec::new(),
+        })
+    }
+
     /// The signal carried.
     pub fn signal(&self) -> Signal {
         match &self.0 {

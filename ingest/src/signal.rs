@@ -16,6 +16,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::request::{ExportRequest, Inner};
 use crate::sink::Signal;
 
 /// Items decoded from a request: the accepted batch (`None` when nothing was accepted), the
@@ -42,6 +43,8 @@ pub(crate) trait OtlpExport: Message + Default + DeserializeOwned + Send + 'stat
     const SIGNAL: Signal;
     /// Decodes and validates the items.
     fn decode_items(&self) -> DecodedBatch;
+    /// The request as the signal-independent [`ExportRequest`].
+    fn into_request(self) -> ExportRequest;
     /// A response reporting `rejected` items with `message` (OTLP "Partial Success").
     fn partial_success(rejected: i64, message: String) -> Self::Response;
     /// The number of items a response says were rejected.
@@ -53,6 +56,9 @@ impl OtlpExport for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     fn decode_items(&self) -> DecodedBatch {
         decoded(decode_traces(self), TelemetryBatch::Traces)
+    }
+    fn into_request(self) -> ExportRequest {
+        ExportRequest(Inner::Traces(self))
     }
     fn partial_success(rejected_spans: i64, error_message: String) -> Self::Response {
         let partial = ExportTracePartialSuccess {
@@ -77,6 +83,9 @@ impl OtlpExport for ExportMetricsServiceRequest {
     fn decode_items(&self) -> DecodedBatch {
         decoded(decode_metrics(self), TelemetryBatch::Metrics)
     }
+    fn into_request(self) -> ExportRequest {
+        ExportRequest(Inner::Metrics(self))
+    }
     fn partial_success(rejected_data_points: i64, error_message: String) -> Self::Response {
         let partial = ExportMetricsPartialSuccess {
             rejected_data_points,
@@ -99,6 +108,9 @@ impl OtlpExport for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     fn decode_items(&self) -> DecodedBatch {
         decoded(decode_logs(self), TelemetryBatch::Logs)
+    }
+    fn into_request(self) -> ExportRequest {
+        ExportRequest(Inner::Logs(self))
     }
     fn partial_success(rejected_log_records: i64, error_message: String) -> Self::Response {
         let partial = ExportLogsPartialSuccess {

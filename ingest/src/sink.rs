@@ -4,6 +4,7 @@
 use loupe_model::TelemetryBatch;
 
 use crate::error::Result;
+use crate::request::ExportRequest;
 
 /// Which OTLP signal a request carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +50,8 @@ pub struct Accepted {
     /// rejected again, identically, when decoded again); `None` unless the sink
     /// [wants it](TelemetrySink::wants_protobuf).
     pub protobuf: Option<Vec<u8>>,
+    /// The original request, decoded (for columnar storage); present with `protobuf`.
+    pub request: Option<ExportRequest>,
 }
 
 /// Takes accepted telemetry. Called from a blocking thread, never from an async task.

@@ -17,7 +17,10 @@ pub mod time;
 pub use change::{ChangeEvent, ChangeKind, ObjectRef};
 pub use error::{Error, Result};
 pub use ids::{SpanId, TraceId};
-pub use otlp::{decode_logs, decode_metrics, decode_traces, Decoded};
+pub use otlp::{
+    check_log_record, check_number_point, check_span, decode_logs, decode_metrics, decode_traces,
+    Decoded,
+};
 pub use telemetry::{
     AttributeValue, Attributes, DataPoint, LogRecord, MetricKind, PointValue, Resource,
     ResourceLogs, ResourceMetrics, ResourceSpans, Span, SpanKind, StatusCode, TelemetryBatch,

@@ -132,6 +132,41 @@ fn optional_trace_id(bytes: &[u8]) -> Result<Option<TraceId>> {
     }
 }
 
+/// Checks a span as [`decode_traces`] does (ids of the right length, not all zero), without
+/// building it: the store keeps exactly the spans the graph keeps.
+///
+/// # Errors
+/// [`Error::InvalidIdLength`] or [`Error::ZeroId`] naming the field.
+pub fn check_span(s: &ptrace::Span) -> Result<()> {
+    TraceId::from_bytes("trace_id", &s.trace_id)?;
+    SpanId::from_bytes("span_id", &s.span_id)?;
+    optional_span_id("parent_span_id", &s.parent_span_id)?;
+    Ok(())
+}
+
+/// Checks a log record as [`decode_logs`] does (trace and span ids, when set, valid).
+///
+/// # Errors
+/// As [`check_span`].
+pub fn check_log_record(r: &plogs::LogRecord) -> Result<()> {
+    optional_trace_id(&r.trace_id)?;
+    optional_span_id("span_id", &r.span_id)?;
+    Ok(())
+}
+
+/// Checks a gauge or sum point as [`decode_metrics`] does (it carries a value).
+///
+/// # Errors
+/// [`Error::MissingValue`] naming the metric.
+pub fn check_number_point(metric: &pmetrics::Metric, p: &pmetrics::NumberDataPoint) -> Result<()> {
+    match p.value {
+        Some(_) => Ok(()),
+        None => Err(Error::MissingValue {
+            metric: metric.name.clone(),
+        }),
+    }
+}
+
 fn span(s: &ptrace::Span) -> Result<Span> {
     let status = s
         .status

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use loupe::server::{self, ServeConfig, Server};
 use loupe_ingest::Limits;
+use loupe_store::StoreConfig;
 
 /// `google.rpc.Status` as OTLP/HTTP error bodies carry it.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -20,14 +21,15 @@ pub struct RpcStatus {
     pub message: String,
 }
 
-/// A server on `127.0.0.1:0` with small limits (1 MiB bodies, 4 MiB decompressed).
+/// A server on `127.0.0.1:0` with small limits (1 MiB bodies, 4 MiB decompressed), ready
+/// (recovery complete).
 pub async fn start(data_dir: Option<PathBuf>) -> Server {
     let local = "127.0.0.1:0".parse().unwrap();
-    server::start(ServeConfig {
+    let server = server::start(ServeConfig {
         otlp_grpc_addr: local,
         otlp_http_addr: local,
         http_addr: local,
-        data_dir,
+        store: data_dir.map(StoreConfig::new),
         limits: Limits {
             max_body_bytes: 1 << 20,
             max_decompressed_bytes: 4 << 20,
@@ -35,7 +37,12 @@ pub async fn start(data_dir: Option<PathBuf>) -> Server {
         ..ServeConfig::default()
     })
     .await
-    .expect("server starts")
+    .expect("server starts");
+    server
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("recovery completes");
+    server
 }
 
 /// POSTs `body`; returns status, headers and body.

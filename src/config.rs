@@ -1,0 +1,202 @@
+//! `loupe.toml`: the server's settings in a file, every key also a flag and an environment
+//! variable. Precedence: flag, then environment variable, then file, then default.
+//!
+//! ```toml
+//! data_dir = "./loupe-data"
+//! otlp_grpc_addr = "127.0.0.1:4317"
+//! otlp_http_addr = "127.0.0.1:4318"
+//! http_addr = "127.0.0.1:8080"
+//! slo_file = "slo.json"
+//!
+//! [store]
+//! wal_sync = "batch"          # or "none"
+//! flush_interval = "5m"
+//! flush_bytes = 268435456
+//! retention_age = "7d"        # or "off"
+//! retention_bytes = 0         # 0: no size limit
+//! compact_files = 8
+//!
+//! [query]
+//! max_rows = 10000
+//! timeout = "30s"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use loupe_store::{QueryLimits, StoreConfig, SyncPolicy};
+use serde::Deserialize;
+
+/// The file's contents; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address.
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address.
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// REST API listen address.
+    pub http_addr: Option<SocketAddr>,
+    /// SLO file (JSON).
+    pub slo_file: Option<PathBuf>,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[query]`.
+    #[serde(default)]
+    pub query: QuerySection,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `batch` or `none`.
+    pub wal_sync: Option<SyncPolicy>,
+    /// Humantime duration.
+    pub flush_interval: Option<String>,
+    /// Bytes of hot Arrow memory that trigger a flush.
+    pub flush_bytes: Option<usize>,
+    /// Humantime duration, or `off`.
+    pub retention_age: Option<String>,
+    /// Bytes; 0 for no limit.
+    pub retention_bytes: Option<u64>,
+    /// Files of one table and hour that trigger a compaction.
+    pub compact_files: Option<usize>,
+}
+
+/// `[query]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySection {
+    /// Rows returned at most.
+    pub max_rows: Option<usize>,
+    /// Humantime duration.
+    pub timeout: Option<String>,
+}
+
+/// The default config file, read when present and no other is named.
+pub const DEFAULT_FILE: &str = "loupe.toml";
+
+/// Reads the config file: `path` when given (it must exist), else `./loupe.toml` when present.
+///
+/// # Errors
+/// When the file cannot be read or has an unknown key or a bad value (the message names the
+/// line and the key).
+pub fn read(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let path = match path {
+        Some(p) => p.to_owned(),
+        None if Path::new(DEFAULT_FILE).exists() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(FileConfig::default()),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// A humantime duration (`90s`, `5m`, `7d`).
+///
+/// # Errors
+/// When it does not parse; the message names `key`.
+pub fn duration(key: &str, value: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(value)
+        .map_err(|e| anyhow::anyhow!("{key}: {value:?} is not a duration ({e})"))
+}
+
+/// A retention age: a duration, or `off` for none.
+///
+/// # Errors
+/// As [`duration`].
+pub fn retention_age(value: &str) -> anyhow::Result<Option<Duration>> {
+    match value {
+        "off" | "none" => Ok(None),
+        v => duration("retention_age", v).map(Some),
+    }
+}
+
+/// The store and query settings of the file, over the defaults, for `dir`.
+///
+/// # Errors
+/// When a duration does not parse.
+pub fn store_config(dir: PathBuf, file: &StoreSection) -> anyhow::Result<StoreConfig> {
+    let mut c = StoreConfig::new(dir);
+    if let Some(s) = file.wal_sync {
+        c.wal_sync = s;
+    }
+    if let Some(v) = &file.flush_interval {
+        c.flush_interval = duration("store.flush_interval", v)?;
+    }
+    if let Some(v) = file.flush_bytes {
+        c.flush_bytes = v;
+    }
+    if let Some(v) = &file.retention_age {
+        c.retention_age = retention_age(v)?;
+    }
+    if let Some(v) = file.retention_bytes {
+        c.retention_bytes = (v > 0).then_some(v);
+    }
+    if let Some(v) = file.compact_files {
+        anyhow::ensure!(v >= 2, "store.compact_files must be at least 2");
+        c.compact_files = v;
+    }
+    Ok(c)
+}
+
+/// The query limits of the file, over the defaults.
+///
+/// # Errors
+/// When the timeout does not parse or a limit is zero.
+pub fn query_limits(file: &QuerySection) -> anyhow::Result<QueryLimits> {
+    let mut l = QueryLimits::default();
+    if let Some(v) = file.max_rows {
+        anyhow::ensure!(v > 0, "query.max_rows must be at least 1");
+        l.max_rows = v;
+    }
+    if let Some(v) = &file.timeout {
+        l.timeout = duration("query.timeout", v)?;
+    }
+    Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_unknown_keys_are_refused_with_their_line() {
+        let text = r#"
+data_dir = "/var/lib/loupe"
+http_addr = "0.0.0.0:8080"
+[store]
+wal_sync = "none"
+flush_interval = "1m"
+retention_age = "off"
+retention_bytes = 1000
+[query]
+max_rows = 5
+timeout = "2s"
+"#;
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let store = store_config(file.data_dir.clone().unwrap(), &file.store).unwrap();
+        assert_eq!(store.wal_sync, SyncPolicy::None);
+        assert_eq!(store.flush_interval, Duration::from_secs(60));
+        assert_eq!(store.retention_age, None);
+        assert_eq!(store.retention_bytes, Some(1000));
+        let limits = query_limits(&file.query).unwrap();
+        assert_eq!((limits.max_rows, limits.timeout), (5, Duration::from_secs(2)));
+
+        let bad = "data_dir = \"x\"\n[store]\nretention = \"7d\"\n";
+        let err = toml::from_str::<FileConfig>(bad).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("retention"), "{err}");
+        let bad_duration = StoreSection {
+            flush_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        let err = store_config("x".into(), &bad_duration).unwrap_err().to_string();
+        assert!(err.contains("store.flush_interval"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! `loupe query "SQL"`: posts the SQL to a running server's `/api/v1/query`, asks for an Arrow
+//! IPC stream, and prints the rows as a table (or the JSON answer with `--json`).
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use loupe_api::ARROW_STREAM;
+use loupe_store::datafusion::arrow::ipc::reader::StreamReader;
+use loupe_store::datafusion::arrow::util::pretty::pretty_format_batches;
+
+/// Runs `sql` on the server at `server` (e.g. `http://127.0.0.1:8080`) and prints the answer.
+///
+/// # Errors
+/// When the server cannot be reached or refuses the query; the message carries the server's.
+pub async fn run(server: &str, sql: &str, json: bool, max_rows: Option<usize>) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
+    let mut body = serde_json::json!({ "sql": sql });
+    if let Some(m) = max_rows {
+        body["max_rows"] = m.into();
+    }
+    let accept = if json { "application/json" } else { ARROW_STREAM };
+    let request = hyper::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach loupe at {server} (is `loupe serve` running?)"))?;
+    let status = response.status();
+    let truncated = response
+        .headers()
+        .get("loupe-truncated")
+        .is_some_and(|v| v == "true");
+    let bytes = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        anyhow::bail!("{status}: {message}");
+    }
+    if json {
+        println!("{}", String::from_utf8_lossy(&bytes));
+        return Ok(());
+    }
+    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .context("the server's answer is not an Arrow stream")?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    println!("{}", pretty_format_batches(&batches)?);
+    println!(
+        "{rows} row(s){}",
+        if truncated {
+            " (cut at the row limit; use --max-rows or LIMIT)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
