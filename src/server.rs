@@ -259,7 +259,7 @@ fn spawn_recovery(engine: Arc<Engine>) -> JoinHandle<()> {
     })
 }
 
-/// Every 5 s, flushes the hot data when it is due; every minute, compacts and applies
+/// Every second, flushes the hot data when it is due; every minute, compacts and applies
 /// retention. Runs on a blocking thread, off the ingest path.
 fn spawn_maintenance(
     engine: Arc<Engine>,
@@ -267,7 +267,7 @@ fn spawn_maintenance(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         loop {
             tokio::select! {
@@ -279,7 +279,7 @@ fn spawn_maintenance(
                 continue;
             };
             let now = clock.now_unix_nano() as i64;
-            let maintain = ticks % 12 == 0;
+            let maintain = ticks % 60 == 0;
             let _ = tokio::task::spawn_blocking(move || {
                 if store.flush_due() {
                     match store.flush() {

@@ -519,3 +519,208 @@ fn remove_segment(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::traces_to_batch;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1 as pt;
+
+    const HOUR: i64 = segment::HOUR_NANOS;
+    /// 2026-09-21T00:00:00Z, an hour boundary.
+    const T0: i64 = 1_790_208_000_000_000_000;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("loupe-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// `n` spans of `service` starting at `t` (unix ns), with span ids from `first`.
+    fn spans(service: &str, t: i64, n: u64, first: u64) -> (Table, RecordBatch) {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        let spans = (0..n)
+            .map(|i| pt::Span {
+                trace_id: vec![7; 16],
+                span_id: (first + i + 1).to_be_bytes().to_vec(),
+                name: "GET /".into(),
+                start_time_unix_nano: t as u64 + i,
+                end_time_unix_nano: t as u64 + i + 1000,
+                ..Default::default()
+            })
+            .collect();
+        let resource = opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(service.into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![pt::ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![pt::ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        (Table::Spans, traces_to_batch(&request, t as u64).unwrap())
+    }
+
+    fn open(dir: &Path, tweak: impl FnOnce(&mut StoreConfig)) -> (Store, Opened) {
+        let mut config = StoreConfig::new(dir);
+        config.wal_sync = SyncPolicy::None;
+        tweak(&mut config);
+        Store::open(config).unwrap()
+    }
+
+    fn rows_of(store: &Store) -> u64 {
+        let (hot, segments) = store.snapshot(Table::Spans, None, None);
+        hot.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+            + segments.iter().map(|s| s.rows).sum::<u64>()
+    }
+
+    #[test]
+    fn a_flush_moves_hot_rows_into_hourly_segments_and_deletes_their_log() {
+        let dir = temp_dir("flush");
+        let (store, _) = open(&dir, |_| {});
+        // Two hours of spans in one request.
+        store.append(1, &[b"r1"], vec![spans("a", T0, 3, 0)]).unwrap();
+        store
+            .append(1, &[b"r2"], vec![spans("b", T0 + HOUR, 2, 10)])
+            .unwrap();
+        assert_eq!(store.stats().hot_rows, 5);
+        let report = store.flush().unwrap();
+        assert_eq!((report.rows, report.files), (5, 2), "one file per hour");
+        let stats = store.stats();
+        assert_eq!((stats.hot_rows, stats.segments, stats.segment_rows), (0, 2, 5));
+        drop(store);
+        let (store, opened) = open(&dir, |_| {});
+        assert!(opened.wal.records.is_empty(), "the log of flushed data is gone");
+        assert_eq!(rows_of(&store), 5);
+        let hours: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        assert_eq!(hours, vec![0, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_deletes_whole_segments_by_age_then_by_size_and_nothing_else() {
+        let dir = temp_dir("retention");
+        let (store, _) = open(&dir, |c| c.compact_files = 100);
+        for h in 0..3 {
+            store
+                .append(1, &[b"r"], vec![spans("a", T0 + h * HOUR, 10, h as u64 * 100)])
+                .unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(store.segments().len(), 3);
+        // Now is the end of hour 2; rows sit at the start of their hour, so an age of 150
+        // minutes expires hour 0 only.
+        let now = T0 + 3 * HOUR;
+        let (store, _) = {
+            drop(store);
+            open(&dir, |c| {
+                c.retention_age = Some(Duration::from_secs(150 * 60));
+                c.compact_files = 100;
+            })
+        };
+        let report = store.maintain(now).unwrap();
+        assert_eq!((report.expired_by_age, report.expired_by_size), (1, 0));
+        let left: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        assert_eq!(left, vec![1, 2]);
+        // A size limit that holds one segment keeps the newest.
+        let newest = store.segments()[1].bytes;
+        drop(store);
+        let (store, _) = open(&dir, |c| {
+            c.retention_age = None;
+            c.retention_bytes = Some(newest);
+        });
+        let report = store.maintain(now).unwrap();
+        assert_eq!((report.expired_by_age, report.expired_by_size), (0, 1));
+        let left: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!(rows_of(&store), 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_segment_is_reported_and_skipped_not_fatal() {
+        let dir = temp_dir("corrupt");
+        let (store, _) = open(&dir, |_| {});
+        store.append(1, &[b"r"], vec![spans("a", T0, 4, 0)]).unwrap();
+        store
+            .append(1, &[b"r"], vec![spans("a", T0 + HOUR, 6, 10)])
+            .unwrap();
+        store.flush().unwrap();
+        let victim = store.segments()[0].path.clone();
+        drop(store);
+        let bytes = std::fs::read(&victim).unwrap();
+        std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+        let (store, opened) = open(&dir, |_| {});
+        assert_eq!(opened.corrupt.len(), 1);
+        assert_eq!(opened.corrupt[0].0, victim);
+        assert_eq!(store.stats().corrupt_segments.len(), 1);
+        assert_eq!(rows_of(&store), 6, "the intact segment still loads");
+        assert!(victim.exists(), "a corrupt file is kept for inspection, not deleted");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compaction_merges_an_hours_segments_and_keeps_every_row() {
+        let dir = temp_dir("compact");
+        let (store, _) = open(&dir, |_| {});
+        for i in 0..3 {
+            store
+                .append(1, &[b"r"], vec![spans("a", T0 + i * 60_000_000_000, 5, i as u64 * 10)])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        assert_eq!(store.segments().len(), 3);
+        let report = store.maintain(T0 + 2 * HOUR).unwrap();
+        assert_eq!((report.compacted_inputs, report.compacted_outputs), (3, 1));
+        assert_eq!(store.segments().len(), 1);
+        assert_eq!(rows_of(&store), 15);
+        drop(store);
+        let (store, opened) = open(&dir, |_| {});
+        assert!(opened.corrupt.is_empty());
+        assert_eq!((store.segments().len(), rows_of(&store)), (1, 15));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_flush_neither_loses_nor_duplicates() {
+        let dir = temp_dir("interrupted");
+        // A crash after the segments were committed but before the log was removed: on open the
+        // log is not replayed again.
+        let (store, _) = open(&dir, |_| {});
+        store.append(1, &[b"r"], vec![spans("a", T0, 4, 0)]).unwrap();
+        let kept_log: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        store.flush().unwrap();
+        drop(store);
+        for (path, bytes) in &kept_log {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let (store, opened) = open(&dir, |_| {});
+        assert!(opened.wal.records.is_empty(), "covered log files are dropped");
+        assert_eq!(rows_of(&store), 4);
+        // A crash while writing a flush: the unfinished directory is removed, the log replays.
+        store.append(1, &[b"again"], vec![spans("a", T0, 2, 50)]).unwrap();
+        drop(store);
+        std::fs::create_dir_all(dir.join("segments").join("g00000000000000000099.tmp")).unwrap();
+        let (store, opened) = open(&dir, |_| {});
+        assert_eq!(opened.wal.records.len(), 1);
+        assert!(!dir.join("segments").join("g00000000000000000099.tmp").exists());
+        assert_eq!(rows_of(&store), 4, "replayed rows are the caller's to restore");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
