@@ -187,7 +187,10 @@ timeout = "2s"
         assert_eq!(store.retention_age, None);
         assert_eq!(store.retention_bytes, Some(1000));
         let limits = query_limits(&file.query).unwrap();
-        assert_eq!((limits.max_rows, limits.timeout), (5, Duration::from_secs(2)));
+        assert_eq!(
+            (limits.max_rows, limits.timeout),
+            (5, Duration::from_secs(2))
+        );
 
         let bad = "data_dir = \"x\"\n[store]\nretention = \"7d\"\n";
         let err = toml::from_str::<FileConfig>(bad).unwrap_err().to_string();
@@ -196,7 +199,9 @@ timeout = "2s"
             flush_interval: Some("soon".into()),
             ..Default::default()
         };
-        let err = store_config("x".into(), &bad_duration).unwrap_err().to_string();
+        let err = store_config("x".into(), &bad_duration)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("store.flush_interval"), "{err}");
     }
 }

@@ -23,7 +23,9 @@ pub fn demo_dataset_dir() -> PathBuf {
 /// When the server cannot start or the vendored case cannot be read.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let server = server::start(config).await?;
-    server.wait_ready(std::time::Duration::from_secs(60)).await?;
+    server
+        .wait_ready(std::time::Duration::from_secs(60))
+        .await?;
     let dataset = NezhaDataset::open(demo_dataset_dir()).context("the vendored demo case")?;
     let cases = dataset.ground_truth()?;
     let case = cases.first().context("the demo dataset has no case")?;

@@ -252,9 +252,12 @@ async fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
             result?
         }
-        Command::Query { sql, server, json, max_rows } => {
-            loupe::query::run(&server, &sql, json, max_rows).await?
-        }
+        Command::Query {
+            sql,
+            server,
+            json,
+            max_rows,
+        } => loupe::query::run(&server, &sql, json, max_rows).await?,
         Command::Replay {
             format: DatasetFormat::Nezha,
             dir,

@@ -14,13 +14,22 @@ use loupe_store::datafusion::arrow::util::pretty::pretty_format_batches;
 ///
 /// # Errors
 /// When the server cannot be reached or refuses the query; the message carries the server's.
-pub async fn run(server: &str, sql: &str, json: bool, max_rows: Option<usize>) -> anyhow::Result<()> {
+pub async fn run(
+    server: &str,
+    sql: &str,
+    json: bool,
+    max_rows: Option<usize>,
+) -> anyhow::Result<()> {
     let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
     let mut body = serde_json::json!({ "sql": sql });
     if let Some(m) = max_rows {
         body["max_rows"] = m.into();
     }
-    let accept = if json { "application/json" } else { ARROW_STREAM };
+    let accept = if json {
+        "application/json"
+    } else {
+        ARROW_STREAM
+    };
     let request = hyper::Request::post(&url)
         .header("content-type", "application/json")
         .header("accept", accept)

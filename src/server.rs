@@ -279,7 +279,7 @@ fn spawn_maintenance(
                 continue;
             };
             let now = clock.now_unix_nano() as i64;
-            let maintain = ticks % 60 == 0;
+            let maintain = ticks.is_multiple_of(60);
             let _ = tokio::task::spawn_blocking(move || {
                 if store.flush_due() {
                     match store.flush() {

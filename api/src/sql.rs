@@ -144,7 +144,12 @@ fn ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
 }
 
 /// Runs `sql` within the server's limits, narrowed by the request's.
-async fn run(state: &SqlState, sql: &str, max_rows: Option<usize>, timeout: Option<Duration>) -> Result<QueryOutput> {
+async fn run(
+    state: &SqlState,
+    sql: &str,
+    max_rows: Option<usize>,
+    timeout: Option<Duration>,
+) -> Result<QueryOutput> {
     let engine = state.query.clone().ok_or_else(no_store)?;
     let limits = QueryLimits {
         max_rows: max_rows.map_or(state.limits.max_rows, |m| m.min(state.limits.max_rows)),
@@ -184,7 +189,10 @@ async fn query(State(state): State<SqlState>, headers: HeaderMap, body: Bytes) -
         return Ok((
             [
                 (header::CONTENT_TYPE, ARROW_STREAM),
-                (header::HeaderName::from_static("loupe-truncated"), truncated),
+                (
+                    header::HeaderName::from_static("loupe-truncated"),
+                    truncated,
+                ),
             ],
             body,
         )
@@ -234,9 +242,13 @@ const TRACE_COLUMNS: &str = "span_id, parent_span_id, name, kind, service_name, 
 /// Most spans returned for one trace.
 const MAX_TRACE_SPANS: usize = 100_000;
 
-async fn trace(State(state): State<SqlState>, Path(trace_id): Path<String>) -> Result<Json<TraceResponse>> {
+async fn trace(
+    State(state): State<SqlState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<TraceResponse>> {
     let id = trace_id.to_ascii_lowercase();
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.bytes().all(|b| b == b'0') {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.bytes().all(|b| b == b'0')
+    {
         return Err(ApiError::invalid(
             "trace_id",
             "a trace id is 32 hex digits, not all zero",
@@ -248,7 +260,9 @@ async fn trace(State(state): State<SqlState>, Path(trace_id): Path<String>) -> R
     let out = run(&state, &sql, Some(MAX_TRACE_SPANS), None).await?;
     let rows = json_rows(&out.batches)?;
     if rows.is_empty() {
-        return Err(ApiError::NotFound(format!("no spans of trace {id} are stored")));
+        return Err(ApiError::NotFound(format!(
+            "no spans of trace {id} are stored"
+        )));
     }
     let span_count = rows.len();
     let mut services: Vec<String> = rows
@@ -278,8 +292,16 @@ async fn trace(State(state): State<SqlState>, Path(trace_id): Path<String>) -> R
             None => roots.push(span),
         }
     }
-    fn build(span: serde_json::Map<String, Value>, children: &mut HashMap<String, Vec<serde_json::Map<String, Value>>>, depth: usize) -> SpanNode {
-        let id = span.get("span_id").and_then(Value::as_str).unwrap_or("").to_owned();
+    fn build(
+        span: serde_json::Map<String, Value>,
+        children: &mut HashMap<String, Vec<serde_json::Map<String, Value>>>,
+        depth: usize,
+    ) -> SpanNode {
+        let id = span
+            .get("span_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         // A cycle of parent ids (bad data) cannot recurse forever: depth is bounded by the span
         // count, and each span is taken out of the map once.
         let kids = if depth < MAX_TRACE_SPANS {
@@ -289,7 +311,10 @@ async fn trace(State(state): State<SqlState>, Path(trace_id): Path<String>) -> R
         };
         SpanNode {
             span,
-            children: kids.into_iter().map(|k| build(k, children, depth + 1)).collect(),
+            children: kids
+                .into_iter()
+                .map(|k| build(k, children, depth + 1))
+                .collect(),
         }
     }
     let mut roots: Vec<SpanNode> = roots

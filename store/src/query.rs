@@ -20,7 +20,9 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -318,9 +320,10 @@ impl QueryEngine {
             }
             Ok::<_, QueryError>((schema, batches, rows, truncated))
         };
-        let (schema, batches, rows, truncated) = tokio::time::timeout(limits.timeout, run)
-            .await
-            .map_err(|_| QueryError::Timeout(limits.timeout))??;
+        let (schema, batches, rows, truncated) =
+            tokio::time::timeout(limits.timeout, run)
+                .await
+                .map_err(|_| QueryError::Timeout(limits.timeout))??;
         Ok(QueryOutput {
             schema,
             batches,
@@ -342,7 +345,10 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     fn ts(v: i64) -> Expr {
-        lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())))
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
@@ -355,6 +361,10 @@ mod tests {
         let other = vec![col("end_time_unix_nano").gt(ts(10))];
         assert_eq!(time_bounds(&other, c), (None, None));
         let or = vec![col(c).gt(ts(10)).or(col(c).lt(ts(2)))];
-        assert_eq!(time_bounds(&or, c), (None, None), "a disjunction bounds nothing");
+        assert_eq!(
+            time_bounds(&or, c),
+            (None, None),
+            "a disjunction bounds nothing"
+        );
     }
 }

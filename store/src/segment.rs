@@ -13,7 +13,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use datafusion::arrow::compute::{
+    concat_batches, lexsort_to_indices, take_record_batch, SortColumn,
+};
 use datafusion::arrow::datatypes::TimestampNanosecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -99,8 +101,11 @@ fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
             options: None,
         })
     };
-    let indices = lexsort_to_indices(&[key(table.service_column())?, key(table.time_column())?], None)
-        .map_err(|e| Error::Schema(e.to_string()))?;
+    let indices = lexsort_to_indices(
+        &[key(table.service_column())?, key(table.time_column())?],
+        None,
+    )
+    .map_err(|e| Error::Schema(e.to_string()))?;
     take_record_batch(batch, &indices).map_err(|e| Error::Schema(e.to_string()))
 }
 
@@ -135,7 +140,11 @@ fn write_file(table: Table, hour: i64, batch: &RecordBatch, path: &Path) -> Resu
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Segment`] when a file cannot be written.
-pub(crate) fn write_table(dir: &Path, table: Table, batches: &[RecordBatch]) -> Result<Vec<Segment>> {
+pub(crate) fn write_table(
+    dir: &Path,
+    table: Table,
+    batches: &[RecordBatch],
+) -> Result<Vec<Segment>> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
@@ -143,7 +152,10 @@ pub(crate) fn write_table(dir: &Path, table: Table, batches: &[RecordBatch]) -> 
     let times = event_times(table, &all)?;
     let mut hours: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
     for (i, t) in times.iter().enumerate() {
-        hours.entry(t.div_euclid(HOUR_NANOS)).or_default().push(i as u32);
+        hours
+            .entry(t.div_euclid(HOUR_NANOS))
+            .or_default()
+            .push(i as u32);
     }
     let mut out = Vec::with_capacity(hours.len());
     for (hour, rows) in hours {

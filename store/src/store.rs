@@ -166,7 +166,8 @@ impl Store {
         for (path, reason) in &loaded.corrupt {
             tracing::warn!(path = %path.display(), %reason, "skipping unreadable segment");
         }
-        let (wal, contents) = Wal::open(&config.dir.join("wal"), loaded.covered_wal, config.wal_sync)?;
+        let (wal, contents) =
+            Wal::open(&config.dir.join("wal"), loaded.covered_wal, config.wal_sync)?;
         let state = State {
             segments: loaded.segments,
             corrupt: loaded.corrupt.clone(),
@@ -207,7 +208,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Io`] when the log write fails; nothing is added then.
-    pub fn append(&self, tag: u8, parts: &[&[u8]], batches: Vec<(Table, RecordBatch)>) -> Result<()> {
+    pub fn append(
+        &self,
+        tag: u8,
+        parts: &[&[u8]],
+        batches: Vec<(Table, RecordBatch)>,
+    ) -> Result<()> {
         let mut wal = lock(&self.wal);
         wal.append_parts(tag, parts)?;
         let mut state = self.write();
@@ -294,7 +300,11 @@ impl Store {
             std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
             let mut segments = Vec::new();
             for table in Table::ALL {
-                segments.extend(segment::write_table(&tmp, table, &hot.tables[index(table)])?);
+                segments.extend(segment::write_table(
+                    &tmp,
+                    table,
+                    &hot.tables[index(table)],
+                )?);
             }
             segment::commit_dir(&tmp, &dir)?;
             Ok(segments
@@ -591,7 +601,9 @@ mod tests {
         let dir = temp_dir("flush");
         let (store, _) = open(&dir, |_| {});
         // Two hours of spans in one request.
-        store.append(1, &[b"r1"], vec![spans("a", T0, 3, 0)]).unwrap();
+        store
+            .append(1, &[b"r1"], vec![spans("a", T0, 3, 0)])
+            .unwrap();
         store
             .append(1, &[b"r2"], vec![spans("b", T0 + HOUR, 2, 10)])
             .unwrap();
@@ -599,12 +611,22 @@ mod tests {
         let report = store.flush().unwrap();
         assert_eq!((report.rows, report.files), (5, 2), "one file per hour");
         let stats = store.stats();
-        assert_eq!((stats.hot_rows, stats.segments, stats.segment_rows), (0, 2, 5));
+        assert_eq!(
+            (stats.hot_rows, stats.segments, stats.segment_rows),
+            (0, 2, 5)
+        );
         drop(store);
         let (store, opened) = open(&dir, |_| {});
-        assert!(opened.wal.records.is_empty(), "the log of flushed data is gone");
+        assert!(
+            opened.wal.records.is_empty(),
+            "the log of flushed data is gone"
+        );
         assert_eq!(rows_of(&store), 5);
-        let hours: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        let hours: Vec<i64> = store
+            .segments()
+            .iter()
+            .map(|s| s.hour - T0 / HOUR)
+            .collect();
         assert_eq!(hours, vec![0, 1]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -615,7 +637,11 @@ mod tests {
         let (store, _) = open(&dir, |c| c.compact_files = 100);
         for h in 0..3 {
             store
-                .append(1, &[b"r"], vec![spans("a", T0 + h * HOUR, 10, h as u64 * 100)])
+                .append(
+                    1,
+                    &[b"r"],
+                    vec![spans("a", T0 + h * HOUR, 10, h as u64 * 100)],
+                )
                 .unwrap();
         }
         store.flush().unwrap();
@@ -632,7 +658,11 @@ mod tests {
         };
         let report = store.maintain(now).unwrap();
         assert_eq!((report.expired_by_age, report.expired_by_size), (1, 0));
-        let left: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        let left: Vec<i64> = store
+            .segments()
+            .iter()
+            .map(|s| s.hour - T0 / HOUR)
+            .collect();
         assert_eq!(left, vec![1, 2]);
         // A size limit that holds one segment keeps the newest.
         let newest = store.segments()[1].bytes;
@@ -643,7 +673,11 @@ mod tests {
         });
         let report = store.maintain(now).unwrap();
         assert_eq!((report.expired_by_age, report.expired_by_size), (0, 1));
-        let left: Vec<i64> = store.segments().iter().map(|s| s.hour - T0 / HOUR).collect();
+        let left: Vec<i64> = store
+            .segments()
+            .iter()
+            .map(|s| s.hour - T0 / HOUR)
+            .collect();
         assert_eq!(left, vec![2]);
         assert_eq!(rows_of(&store), 10);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -653,7 +687,9 @@ mod tests {
     fn a_corrupt_segment_is_reported_and_skipped_not_fatal() {
         let dir = temp_dir("corrupt");
         let (store, _) = open(&dir, |_| {});
-        store.append(1, &[b"r"], vec![spans("a", T0, 4, 0)]).unwrap();
+        store
+            .append(1, &[b"r"], vec![spans("a", T0, 4, 0)])
+            .unwrap();
         store
             .append(1, &[b"r"], vec![spans("a", T0 + HOUR, 6, 10)])
             .unwrap();
@@ -667,7 +703,10 @@ mod tests {
         assert_eq!(opened.corrupt[0].0, victim);
         assert_eq!(store.stats().corrupt_segments.len(), 1);
         assert_eq!(rows_of(&store), 6, "the intact segment still loads");
-        assert!(victim.exists(), "a corrupt file is kept for inspection, not deleted");
+        assert!(
+            victim.exists(),
+            "a corrupt file is kept for inspection, not deleted"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -677,7 +716,11 @@ mod tests {
         let (store, _) = open(&dir, |_| {});
         for i in 0..3 {
             store
-                .append(1, &[b"r"], vec![spans("a", T0 + i * 60_000_000_000, 5, i as u64 * 10)])
+                .append(
+                    1,
+                    &[b"r"],
+                    vec![spans("a", T0 + i * 60_000_000_000, 5, i as u64 * 10)],
+                )
                 .unwrap();
             store.flush().unwrap();
         }
@@ -699,7 +742,9 @@ mod tests {
         // A crash after the segments were committed but before the log was removed: on open the
         // log is not replayed again.
         let (store, _) = open(&dir, |_| {});
-        store.append(1, &[b"r"], vec![spans("a", T0, 4, 0)]).unwrap();
+        store
+            .append(1, &[b"r"], vec![spans("a", T0, 4, 0)])
+            .unwrap();
         let kept_log: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.join("wal"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -711,16 +756,28 @@ mod tests {
             std::fs::write(path, bytes).unwrap();
         }
         let (store, opened) = open(&dir, |_| {});
-        assert!(opened.wal.records.is_empty(), "covered log files are dropped");
+        assert!(
+            opened.wal.records.is_empty(),
+            "covered log files are dropped"
+        );
         assert_eq!(rows_of(&store), 4);
         // A crash while writing a flush: the unfinished directory is removed, the log replays.
-        store.append(1, &[b"again"], vec![spans("a", T0, 2, 50)]).unwrap();
+        store
+            .append(1, &[b"again"], vec![spans("a", T0, 2, 50)])
+            .unwrap();
         drop(store);
         std::fs::create_dir_all(dir.join("segments").join("g00000000000000000099.tmp")).unwrap();
         let (store, opened) = open(&dir, |_| {});
         assert_eq!(opened.wal.records.len(), 1);
-        assert!(!dir.join("segments").join("g00000000000000000099.tmp").exists());
-        assert_eq!(rows_of(&store), 4, "replayed rows are the caller's to restore");
+        assert!(!dir
+            .join("segments")
+            .join("g00000000000000000099.tmp")
+            .exists());
+        assert_eq!(
+            rows_of(&store),
+            4,
+            "replayed rows are the caller's to restore"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

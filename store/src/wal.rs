@@ -72,7 +72,10 @@ pub struct Wal {
     sync: SyncPolicy,
 }
 
-pub(crate) fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(crate) fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         action,
         path: path.display().to_string(),
@@ -237,7 +240,10 @@ impl Wal {
     /// # Errors
     /// [`Error::Io`] when a file cannot be removed.
     pub fn remove_through(&self, seq: u64) -> Result<()> {
-        for s in list(&self.dir)?.into_iter().filter(|s| *s <= seq && *s < self.seq) {
+        for s in list(&self.dir)?
+            .into_iter()
+            .filter(|s| *s <= seq && *s < self.seq)
+        {
             let path = self.dir.join(file_name(s));
             std::fs::remove_file(&path).map_err(io("remove", &path))?;
         }

@@ -128,14 +128,13 @@ fn origin() -> impl Strategy<Value = (Resource, String, InstrumentationScope, St
 }
 
 fn span() -> impl Strategy<Value = pt::Span> {
-    let event = (time(), "[a-z]{0,6}", attributes(), 0u32..2).prop_map(|(t, name, a, d)| {
-        pt::span::Event {
+    let event =
+        (time(), "[a-z]{0,6}", attributes(), 0u32..2).prop_map(|(t, name, a, d)| pt::span::Event {
             time_unix_nano: t,
             name,
             attributes: a,
             dropped_attributes_count: d,
-        }
-    });
+        });
     let link = (id(16), id(8), "[a-z=]{0,5}", attributes(), 0u32..2, 0u32..3).prop_map(
         |(trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags)| {
             pt::span::Link {
@@ -149,7 +148,13 @@ fn span() -> impl Strategy<Value = pt::Span> {
         },
     );
     (
-        (id(16), id(8), "[a-z=]{0,5}", prop::option::of(id(8)), 0u32..512),
+        (
+            id(16),
+            id(8),
+            "[a-z=]{0,5}",
+            prop::option::of(id(8)),
+            0u32..512,
+        ),
         ("[a-zA-Z /]{0,10}", 0i32..6, time(), 0u64..5_000_000_000),
         (attributes(), 0u32..3),
         (prop::collection::vec(event, 0..3), 0u32..2),
@@ -181,7 +186,11 @@ fn log_record() -> impl Strategy<Value = pl::LogRecord> {
         (time(), any::<u64>(), 0i32..25, "[A-Z]{0,5}"),
         value(),
         (attributes(), 0u32..2, 0u32..3),
-        (prop::option::of(id(16)), prop::option::of(id(8)), "[a-z.]{0,8}"),
+        (
+            prop::option::of(id(16)),
+            prop::option::of(id(8)),
+            "[a-z.]{0,8}",
+        ),
     )
         .prop_map(|(t, body, a, ids)| pl::LogRecord {
             time_unix_nano: t.0,
@@ -206,7 +215,10 @@ fn metric() -> impl Strategy<Value = pm::Metric> {
         time(),
         time(),
         0u32..2,
-        prop_oneof![any::<f64>().prop_map(N::AsDouble), any::<i64>().prop_map(N::AsInt)],
+        prop_oneof![
+            any::<f64>().prop_map(N::AsDouble),
+            any::<i64>().prop_map(N::AsInt)
+        ],
     )
         .prop_map(|(attributes, start, t, flags, v)| pm::NumberDataPoint {
             attributes,
@@ -227,26 +239,30 @@ fn metric() -> impl Strategy<Value = pm::Metric> {
         counts.clone(),
         prop::collection::vec(-1e3f64..1e3, 0..4),
     )
-        .prop_map(|(attributes, t, count, (sum, min, max), bucket_counts, explicit_bounds)| {
-            pm::HistogramDataPoint {
-                attributes,
-                start_time_unix_nano: t - 1,
-                time_unix_nano: t,
-                count,
-                sum,
-                bucket_counts,
-                explicit_bounds,
-                exemplars: vec![],
-                flags: 0,
-                min,
-                max,
-            }
-        });
+        .prop_map(
+            |(attributes, t, count, (sum, min, max), bucket_counts, explicit_bounds)| {
+                pm::HistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: t - 1,
+                    time_unix_nano: t,
+                    count,
+                    sum,
+                    bucket_counts,
+                    explicit_bounds,
+                    exemplars: vec![],
+                    flags: 0,
+                    min,
+                    max,
+                }
+            },
+        );
     let buckets = prop::option::of((-5i32..5, counts.clone())).prop_map(|b| {
-        b.map(|(offset, bucket_counts)| pm::exponential_histogram_data_point::Buckets {
-            offset,
-            bucket_counts,
-        })
+        b.map(
+            |(offset, bucket_counts)| pm::exponential_histogram_data_point::Buckets {
+                offset,
+                bucket_counts,
+            },
+        )
     });
     let exponential = (
         attributes(),
@@ -255,24 +271,32 @@ fn metric() -> impl Strategy<Value = pm::Metric> {
         (buckets.clone(), buckets),
         (opt_f.clone(), opt_f, 0f64..1.0),
     )
-        .prop_map(|(attributes, t, (count, sum, scale, zero_count), (positive, negative), (min, max, zero_threshold))| {
-            pm::ExponentialHistogramDataPoint {
+        .prop_map(
+            |(
                 attributes,
-                start_time_unix_nano: t,
-                time_unix_nano: t,
-                count,
-                sum,
-                scale,
-                zero_count,
-                positive,
-                negative,
-                flags: 1,
-                exemplars: vec![],
-                min,
-                max,
-                zero_threshold,
-            }
-        });
+                t,
+                (count, sum, scale, zero_count),
+                (positive, negative),
+                (min, max, zero_threshold),
+            )| {
+                pm::ExponentialHistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: t,
+                    time_unix_nano: t,
+                    count,
+                    sum,
+                    scale,
+                    zero_count,
+                    positive,
+                    negative,
+                    flags: 1,
+                    exemplars: vec![],
+                    min,
+                    max,
+                    zero_threshold,
+                }
+            },
+        );
     let summary = (
         attributes(),
         time(),
@@ -288,12 +312,16 @@ fn metric() -> impl Strategy<Value = pm::Metric> {
             sum,
             quantile_values: q
                 .into_iter()
-                .map(|(quantile, value)| pm::summary_data_point::ValueAtQuantile { quantile, value })
+                .map(
+                    |(quantile, value)| pm::summary_data_point::ValueAtQuantile { quantile, value },
+                )
                 .collect(),
             flags: 0,
         });
     let data = prop_oneof![
-        number.clone().prop_map(|p| Data::Gauge(pm::Gauge { data_points: vec![p] })),
+        number.clone().prop_map(|p| Data::Gauge(pm::Gauge {
+            data_points: vec![p]
+        })),
         (number, 0i32..3, any::<bool>()).prop_map(|(p, t, m)| Data::Sum(pm::Sum {
             data_points: vec![p],
             aggregation_temporality: t,
@@ -309,7 +337,9 @@ fn metric() -> impl Strategy<Value = pm::Metric> {
                 aggregation_temporality: t,
             }
         )),
-        summary.prop_map(|p| Data::Summary(pm::Summary { data_points: vec![p] })),
+        summary.prop_map(|p| Data::Summary(pm::Summary {
+            data_points: vec![p]
+        })),
     ];
     ("[a-z.]{1,10}", "[a-z ]{0,6}", "[a-zA-Z{}]{0,3}", data).prop_map(
         |(name, description, unit, data)| pm::Metric {
@@ -332,7 +362,10 @@ fn flat_spans(requests: &[ExportTraceServiceRequest]) -> Vec<Vec<u8>> {
                 ss.spans.iter().map(move |s| {
                     let mut s = s.clone();
                     // An unset status with no message is the same as none.
-                    if s.status.as_ref().is_some_and(|st| st.code == 0 && st.message.is_empty()) {
+                    if s.status
+                        .as_ref()
+                        .is_some_and(|st| st.code == 0 && st.message.is_empty())
+                    {
                         s.status = None;
                     }
                     pt::ResourceSpans {
@@ -514,7 +547,11 @@ fn changes_round_trip() {
     deploy.version_to = Some("1.4.2".into());
     deploy.end_time_unix_nano = Some(1_790_000_060_000_000_000);
     deploy.external_id = Some("delivery-1".into());
-    let mut event = ChangeEvent::new(ChangeKind::KubernetesEvent, 1_790_000_100_000_000_000, "k8s_events");
+    let mut event = ChangeEvent::new(
+        ChangeKind::KubernetesEvent,
+        1_790_000_100_000_000_000,
+        "k8s_events",
+    );
     event.object = Some(ObjectRef {
         kind: "Pod".into(),
         name: "payment-7d9".into(),

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
-    UInt64Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListArray,
+    MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
@@ -119,10 +118,7 @@ impl AttrBuilder {
         };
         let entries = StructArray::new(
             fields.clone(),
-            vec![
-                Arc::new(self.keys.finish()),
-                Arc::new(self.values.finish()),
-            ],
+            vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())],
             None,
         );
         MapArray::new(

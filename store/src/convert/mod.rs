@@ -102,7 +102,7 @@ pub fn traces_to_batch(request: &ExportTraceServiceRequest, received: u64) -> Op
                 start.append_value(ts(s.start_time_unix_nano));
                 end.append_value(ts(s.end_time_unix_nano));
                 duration.append_value(
-                    s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) as i64,
+                    s.end_time_unix_nano.saturating_sub(s.start_time_unix_nano) as i64
                 );
                 let status = s.status.as_ref();
                 code.append_value(status_code(status.map_or(0, |st| st.code)));
@@ -340,7 +340,8 @@ impl PointColumns {
         let e = parts.exponential;
         self.scale.append_option(e.map(|e| e.scale));
         self.zero_count.append_option(e.map(|e| e.zero_count));
-        self.zero_threshold.append_option(e.map(|e| e.zero_threshold));
+        self.zero_threshold
+            .append_option(e.map(|e| e.zero_threshold));
         for (buckets, offset, offsets, valid, counts) in [
             (
                 e.and_then(|e| e.positive.as_ref()),

@@ -214,8 +214,11 @@ impl<'a> OriginReader<'a> {
 /// Groups rows into requests: consecutive rows received at the same time form one request,
 /// consecutive rows of one origin one resource group.
 struct Grouper<T> {
-    out: Vec<(u64, Vec<(RowOrigin, Vec<T>)>)>,
+    out: Vec<(u64, Groups<T>)>,
 }
+
+/// The items of one request, per origin.
+type Groups<T> = Vec<(RowOrigin, Vec<T>)>;
 
 impl<T> Grouper<T> {
     fn new() -> Self {
@@ -309,7 +312,7 @@ pub fn traces_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportTraceService
     let ln_dropped = ln.column(5).as_primitive::<UInt32Type>();
     let dropped_links: &UInt32Array = typed(b, "dropped_links_count")?;
     let mut g = Grouper::new();
-    for i in 0..b.num_rows() {
+    for (i, &received) in received.iter().enumerate() {
         let (from, to) = list_range(events, i);
         let span_events = (from..to)
             .map(|j| {
@@ -334,12 +337,11 @@ pub fn traces_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportTraceService
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let status = (code.value(i) != "unset" || !message.value(i).is_empty()).then(|| {
-            pt::Status {
+        let status =
+            (code.value(i) != "unset" || !message.value(i).is_empty()).then(|| pt::Status {
                 message: message.value(i).to_owned(),
                 code: status_number(code.value(i)),
-            }
-        });
+            });
         let span = pt::Span {
             trace_id: id_bytes(trace_id, i)?,
             span_id: id_bytes(span_id, i)?,
@@ -358,7 +360,7 @@ pub fn traces_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportTraceService
             dropped_links_count: dropped_links.value(i),
             status,
         };
-        g.push(received[i], origin.get(i)?, span);
+        g.push(received, origin.get(i)?, span);
     }
     Ok(g.out
         .into_iter()
@@ -407,7 +409,7 @@ pub fn logs_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportLogsServiceReq
     let attributes = AttrReader::of(b, "attributes")?;
     let dropped: &UInt32Array = typed(b, "dropped_attributes_count")?;
     let mut g = Grouper::new();
-    for i in 0..b.num_rows() {
+    for (i, &received) in received.iter().enumerate() {
         let record = pl::LogRecord {
             time_unix_nano: time.value(i) as u64,
             observed_time_unix_nano: observed.value(i) as u64,
@@ -421,7 +423,7 @@ pub fn logs_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportLogsServiceReq
             span_id: id_bytes(span_id, i)?,
             event_name: event_name.value(i).to_owned(),
         };
-        g.push(received[i], origin.get(i)?, record);
+        g.push(received, origin.get(i)?, record);
     }
     Ok(g.out
         .into_iter()
@@ -504,7 +506,7 @@ pub fn metrics_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportMetricsServ
     let negative_counts: &ListArray = typed(b, "negative_bucket_counts")?;
     let quantiles: &ListArray = typed(b, "quantile_values")?;
     let mut g = Grouper::new();
-    for i in 0..b.num_rows() {
+    for (i, &received) in received.iter().enumerate() {
         let attrs = attributes.get(i)?;
         let (st, t, fl) = (start.value(i) as u64, time.value(i) as u64, flags.value(i));
         let tm = temporality_number(temporality.is_valid(i).then(|| temporality.value(i)));
@@ -545,7 +547,11 @@ pub fn metrics_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportMetricsServ
                     explicit_bounds: if bounds.is_null(i) {
                         Vec::new()
                     } else {
-                        bounds.value(i).as_primitive::<Float64Type>().values().to_vec()
+                        bounds
+                            .value(i)
+                            .as_primitive::<Float64Type>()
+                            .values()
+                            .to_vec()
                     },
                     exemplars: Vec::new(),
                     flags: fl,
@@ -622,7 +628,7 @@ pub fn metrics_from_batch(b: &RecordBatch) -> Result<Vec<(u64, ExportMetricsServ
             metadata: Vec::new(),
             data: Some(data),
         };
-        g.push(received[i], origin.get(i)?, metric);
+        g.push(received, origin.get(i)?, metric);
     }
     Ok(g.out
         .into_iter()
