@@ -135,12 +135,12 @@ fn topology(services: usize, edges: usize, rng: &mut StdRng) -> Vec<(usize, usiz
     out.into_iter().collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn resident_mib() -> f64 {
+pub(crate) fn resident_mib() -> f64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
         return 0.0;
     };

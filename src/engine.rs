@@ -114,8 +114,13 @@ impl Engine {
         let (store, opened) = Store::open(store)?;
         let store = Arc::new(store);
         let query = Arc::new(QueryEngine::new(store.clone())?);
+        let graph = Arc::new(RwLock::new(KnowledgeGraph::new(config)));
+        query.register(
+            "service_edges",
+            Arc::new(crate::edges_table::ServiceEdges(graph.clone())),
+        )?;
         Ok(Self {
-            graph: Arc::new(RwLock::new(KnowledgeGraph::new(config))),
+            graph,
             store: Some(store),
             query: Some(query),
             clock: Arc::new(SystemClock),

@@ -3,8 +3,10 @@
 //! `demo`, `bench`). Kept as a library so end-to-end tests start a real server in process.
 
 pub mod bench;
+pub mod bench_store;
 pub mod config;
 pub mod demo;
+pub mod edges_table;
 pub mod engine;
 pub mod eval;
 pub mod query;

@@ -53,9 +53,15 @@ enum Command {
     Bench {
         /// What to measure.
         target: BenchTarget,
-        /// Services of the synthetic system.
-        #[arg(long, default_value_t = 1000)]
-        services: usize,
+        /// Services of the synthetic system [default: 1000 for graph, 50 for store].
+        #[arg(long)]
+        services: Option<usize>,
+        /// Spans to store for the query measures (store).
+        #[arg(long, default_value_t = 5_000_000)]
+        spans: usize,
+        /// Directory for the store's files (store; emptied first, removed after).
+        #[arg(long, default_value = "./loupe-bench-data")]
+        dir: PathBuf,
         /// Caller → callee edges.
         #[arg(long, default_value_t = 20_000)]
         edges: usize,
@@ -109,6 +115,9 @@ enum DatasetFormat {
 enum BenchTarget {
     /// The knowledge graph: update cost, as-of and diff latency, memory.
     Graph,
+    /// The columnar store: ingest rate against the decode-only floor, memory per hot span,
+    /// bytes on disk per span, query latency.
+    Store,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -299,13 +308,59 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench {
+            target: BenchTarget::Store,
+            services,
+            spans,
+            dir,
+            seed,
+            json,
+            ..
+        } => {
+            let config = loupe::bench_store::StoreBenchConfig {
+                spans_total: spans,
+                services: services.unwrap_or(50),
+                dir,
+                seed,
+            };
+            let r = loupe::bench_store::run(config, |m| eprintln!("{m}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "ingest ({} spans per request, {:.0} bytes per span):",
+                    r.spans_per_request, r.span_bytes
+                );
+                println!(
+                    "  decode only:        {:>10.0} spans per CPU-second",
+                    r.decode_spans_per_cpu_second
+                );
+                println!(
+                    "  decode and store:   {:>10.0} spans per CPU-second ({:.0}% of decode only)",
+                    r.store_spans_per_cpu_second,
+                    r.store_share_of_decode * 100.0
+                );
+                println!(
+                    "memory: {:.0} MiB resident per million hot spans ({:.0} MiB of Arrow arrays)",
+                    r.rss_mib_per_million_hot_spans, r.arrow_mib_per_million_hot_spans
+                );
+                println!("load: {} spans and {} log records; flush {:.1} s, compaction {:.1} s, {} segment files", r.spans_total, r.logs_total, r.flush_seconds, r.compact_seconds, r.segments);
+                println!(
+                    "disk: {:.1} bytes per span after compaction",
+                    r.disk_bytes_per_span
+                );
+                println!("query: trace by id {:.1} ms; RED per service over 1 h {:.1} ms; error logs of one pod over 1 h {:.1} ms", r.trace_by_id_ms, r.red_per_service_ms, r.pod_error_logs_ms);
+            }
+        }
+        Command::Bench {
             target: BenchTarget::Graph,
             services,
             edges,
             minutes,
             seed,
             json,
+            ..
         } => {
+            let services = services.unwrap_or(1000);
             anyhow::ensure!(services >= 10, "--services must be at least 10");
             anyhow::ensure!(
                 minutes >= 35,

@@ -29,6 +29,7 @@ pub use series::Retention;
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::Interval;
 pub use view::{
-    EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView, OperationWindow,
-    PodWindow, RedSummary, ServiceSummary, ServiceWindow, UnknownEntity, WindowStats,
+    EdgeBucket, EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView,
+    OperationWindow, PodWindow, RedSummary, ServiceSummary, ServiceWindow, UnknownEntity,
+    WindowStats,
 };

@@ -11,7 +11,7 @@ use petgraph::visit::NodeIndexable;
 
 use serde::Serialize;
 
-use crate::graph::{Entity, EntityKind, KnowledgeGraph, RelationKind};
+use crate::graph::{Entity, EntityKind, KnowledgeGraph, Relation, RelationKind};
 use crate::stats::{GaugeStats, LogStats, RedStats};
 
 /// A stable entity id: `<kind>:<name>`, e.g. `service:checkout`, `pod:checkout-7d9f-x2x`,
@@ -469,14 +469,7 @@ impl KnowledgeGraph {
                 _ => {}
             }
         }
-        for i in self.graph.edge_indices() {
-            let Some((source, target)) = self.graph.edge_endpoints(i) else {
-                continue;
-            };
-            let (a, b, rel) = (&self.graph[source], &self.graph[target], &self.graph[i]);
-            if rel.kind != RelationKind::Calls || a.kind != EntityKind::Service {
-                continue;
-            }
+        for (a, b, rel) in self.service_calls() {
             let red = rel.red.merged(r.start, r.end);
             if red.calls > 0 {
                 out.edges.push(EdgeWindow {
@@ -504,6 +497,61 @@ impl KnowledgeGraph {
             .sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
         out.edges
             .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+}
+
+/// One time bucket of one service → service `calls` edge, as stored (10 s, or 1 min and
+/// 10 min once rolled up).
+#[derive(Debug, Clone)]
+pub struct EdgeBucket {
+    /// Bucket start, unix ns.
+    pub start_unix_nano: u64,
+    /// Bucket width, seconds.
+    pub width_seconds: u64,
+    /// Calling service.
+    pub source: String,
+    /// Called service (or external endpoint).
+    pub target: String,
+    /// RED statistics of the calls in the bucket.
+    pub red: RedStats,
+}
+
+impl KnowledgeGraph {
+    /// The `calls` relations whose caller is a service, with both ends.
+    fn service_calls(&self) -> impl Iterator<Item = (&Entity, &Entity, &Relation)> {
+        self.graph.edge_indices().filter_map(|i| {
+            let (source, target) = self.graph.edge_endpoints(i)?;
+            let (a, rel) = (&self.graph[source], &self.graph[i]);
+            (rel.kind == RelationKind::Calls && a.kind == EntityKind::Service)
+                .then(|| (a, &self.graph[target], rel))
+        })
+    }
+
+    /// Every stored bucket of service → service `calls` edges that starts in `[start, end)`
+    /// (unix ns), by edge then time: the graph's edge statistics as rows (SQL `service_edges`).
+    pub fn edge_buckets(&self, start: u64, end: u64) -> Vec<EdgeBucket> {
+        let r = self.buckets(start, end);
+        let nanos = self.config.bucket_nanos;
+        let mut out = Vec::new();
+        for (a, b, rel) in self.service_calls() {
+            rel.red.for_each_sized(r.start, r.end, |key, width, red| {
+                out.push(EdgeBucket {
+                    start_unix_nano: key * nanos,
+                    width_seconds: width * nanos / 1_000_000_000,
+                    source: a.name.clone(),
+                    target: b.name.clone(),
+                    red: red.clone(),
+                })
+            });
+        }
+        out.sort_by(|x, y| {
+            (&x.source, &x.target, x.start_unix_nano).cmp(&(
+                &y.source,
+                &y.target,
+                y.start_unix_nano,
+            ))
+        });
         out
     }
 }

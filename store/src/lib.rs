@@ -19,7 +19,7 @@ mod store;
 pub mod wal;
 
 pub use error::{Error, QueryError, Result};
-pub use query::{QueryEngine, QueryLimits, QueryOutput};
+pub use query::{time_bounds, QueryEngine, QueryLimits, QueryOutput};
 pub use schema::Table;
 pub use segment::Segment;
 pub use store::{FlushReport, MaintenanceReport, Opened, Store, StoreConfig, StoreStats};

@@ -110,7 +110,7 @@ fn is_column(e: &Expr, name: &str) -> bool {
 
 /// Narrows `[from, to]` by the filters that bound `column` with a timestamp literal (only
 /// conjunctions: what the filter list is).
-fn time_bounds(filters: &[Expr], column: &str) -> (Option<i64>, Option<i64>) {
+pub fn time_bounds(filters: &[Expr], column: &str) -> (Option<i64>, Option<i64>) {
     let (mut from, mut to): (Option<i64>, Option<i64>) = (None, None);
     let mut lower = |v: i64| from = Some(from.map_or(v, |f| f.max(v)));
     let mut upper_bounds = Vec::new();

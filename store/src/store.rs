@@ -538,7 +538,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1 as pt;
 
     const HOUR: i64 = segment::HOUR_NANOS;
-    /// 2026-09-21T00:00:00Z, an hour boundary.
+    /// 2026-09-24T00:00:00Z, an hour boundary.
     const T0: i64 = 1_790_208_000_000_000_000;
 
     fn temp_dir(name: &str) -> PathBuf {

@@ -23,7 +23,13 @@ pub use read::{changes_from_batch, logs_from_batch, metrics_from_batch, traces_f
 
 use crate::schema::{Table, EVENT_FIELDS, LINK_FIELDS, QUANTILE_FIELDS};
 
-fn batch(table: Table, columns: Vec<ArrayRef>) -> RecordBatch {
+fn batch(table: Table, mut columns: Vec<ArrayRef>) -> RecordBatch {
+    // Builders grow by doubling; hot batches live for minutes, so give the slack back.
+    for c in &mut columns {
+        if let Some(a) = Arc::get_mut(c) {
+            a.shrink_to_fit();
+        }
+    }
     // The builders follow the schema column for column; a mismatch is a bug caught by tests.
     RecordBatch::try_new(table.schema(), columns).expect("columns follow the table schema")
 }

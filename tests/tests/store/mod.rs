@@ -167,6 +167,8 @@ async fn the_sql_surface_answers_as_its_data_file_says() {
         "version_to": "1.4.2", "time": "2023-01-29T13:46:30Z", "author": "ci"});
     let (status, _, body) = post_json(server.http_addr, "/api/v1/changes", &change).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    // Joins the spans waiting for their parents, so the graph has its edges.
+    server.engine.flush();
 
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/sql.test");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -314,7 +316,7 @@ fn spawn_loupe(bin: &Path, dir: &Path) -> (Child, SocketAddr, SocketAddr) {
             "--otlp-http-addr",
             "127.0.0.1:0",
         ])
-        .args(["--http-addr", "127.0.0.1:0", "--flush-interval", "1s"])
+        .args(["--http-addr", "127.0.0.1:0", "--flush-interval", "200ms"])
         .args(["--query-max-rows", "10000000"])
         .arg("--data-dir")
         .arg(dir)
@@ -383,7 +385,12 @@ async fn acknowledged_spans_survive_sigkill_exactly_once() {
             .build()
             .unwrap();
         exporter.set_resource(&crate::resource("crash"));
-        let kill_after = Duration::from_millis(300 + random(1500));
+        // The first round outlives a flush (every 200 ms of hot data, checked each second); the
+        // others die at any moment, during a flush or not.
+        let kill_after = Duration::from_millis(match round {
+            0 => 2500 + random(1000),
+            _ => 300 + random(2500),
+        });
         let started = Instant::now();
         let mut killed = false;
         while !killed {
