@@ -85,7 +85,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     let api = server.http_addr;
     println!(
-        "\nthe server keeps running; explore it:\n  open http://{api}/\n  curl 'http://{api}/api/v1/services?at={}&window=10m'\n  curl -X POST http://{api}/api/v1/analyze -d '{{\"start\":{},\"end\":{}}}'\nctrl-c to stop",
+        "\nthe server keeps running; explore it:\n  open http://{api}/\n  curl 'http://{api}/api/v1/services?at={}&window=10m'\n  curl -X POST http://{api}/api/v1/analyze -d '{{\"start\":{},\"end\":{}}}'\n  cargo run -- query --server http://{api} \"SELECT service_name, count(*) AS spans, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors FROM spans GROUP BY service_name ORDER BY errors DESC\"\nctrl-c to stop",
         telemetry.fault.end, telemetry.fault.start, telemetry.fault.end
     );
     tokio::signal::ctrl_c().await?;
