@@ -196,7 +196,7 @@ fn span_request(
                     string("network.protocol.version", "1.1"),
                     string(
                         "user_agent.original",
-                        "Mozilla/5.0 (X11; Linux x86_64) loupe-bench/1.0",
+                        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) loupe-bench/1.0",
                     ),
                     string(
                         "client.address",

@@ -109,6 +109,8 @@ enum Command {
 enum DatasetFormat {
     /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
     Nezha,
+    /// A loupe data directory's Parquet segments (replay only).
+    Loupe,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -268,6 +270,24 @@ async fn main() -> anyhow::Result<()> {
             max_rows,
         } => loupe::query::run(&server, &sql, json, max_rows).await?,
         Command::Replay {
+            format: DatasetFormat::Loupe,
+            dir,
+            endpoint,
+            from,
+            to,
+            ..
+        } => {
+            let range = match (from, to) {
+                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
+                _ => None,
+            };
+            let totals = replay::send_stored(&endpoint, &dir, range).await?;
+            println!(
+                "sent {} items in {} requests to {endpoint}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
+        }
+        Command::Replay {
             format: DatasetFormat::Nezha,
             dir,
             endpoint,
@@ -287,6 +307,12 @@ async fn main() -> anyhow::Result<()> {
                 totals.items, totals.requests, totals.rejected
             );
         }
+        Command::Eval {
+            format: DatasetFormat::Loupe,
+            ..
+        } => anyhow::bail!(
+            "eval scores labelled datasets (nezha); a loupe data directory holds no labels"
+        ),
         Command::Eval {
             format: DatasetFormat::Nezha,
             dir,

@@ -1,5 +1,8 @@
 //! `loupe replay nezha DIR`: sends a Nezha-layout dataset to an OTLP/gRPC endpoint with its
 //! original timestamps, case by case or over a time range, with a progress bar.
+//! `loupe replay loupe DATA_DIR`: sends what a loupe data directory holds in its Parquet
+//! segments, hour by hour, to another endpoint (to move data between servers or feed a
+//! collector).
 
 use std::ops::Range;
 
@@ -64,6 +67,59 @@ pub fn requests(
         out.extend(dataset.case(case, &truth)?.requests);
     }
     Ok(out)
+}
+
+/// Sends the spans, log records and points of the segments in `data_dir` whose event times may
+/// overlap `range` (whole segments: an hour each) to `endpoint`, oldest hour first, in the order
+/// they were received. Reads only; a server may be running on the directory (what it has not
+/// flushed yet is not sent).
+///
+/// # Errors
+/// When the directory cannot be read or the endpoint refuses a request; unreadable segments are
+/// reported on stderr and skipped.
+pub async fn send_stored(
+    endpoint: &str,
+    data_dir: &std::path::Path,
+    range: Option<Range<u64>>,
+) -> anyhow::Result<ReplayTotals> {
+    let root = data_dir.join("segments");
+    anyhow::ensure!(
+        root.is_dir(),
+        "{} holds no segments/ directory",
+        data_dir.display()
+    );
+    let (segments, corrupt) = loupe_store::segment::scan(&root)?;
+    for (path, reason) in corrupt {
+        eprintln!("skipping unreadable segment {}: {reason}", path.display());
+    }
+    let segments: Vec<_> = segments
+        .into_iter()
+        .filter(|s| s.table != loupe_store::Table::Changes)
+        .filter(|s| {
+            range
+                .as_ref()
+                .is_none_or(|r| s.max_time >= r.start as i64 && s.min_time < r.end as i64)
+        })
+        .collect();
+    let mut client = OtlpGrpcClient::connect(endpoint).await?;
+    let bar = ProgressBar::new(segments.iter().map(|s| s.rows).sum());
+    let mut totals = ReplayTotals::default();
+    for segment in &segments {
+        let mut requests = Vec::new();
+        for batch in loupe_store::segment::read(&segment.path)? {
+            requests.extend(ExportRequest::from_batch(segment.table, &batch)?);
+        }
+        requests.sort_by_key(|(received, _)| *received);
+        for (_, request) in requests {
+            let items = request.item_count() as u64;
+            totals.rejected += client.send(request).await?;
+            totals.requests += 1;
+            totals.items += items;
+            bar.inc(items);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(totals)
 }
 
 /// Sends `requests` to `endpoint` over OTLP/gRPC, showing progress unless `quiet`.

@@ -34,6 +34,9 @@ pub const HOUR_NANOS: i64 = 3_600_000_000_000;
 /// Rows per Parquet row group: the unit that statistics and bloom filters prune.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
+/// A segment file that could not be read, and why.
+pub type Unreadable = (PathBuf, String);
+
 /// One segment file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
@@ -323,6 +326,43 @@ pub(crate) fn load(root: &Path) -> Result<Loaded> {
         .segments
         .sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
     Ok(loaded)
+}
+
+/// The segments under `root` (a data directory's `segments/`) without changing anything: for
+/// readers beside a running server. Unfinished flushes are skipped, as are files a finished
+/// compaction replaces; unreadable files are returned apart with the reason.
+///
+/// # Errors
+/// [`Error::Io`] when the directory cannot be listed.
+pub fn scan(root: &Path) -> Result<(Vec<Segment>, Vec<Unreadable>)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(io("list", root))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && !p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    dirs.sort();
+    let replaced: std::collections::HashSet<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("replaces")).ok())
+        .flat_map(|t| t.lines().map(|l| root.join(l)).collect::<Vec<_>>())
+        .collect();
+    let (mut segments, mut corrupt) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_none_or(|e| e != "parquet") || replaced.contains(&path) {
+                continue;
+            }
+            match inspect(&path) {
+                Ok(s) => segments.push(s),
+                Err(e) => corrupt.push((path, e.to_string())),
+            }
+        }
+    }
+    segments.sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
+    Ok((segments, corrupt))
 }
 
 /// The path of `path` relative to `root`, for a `replaces` file.

@@ -280,6 +280,38 @@ async fn a_restart_rebuilds_the_graph_from_segments_and_the_log() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_segments_replay_into_another_server() {
+    let dir = temp_dir("replay-source");
+    let source = start(Some(dir.clone())).await;
+    let (status, _, _) = post_json(source.otlp_http_addr, "/v1/traces", &traces()).await;
+    assert_eq!(status, 200);
+    let store = source.engine.store().unwrap();
+    tokio::task::spawn_blocking(move || store.flush().unwrap())
+        .await
+        .unwrap();
+    let target_dir = temp_dir("replay-target");
+    let target = start(Some(target_dir.clone())).await;
+    let endpoint = format!("http://{}", target.otlp_grpc_addr);
+    // The source keeps running: replay only reads its segments.
+    let totals = loupe::replay::send_stored(&endpoint, &dir, None)
+        .await
+        .unwrap();
+    assert_eq!((totals.items, totals.rejected), (12, 0));
+    let table = sql_table(
+        target.http_addr,
+        "SELECT service_name, count(*) AS spans FROM spans GROUP BY service_name ORDER BY service_name",
+    )
+    .await
+    .unwrap();
+    assert!(table.contains("| checkout     | 4     |"), "{table}");
+    assert!(table.contains("| frontend     | 8     |"), "{table}");
+    source.shutdown().await;
+    target.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&target_dir).unwrap();
+}
+
 /// The `loupe` binary of this build: `target/<profile>/loupe`, built on demand.
 fn loupe_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
