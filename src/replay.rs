@@ -111,11 +111,7 @@ pub async fn send_stored(
         }
         requests.sort_by_key(|(received, _)| *received);
         for (_, request) in requests {
-            let items = request.item_count() as u64;
-            totals.rejected += client.send(request).await?;
-            totals.requests += 1;
-            totals.items += items;
-            bar.inc(items);
+            send_one(&mut client, request, &mut totals, &bar).await?;
         }
     }
     bar.finish_and_clear();
@@ -147,12 +143,23 @@ pub async fn send(
     );
     let mut totals = ReplayTotals::default();
     for request in requests {
-        let items = request.item_count() as u64;
-        totals.rejected += client.send(request).await?;
-        totals.requests += 1;
-        totals.items += items;
-        bar.inc(items);
+        send_one(&mut client, request, &mut totals, &bar).await?;
     }
     bar.finish_and_clear();
     Ok(totals)
+}
+
+/// Sends one request and counts it.
+async fn send_one(
+    client: &mut OtlpGrpcClient,
+    request: ExportRequest,
+    totals: &mut ReplayTotals,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let items = request.item_count() as u64;
+    totals.rejected += client.send(request).await?;
+    totals.requests += 1;
+    totals.items += items;
+    bar.inc(items);
+    Ok(())
 }
