@@ -50,6 +50,9 @@ pub struct Segment {
     pub min_time: i64,
     /// See `min_time`.
     pub max_time: i64,
+    /// When loupe received the newest of its rows, unix ns: what retention by age compares, so
+    /// that replayed old telemetry is kept as long as fresh telemetry.
+    pub max_received: i64,
     /// Rows.
     pub rows: u64,
     /// Bytes on disk.
@@ -63,7 +66,12 @@ fn segment_error(path: &Path, reason: impl std::fmt::Display) -> Error {
     }
 }
 
-fn writer_properties(table: Table, rows: usize, min: i64, max: i64) -> WriterProperties {
+fn writer_properties(
+    table: Table,
+    rows: usize,
+    (min, max): (i64, i64),
+    max_received: i64,
+) -> WriterProperties {
     let meta = |k: &str, v: String| KeyValue::new(k.to_owned(), v);
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
@@ -73,6 +81,7 @@ fn writer_properties(table: Table, rows: usize, min: i64, max: i64) -> WriterPro
             meta("loupe.table", table.name().to_owned()),
             meta("loupe.min_time", min.to_string()),
             meta("loupe.max_time", max.to_string()),
+            meta("loupe.max_received", max_received.to_string()),
         ]));
     if matches!(table, Table::Spans | Table::Logs) {
         let col = ColumnPath::from("trace_id");
@@ -119,8 +128,13 @@ fn write_file(table: Table, hour: i64, batch: &RecordBatch, path: &Path) -> Resu
         times.iter().copied().min().unwrap_or(0),
         times.iter().copied().max().unwrap_or(0),
     );
+    let max_received = batch
+        .column_by_name("received_time_unix_nano")
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .and_then(|c| c.values().iter().copied().max())
+        .unwrap_or(max);
     let file = File::create(path).map_err(io("create", path))?;
-    let props = writer_properties(table, batch.num_rows(), min, max);
+    let props = writer_properties(table, batch.num_rows(), (min, max), max_received);
     let mut writer = ArrowWriter::try_new(file, table.schema(), Some(props))
         .map_err(|e| segment_error(path, e))?;
     writer.write(batch).map_err(|e| segment_error(path, e))?;
@@ -133,6 +147,7 @@ fn write_file(table: Table, hour: i64, batch: &RecordBatch, path: &Path) -> Resu
         hour,
         min_time: min,
         max_time: max,
+        max_received,
         rows: batch.num_rows() as u64,
         bytes,
     })
@@ -201,6 +216,7 @@ pub fn inspect(path: &Path) -> Result<Segment> {
             .ok_or_else(|| segment_error(path, format!("no {key} in its metadata")))
     };
     let (min_time, max_time) = (num("loupe.min_time")?, num("loupe.max_time")?);
+    let max_received = num("loupe.max_received").unwrap_or(max_time);
     if builder.schema().fields() != table.schema().fields() {
         return Err(segment_error(path, "its schema is not the table's"));
     }
@@ -210,6 +226,7 @@ pub fn inspect(path: &Path) -> Result<Segment> {
         hour: min_time.div_euclid(HOUR_NANOS),
         min_time,
         max_time,
+        max_received,
         rows: meta.num_rows() as u64,
         bytes,
     })

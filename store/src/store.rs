@@ -31,7 +31,8 @@ pub struct StoreConfig {
     pub flush_bytes: usize,
     /// Flush the hot data at least this often (default 5 min).
     pub flush_interval: Duration,
-    /// Delete segments whose newest row is older than this (default 7 days; `None` keeps all).
+    /// Delete segments whose newest row was received longer ago than this (default 7 days;
+    /// `None` keeps all). Arrival, not event time: replayed old telemetry stays as long.
     pub retention_age: Option<Duration>,
     /// Delete the oldest segments while all of them take more than this many bytes (default
     /// none).
@@ -408,7 +409,7 @@ impl Store {
                 let old = self
                     .config
                     .retention_age
-                    .is_some_and(|age| s.max_time < now.saturating_sub(age.as_nanos() as i64));
+                    .is_some_and(|age| s.max_received < now.saturating_sub(age.as_nanos() as i64));
                 if old {
                     by_age.push((s.clone(), true));
                 } else {
@@ -628,6 +629,27 @@ mod tests {
             .map(|s| s.hour - T0 / HOUR)
             .collect();
         assert_eq!(hours, vec![0, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn retention_by_age_counts_from_arrival_so_replayed_old_data_stays() {
+        let dir = temp_dir("retention-arrival");
+        let (store, _) = open(&dir, |c| c.retention_age = Some(Duration::from_secs(3600)));
+        // Rows of a day ago, received now.
+        let (table, old) = spans("a", T0 - 24 * HOUR, 3, 0);
+        let received = datafusion::arrow::array::TimestampNanosecondArray::from(vec![T0; 3])
+            .with_timezone("UTC");
+        let i = old.schema().index_of("received_time_unix_nano").unwrap();
+        let mut columns = old.columns().to_vec();
+        columns[i] = std::sync::Arc::new(received);
+        let old = RecordBatch::try_new(old.schema(), columns).unwrap();
+        store.append(1, &[b"r"], vec![(table, old)]).unwrap();
+        store.flush().unwrap();
+        let report = store.maintain(T0 + HOUR / 2).unwrap();
+        assert_eq!(report.expired_by_age, 0, "received half an hour ago");
+        let report = store.maintain(T0 + 2 * HOUR).unwrap();
+        assert_eq!(report.expired_by_age, 1, "received two hours ago");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
