@@ -15,6 +15,6 @@ mod sink;
 pub use error::{Error, Result};
 pub use grpc::grpc_router;
 pub use http::http_router;
-pub use receiver::{decode_protobuf, Limits, Receiver};
+pub use receiver::{Limits, Receiver};
 pub use request::{ExportRequest, OtlpGrpcClient};
 pub use sink::{Accepted, Signal, TelemetrySink};

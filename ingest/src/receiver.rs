@@ -4,14 +4,9 @@
 
 use std::sync::Arc;
 
-use loupe_model::TelemetryBatch;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-
 use crate::error::{Error, Result};
 use crate::signal::OtlpExport;
-use crate::sink::{Accepted, Signal, TelemetrySink};
+use crate::sink::{Accepted, TelemetrySink};
 
 /// Receiver limits, shared by gRPC and HTTP.
 #[derive(Debug, Clone, Copy)]
@@ -92,21 +87,5 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
             .unwrap_or_default();
         let message = format!("{} item(s) rejected; first: {reason}", decoded.rejected);
         Ok(R::partial_success(decoded.rejected as i64, message))
-    }
-}
-
-/// Decodes a stored OTLP protobuf request (as written from [`Accepted::protobuf`]) back into
-/// model items, with the same validation as on the wire; `None` when no item is valid.
-///
-/// # Errors
-/// [`Error::Protobuf`] when the bytes are not a request of that signal.
-pub fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<Option<TelemetryBatch>> {
-    fn decode<R: OtlpExport>(bytes: &[u8]) -> Result<Option<TelemetryBatch>> {
-        Ok(R::decode(bytes)?.decode_items().batch)
-    }
-    match signal {
-        Signal::Traces => decode::<ExportTraceServiceRequest>(bytes),
-        Signal::Metrics => decode::<ExportMetricsServiceRequest>(bytes),
-        Signal::Logs => decode::<ExportLogsServiceRequest>(bytes),
     }
 }

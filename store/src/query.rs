@@ -68,17 +68,8 @@ pub struct QueryOutput {
 /// A stored table as DataFusion sees it.
 #[derive(Debug)]
 struct StoreTable {
-    store: Arc<StoreHandle>,
+    store: Arc<Store>,
     table: Table,
-}
-
-/// The store behind the providers (a newtype so that `Debug` does not print the data).
-struct StoreHandle(Arc<Store>);
-
-impl std::fmt::Debug for StoreHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
 }
 
 /// Nanoseconds of a timestamp literal.
@@ -193,7 +184,7 @@ impl TableProvider for StoreTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let schema = self.table.schema();
         let (from, to) = time_bounds(filters, self.table.time_column());
-        let (hot, segments) = self.store.0.snapshot(self.table, from, to);
+        let (hot, segments) = self.store.snapshot(self.table, from, to);
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !hot.is_empty() {
             // Two partitions: both cores scan the hot data.
@@ -253,10 +244,9 @@ impl QueryEngine {
         }
         let ctx = SessionContext::new_with_config(config);
         ctx.register_udaf(crate::functions::histogram_quantile());
-        let handle = Arc::new(StoreHandle(store));
         for table in Table::ALL {
             let provider = StoreTable {
-                store: handle.clone(),
+                store: store.clone(),
                 table,
             };
             ctx.register_table(table.name(), Arc::new(provider))

@@ -103,7 +103,7 @@ fn event_times(table: Table, batch: &RecordBatch) -> Result<Vec<i64>> {
 }
 
 /// Sorts rows by service, then event time.
-fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
+fn sort_rows(table: Table, batch: &RecordBatch) -> Result<RecordBatch> {
     let key = |name: &str| -> Result<SortColumn> {
         Ok(SortColumn {
             values: batch
@@ -183,7 +183,7 @@ pub(crate) fn write_table(
             let idx = datafusion::arrow::array::UInt32Array::from(rows);
             take_record_batch(&all, &idx).map_err(|e| Error::Schema(e.to_string()))?
         };
-        let sorted = sort(table, &part)?;
+        let sorted = sort_rows(table, &part)?;
         let path = dir.join(format!("{}-h{hour}.parquet", table.name()));
         out.push(write_file(table, hour, &sorted, &path)?);
     }
@@ -283,66 +283,86 @@ fn dir_seq(name: &str, prefix: char) -> Option<u64> {
     name.strip_prefix(prefix)?.parse().ok()
 }
 
+/// Opens `root` for a store: removes unfinished flush and compaction directories, deletes the
+/// files finished compactions replace and empty directories, then [`scan`]s what is left.
 pub(crate) fn load(root: &Path) -> Result<Loaded> {
     std::fs::create_dir_all(root).map_err(io("create", root))?;
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(root).map_err(io("list", root))? {
-        let entry = entry.map_err(io("list", root))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            std::fs::remove_dir_all(entry.path()).map_err(io("remove", &entry.path()))?;
-        } else if entry.path().is_dir() {
-            dirs.push(name);
-        }
-    }
     let mut loaded = Loaded {
         segments: Vec::new(),
         corrupt: Vec::new(),
         covered_wal: 0,
         last_compaction: 0,
     };
-    // Finish compactions first: what they replace must not be loaded.
-    for name in &dirs {
-        if let Some(seq) = dir_seq(name, 'c') {
-            loaded.last_compaction = loaded.last_compaction.max(seq);
-            let replaces = root.join(name).join("replaces");
-            if let Ok(text) = std::fs::read_to_string(&replaces) {
-                for rel in text.lines().filter(|l| !l.is_empty()) {
-                    let _ = std::fs::remove_file(root.join(rel));
-                    // A flush's number stays taken while a compaction names its files, so that
-                    // a later flush never reuses the name.
-                    if let Some(seq) = rel.split('/').next().and_then(|d| dir_seq(d, 'g')) {
-                        loaded.covered_wal = loaded.covered_wal.max(seq);
-                    }
-                }
-            }
+    for dir in dirs(root)? {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".tmp") {
+            std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+            continue;
         }
-        if let Some(seq) = dir_seq(name, 'g') {
+        if let Some(seq) = dir_seq(&name, 'g') {
             loaded.covered_wal = loaded.covered_wal.max(seq);
         }
-    }
-    for name in dirs {
-        let dir = root.join(&name);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io("list", &dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        files.sort();
-        if files.is_empty() && !dir.join("replaces").exists() {
+        if let Some(seq) = dir_seq(&name, 'c') {
+            loaded.last_compaction = loaded.last_compaction.max(seq);
+            for rel in replaced_by(&dir) {
+                let _ = std::fs::remove_file(root.join(&rel));
+                // A flush's number stays taken while a compaction names its files, so that a
+                // later flush never reuses the name.
+                if let Some(seq) = rel.split('/').next().and_then(|d| dir_seq(d, 'g')) {
+                    loaded.covered_wal = loaded.covered_wal.max(seq);
+                }
+            }
+        } else if parquet_files(&dir).is_empty() {
             let _ = std::fs::remove_dir(&dir);
         }
-        for path in files {
-            match inspect(&path) {
-                Ok(s) => loaded.segments.push(s),
-                Err(e) => loaded.corrupt.push((path, e.to_string())),
-            }
-        }
     }
-    loaded
-        .segments
-        .sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
+    (loaded.segments, loaded.corrupt) = scan(root)?;
     Ok(loaded)
+}
+
+/// The directories under `root`, sorted.
+fn dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(io("list", root))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The segment files a compaction directory says it replaces, relative to `segments/`.
+fn replaced_by(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("replaces"))
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Parquet files in `dir`.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sorts segments oldest hour first, then by table and path: the order recovery and replay
+/// read them in.
+pub(crate) fn sort(segments: &mut [Segment]) {
+    segments.sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
 }
 
 /// The segments under `root` (a data directory's `segments/`) without changing anything: for
@@ -352,33 +372,26 @@ pub(crate) fn load(root: &Path) -> Result<Loaded> {
 /// # Errors
 /// [`Error::Io`] when the directory cannot be listed.
 pub fn scan(root: &Path) -> Result<(Vec<Segment>, Vec<Unreadable>)> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(io("list", root))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && !p.to_string_lossy().ends_with(".tmp"))
+    let dirs: Vec<PathBuf> = dirs(root)?
+        .into_iter()
+        .filter(|d| !d.to_string_lossy().ends_with(".tmp"))
         .collect();
-    dirs.sort();
     let replaced: std::collections::HashSet<PathBuf> = dirs
         .iter()
-        .filter_map(|d| std::fs::read_to_string(d.join("replaces")).ok())
-        .flat_map(|t| t.lines().map(|l| root.join(l)).collect::<Vec<_>>())
+        .flat_map(|d| replaced_by(d))
+        .map(|rel| root.join(rel))
         .collect();
     let (mut segments, mut corrupt) = (Vec::new(), Vec::new());
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    for path in dirs.iter().flat_map(|d| parquet_files(d)) {
+        if replaced.contains(&path) {
             continue;
-        };
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-            if path.extension().is_none_or(|e| e != "parquet") || replaced.contains(&path) {
-                continue;
-            }
-            match inspect(&path) {
-                Ok(s) => segments.push(s),
-                Err(e) => corrupt.push((path, e.to_string())),
-            }
+        }
+        match inspect(&path) {
+            Ok(s) => segments.push(s),
+            Err(e) => corrupt.push((path, e.to_string())),
         }
     }
-    segments.sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
+    sort(&mut segments);
     Ok((segments, corrupt))
 }
 

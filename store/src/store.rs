@@ -199,11 +199,6 @@ impl Store {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The settings.
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
-    }
-
     /// Logs one request (`tag`, payload in `parts`) and adds its rows to the hot data.
     /// Returning `Ok` means the request is durable per the sync policy.
     ///
@@ -451,7 +446,7 @@ impl Store {
     /// The segments, oldest hour first.
     pub fn segments(&self) -> Vec<Segment> {
         let mut s = self.read().segments.clone();
-        s.sort_by(|a, b| (a.hour, a.table, &a.path).cmp(&(b.hour, b.table, &b.path)));
+        segment::sort(&mut s);
         s
     }
 
@@ -499,10 +494,14 @@ impl Store {
                 .collect(),
         }
     }
+}
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.config.dir
+impl std::fmt::Debug for Store {
+    /// The directory only: the data is not for printing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.config.dir)
+            .finish_non_exhaustive()
     }
 }
 
