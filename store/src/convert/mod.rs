@@ -241,13 +241,80 @@ pub fn logs_to_batch(request: &ExportLogsServiceRequest, received: u64) -> Optio
     Some(batch(Table::Logs, c))
 }
 
-fn temporality(t: i32) -> &'static str {
+fn temporality_name(t: i32) -> &'static str {
     match t {
         1 => "delta",
         2 => "cumulative",
         _ => "unspecified",
     }
 }
+
+/// One data point of any type: what its columns are filled from.
+trait Point {
+    fn attributes(&self) -> &[opentelemetry_proto::tonic::common::v1::KeyValue];
+    /// Start time, time, flags.
+    fn times(&self) -> (u64, u64, u32);
+    fn parts(&self) -> PointParts<'_>;
+}
+
+/// Implements [`Point`] for an OTLP point type, whose attributes and times sit in the same
+/// fields in every type; `$parts` gives the rest.
+macro_rules! point {
+    ($ty:ty, |$p:ident| $parts:expr) => {
+        impl Point for $ty {
+            fn attributes(&self) -> &[opentelemetry_proto::tonic::common::v1::KeyValue] {
+                &self.attributes
+            }
+            fn times(&self) -> (u64, u64, u32) {
+                (self.start_time_unix_nano, self.time_unix_nano, self.flags)
+            }
+            fn parts(&self) -> PointParts<'_> {
+                let $p = self;
+                $parts
+            }
+        }
+    };
+}
+
+point!(pm::NumberDataPoint, |n| {
+    use pm::number_data_point::Value;
+    PointParts {
+        value_double: match n.value {
+            Some(Value::AsDouble(d)) => Some(d),
+            _ => None,
+        },
+        value_int: match n.value {
+            Some(Value::AsInt(i)) => Some(i),
+            _ => None,
+        },
+        ..Default::default()
+    }
+});
+
+point!(pm::HistogramDataPoint, |h| PointParts {
+    count: Some(h.count),
+    sum: h.sum,
+    min: h.min,
+    max: h.max,
+    explicit: Some((&h.bucket_counts, &h.explicit_bounds)),
+    ..Default::default()
+});
+
+point!(pm::ExponentialHistogramDataPoint, |e| PointParts {
+    count: Some(e.count),
+    sum: e.sum,
+    min: e.min,
+    max: e.max,
+    exponential: Some(e),
+    ..Default::default()
+});
+
+point!(pm::SummaryDataPoint, |q| PointParts {
+    count: Some(q.count),
+    sum: Some(q.sum),
+    quantiles: Some(&q.quantile_values),
+    ..Default::default()
+});
 
 /// Builders of the `metric_points` columns after the origin.
 #[derive(Default)]
@@ -306,18 +373,32 @@ struct PointParts<'a> {
 }
 
 impl PointColumns {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
+    /// Appends the points of `metric`; `shape` is its metric type, temporality and
+    /// monotonicity.
+    fn push_all<'a, P: Point + 'a>(
         &mut self,
-        origin: &mut OriginBuilder,
-        o: &Origin<'_>,
+        (origin, o): (&mut OriginBuilder, &Origin<'_>),
         metric: &pm::Metric,
-        metric_type: &str,
-        temporality_and_monotonic: (Option<i32>, Option<bool>),
-        attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-        times: (u64, u64, u32),
-        parts: PointParts<'_>,
+        shape: (&str, Option<i32>, Option<bool>),
+        points: impl IntoIterator<Item = &'a P>,
     ) {
+        for point in points {
+            self.push((&mut *origin, o), metric, shape, point);
+        }
+    }
+
+    /// Appends one point of `metric`; `shape` is its metric type, temporality and
+    /// monotonicity.
+    fn push<P: Point>(
+        &mut self,
+        origin: (&mut OriginBuilder, &Origin<'_>),
+        metric: &pm::Metric,
+        shape: (&str, Option<i32>, Option<bool>),
+        point: &P,
+    ) {
+        let (origin, o) = origin;
+        let (metric_type, temporality, monotonic) = shape;
+        let (attributes, times, parts) = (point.attributes(), point.times(), point.parts());
         self.rows += 1;
         origin.append(o);
         self.name.append_value(&metric.name);
@@ -325,8 +406,8 @@ impl PointColumns {
         self.unit.append_value(&metric.unit);
         self.metric_type.append_value(metric_type);
         self.temporality
-            .append_option(temporality_and_monotonic.0.map(temporality));
-        self.monotonic.append_option(temporality_and_monotonic.1);
+            .append_option(temporality.map(temporality_name));
+        self.monotonic.append_option(monotonic);
         self.attributes.append(attributes);
         self.start.append_value(ts(times.0));
         self.time.append_value(ts(times.1));
@@ -452,7 +533,6 @@ pub fn metrics_to_batch(
     received: u64,
 ) -> Option<RecordBatch> {
     use pm::metric::Data;
-    use pm::number_data_point::Value;
     let mut origin = OriginBuilder::default();
     let mut p = PointColumns::default();
     for rm in &request.resource_metrics {
@@ -464,103 +544,29 @@ pub fn metrics_to_batch(
                 scope_schema_url: &sm.schema_url,
             };
             for m in &sm.metrics {
-                let mut number = |p: &mut PointColumns, kind, tm, n: &pm::NumberDataPoint| {
-                    if check_number_point(m, n).is_err() {
-                        return;
-                    }
-                    let parts = match n.value {
-                        Some(Value::AsDouble(d)) => PointParts {
-                            value_double: Some(d),
-                            ..Default::default()
-                        },
-                        Some(Value::AsInt(i)) => PointParts {
-                            value_int: Some(i),
-                            ..Default::default()
-                        },
-                        None => return,
-                    };
-                    let times = (n.start_time_unix_nano, n.time_unix_nano, n.flags);
-                    p.push(&mut origin, &o, m, kind, tm, &n.attributes, times, parts);
-                };
+                let to = (&mut origin, &o);
+                let valid = |n: &&pm::NumberDataPoint| check_number_point(m, n).is_ok();
                 match &m.data {
-                    Some(Data::Gauge(g)) => g
-                        .data_points
-                        .iter()
-                        .for_each(|n| number(&mut p, "gauge", (None, None), n)),
-                    Some(Data::Sum(s)) => {
-                        let tm = (Some(s.aggregation_temporality), Some(s.is_monotonic));
-                        s.data_points
-                            .iter()
-                            .for_each(|n| number(&mut p, "sum", tm, n));
+                    Some(Data::Gauge(g)) => {
+                        let points = g.data_points.iter().filter(valid);
+                        p.push_all(to, m, ("gauge", None, None), points);
+                    }
+                    Some(Data::Sum(sum)) => {
+                        let temporality = Some(sum.aggregation_temporality);
+                        let shape = ("sum", temporality, Some(sum.is_monotonic));
+                        p.push_all(to, m, shape, sum.data_points.iter().filter(valid));
                     }
                     Some(Data::Histogram(h)) => {
-                        for d in &h.data_points {
-                            let parts = PointParts {
-                                count: Some(d.count),
-                                sum: d.sum,
-                                min: d.min,
-                                max: d.max,
-                                explicit: Some((&d.bucket_counts, &d.explicit_bounds)),
-                                ..Default::default()
-                            };
-                            let times = (d.start_time_unix_nano, d.time_unix_nano, d.flags);
-                            let tm = (Some(h.aggregation_temporality), None);
-                            p.push(
-                                &mut origin,
-                                &o,
-                                m,
-                                "histogram",
-                                tm,
-                                &d.attributes,
-                                times,
-                                parts,
-                            );
-                        }
+                        let shape = ("histogram", Some(h.aggregation_temporality), None);
+                        p.push_all(to, m, shape, &h.data_points);
                     }
                     Some(Data::ExponentialHistogram(h)) => {
-                        for d in &h.data_points {
-                            let parts = PointParts {
-                                count: Some(d.count),
-                                sum: d.sum,
-                                min: d.min,
-                                max: d.max,
-                                exponential: Some(d),
-                                ..Default::default()
-                            };
-                            let times = (d.start_time_unix_nano, d.time_unix_nano, d.flags);
-                            let tm = (Some(h.aggregation_temporality), None);
-                            p.push(
-                                &mut origin,
-                                &o,
-                                m,
-                                "exponential_histogram",
-                                tm,
-                                &d.attributes,
-                                times,
-                                parts,
-                            );
-                        }
+                        let temporality = Some(h.aggregation_temporality);
+                        let shape = ("exponential_histogram", temporality, None);
+                        p.push_all(to, m, shape, &h.data_points);
                     }
-                    Some(Data::Summary(s)) => {
-                        for d in &s.data_points {
-                            let parts = PointParts {
-                                count: Some(d.count),
-                                sum: Some(d.sum),
-                                quantiles: Some(&d.quantile_values),
-                                ..Default::default()
-                            };
-                            let times = (d.start_time_unix_nano, d.time_unix_nano, d.flags);
-                            p.push(
-                                &mut origin,
-                                &o,
-                                m,
-                                "summary",
-                                (None, None),
-                                &d.attributes,
-                                times,
-                                parts,
-                            );
-                        }
+                    Some(Data::Summary(sm)) => {
+                        p.push_all(to, m, ("summary", None, None), &sm.data_points);
                     }
                     None => {}
                 }
