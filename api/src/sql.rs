@@ -232,12 +232,73 @@ struct TraceResponse {
     services: Vec<String>,
     /// Spans whose parent is not stored (yet), shown as extra roots.
     orphans: usize,
+    /// Spans nested deeper than [`MAX_TREE_DEPTH`], shown as extra roots with their subtrees.
+    deep: usize,
     roots: Vec<SpanNode>,
 }
 
 const TRACE_COLUMNS: &str = "span_id, parent_span_id, name, kind, service_name, \
     start_time_unix_nano, end_time_unix_nano, duration_nano, status_code, status_message, \
     attributes, events, links, resource_attributes";
+
+/// Deepest nesting of the span tree; a deeper span starts a new root (a real trace is rarely
+/// more than a few dozen deep, and JSON nesting must stay bounded).
+const MAX_TREE_DEPTH: usize = 128;
+
+type SpanRow = serde_json::Map<String, Value>;
+
+/// Builds the trees under `roots` from `children` (by parent span id), without recursion; spans
+/// deeper than [`MAX_TREE_DEPTH`] become roots of their own. Returns the roots and how many were
+/// cut off for depth; what `children` keeps afterwards hangs from no root (a cycle).
+fn span_tree(
+    roots: Vec<SpanRow>,
+    children: &mut HashMap<String, Vec<SpanRow>>,
+) -> (Vec<SpanNode>, usize) {
+    struct Frame {
+        span: SpanRow,
+        kids: std::vec::IntoIter<SpanRow>,
+        done: Vec<SpanNode>,
+    }
+    let mut take = |span: SpanRow| {
+        let id = span.get("span_id").and_then(Value::as_str).unwrap_or("");
+        let kids = children.remove(id).unwrap_or_default().into_iter();
+        Frame {
+            span,
+            kids,
+            done: Vec::new(),
+        }
+    };
+    let mut pending: Vec<SpanRow> = roots;
+    pending.reverse();
+    let (mut out, mut deep) = (Vec::new(), 0);
+    while let Some(root) = pending.pop() {
+        let mut stack = vec![take(root)];
+        while let Some(top) = stack.last_mut() {
+            match top.kids.next() {
+                Some(kid) if stack.len() >= MAX_TREE_DEPTH => {
+                    deep += 1;
+                    pending.push(kid);
+                }
+                Some(kid) => {
+                    let frame = take(kid);
+                    stack.push(frame);
+                }
+                None => {
+                    let frame = stack.pop().expect("the loop saw it");
+                    let node = SpanNode {
+                        span: frame.span,
+                        children: frame.done,
+                    };
+                    match stack.last_mut() {
+                        Some(parent) => parent.done.push(node),
+                        None => out.push(node),
+                    }
+                }
+            }
+        }
+    }
+    (out, deep)
+}
 
 /// Most spans returned for one trace.
 const MAX_TRACE_SPANS: usize = 100_000;
@@ -276,7 +337,7 @@ async fn trace(
         .iter()
         .filter_map(|r| r.get("span_id")?.as_str().map(str::to_owned))
         .collect();
-    let mut children: HashMap<String, Vec<serde_json::Map<String, Value>>> = HashMap::new();
+    let mut children: HashMap<String, Vec<SpanRow>> = HashMap::new();
     let mut roots = Vec::new();
     let mut orphans = 0;
     for row in rows {
@@ -292,35 +353,7 @@ async fn trace(
             None => roots.push(span),
         }
     }
-    fn build(
-        span: serde_json::Map<String, Value>,
-        children: &mut HashMap<String, Vec<serde_json::Map<String, Value>>>,
-        depth: usize,
-    ) -> SpanNode {
-        let id = span
-            .get("span_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        // A cycle of parent ids (bad data) cannot recurse forever: depth is bounded by the span
-        // count, and each span is taken out of the map once.
-        let kids = if depth < MAX_TRACE_SPANS {
-            children.remove(&id).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        SpanNode {
-            span,
-            children: kids
-                .into_iter()
-                .map(|k| build(k, children, depth + 1))
-                .collect(),
-        }
-    }
-    let mut roots: Vec<SpanNode> = roots
-        .into_iter()
-        .map(|r| build(r, &mut children, 0))
-        .collect();
+    let (mut roots, deep) = span_tree(roots, &mut children);
     // Spans in a cycle of parent ids (bad data) hang from no root: show them as roots too.
     let cyclic: Vec<_> = children.drain().flat_map(|(_, v)| v).collect();
     orphans += cyclic.len();
@@ -333,6 +366,48 @@ async fn trace(
         span_count,
         services,
         orphans,
+        deep,
         roots,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: usize, parent: Option<usize>) -> SpanRow {
+        let mut m = SpanRow::new();
+        m.insert("span_id".into(), Value::String(id.to_string()));
+        if let Some(p) = parent {
+            m.insert("parent_span_id".into(), Value::String(p.to_string()));
+        }
+        m
+    }
+
+    fn depth(n: &SpanNode) -> usize {
+        1 + n.children.iter().map(depth).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_chain_deeper_than_the_limit_is_cut_into_bounded_trees_losing_no_span() {
+        let n = 100_000;
+        let mut children: HashMap<String, Vec<SpanRow>> = HashMap::new();
+        for i in 1..n {
+            children
+                .entry((i - 1).to_string())
+                .or_default()
+                .push(row(i, Some(i - 1)));
+        }
+        let (roots, deep) = span_tree(vec![row(0, None)], &mut children);
+        assert!(children.is_empty());
+        fn count(n: &SpanNode) -> usize {
+            1 + n.children.iter().map(count).sum::<usize>()
+        }
+        assert_eq!(roots.iter().map(count).sum::<usize>(), n);
+        assert_eq!(deep, roots.len() - 1);
+        assert!(roots.iter().all(|r| depth(r) <= MAX_TREE_DEPTH));
+        assert_eq!(depth(&roots[0]), MAX_TREE_DEPTH);
+        // Nested JSON of that size serializes without exhausting the stack.
+        assert!(serde_json::to_string(&roots[0]).is_ok());
+    }
 }

@@ -303,8 +303,14 @@ impl QueryEngine {
                 rows += batch.num_rows();
                 batches.push(batch);
                 if rows == limits.max_rows {
-                    // Cut here unless the stream is done.
-                    truncated = stream.next().await.is_some();
+                    // Cut here unless the stream holds no more rows.
+                    while let Some(next) = stream.next().await {
+                        let next = next.map_err(|e| QueryError::Execution(clean(e)))?;
+                        if next.num_rows() > 0 {
+                            truncated = true;
+                            break;
+                        }
+                    }
                     break;
                 }
             }
