@@ -21,8 +21,8 @@ struct Cli {
 enum Command {
     /// Serve OTLP (gRPC and HTTP) and the REST API until interrupted.
     Serve(ServeArgs),
-    /// Serve (in memory), replay a real labelled fault case into the server over OTLP, print its
-    /// ranked causes, and keep serving.
+    /// Serve (data in a temporary directory, removed at the end), replay a real labelled fault
+    /// case into the server over OTLP, print its ranked causes, and keep serving.
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
