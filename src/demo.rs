@@ -1,5 +1,7 @@
-//! `loupe demo`: a server plus one real labelled fault case replayed into it over OTLP/gRPC,
-//! its ranked causes printed, and the server kept running for exploration.
+//! `loupe demo`: a server with the simulated OpenTelemetry Demo streaming live into it, a
+//! fault every few minutes with the change webhooks a CI system sends, and the incidents loupe
+//! opens printed as they come (`run_live`); or one real labelled fault case replayed into it
+//! over OTLP/gRPC with its ranked causes printed (`run`, `loupe demo --replay nezha`).
 
 use std::path::PathBuf;
 
@@ -7,14 +9,176 @@ use anyhow::Context;
 use loupe_analysis::{analyze, AnalysisConfig};
 use loupe_ingest::nezha::NezhaDataset;
 
+use loupe_analysis::Slo;
+use loupe_simulate::{FaultKind, Topology};
+
 use crate::replay::{self, ReplaySelection};
 use crate::server::{self, ServeConfig};
+use crate::simulate::{StreamConfig, StreamEvent, Transport};
 
 /// The vendored case: a Train-Ticket fault from the Nezha dataset (MIT, see its LICENSE).
 pub fn demo_dataset_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("data")
         .join("nezha-demo")
+}
+
+/// Settings of the live demo.
+#[derive(Debug, Clone)]
+pub struct LiveDemo {
+    /// Seed of the simulation.
+    pub seed: u64,
+    /// Time to the first fault.
+    pub first_fault: std::time::Duration,
+    /// Time between fault starts.
+    pub fault_every: std::time::Duration,
+    /// How long each fault lasts.
+    pub fault_duration: std::time::Duration,
+    /// Stop after this long (`None`: until interrupted).
+    pub duration: Option<std::time::Duration>,
+}
+
+/// The faults of the live demo, in turn: the change-driven ones first, since most real
+/// incidents follow a change, then the others that breach an availability objective.
+pub const DEMO_FAULTS: [FaultKind; 7] = [
+    FaultKind::BadDeployment,
+    FaultKind::FeatureFlag,
+    FaultKind::ConfigChange,
+    FaultKind::MemoryLeak,
+    FaultKind::Errors,
+    FaultKind::NetworkPartition,
+    FaultKind::Latency,
+];
+
+/// Runs the live demo until interrupted (or `demo.duration` passes): serve, stream the
+/// simulated OpenTelemetry Demo into the server, and print each fault's ground truth and each
+/// incident loupe opens with its top causes.
+///
+/// # Errors
+/// When the server cannot start or the stream fails.
+pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result<()> {
+    // Latency faults breach a latency objective on the entry point; the demo sets one.
+    config
+        .detect
+        .slos
+        .entry("frontend-proxy".into())
+        .or_insert(Slo {
+            availability: 0.999,
+            latency_threshold_seconds: Some(0.5),
+            latency_target: 0.99,
+        });
+    let server = server::start(config).await?;
+    server
+        .wait_ready(std::time::Duration::from_secs(60))
+        .await?;
+    let topology = std::sync::Arc::new(Topology::builtin("otel-demo")?);
+    let api = format!("http://{}", server.http_addr);
+    println!(
+        "loupe is serving: OTLP/gRPC {}, OTLP/HTTP {}, API and web page {api}",
+        server.otlp_grpc_addr, server.otlp_http_addr
+    );
+    println!(
+        "streaming the simulated OpenTelemetry Demo ({} services, {} requests/s); first fault in {}s, then one every {}s",
+        topology.services.len(),
+        topology.requests_per_second,
+        demo.first_fault.as_secs(),
+        demo.fault_every.as_secs()
+    );
+    let stream = crate::simulate::stream(
+        StreamConfig {
+            endpoint: format!("http://{}", server.otlp_grpc_addr),
+            transport: Transport::Grpc,
+            api: Some(api.clone()),
+            topology,
+            seed: demo.seed,
+            faults: DEMO_FAULTS.to_vec(),
+            first_fault: demo.first_fault,
+            fault_every: demo.fault_every,
+            fault_duration: demo.fault_duration,
+            herrings: true,
+            duration: demo.duration,
+        },
+        |event| match event {
+            StreamEvent::FaultStarted(t) => {
+                let herrings: Vec<String> = t
+                    .red_herrings
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{:?}{}",
+                            h.kind,
+                            h.service
+                                .as_ref()
+                                .map(|s| format!(" of {s}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                println!(
+                    "\n>>> injected {}: {} (root cause: {} {}){}",
+                    t.fault_type,
+                    t.description,
+                    t.root_cause_kind,
+                    t.root_cause_service,
+                    if herrings.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; red herring: {}", herrings.join(", "))
+                    }
+                );
+            }
+            StreamEvent::FaultEnded(t) => {
+                println!("<<< {} in {} ended", t.fault_type, t.root_cause_service)
+            }
+            StreamEvent::Progress(_) => {}
+        },
+    );
+    let watch = watch_incidents(api.clone());
+    println!("ctrl-c to stop; meanwhile: curl {api}/api/v1/incidents");
+    let result = tokio::select! {
+        r = stream => r.map(|_| ()),
+        r = watch => r,
+        r = tokio::signal::ctrl_c() => r.map_err(Into::into),
+    };
+    server.shutdown().await;
+    result
+}
+
+/// Polls the API's incidents every 5 seconds and prints what opened, changed its top cause or
+/// resolved.
+async fn watch_incidents(api: String) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut seen: std::collections::BTreeMap<u64, (String, String)> = Default::default();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let uri: hyper::Uri = format!("{api}/api/v1/incidents").parse()?;
+        let Ok(response) = client.get(uri).await else {
+            continue;
+        };
+        let body = response.into_body().collect().await?.to_bytes();
+        let list: serde_json::Value = serde_json::from_slice(&body)?;
+        for i in list["incidents"].as_array().into_iter().flatten() {
+            let id = i["id"].as_u64().unwrap_or(0);
+            let status = i["status"].as_str().unwrap_or("").to_owned();
+            let top = i["top_cause"].as_str().unwrap_or("(analysing)").to_owned();
+            let now = (status.clone(), top.clone());
+            if seen.get(&id) == Some(&now) {
+                continue;
+            }
+            let what = match seen.get(&id) {
+                None => "opened",
+                Some((s, _)) if *s != status => status.as_str(),
+                Some(_) => "re-ranked",
+            };
+            println!(
+                "incident #{id} {what}: {} | top cause: {top} | {api}/api/v1/incidents/{id}",
+                i["title"].as_str().unwrap_or("")
+            );
+            seen.insert(id, now);
+        }
+    }
 }
 
 /// Runs the demo until interrupted.

@@ -43,13 +43,15 @@ pub struct EvalReport {
     pub per_system: BTreeMap<String, Accuracy>,
     /// Per system and fault type (`system/fault_type`).
     pub per_fault_type: BTreeMap<String, Accuracy>,
+    /// Per fault type over every system.
+    pub per_fault: BTreeMap<String, Accuracy>,
     /// Every case.
     pub cases: Vec<CaseResult>,
 }
 
 /// The graph settings of an evaluation: a day of data at full resolution, since reference
 /// periods are read back at arbitrary times of the day.
-fn eval_graph_config() -> GraphConfig {
+pub(crate) fn eval_graph_config() -> GraphConfig {
     GraphConfig {
         retention: Retention {
             fine: 8_640 * 2,
@@ -188,7 +190,7 @@ pub async fn run(
     Ok(report(results))
 }
 
-fn report(cases: Vec<CaseResult>) -> EvalReport {
+pub(crate) fn report(cases: Vec<CaseResult>) -> EvalReport {
     let group = |key: &dyn Fn(&CaseResult) -> String| {
         let mut ranks: BTreeMap<String, Vec<Option<usize>>> = BTreeMap::new();
         cases
@@ -203,6 +205,7 @@ fn report(cases: Vec<CaseResult>) -> EvalReport {
         summary: Accuracy::of(&cases.iter().map(|c| c.rank).collect::<Vec<_>>()),
         per_system: group(&|c| c.system.clone()),
         per_fault_type: group(&|c| format!("{}/{}", c.system, c.fault_type)),
+        per_fault: group(&|c| c.fault_type.clone()),
         cases,
     }
 }
@@ -225,8 +228,13 @@ const PUBLISHED: [(&str, &str, f64, f64); 4] = [
     ),
 ];
 
-/// The report as a table for people.
+/// The report as a table for people, with the published figures of the Nezha paper.
 pub fn render(report: &EvalReport) -> String {
+    render_with(report, true)
+}
+
+/// The report as a table for people; `published` adds the Nezha paper's figures.
+pub fn render_with(report: &EvalReport, published: bool) -> String {
     let mut out = String::new();
     let row = |out: &mut String, name: &str, a: &Accuracy| {
         out.push_str(&format!(
@@ -245,8 +253,17 @@ pub fn render(report: &EvalReport) -> String {
     for (key, a) in &report.per_fault_type {
         row(&mut out, &format!("  {key}"), a);
     }
-    out.push_str("\npublished (Nezha, FSE 2023, Table 3; service level):\n");
-    for (system, method, top1, top3) in PUBLISHED {
+    if !published {
+        out.push_str("\nper fault type, every system:\n");
+        for (key, a) in &report.per_fault {
+            row(&mut out, &format!("  {key}"), a);
+        }
+    }
+    let published = if published { &PUBLISHED[..] } else { &[] };
+    if !published.is_empty() {
+        out.push_str("\npublished (Nezha, FSE 2023, Table 3; service level):\n");
+    }
+    for &(system, method, top1, top3) in published {
         let top3 = if top3.is_nan() {
             "-".to_owned()
         } else {

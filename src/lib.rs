@@ -1,6 +1,6 @@
 //! The `loupe` binary's library half: the engine that wires ingest to the store and the graph,
 //! the server that binds the OTLP receivers and the API, and the commands (`eval`, `replay`,
-//! `demo`, `bench`). Kept as a library so end-to-end tests start a real server in process.
+//! `demo`, `simulate`, `bench`). Kept as a library so end-to-end tests start a real server in process.
 
 pub mod bench;
 pub mod bench_store;
@@ -9,6 +9,8 @@ pub mod demo;
 pub mod edges_table;
 pub mod engine;
 pub mod eval;
+pub mod eval_sim;
 pub mod query;
 pub mod replay;
 pub mod server;
+pub mod simulate;

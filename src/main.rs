@@ -1,4 +1,4 @@
-//! The `loupe` command line: `serve`, `demo`, `replay`, `eval`.
+//! The `loupe` command line: `serve`, `demo`, `simulate`, `replay`, `eval`, `query`, `bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,14 +21,36 @@ struct Cli {
 enum Command {
     /// Serve OTLP (gRPC and HTTP) and the REST API until interrupted.
     Serve(ServeArgs),
-    /// Serve (data in a temporary directory, removed at the end), replay a real labelled fault
-    /// case into the server over OTLP, print its ranked causes, and keep serving.
+    /// Serve (data in a temporary directory, removed at the end) with the simulated
+    /// OpenTelemetry Demo streaming live into it, a fault every few minutes, and print the
+    /// incidents loupe opens; or, with --replay nezha, replay a real labelled fault case.
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
-        /// Dataset to replay (only the vendored Nezha case is bundled).
-        #[arg(long, value_enum, default_value = "nezha")]
-        replay: DemoDataset,
+        /// Replay a real dataset instead of the live simulation (the vendored Nezha case).
+        #[arg(long, value_enum)]
+        replay: Option<DemoDataset>,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Time to the first fault.
+        #[arg(long, default_value = "90s")]
+        first_fault: humantime::Duration,
+        /// Time between the starts of two faults.
+        #[arg(long, default_value = "5m")]
+        fault_every: humantime::Duration,
+        /// How long each fault lasts.
+        #[arg(long, default_value = "3m")]
+        fault_duration: humantime::Duration,
+        /// Stop after this long (default: at ctrl-c).
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+    },
+    /// Simulate a microservice system with a fault library: stream its telemetry live to an
+    /// OTLP endpoint, or write a labelled case set for `loupe eval sim`.
+    Simulate {
+        #[command(subcommand)]
+        mode: SimulateMode,
     },
     /// Send a dataset to an OTLP/gRPC endpoint with its original timestamps.
     Replay {
@@ -105,12 +127,131 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SimulateMode {
+    /// Stream live, in real time, until interrupted (or --duration passes).
+    Stream {
+        /// OTLP endpoint (gRPC: http://HOST:4317; HTTP: http://HOST:4318).
+        #[arg(long, default_value = "http://127.0.0.1:4317")]
+        endpoint: String,
+        /// OTLP transport.
+        #[arg(long, value_enum, default_value = "grpc")]
+        protocol: OtlpProtocol,
+        /// loupe's REST API, where change webhooks go (`none` to send none).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        #[command(flatten)]
+        system: SystemArgs,
+        /// Fault types injected in turn (`none` for none) [default: every type].
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<String>,
+        /// Time to the first fault.
+        #[arg(long, default_value = "2m")]
+        first_fault: humantime::Duration,
+        /// Time between the starts of two faults.
+        #[arg(long, default_value = "5m")]
+        fault_every: humantime::Duration,
+        /// How long each fault lasts.
+        #[arg(long, default_value = "3m")]
+        fault_duration: humantime::Duration,
+        /// No red herrings.
+        #[arg(long)]
+        no_herrings: bool,
+        /// Stop after this long.
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+    },
+    /// Write a labelled case set (ground_truth.json and OTLP files per case) to a directory.
+    Cases {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of cases.
+        #[arg(long, default_value_t = 300)]
+        cases: usize,
+        /// Seed of the whole set.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Systems, used in turn: built-in names or topology files.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "otel-demo,random-small,random-large"
+        )]
+        topologies: Vec<String>,
+        /// Fault types, used in turn [default: every type].
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<String>,
+        /// Chance of each kind of red herring in a case.
+        #[arg(long, default_value_t = 0.5)]
+        herring_chance: f64,
+        /// Fault-free time before each fault.
+        #[arg(long, default_value = "6m")]
+        baseline: humantime::Duration,
+        /// Length of each fault.
+        #[arg(long, default_value = "4m")]
+        fault_duration: humantime::Duration,
+    },
+}
+
+/// The simulated system.
+#[derive(Args, Clone)]
+struct SystemArgs {
+    /// A built-in topology (otel-demo, random-small, random-large) or a topology file (TOML).
+    #[arg(long, default_value = "otel-demo")]
+    topology: String,
+    /// Requests per second entering the system [default: the topology's].
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
+
+/// A built-in topology by name, else a topology file.
+fn topology(arg: &str) -> anyhow::Result<std::sync::Arc<loupe_simulate::Topology>> {
+    use loupe_simulate::topology::BUILTIN;
+    let t = if BUILTIN.contains(&arg) {
+        loupe_simulate::Topology::builtin(arg)?
+    } else {
+        let text = std::fs::read_to_string(arg).with_context(|| {
+            format!("{arg:?} is neither a built-in topology ({BUILTIN:?}) nor a readable file")
+        })?;
+        loupe_simulate::Topology::parse(&text, arg)?
+    };
+    Ok(std::sync::Arc::new(t))
+}
+
+/// Fault types from their names; every type when none is given, none for `none`.
+fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<loupe_simulate::FaultKind>> {
+    if names.is_empty() {
+        return Ok(loupe_simulate::FaultKind::ALL.to_vec());
+    }
+    if names == ["none"] {
+        return Ok(Vec::new());
+    }
+    names
+        .iter()
+        .map(|n| n.parse().map_err(|e: String| anyhow::anyhow!(e)))
+        .collect()
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DatasetFormat {
     /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
     Nezha,
     /// A loupe data directory's Parquet segments (replay only).
     Loupe,
+    /// A simulated case set (`loupe simulate cases`; eval only).
+    Sim,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,7 +388,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo {
             serve,
-            replay: DemoDataset::Nezha,
+            replay,
+            seed,
+            first_fault,
+            fault_every,
+            fault_duration,
+            duration,
         } => {
             // The demo replays the same case on every run: it keeps its data in a fresh
             // temporary directory (removed when it ends) so a second run does not count the
@@ -259,9 +405,120 @@ async fn main() -> anyhow::Result<()> {
                 s.dir = dir.clone();
                 s
             });
-            let result = loupe::demo::run(config).await;
+            let result = match replay {
+                Some(DemoDataset::Nezha) => loupe::demo::run(config).await,
+                None => {
+                    let demo = loupe::demo::LiveDemo {
+                        seed,
+                        first_fault: first_fault.into(),
+                        fault_every: fault_every.into(),
+                        fault_duration: fault_duration.into(),
+                        duration: duration.map(Into::into),
+                    };
+                    loupe::demo::run_live(config, demo).await
+                }
+            };
             let _ = std::fs::remove_dir_all(&dir);
             result?
+        }
+        Command::Simulate {
+            mode:
+                SimulateMode::Stream {
+                    endpoint,
+                    protocol,
+                    api,
+                    system,
+                    faults,
+                    first_fault,
+                    fault_every,
+                    fault_duration,
+                    no_herrings,
+                    duration,
+                },
+        } => {
+            let mut t = (*topology(&system.topology)?).clone();
+            if let Some(rate) = system.rate {
+                anyhow::ensure!(rate > 0.0, "--rate must be positive");
+                t.requests_per_second = rate;
+            }
+            let config = loupe::simulate::StreamConfig {
+                endpoint: endpoint.clone(),
+                transport: match protocol {
+                    OtlpProtocol::Grpc => loupe::simulate::Transport::Grpc,
+                    OtlpProtocol::Http => loupe::simulate::Transport::Http,
+                },
+                api: (api != "none").then_some(api),
+                topology: std::sync::Arc::new(t),
+                seed: system.seed,
+                faults: fault_kinds(&faults)?,
+                first_fault: first_fault.into(),
+                fault_every: fault_every.into(),
+                fault_duration: fault_duration.into(),
+                herrings: !no_herrings,
+                duration: duration.map(Into::into),
+            };
+            eprintln!("streaming {} to {endpoint}; ctrl-c to stop", system.topology);
+            let stream = loupe::simulate::stream(config, |event| {
+                use loupe::simulate::StreamEvent;
+                match event {
+                    StreamEvent::FaultStarted(t) => println!(
+                        "{}",
+                        serde_json::to_string(&serde_json::json!({"event": "fault_started", "truth": t}))
+                            .unwrap_or_default()
+                    ),
+                    StreamEvent::FaultEnded(t) => println!(
+                        "{}",
+                        serde_json::to_string(&serde_json::json!({"event": "fault_ended", "case_id": t.case_id}))
+                            .unwrap_or_default()
+                    ),
+                    StreamEvent::Progress(p) => eprintln!(
+                        "sent {} items in {} requests ({} rejected), {} changes",
+                        p.items, p.requests, p.rejected, p.notices
+                    ),
+                }
+            });
+            tokio::select! {
+                r = stream => { r?; }
+                r = tokio::signal::ctrl_c() => r?,
+            }
+        }
+        Command::Simulate {
+            mode:
+                SimulateMode::Cases {
+                    out,
+                    cases,
+                    seed,
+                    topologies,
+                    faults,
+                    herring_chance,
+                    baseline,
+                    fault_duration,
+                },
+        } => {
+            anyhow::ensure!(cases > 0, "--cases must be at least 1");
+            let faults = fault_kinds(&faults)?;
+            anyhow::ensure!(!faults.is_empty(), "--faults names no fault type");
+            let spec = loupe_simulate::cases::SuiteSpec {
+                topologies: topologies
+                    .iter()
+                    .map(|t| topology(t))
+                    .collect::<anyhow::Result<_>>()?,
+                faults,
+                cases,
+                seed,
+                herring_chance,
+                baseline_nanos: baseline.as_nanos() as u64,
+                fault_nanos: fault_duration.as_nanos() as u64,
+            };
+            let bar = indicatif::ProgressBar::new(cases as u64);
+            let dir = out.clone();
+            let truths = tokio::task::spawn_blocking(move || {
+                loupe_simulate::cases::write_suite(&dir, &spec, |done, _, _| {
+                    bar.set_position(done as u64)
+                })
+            })
+            .await??;
+            println!("wrote {} labelled cases to {}", truths.len(), out.display());
         }
         Command::Query {
             sql,
@@ -269,6 +526,12 @@ async fn main() -> anyhow::Result<()> {
             json,
             max_rows,
         } => loupe::query::run(&server, &sql, json, max_rows).await?,
+        Command::Replay {
+            format: DatasetFormat::Sim,
+            ..
+        } => anyhow::bail!(
+            "replay reads nezha datasets and loupe data directories; a simulated case set is scored with `loupe eval sim DIR`, or streamed live with `loupe simulate stream`"
+        ),
         Command::Replay {
             format: DatasetFormat::Loupe,
             dir,
@@ -311,8 +574,27 @@ async fn main() -> anyhow::Result<()> {
             format: DatasetFormat::Loupe,
             ..
         } => anyhow::bail!(
-            "eval scores labelled datasets (nezha); a loupe data directory holds no labels"
+            "eval scores labelled datasets (nezha, sim); a loupe data directory holds no labels"
         ),
+        Command::Eval {
+            format: DatasetFormat::Sim,
+            dir,
+            json,
+            cases,
+        } => {
+            let report = loupe::eval_sim::run(&dir, &cases, |done, total, id| {
+                if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
+                }
+            })
+            .await?;
+            eprintln!();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", loupe::eval::render_with(&report, false));
+            }
+        }
         Command::Eval {
             format: DatasetFormat::Nezha,
             dir,

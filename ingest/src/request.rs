@@ -62,6 +62,17 @@ impl ExportRequest {
         })
     }
 
+    /// The request's OTLP protobuf encoding (the body of an OTLP/HTTP request, what
+    /// [`ExportRequest::decode`] reads back).
+    pub fn encode(&self) -> Vec<u8> {
+        use prost::Message;
+        match &self.0 {
+            Inner::Traces(r) => r.encode_to_vec(),
+            Inner::Metrics(r) => r.encode_to_vec(),
+            Inner::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
     /// The valid items as model types, as the receivers decode them; `None` when none is valid.
     pub fn items(&self) -> Option<TelemetryBatch> {
         match &self.0 {

@@ -1,0 +1,243 @@
+//! `loupe simulate`: streams a simulated system's telemetry live to an OTLP endpoint (gRPC or
+//! HTTP) with a fault every few minutes and the change webhooks a CI/CD system would send, or
+//! writes a labelled case set to a directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use loupe_ingest::{ExportRequest, OtlpGrpcClient, Signal};
+use loupe_simulate::fault::{FaultKind, HerringKind};
+use loupe_simulate::scenario::{plan_fault, GroundTruth};
+use loupe_simulate::{Notice, Simulation, Topology};
+use rand::{Rng, SeedableRng};
+
+/// The OTLP transport of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC, gzip-compressed.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
+
+/// Settings of a live stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// OTLP endpoint: `http://host:4317` for gRPC, `http://host:4318` for HTTP.
+    pub endpoint: String,
+    /// Transport.
+    pub transport: Transport,
+    /// Base URL of loupe's REST API for change webhooks; `None` drops them.
+    pub api: Option<String>,
+    /// The system.
+    pub topology: Arc<Topology>,
+    /// Seed.
+    pub seed: u64,
+    /// Fault kinds, injected in turn; empty means no fault.
+    pub faults: Vec<FaultKind>,
+    /// Time to the first fault.
+    pub first_fault: Duration,
+    /// Time from one fault's start to the next one's.
+    pub fault_every: Duration,
+    /// How long each fault lasts.
+    pub fault_duration: Duration,
+    /// Whether a red herring may come with each fault.
+    pub herrings: bool,
+    /// Stop after this long; `None` runs until interrupted.
+    pub duration: Option<Duration>,
+}
+
+/// Something a stream did, for the caller to show.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// A fault starts now; its ground truth.
+    FaultStarted(Box<GroundTruth>),
+    /// The fault ended.
+    FaultEnded(Box<GroundTruth>),
+    /// Totals so far, every ten seconds.
+    Progress(StreamTotals),
+}
+
+/// Totals of a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamTotals {
+    /// Requests sent.
+    pub requests: u64,
+    /// Spans, log records and points sent.
+    pub items: u64,
+    /// Items the endpoint rejected (partial success).
+    pub rejected: u64,
+    /// Change webhooks posted.
+    pub notices: u64,
+}
+
+enum Sender {
+    Grpc(OtlpGrpcClient),
+    Http(Client<HttpConnector, Full<Bytes>>, String),
+}
+
+impl Sender {
+    async fn connect(endpoint: &str, transport: Transport) -> anyhow::Result<Self> {
+        Ok(match transport {
+            Transport::Grpc => Self::Grpc(OtlpGrpcClient::connect(endpoint).await?),
+            Transport::Http => Self::Http(
+                Client::builder(TokioExecutor::new()).build_http(),
+                endpoint.trim_end_matches('/').to_owned(),
+            ),
+        })
+    }
+
+    /// Sends one request; returns the items rejected.
+    async fn send(&mut self, request: ExportRequest) -> anyhow::Result<u64> {
+        match self {
+            Self::Grpc(client) => Ok(client.send(request).await?),
+            Self::Http(client, base) => {
+                let path = match request.signal() {
+                    Signal::Traces => "traces",
+                    Signal::Metrics => "metrics",
+                    Signal::Logs => "logs",
+                };
+                let url = format!("{base}/v1/{path}");
+                let r = hyper::Request::post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(Full::new(Bytes::from(request.encode())))?;
+                let response = client
+                    .request(r)
+                    .await
+                    .with_context(|| format!("cannot reach {url}"))?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                anyhow::ensure!(
+                    status.is_success(),
+                    "{url} answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                // A partial success body is not decoded here; the count is of whole refusals.
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// Posts a change webhook to `api`'s `/api/v1/changes`.
+///
+/// # Errors
+/// When the API cannot be reached or refuses the change.
+pub async fn post_notice(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    api: &str,
+    notice: &Notice,
+) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/changes", api.trim_end_matches('/'));
+    let mut r = hyper::Request::post(&url).header("content-type", "application/json");
+    for (k, v) in &notice.headers {
+        r = r.header(k, v);
+    }
+    let r = r.body(Full::new(Bytes::from(serde_json::to_vec(&notice.body)?)))?;
+    let response = client
+        .request(r)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{url} refused a change: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Streams until `config.duration` passes (or forever), once a second, reporting through
+/// `on_event`.
+///
+/// # Errors
+/// When the endpoint cannot be reached or refuses a request, or the API refuses a change.
+pub async fn stream(
+    config: StreamConfig,
+    mut on_event: impl FnMut(StreamEvent),
+) -> anyhow::Result<StreamTotals> {
+    let mut sender = Sender::connect(&config.endpoint, config.transport).await?;
+    let http = Client::builder(TokioExecutor::new()).build_http();
+    let start = now_unix_nano();
+    let mut sim = Simulation::new(config.topology.clone(), start, Vec::new(), config.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed);
+    let mut next_fault = start + config.first_fault.as_nanos() as u64;
+    let mut kinds = config.faults.iter().cycle();
+    let mut active: Vec<GroundTruth> = Vec::new();
+    let mut totals = StreamTotals::default();
+    let mut last_progress = start;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = now_unix_nano();
+        if config
+            .duration
+            .is_some_and(|d| now >= start + d.as_nanos() as u64)
+        {
+            break;
+        }
+        // Plan the next fault as its time comes.
+        if now >= next_fault {
+            if let Some(&kind) = kinds.next() {
+                let herrings: Vec<HerringKind> = if config.herrings && rng.random_bool(0.5) {
+                    vec![HerringKind::UnrelatedDeployment]
+                } else {
+                    Vec::new()
+                };
+                let end = now + config.fault_duration.as_nanos() as u64;
+                let (plans, mut truth) = plan_fault(
+                    &config.topology,
+                    kind,
+                    &herrings,
+                    (start, now, end),
+                    &mut rng,
+                );
+                truth.case_id = format!("live-{}", now / 1_000_000_000);
+                for p in plans {
+                    sim.plan(p);
+                }
+                on_event(StreamEvent::FaultStarted(Box::new(truth.clone())));
+                active.push(truth);
+            }
+            next_fault = now + config.fault_every.as_nanos().max(1) as u64;
+        }
+        let batch = sim.advance(now);
+        for request in batch.requests {
+            totals.items += request.item_count() as u64;
+            totals.requests += 1;
+            totals.rejected += sender.send(request).await?;
+        }
+        if let Some(api) = &config.api {
+            for notice in &batch.notices {
+                post_notice(&http, api, notice).await?;
+                totals.notices += 1;
+            }
+        }
+        active.retain(|t| {
+            let over = t.fault_end_unix_ns <= now;
+            if over {
+                on_event(StreamEvent::FaultEnded(Box::new(t.clone())));
+            }
+            !over
+        });
+        if now >= last_progress + 10_000_000_000 {
+            last_progress = now;
+            on_event(StreamEvent::Progress(totals));
+        }
+    }
+    Ok(totals)
+}
