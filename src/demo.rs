@@ -73,6 +73,7 @@ pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result
         .await?;
     let topology = std::sync::Arc::new(Topology::builtin("otel-demo")?);
     let api = format!("http://{}", server.http_addr);
+    let topology_rate = topology.requests_per_second;
     println!(
         "loupe is serving: OTLP/gRPC {}, OTLP/HTTP {}, API and web page {api}",
         server.otlp_grpc_addr, server.otlp_http_addr
@@ -96,6 +97,9 @@ pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result
             fault_every: demo.fault_every,
             fault_duration: demo.fault_duration,
             herrings: true,
+            // Faults on what most requests reach (a third of the traffic or more), so that
+            // users feel them and the availability or latency objective pages.
+            min_target_rate: topology_rate / 3.0,
             duration: demo.duration,
         },
         |event| match event {

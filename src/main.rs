@@ -455,6 +455,7 @@ async fn main() -> anyhow::Result<()> {
                 fault_every: fault_every.into(),
                 fault_duration: fault_duration.into(),
                 herrings: !no_herrings,
+                min_target_rate: loupe_simulate::scenario::MIN_TARGET_RATE,
                 duration: duration.map(Into::into),
             };
             eprintln!("streaming {} to {endpoint}; ctrl-c to stop", system.topology);

@@ -49,6 +49,9 @@ pub struct StreamConfig {
     pub fault_duration: Duration,
     /// Whether a red herring may come with each fault.
     pub herrings: bool,
+    /// Fewest requests per second a fault's target receives (a fault on a quiet service shows
+    /// little; the demo wants faults users feel).
+    pub min_target_rate: f64,
     /// Stop after this long; `None` runs until interrupted.
     pub duration: Option<Duration>,
 }
@@ -204,6 +207,7 @@ pub async fn stream(
                     kind,
                     &herrings,
                     (start, now, end),
+                    config.min_target_rate,
                     &mut rng,
                 );
                 truth.case_id = format!("live-{}", now / 1_000_000_000);

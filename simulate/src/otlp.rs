@@ -89,42 +89,83 @@ pub(crate) fn resource(attributes: Vec<KeyValue>) -> Option<Resource> {
     })
 }
 
-/// A trace export of spans grouped by resource; `None` when there is no span.
-pub(crate) fn traces(groups: Vec<(Vec<KeyValue>, Vec<Span>)>) -> Option<ExportTraceServiceRequest> {
-    let resource_spans: Vec<ResourceSpans> = groups
-        .into_iter()
-        .filter(|(_, spans)| !spans.is_empty())
-        .map(|(attributes, spans)| ResourceSpans {
-            resource: resource(attributes),
-            scope_spans: vec![ScopeSpans {
-                scope: scope(),
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-        .collect();
-    (!resource_spans.is_empty()).then_some(ExportTraceServiceRequest { resource_spans })
+/// Most items one request carries: the OpenTelemetry SDKs' batch processors export at most
+/// 512 spans or log records at a time (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+/// `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`).
+pub(crate) const MAX_EXPORT_BATCH: usize = 512;
+
+/// Resource groups cut into requests of at most [`MAX_EXPORT_BATCH`] items, in order.
+fn chunked<R, T>(groups: Vec<(R, Vec<T>)>) -> Vec<Vec<(R, Vec<T>)>>
+where
+    R: Clone,
+{
+    let mut out: Vec<Vec<(R, Vec<T>)>> = Vec::new();
+    let mut current: Vec<(R, Vec<T>)> = Vec::new();
+    let mut size = 0;
+    for (resource, items) in groups {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let part: Vec<T> = items.by_ref().take(MAX_EXPORT_BATCH - size).collect();
+            size += part.len();
+            current.push((resource.clone(), part));
+            if size == MAX_EXPORT_BATCH {
+                out.push(std::mem::take(&mut current));
+                size = 0;
+            }
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
-/// A log export of records grouped by resource and scope; `None` when there is no record.
-pub(crate) fn logs(
-    groups: Vec<(Vec<KeyValue>, Option<InstrumentationScope>, Vec<LogRecord>)>,
-) -> Option<ExportLogsServiceRequest> {
-    let resource_logs: Vec<ResourceLogs> = groups
+/// Trace exports of spans grouped by resource, at most [`MAX_EXPORT_BATCH`] spans each.
+pub(crate) fn traces(groups: Vec<(Vec<KeyValue>, Vec<Span>)>) -> Vec<ExportTraceServiceRequest> {
+    chunked(groups)
         .into_iter()
-        .filter(|(_, _, records)| !records.is_empty())
-        .map(|(attributes, scope, log_records)| ResourceLogs {
-            resource: resource(attributes),
-            scope_logs: vec![ScopeLogs {
-                scope,
-                log_records,
-                ..Default::default()
-            }],
-            ..Default::default()
+        .map(|part| ExportTraceServiceRequest {
+            resource_spans: part
+                .into_iter()
+                .map(|(attributes, spans)| ResourceSpans {
+                    resource: resource(attributes),
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope(),
+                        spans,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
         })
-        .collect();
-    (!resource_logs.is_empty()).then_some(ExportLogsServiceRequest { resource_logs })
+        .collect()
+}
+
+/// Log exports of records grouped by resource and scope, at most [`MAX_EXPORT_BATCH`]
+/// records each.
+pub(crate) fn logs(
+    groups: Vec<(
+        (Vec<KeyValue>, Option<InstrumentationScope>),
+        Vec<LogRecord>,
+    )>,
+) -> Vec<ExportLogsServiceRequest> {
+    chunked(groups)
+        .into_iter()
+        .map(|part| ExportLogsServiceRequest {
+            resource_logs: part
+                .into_iter()
+                .map(|((attributes, scope), log_records)| ResourceLogs {
+                    resource: resource(attributes),
+                    scope_logs: vec![ScopeLogs {
+                        scope,
+                        log_records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A metric export of metrics grouped by resource; `None` when there is no metric.

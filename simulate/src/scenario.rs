@@ -10,9 +10,9 @@ use crate::fault::{FaultKind, HerringKind, Impact, Planned, Target};
 use crate::sim::Simulation;
 use crate::topology::{FlagEffect, ServiceKind, Topology};
 
-/// Fewest expected requests per second for a part of the system to be a fault's target: a
-/// fault on something nobody calls leaves no trace to find.
-const MIN_TARGET_RATE: f64 = 0.3;
+/// Fewest expected requests per second for a part of the system to be a fault's target in a
+/// case set: a fault on something nobody calls leaves no trace to find.
+pub const MIN_TARGET_RATE: f64 = 0.3;
 
 /// A red herring as the ground truth lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,19 +114,27 @@ pub fn expected_rates(t: &Topology) -> Vec<Vec<f64>> {
 
 /// A fault of `kind` on `topology` from `start` to `end`, and herrings of `herrings` around
 /// it (none before `case_start`), with their ground truth; [`plan_case`] fills in the case id,
-/// the pod and the seed.
+/// the pod and the seed. Targets receive at least `min_rate` requests per second (falling back
+/// to [`MIN_TARGET_RATE`] when nothing does).
 pub fn plan_fault(
     topology: &Topology,
     kind: FaultKind,
     herrings: &[HerringKind],
     (case_start, start, end): (u64, u64, u64),
+    min_rate: f64,
     rng: &mut ChaCha8Rng,
 ) -> (Vec<Planned>, GroundTruth) {
     let rates = expected_rates(topology);
-    let busy: Vec<usize> = (0..topology.services.len())
-        .filter(|&s| topology.services[s].kind == ServiceKind::Service)
-        .filter(|&s| rates[s].iter().sum::<f64>() >= MIN_TARGET_RATE)
-        .collect();
+    let busy_at = |min: f64| -> Vec<usize> {
+        (0..topology.services.len())
+            .filter(|&s| topology.services[s].kind == ServiceKind::Service)
+            .filter(|&s| rates[s].iter().sum::<f64>() >= min)
+            .collect()
+    };
+    let busy = match busy_at(min_rate) {
+        b if b.is_empty() => busy_at(MIN_TARGET_RATE.min(min_rate)),
+        b => b,
+    };
     let pick = |rng: &mut ChaCha8Rng, v: &[usize]| v[rng.random_range(0..v.len())];
     let name = |s: usize| topology.services[s].name.clone();
     let mut impact = Impact::NONE;
@@ -429,6 +437,7 @@ pub fn plan_case(spec: &CaseSpec) -> (Simulation, GroundTruth) {
         spec.fault,
         &spec.herrings,
         (spec.start_unix_nano, start, end),
+        MIN_TARGET_RATE,
         &mut rng,
     );
     let sim = Simulation::new(

@@ -295,16 +295,16 @@ impl Simulation {
             .collect();
         let mut logs: Vec<_> = std::mem::take(&mut self.logs)
             .into_iter()
-            .map(|(p, r)| ((*pods[p].resource).clone(), otlp::scope(), r))
+            .map(|(p, r)| (((*pods[p].resource).clone(), otlp::scope()), r))
             .collect();
         logs.extend(
             std::mem::take(&mut self.events)
                 .into_iter()
-                .map(|(resource, record)| (resource, events_scope(), vec![record])),
+                .map(|(resource, record)| ((resource, events_scope()), vec![record])),
         );
         let mut requests: Vec<ExportRequest> = Vec::new();
-        requests.extend(otlp::traces(spans).map(Into::into));
-        requests.extend(otlp::logs(logs).map(Into::into));
+        requests.extend(otlp::traces(spans).into_iter().map(Into::into));
+        requests.extend(otlp::logs(logs).into_iter().map(Into::into));
         requests.extend(self.meters.take_request().map(Into::into));
         Batch {
             requests,

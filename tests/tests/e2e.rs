@@ -2,6 +2,7 @@
 //! `opentelemetry-otlp` exporters over gRPC and HTTP/protobuf, raw HTTP requests for malformed
 //! input), a real Nezha case replayed over OTLP/gRPC, and a restart from the write-ahead log.
 
+mod simulate;
 mod store;
 mod support;
 

@@ -1,0 +1,124 @@
+//! The simulator against a real server: a generated case is valid OTLP that the receivers
+//! accept whole, its change webhooks are accepted by the changes endpoint, and the live stream
+//! reaches the server over OTLP/HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loupe_ingest::OtlpGrpcClient;
+use loupe_simulate::cases::run_case;
+use loupe_simulate::{CaseSpec, FaultKind, HerringKind, Topology};
+use serde_json::{json, Value};
+
+use crate::support::{get_json, post, post_json, start, temp_dir};
+
+const MINUTE: u64 = 60_000_000_000;
+
+async fn count(addr: std::net::SocketAddr, sql: &str) -> u64 {
+    let (status, _, body) = post_json(addr, "/api/v1/query", &json!({ "sql": sql })).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["rows"][0]["n"].as_u64().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_case_is_valid_otlp_that_the_server_accepts_whole() {
+    let dir = temp_dir("simulate");
+    let server = start(Some(dir.clone())).await;
+    let spec = CaseSpec {
+        case_id: "e2e".into(),
+        topology: Arc::new(Topology::builtin("otel-demo").unwrap()),
+        fault: FaultKind::BadDeployment,
+        herrings: vec![HerringKind::UnrelatedDeployment, HerringKind::TrafficSpike],
+        seed: 3,
+        start_unix_nano: 1_767_571_200_000_000_000,
+        baseline_nanos: 2 * MINUTE,
+        fault_nanos: MINUTE,
+    };
+    let (truth, telemetry) = run_case(&spec);
+    let spans: usize = telemetry
+        .requests
+        .iter()
+        .filter(|r| r.signal() == loupe_ingest::Signal::Traces)
+        .map(|r| r.item_count())
+        .sum();
+    let mut client = OtlpGrpcClient::connect(&format!("http://{}", server.otlp_grpc_addr))
+        .await
+        .unwrap();
+    for r in telemetry.requests {
+        assert_eq!(client.send(r).await.unwrap(), 0, "items rejected");
+    }
+    assert!(
+        telemetry.notices.len() >= 2,
+        "the deployment and the unrelated one"
+    );
+    for n in &telemetry.notices {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(n.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (status, _, body) = post(
+            server.http_addr,
+            "/api/v1/changes",
+            &headers,
+            serde_json::to_vec(&n.body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    }
+    let changes = get_json(
+        server.http_addr,
+        &format!(
+            "/api/v1/changes?from={}&to={}",
+            truth.baseline_start_unix_ns, truth.fault_end_unix_ns
+        ),
+    )
+    .await;
+    let deployed: Vec<&str> = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source"] == "github")
+        .filter_map(|c| c["service"].as_str())
+        .collect();
+    assert!(
+        deployed.contains(&truth.root_cause_service.as_str()),
+        "{changes}"
+    );
+    assert_eq!(
+        count(server.http_addr, "SELECT count(*) AS n FROM spans").await,
+        spans as u64
+    );
+    assert!(count(server.http_addr, "SELECT count(*) AS n FROM metric_points").await > 0);
+    assert!(count(server.http_addr, "SELECT count(*) AS n FROM logs").await > 0);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_reaches_the_server_over_otlp_http() {
+    let dir = temp_dir("simulate-live");
+    let server = start(Some(dir.clone())).await;
+    let totals = loupe::simulate::stream(
+        loupe::simulate::StreamConfig {
+            endpoint: format!("http://{}", server.otlp_http_addr),
+            transport: loupe::simulate::Transport::Http,
+            api: Some(format!("http://{}", server.http_addr)),
+            topology: Arc::new(Topology::builtin("random-small").unwrap()),
+            seed: 9,
+            faults: Vec::new(),
+            first_fault: Duration::from_secs(3600),
+            fault_every: Duration::from_secs(3600),
+            fault_duration: Duration::from_secs(60),
+            herrings: false,
+            min_target_rate: 0.3,
+            duration: Some(Duration::from_secs(4)),
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(totals.requests > 0 && totals.items > 0);
+    assert_eq!(totals.rejected, 0);
+    assert!(count(server.http_addr, "SELECT count(*) AS n FROM spans").await > 0);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
