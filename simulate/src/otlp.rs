@@ -141,14 +141,12 @@ pub(crate) fn traces(groups: Vec<(Vec<KeyValue>, Vec<Span>)>) -> Vec<ExportTrace
         .collect()
 }
 
+/// A log group's resource attributes and scope.
+pub(crate) type LogResource = (Vec<KeyValue>, Option<InstrumentationScope>);
+
 /// Log exports of records grouped by resource and scope, at most [`MAX_EXPORT_BATCH`]
 /// records each.
-pub(crate) fn logs(
-    groups: Vec<(
-        (Vec<KeyValue>, Option<InstrumentationScope>),
-        Vec<LogRecord>,
-    )>,
-) -> Vec<ExportLogsServiceRequest> {
+pub(crate) fn logs(groups: Vec<(LogResource, Vec<LogRecord>)>) -> Vec<ExportLogsServiceRequest> {
     chunked(groups)
         .into_iter()
         .map(|part| ExportLogsServiceRequest {
