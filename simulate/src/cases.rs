@@ -45,13 +45,19 @@ pub struct CaseTelemetry {
     pub notices: Vec<Notice>,
 }
 
+/// How often a case's pods export, as the SDKs' batch processors do by default
+/// (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY`: 5 s and 1 s). The receiving side
+/// joins parents and children within a bounded time, so data of one moment must arrive close
+/// together, as it does from a real fleet.
+const EXPORT_INTERVAL: u64 = 5 * SECOND;
+
 /// Runs a case's simulation from its start to its end.
 pub fn run_case(spec: &CaseSpec) -> (GroundTruth, CaseTelemetry) {
     let (mut sim, truth) = plan_case(spec);
     let mut out = CaseTelemetry::default();
     let mut t = spec.start_unix_nano;
     while t < truth.fault_end_unix_ns {
-        t = (t + 60 * SECOND).min(truth.fault_end_unix_ns);
+        t = (t + EXPORT_INTERVAL).min(truth.fault_end_unix_ns);
         let batch = sim.advance(t);
         out.requests.extend(batch.requests);
         out.notices.extend(batch.notices);
