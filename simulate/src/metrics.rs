@@ -213,28 +213,8 @@ impl Simulation {
                 };
                 let op = &spec.operations[key.1].name;
                 let failed = key.2;
-                let attributes = match protocol {
-                    Protocol::Http => {
-                        let (method, route) = op.split_once(' ').unwrap_or(("GET", op));
-                        vec![
-                            kv(sc::HTTP_REQUEST_METHOD, method),
-                            kv(sc::HTTP_ROUTE, route),
-                            kv(
-                                sc::HTTP_RESPONSE_STATUS_CODE,
-                                if failed { 500_i64 } else { 200 },
-                            ),
-                        ]
-                    }
-                    Protocol::Grpc => {
-                        let (service, method) = op.rsplit_once('/').unwrap_or(("", op));
-                        vec![
-                            kv(sc::RPC_SYSTEM, "grpc"),
-                            kv(sc::RPC_SERVICE, service),
-                            kv(sc::RPC_METHOD, method),
-                            kv(sc::RPC_GRPC_STATUS_CODE, if failed { 13_i64 } else { 0 }),
-                        ]
-                    }
-                };
+                // The metric carries the span's attributes (the conventions share them).
+                let attributes = crate::trace::server_attributes(protocol, op, failed);
                 by_protocol
                     .entry(protocol == Protocol::Http)
                     .or_default()

@@ -387,7 +387,11 @@ impl Simulation {
 // The gRPC instrumentations in use (and the OpenTelemetry Demo's) still emit the RPC
 // conventions before their 1.37 renames (`rpc.system`, `rpc.grpc.status_code`, durations in ms).
 #[allow(deprecated)]
-fn server_attributes(protocol: Protocol, operation: &str, failed: bool) -> Vec<KeyValue> {
+pub(crate) fn server_attributes(
+    protocol: Protocol,
+    operation: &str,
+    failed: bool,
+) -> Vec<KeyValue> {
     match protocol {
         Protocol::Http => {
             let (method, route) = operation.split_once(' ').unwrap_or(("GET", operation));
