@@ -61,7 +61,12 @@ pub(crate) fn eval_graph_config() -> GraphConfig {
     }
 }
 
-async fn load(requests: Vec<ExportRequest>) -> anyhow::Result<Arc<Engine>> {
+/// A fresh in-memory engine with `requests` fed through the receivers' decode path, its join
+/// buffer flushed.
+///
+/// # Errors
+/// When the engine refuses a request.
+pub(crate) async fn load(requests: Vec<ExportRequest>) -> anyhow::Result<Arc<Engine>> {
     let engine = Arc::new(Engine::in_memory(eval_graph_config()));
     let receiver = Receiver::new(engine.clone(), Limits::default());
     for request in requests {
@@ -227,11 +232,6 @@ const PUBLISHED: [(&str, &str, f64, f64); 4] = [
         f64::NAN,
     ),
 ];
-
-/// The report as a table for people, with the published figures of the Nezha paper.
-pub fn render(report: &EvalReport) -> String {
-    render_with(report, true)
-}
 
 /// The report as a table for people; `published` adds the Nezha paper's figures.
 pub fn render_with(report: &EvalReport, published: bool) -> String {

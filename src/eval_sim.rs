@@ -13,23 +13,18 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use loupe_analysis::eval::rank_of;
 use loupe_analysis::{investigate, AnalysisConfig};
 use loupe_ingest::changes::ChangeSink;
-use loupe_ingest::{Limits, Receiver};
 use loupe_simulate::cases::{read_case, read_ground_truth, CaseTelemetry};
 use loupe_simulate::GroundTruth;
 
 use crate::engine::Engine;
-use crate::eval::{eval_graph_config, report, CaseResult, EvalReport};
+use crate::eval::{load, report, CaseResult, EvalReport};
 
 /// Loads a case's telemetry and changes into a fresh in-memory engine.
 ///
 /// # Errors
 /// When a request or a change is refused.
 pub async fn load_case(telemetry: CaseTelemetry) -> anyhow::Result<Arc<Engine>> {
-    let engine = Arc::new(Engine::in_memory(eval_graph_config()));
-    let receiver = Receiver::new(engine.clone(), Limits::default());
-    for request in telemetry.requests {
-        request.export_to(&receiver).await?;
-    }
+    let engine = load(telemetry.requests).await?;
     for notice in telemetry.notices {
         let mut headers = HeaderMap::new();
         for (k, v) in &notice.headers {
@@ -45,7 +40,6 @@ pub async fn load_case(telemetry: CaseTelemetry) -> anyhow::Result<Arc<Engine>> 
             .record_changes(changes)
             .map_err(|e| anyhow::anyhow!("a change was not recorded: {e}"))?;
     }
-    engine.flush();
     Ok(engine)
 }
 

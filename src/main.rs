@@ -364,6 +364,31 @@ impl ServeArgs {
     }
 }
 
+/// Progress of an evaluation on stderr, unless JSON goes to a pipe.
+fn eval_progress(json: bool) -> impl FnMut(usize, usize, &str) {
+    let show = !json || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    move |done, total, id| {
+        if show {
+            eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
+        }
+    }
+}
+
+/// Prints an evaluation as JSON or as a table (`published`: with the Nezha paper's figures).
+fn print_report(
+    report: &loupe::eval::EvalReport,
+    json: bool,
+    published: bool,
+) -> anyhow::Result<()> {
+    eprintln!();
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", loupe::eval::render_with(report, published));
+    }
+    Ok(())
+}
+
 fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
     loupe_api::parse_time_str(name, value).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -583,18 +608,8 @@ async fn main() -> anyhow::Result<()> {
             json,
             cases,
         } => {
-            let report = loupe::eval_sim::run(&dir, &cases, |done, total, id| {
-                if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
-                }
-            })
-            .await?;
-            eprintln!();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", loupe::eval::render_with(&report, false));
-            }
+            let report = loupe::eval_sim::run(&dir, &cases, eval_progress(json)).await?;
+            print_report(&report, json, false)?;
         }
         Command::Eval {
             format: DatasetFormat::Nezha,
@@ -603,18 +618,8 @@ async fn main() -> anyhow::Result<()> {
             cases,
         } => {
             let dataset = NezhaDataset::open(&dir)?;
-            let report = loupe::eval::run(&dataset, &cases, |done, total, id| {
-                if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                    eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
-                }
-            })
-            .await?;
-            eprintln!();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", loupe::eval::render(&report));
-            }
+            let report = loupe::eval::run(&dataset, &cases, eval_progress(json)).await?;
+            print_report(&report, json, true)?;
         }
         Command::Bench {
             target: BenchTarget::Store,

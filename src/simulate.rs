@@ -107,25 +107,43 @@ impl Sender {
                     Signal::Logs => "logs",
                 };
                 let url = format!("{base}/v1/{path}");
-                let r = hyper::Request::post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(Full::new(Bytes::from(request.encode())))?;
-                let response = client
-                    .request(r)
-                    .await
-                    .with_context(|| format!("cannot reach {url}"))?;
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
-                anyhow::ensure!(
-                    status.is_success(),
-                    "{url} answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-                // A partial success body is not decoded here; the count is of whole refusals.
-                Ok(0)
+                let headers = [(
+                    "content-type".to_owned(),
+                    "application/x-protobuf".to_owned(),
+                )];
+                let body = post(client, &url, &headers, request.encode()).await?;
+                Ok(request.rejected_in(&body)?)
             }
         }
     }
+}
+
+/// POSTs `body` to `url` with `headers`; returns the answer's body.
+///
+/// # Errors
+/// When `url` cannot be reached or answers with anything but success.
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> anyhow::Result<Bytes> {
+    let mut r = hyper::Request::post(url);
+    for (k, v) in headers {
+        r = r.header(k, v);
+    }
+    let response = client
+        .request(r.body(Full::new(Bytes::from(body)))?)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{url} answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(body)
 }
 
 /// Posts a change webhook to `api`'s `/api/v1/changes`.
@@ -138,22 +156,11 @@ pub async fn post_notice(
     notice: &Notice,
 ) -> anyhow::Result<()> {
     let url = format!("{}/api/v1/changes", api.trim_end_matches('/'));
-    let mut r = hyper::Request::post(&url).header("content-type", "application/json");
-    for (k, v) in &notice.headers {
-        r = r.header(k, v);
-    }
-    let r = r.body(Full::new(Bytes::from(serde_json::to_vec(&notice.body)?)))?;
-    let response = client
-        .request(r)
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    headers.extend(notice.headers.iter().cloned());
+    post(client, &url, &headers, serde_json::to_vec(&notice.body)?)
         .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status.is_success(),
-        "{url} refused a change: {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
+        .context("a change webhook was refused")?;
     Ok(())
 }
 

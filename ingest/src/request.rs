@@ -73,6 +73,23 @@ impl ExportRequest {
         }
     }
 
+    /// The number of items an OTLP/HTTP protobuf response to this request says were rejected
+    /// (OTLP "Partial Success"); 0 for an empty body, which is full success.
+    ///
+    /// # Errors
+    /// [`Error::Protobuf`] when the body is not the signal's `Export*ServiceResponse`.
+    pub fn rejected_in(&self, response: &[u8]) -> Result<u64> {
+        fn one<R: OtlpExport>(bytes: &[u8]) -> Result<u64> {
+            use prost::Message;
+            Ok(R::rejected(&R::Response::decode(bytes)?).max(0) as u64)
+        }
+        match &self.0 {
+            Inner::Traces(_) => one::<ExportTraceServiceRequest>(response),
+            Inner::Metrics(_) => one::<ExportMetricsServiceRequest>(response),
+            Inner::Logs(_) => one::<ExportLogsServiceRequest>(response),
+        }
+    }
+
     /// The valid items as model types, as the receivers decode them; `None` when none is valid.
     pub fn items(&self) -> Option<TelemetryBatch> {
         match &self.0 {

@@ -99,7 +99,7 @@ pub struct SuiteManifest {
     pub faults: Vec<FaultKind>,
     /// Chance of each herring kind in a case.
     pub herring_chance: f64,
-    /// Seconds of baseline and of fault per case.
+    /// Seconds of fault-free baseline per case.
     pub baseline_seconds: u64,
     /// Seconds of fault per case.
     pub fault_seconds: u64,

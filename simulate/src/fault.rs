@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// A service's own work slows down (self time ×4–12, plus 0.2–1 s).
+    /// A service's own work slows down (self time ×1.5–3, plus 150–800 ms).
     Latency,
     /// A service fails 15–50% of its calls with an exception.
     Errors,
@@ -218,6 +218,23 @@ fn one() -> f64 {
 }
 
 impl Planned {
+    /// A plan that does nothing from `start` to `end` (unix nanoseconds) on the whole system,
+    /// to be given its kind, target and impact.
+    pub fn new(start_unix_nano: u64, end_unix_nano: u64) -> Self {
+        Self {
+            fault: None,
+            herring: None,
+            target: Target::System,
+            start_unix_nano,
+            end_unix_nano,
+            impact: Impact::NONE,
+            flag: None,
+            rollout: false,
+            config_change: false,
+            traffic_factor: 1.0,
+        }
+    }
+
     /// Whether it acts at `t`.
     pub fn active(&self, t: u64) -> bool {
         (self.start_unix_nano..self.end_unix_nano).contains(&t)

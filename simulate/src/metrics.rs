@@ -58,9 +58,9 @@ impl Hist {
 #[derive(Debug, Default)]
 pub(crate) struct Meters {
     /// (pod, operation, failed) → server durations.
-    server: BTreeMap<(usize, usize, bool), (Protocol, Hist)>,
+    server: ByPod,
     /// (pod, callee service, failed) → client durations.
-    client: BTreeMap<(usize, usize, bool), (Protocol, Hist)>,
+    client: ByPod,
     /// Requests each pod served.
     served: BTreeMap<usize, u64>,
     /// Collected metrics with their resources, waiting to be sent.
@@ -163,6 +163,40 @@ fn histogram(
     }
 }
 
+/// Measurements keyed by (pod, operation or callee, failed).
+type ByPod = BTreeMap<(usize, usize, bool), (Protocol, Hist)>;
+
+/// Takes pod `p`'s measurements out of `map`.
+fn drain_pod(map: &mut ByPod, p: usize) -> ByPod {
+    let mut mine = map.split_off(&(p, 0, false));
+    let mut rest = mine.split_off(&(p + 1, 0, false));
+    map.append(&mut rest);
+    mine
+}
+
+/// One histogram metric per protocol of one pod's measurements, named `names` (HTTP in
+/// seconds, RPC in milliseconds).
+fn durations(
+    points: Vec<(Protocol, Vec<KeyValue>, Hist)>,
+    [http, rpc]: [&str; 2],
+    interval: (u64, u64),
+) -> Vec<Metric> {
+    let mut by_protocol: BTreeMap<Protocol, Vec<(Vec<KeyValue>, Hist)>> = BTreeMap::new();
+    for (protocol, attributes, h) in points {
+        by_protocol
+            .entry(protocol)
+            .or_default()
+            .push((attributes, h));
+    }
+    by_protocol
+        .into_iter()
+        .map(|(protocol, points)| match protocol {
+            Protocol::Http => histogram(http, "s", interval, points, &HTTP_BOUNDS),
+            Protocol::Grpc => histogram(rpc, "ms", interval, points, &RPC_BOUNDS),
+        })
+        .collect()
+}
+
 impl Simulation {
     /// Collects every serving pod's metrics at `t`, over the interval that ends there.
     // The gRPC instrumentations in use (and the OpenTelemetry Demo's) still emit the RPC
@@ -205,74 +239,38 @@ impl Simulation {
                     f64::from(pod.restarts),
                 ),
             ];
-            let mine: Vec<_> = server.keys().filter(|k| k.0 == p).copied().collect();
-            let mut by_protocol: BTreeMap<bool, Vec<(Vec<KeyValue>, Hist)>> = BTreeMap::new();
-            for key in mine {
-                let Some((protocol, h)) = server.remove(&key) else {
-                    continue;
-                };
-                let op = &spec.operations[key.1].name;
-                let failed = key.2;
-                // The metric carries the span's attributes (the conventions share them).
-                let attributes = crate::trace::server_attributes(protocol, op, failed);
-                by_protocol
-                    .entry(protocol == Protocol::Http)
-                    .or_default()
-                    .push((attributes, h));
-            }
-            for (http, points) in by_protocol {
-                metrics.push(if http {
-                    histogram(
-                        sm::HTTP_SERVER_REQUEST_DURATION,
-                        "s",
-                        (start, t),
-                        points,
-                        &HTTP_BOUNDS,
-                    )
-                } else {
-                    histogram(
-                        sm::RPC_SERVER_DURATION,
-                        "ms",
-                        (start, t),
-                        points,
-                        &RPC_BOUNDS,
-                    )
-                });
-            }
-            let mine: Vec<_> = client.keys().filter(|k| k.0 == p).copied().collect();
-            let mut by_protocol: BTreeMap<bool, Vec<(Vec<KeyValue>, Hist)>> = BTreeMap::new();
-            for key in mine {
-                let Some((protocol, h)) = client.remove(&key) else {
-                    continue;
-                };
-                let mut attributes = vec![kv(sc::SERVER_ADDRESS, &topology.services[key.1].name)];
-                if key.2 {
-                    attributes.push(kv(sc::ERROR_TYPE, "500"));
-                }
-                by_protocol
-                    .entry(protocol == Protocol::Http)
-                    .or_default()
-                    .push((attributes, h));
-            }
-            for (http, points) in by_protocol {
-                metrics.push(if http {
-                    histogram(
-                        sm::HTTP_CLIENT_REQUEST_DURATION,
-                        "s",
-                        (start, t),
-                        points,
-                        &HTTP_BOUNDS,
-                    )
-                } else {
-                    histogram(
-                        sm::RPC_CLIENT_DURATION,
-                        "ms",
-                        (start, t),
-                        points,
-                        &RPC_BOUNDS,
-                    )
-                });
-            }
+            let served_here =
+                drain_pod(&mut server, p)
+                    .into_iter()
+                    .map(|((_, op, failed), (protocol, h))| {
+                        // The metric carries the span's attributes (the conventions share them).
+                        let op = &spec.operations[op].name;
+                        (
+                            protocol,
+                            crate::trace::server_attributes(protocol, op, failed),
+                            h,
+                        )
+                    });
+            metrics.extend(durations(
+                served_here.collect(),
+                [sm::HTTP_SERVER_REQUEST_DURATION, sm::RPC_SERVER_DURATION],
+                (start, t),
+            ));
+            let called = drain_pod(&mut client, p).into_iter().map(
+                |((_, callee, failed), (protocol, h))| {
+                    let mut attributes =
+                        vec![kv(sc::SERVER_ADDRESS, &topology.services[callee].name)];
+                    if failed {
+                        attributes.push(kv(sc::ERROR_TYPE, "500"));
+                    }
+                    (protocol, attributes, h)
+                },
+            );
+            metrics.extend(durations(
+                called.collect(),
+                [sm::HTTP_CLIENT_REQUEST_DURATION, sm::RPC_CLIENT_DURATION],
+                (start, t),
+            ));
             self.meters.ready.push(((*pod.resource).clone(), metrics));
         }
         // Measurements of pods gone before the collection are lost, as an SDK's are.

@@ -78,11 +78,7 @@ pub fn expected_rates(t: &Topology) -> Vec<Vec<f64>> {
             let r = rate * c.p * f64::from(c.n);
             if let Some((cs, co)) = t.resolve(&c.to) {
                 visit(t, cs, co, r, out, depth + 1);
-            } else if let Some(topic) = t
-                .services
-                .iter()
-                .find(|x| c.to.starts_with(&format!("{}/", x.name)))
-            {
+            } else if let Some(topic) = t.topic(&c.to) {
                 for consumer in &topic.consumers {
                     if let Some((cs, co)) = t.resolve(consumer) {
                         visit(t, cs, co, r, out, depth + 1);
@@ -140,15 +136,7 @@ pub fn plan_fault(
     let mut impact = Impact::NONE;
     let mut fault = Planned {
         fault: Some(kind),
-        herring: None,
-        target: Target::System,
-        start_unix_nano: start,
-        end_unix_nano: end,
-        impact: Impact::NONE,
-        flag: None,
-        rollout: false,
-        config_change: false,
-        traffic_factor: 1.0,
+        ..Planned::new(start, end)
     };
     let mut truth = GroundTruth {
         case_id: String::new(),
@@ -360,50 +348,58 @@ pub fn plan_fault(
         .filter(|&s| Some(s) != root_service && name(s) != truth.root_cause_service)
         .collect();
     for &h in herrings {
-        let mut p = Planned {
-            fault: None,
-            herring: Some(h),
-            target: Target::System,
-            start_unix_nano: start,
-            end_unix_nano: end,
-            impact: Impact::NONE,
-            flag: None,
-            rollout: false,
-            config_change: false,
-            traffic_factor: 1.0,
-        };
-        let mut service = None;
-        match h {
-            HerringKind::UnrelatedDeployment if !others.is_empty() => {
-                let s = pick(rng, &others);
-                let offset = rng.random_range(0..120) * 1_000_000_000;
-                p.start_unix_nano = (start + offset)
-                    .saturating_sub(60_000_000_000)
-                    .max(case_start);
-                p.target = Target::Service { service: name(s) };
-                p.rollout = true;
-                service = Some(name(s));
-            }
-            HerringKind::NoisyService if !others.is_empty() => {
-                let s = pick(rng, &others);
-                p.start_unix_nano = case_start;
-                p.target = Target::Service { service: name(s) };
-                p.impact.error_rate = rng.random_range(0.02..0.06);
-                p.impact.latency_factor = rng.random_range(1.3..2.0);
-                service = Some(name(s));
-            }
-            HerringKind::TrafficSpike => {
-                p.start_unix_nano = start.saturating_sub(rng.random_range(0..60) * 1_000_000_000);
-                p.end_unix_nano = (p.start_unix_nano + 120_000_000_000).min(end);
-                p.traffic_factor = rng.random_range(2.0..3.0);
-                p.impact.latency_factor = 1.15;
-            }
-            _ => continue,
+        if let Some((p, t)) = plan_herring(topology, h, &others, (case_start, start, end), rng) {
+            truth.red_herrings.push(t);
+            plans.push(p);
         }
-        truth.red_herrings.push(HerringTruth { kind: h, service });
-        plans.push(p);
     }
     (plans, truth)
+}
+
+/// A herring of kind `h` around a fault from `start` to `end`, on one of `others` (services
+/// other than the root cause's) when it concerns a service; `None` when there is no such
+/// service to pick.
+fn plan_herring(
+    topology: &Topology,
+    h: HerringKind,
+    others: &[usize],
+    (case_start, start, end): (u64, u64, u64),
+    rng: &mut ChaCha8Rng,
+) -> Option<(Planned, HerringTruth)> {
+    let mut p = Planned {
+        herring: Some(h),
+        ..Planned::new(start, end)
+    };
+    let mut service = None;
+    if h == HerringKind::TrafficSpike {
+        p.start_unix_nano = start.saturating_sub(rng.random_range(0..60) * 1_000_000_000);
+        p.end_unix_nano = (p.start_unix_nano + 120_000_000_000).min(end);
+        p.traffic_factor = rng.random_range(2.0..3.0);
+        p.impact.latency_factor = 1.15;
+    } else {
+        if others.is_empty() {
+            return None;
+        }
+        let name = topology.services[others[rng.random_range(0..others.len())]]
+            .name
+            .clone();
+        p.target = Target::Service {
+            service: name.clone(),
+        };
+        if h == HerringKind::UnrelatedDeployment {
+            let offset = rng.random_range(0..120) * 1_000_000_000;
+            p.start_unix_nano = (start + offset)
+                .saturating_sub(60_000_000_000)
+                .max(case_start);
+            p.rollout = true;
+        } else {
+            p.start_unix_nano = case_start;
+            p.impact.error_rate = rng.random_range(0.02..0.06);
+            p.impact.latency_factor = rng.random_range(1.3..2.0);
+        }
+        service = Some(name);
+    }
+    Some((p, HerringTruth { kind: h, service }))
 }
 
 /// What a case needs: the system, the fault, the herrings and the times.

@@ -121,11 +121,34 @@ impl Simulation {
         let index = WeightedIndex::new(&weights)
             .or_else(|_| WeightedIndex::new(vec![1.0; weights.len()]))
             .expect("a validated topology has at least one entry");
-        let mut sim = Self {
+        let mut pods = Vec::new();
+        let mut node = rng.random_range(0..topology.nodes.len());
+        for (service, spec) in topology.services.iter().enumerate() {
+            if spec.kind != ServiceKind::Service {
+                continue;
+            }
+            let rs = name_suffix(&mut rng, 10);
+            for replica in 0..spec.replicas as usize {
+                let slot = Slot {
+                    service,
+                    replica,
+                    node,
+                };
+                pods.push(new_pod(
+                    &topology,
+                    &mut rng,
+                    slot,
+                    (&spec.version, &rs),
+                    start_unix_nano,
+                ));
+                node = (node + 1) % topology.nodes.len();
+            }
+        }
+        Self {
             topology: topology.clone(),
-            rng: ChaCha8Rng::seed_from_u64(0),
+            rng,
             now: start_unix_nano,
-            pods: Vec::new(),
+            pods,
             done: vec![(false, false); plans.len()],
             plans,
             flags: topology
@@ -142,21 +165,7 @@ impl Simulation {
             entries: (index, entry_ops),
             noise: (u64::MAX, 1.0),
             serial: 0,
-        };
-        let mut node = rng.random_range(0..topology.nodes.len());
-        for (s, spec) in topology.services.iter().enumerate() {
-            if spec.kind != ServiceKind::Service {
-                continue;
-            }
-            let rs = name_suffix(&mut rng, 10);
-            for replica in 0..spec.replicas as usize {
-                let pod = sim.make_pod(&mut rng, s, replica, node, &spec.version, &rs);
-                sim.pods.push(pod);
-                node = (node + 1) % topology.nodes.len();
-            }
         }
-        sim.rng = rng;
-        sim
     }
 
     /// The current simulated time, unix nanoseconds.
@@ -185,53 +194,6 @@ impl Simulation {
     pub fn plan(&mut self, plan: Planned) {
         self.plans.push(plan);
         self.done.push((false, false));
-    }
-
-    fn make_pod(
-        &self,
-        rng: &mut ChaCha8Rng,
-        service: usize,
-        replica: usize,
-        node: usize,
-        version: &str,
-        replicaset: &str,
-    ) -> Pod {
-        let t = &self.topology;
-        let spec = &t.services[service];
-        let name = format!("{}-{replicaset}-{}", spec.name, name_suffix(rng, 5));
-        let uid = uuid(rng);
-        let resource = vec![
-            kv(sc::SERVICE_NAME, &spec.name),
-            kv(sc::SERVICE_VERSION, version),
-            kv(sc::SERVICE_INSTANCE_ID, &uid),
-            kv(sc::TELEMETRY_SDK_NAME, "opentelemetry"),
-            kv(sc::TELEMETRY_SDK_LANGUAGE, &spec.language),
-            kv(sc::DEPLOYMENT_ENVIRONMENT_NAME, "production"),
-            kv(sc::K8S_NAMESPACE_NAME, &t.k8s_namespace),
-            kv(sc::K8S_POD_NAME, &name),
-            kv(sc::K8S_POD_UID, &uid),
-            kv(sc::K8S_NODE_NAME, &t.nodes[node]),
-            kv(sc::K8S_DEPLOYMENT_NAME, &spec.name),
-            kv(
-                sc::K8S_REPLICASET_NAME,
-                format!("{}-{replicaset}", spec.name),
-            ),
-        ];
-        Pod {
-            service,
-            replica,
-            name,
-            uid,
-            node,
-            version: version.to_owned(),
-            new_version: false,
-            started: self.now,
-            ended: None,
-            restarts: 0,
-            memory: spec.memory_base,
-            down_until: 0,
-            resource: Arc::new(resource),
-        }
     }
 
     /// Whether pod `p` serves at `t`.
@@ -394,6 +356,7 @@ impl Simulation {
                 LogRecord {
                     time_unix_nano: t,
                     observed_time_unix_nano: t,
+                    // WARN (13), as Kubernetes Warning events are reported.
                     severity_number: 13,
                     severity_text: "Warning".into(),
                     body: otlp::text(message),
@@ -470,25 +433,24 @@ impl Simulation {
         };
         let from = self.pods[first].version.clone();
         let to = if forward { bump(&from) } else { unbump(&from) };
-        let mut rng = std::mem::replace(&mut self.rng, ChaCha8Rng::seed_from_u64(0));
-        let rs = name_suffix(&mut rng, 10);
-        let saved = self.now;
-        self.now = t;
+        let rs = name_suffix(&mut self.rng, 10);
         for &p in &current {
-            let (replica, node) = (self.pods[p].replica, self.pods[p].node);
-            let mut pod = self.make_pod(&mut rng, s, replica, node, &to, &rs);
+            let slot = Slot {
+                service: s,
+                replica: self.pods[p].replica,
+                node: self.pods[p].node,
+            };
+            let mut pod = new_pod(&self.topology, &mut self.rng, slot, (&to, &rs), t);
             pod.new_version = forward;
             self.pods[p].ended = Some(t + ROLLOUT_OVERLAP);
             self.pods.push(pod);
         }
-        self.now = saved;
         self.serial += 1;
         let service = self.topology.services[s].name.clone();
         let sha: String = (0..20)
-            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .map(|_| format!("{:02x}", self.rng.random::<u8>()))
             .collect();
-        let author = ["jane-doe", "sam-ops", "ci-bot", "lee-dev"][rng.random_range(0..4)];
-        self.rng = rng;
+        let author = ["jane-doe", "sam-ops", "ci-bot", "lee-dev"][self.rng.random_range(0..4)];
         let when = rfc3339(t);
         self.notices.push(Notice {
             at_unix_nano: t,
@@ -555,6 +517,61 @@ impl Simulation {
             id[N - 1] = 1;
         }
         id
+    }
+}
+
+/// Where a new pod goes.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    service: usize,
+    replica: usize,
+    node: usize,
+}
+
+/// A pod of `slot.service` running `version` in replica set `replicaset`, started at
+/// `started`, with its resource as the OpenTelemetry Kubernetes setup describes it.
+fn new_pod(
+    topology: &Topology,
+    rng: &mut ChaCha8Rng,
+    slot: Slot,
+    (version, replicaset): (&str, &str),
+    started: u64,
+) -> Pod {
+    let t = topology;
+    let spec = &t.services[slot.service];
+    let name = format!("{}-{replicaset}-{}", spec.name, name_suffix(rng, 5));
+    let uid = uuid(rng);
+    let resource = vec![
+        kv(sc::SERVICE_NAME, &spec.name),
+        kv(sc::SERVICE_VERSION, version),
+        kv(sc::SERVICE_INSTANCE_ID, &uid),
+        kv(sc::TELEMETRY_SDK_NAME, "opentelemetry"),
+        kv(sc::TELEMETRY_SDK_LANGUAGE, &spec.language),
+        kv(sc::DEPLOYMENT_ENVIRONMENT_NAME, "production"),
+        kv(sc::K8S_NAMESPACE_NAME, &t.k8s_namespace),
+        kv(sc::K8S_POD_NAME, &name),
+        kv(sc::K8S_POD_UID, &uid),
+        kv(sc::K8S_NODE_NAME, &t.nodes[slot.node]),
+        kv(sc::K8S_DEPLOYMENT_NAME, &spec.name),
+        kv(
+            sc::K8S_REPLICASET_NAME,
+            format!("{}-{replicaset}", spec.name),
+        ),
+    ];
+    Pod {
+        service: slot.service,
+        replica: slot.replica,
+        name,
+        uid,
+        node: slot.node,
+        version: version.to_owned(),
+        new_version: false,
+        started,
+        ended: None,
+        restarts: 0,
+        memory: spec.memory_base,
+        down_until: 0,
+        resource: Arc::new(resource),
     }
 }
 

@@ -77,7 +77,7 @@ pub enum ServiceKind {
 }
 
 /// How an instrumented service is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     /// HTTP: `http.server.request.duration` in seconds, `http.response.status_code`.
@@ -310,7 +310,7 @@ impl Topology {
                     ));
                 }
                 for c in &o.calls {
-                    if self.resolve(&c.to).is_none() && !self.is_topic(&c.to) {
+                    if self.resolve(&c.to).is_none() && self.topic(&c.to).is_none() {
                         return Err(format!(
                             "{}/{} calls {:?}, which is not a service/operation",
                             s.name, o.name, c.to
@@ -350,15 +350,12 @@ impl Topology {
         self.check_acyclic()
     }
 
-    /// A topic is called as `topic/publish`.
-    fn is_topic(&self, reference: &str) -> bool {
-        reference.split_once('/').is_some_and(|(s, op)| {
-            op == "publish"
-                && self
-                    .services
-                    .iter()
-                    .any(|x| x.name == s && x.kind == ServiceKind::Topic)
-        })
+    /// The topic a call publishes to: `topic/publish` names one.
+    pub fn topic(&self, reference: &str) -> Option<&ServiceSpec> {
+        let (name, op) = reference.split_once('/')?;
+        self.services
+            .iter()
+            .find(|x| x.name == name && x.kind == ServiceKind::Topic && op == "publish")
     }
 
     /// Calls must not loop: a request must end.

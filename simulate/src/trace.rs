@@ -17,6 +17,10 @@ use crate::sim::{Simulation, SECOND};
 use crate::topology::{CallSpec, Protocol, ServiceKind};
 
 const MS: f64 = 1_000_000.0;
+/// `SeverityNumber` of INFO and of ERROR (OpenTelemetry logs data model, "Field:
+/// SeverityNumber": 9–12 INFO, 17–20 ERROR).
+const SEVERITY_INFO: i32 = 9;
+const SEVERITY_ERROR: i32 = loupe_model::semconv::SEVERITY_NUMBER_ERROR;
 /// A call that gets no answer fails after this long.
 const CLIENT_TIMEOUT: u64 = SECOND;
 /// Deepest call chain followed (topologies are acyclic; this only bounds a pathological one).
@@ -132,7 +136,7 @@ impl Simulation {
                 cx.trace_id,
                 span_id,
                 end,
-                17,
+                SEVERITY_ERROR,
                 format!("{}: {message}", op.name),
             );
         } else if let Some(callee) = &failed_call {
@@ -146,14 +150,21 @@ impl Simulation {
                 cx.trace_id,
                 span_id,
                 end,
-                17,
+                SEVERITY_ERROR,
                 format!("request failed: call to {callee} failed"),
             );
         }
         if !op.logs.is_empty() && self.rng.random_bool(op.log_probability.clamp(0.0, 1.0)) {
             let template = &op.logs[self.rng.random_range(0..op.logs.len())];
             let line = self.fill(template, (end - start) as f64 / MS);
-            self.log(pod, cx.trace_id, span_id, (start + end) / 2, 9, line);
+            self.log(
+                pod,
+                cx.trace_id,
+                span_id,
+                (start + end) / 2,
+                SEVERITY_INFO,
+                line,
+            );
         }
         self.flag_evaluations(pod, s, cx.trace_id, span_id, start);
         self.meters
@@ -205,17 +216,13 @@ impl Simulation {
                     .iter()
                     .position(|x| x.name == operation)
                     .unwrap_or(0);
-                let served = if self.partitioned(s, ts, start) {
-                    None
+                let (end, ok, error) = if self.partitioned(s, ts, start) {
+                    (start + CLIENT_TIMEOUT, false, "timeout")
                 } else {
-                    self.serve(ts, o, inner, start + network / 2, SpanKind::Server)
-                };
-                let (end, ok, error) = match served {
-                    Some(sv) => (sv.end + network / 2, !sv.failed, "500"),
-                    None if self.partitioned(s, ts, start) => {
-                        (start + CLIENT_TIMEOUT, false, "timeout")
+                    match self.serve(ts, o, inner, start + network / 2, SpanKind::Server) {
+                        Some(sv) => (sv.end + network / 2, !sv.failed, "500"),
+                        None => (start + network, false, "connection_refused"),
                     }
-                    None => (start + network, false, "connection_refused"),
                 };
                 let mut attributes = client_attributes(spec.protocol, target, operation, ok);
                 if !ok {
@@ -320,7 +327,7 @@ impl Simulation {
             self.logs.entry(pod).or_default().push(LogRecord {
                 time_unix_nano: t,
                 observed_time_unix_nano: t,
-                severity_number: 9,
+                severity_number: SEVERITY_INFO,
                 severity_text: "INFO".into(),
                 event_name: loupe_model::change::keys::FEATURE_FLAG_EVALUATION.into(),
                 trace_id: trace.to_vec(),
@@ -344,7 +351,11 @@ impl Simulation {
         severity: i32,
         body: String,
     ) {
-        let text = if severity >= 17 { "ERROR" } else { "INFO" };
+        let text = if severity >= SEVERITY_ERROR {
+            "ERROR"
+        } else {
+            "INFO"
+        };
         self.logs.entry(pod).or_default().push(LogRecord {
             time_unix_nano: t,
             observed_time_unix_nano: t,
