@@ -342,6 +342,7 @@ mod tests {
             // Late data lands at the resolution that holds its time, and never leaves a stale
             // minute sum behind.
             *s.entry(0) += 7;
+            *exact.entry(0) += 7;
             prop_assert_eq!(s.merged(0, u64::MAX), total + 7);
             let late = newest.saturating_sub(fine / 2);
             *s.entry(late) += 3;
