@@ -30,6 +30,6 @@ pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::Interval;
 pub use view::{
     EdgeBucket, EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView,
-    OperationWindow, PodWindow, RedSummary, ServiceSummary, ServiceWindow, UnknownEntity,
-    WindowStats,
+    OperationWindow, PodWindow, QueryWindow, RedSummary, ServiceSummary, ServiceWindow,
+    UnknownEntity, WindowStats,
 };

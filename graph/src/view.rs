@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
-use petgraph::visit::NodeIndexable;
+use petgraph::visit::{EdgeRef, NodeIndexable};
 
 use serde::Serialize;
 
@@ -178,6 +178,17 @@ pub struct EdgeWindow {
     pub red: RedStats,
 }
 
+/// A service's queries to a database over a window, as its client spans measured them.
+#[derive(Debug, Clone, Default)]
+pub struct QueryWindow {
+    /// Calling service.
+    pub source: String,
+    /// The database entity's name, `<db.system.name>/<db.namespace>`.
+    pub database: String,
+    /// The client spans' RED figures (duration: the query as the caller waited for it).
+    pub red: RedStats,
+}
+
 /// A pod's statistics over a window.
 #[derive(Debug, Clone, Default)]
 pub struct PodWindow {
@@ -185,6 +196,8 @@ pub struct PodWindow {
     pub name: String,
     /// Owning service.
     pub service: Option<String>,
+    /// The node it ran on (`k8s.node.name`), when known.
+    pub node: Option<String>,
     /// Merged log counts.
     pub logs: LogStats,
     /// Mean of each metric over the window.
@@ -210,6 +223,8 @@ pub struct WindowStats {
     pub edges: Vec<EdgeWindow>,
     /// Pods with any activity in the window.
     pub pods: Vec<PodWindow>,
+    /// Service → database `queries` relations with queries in the window.
+    pub queries: Vec<QueryWindow>,
 }
 
 /// `items` mapped by `f`, in order, on up to as many threads as the machine has cores when the
@@ -426,10 +441,11 @@ impl KnowledgeGraph {
             end,
             ..Default::default()
         };
-        for e in self
+        for (i, e) in self
             .graph
-            .node_weights()
-            .filter(|e| Self::active(e, start, end))
+            .node_indices()
+            .map(|i| (i, &self.graph[i]))
+            .filter(|(_, e)| Self::active(e, start, end))
         {
             match e.kind {
                 EntityKind::Service => out.services.push(ServiceWindow {
@@ -440,6 +456,13 @@ impl KnowledgeGraph {
                 EntityKind::Pod => out.pods.push(PodWindow {
                     name: e.name.clone(),
                     service: e.service.clone(),
+                    node: self
+                        .graph
+                        .edges(i)
+                        .filter(|r| r.weight().kind == RelationKind::RunsOn)
+                        .map(|r| &self.graph[r.target()])
+                        .find(|n| n.kind == EntityKind::Node && Self::active(n, start, end))
+                        .map(|n| n.name.clone()),
                     logs: e.logs.merged(r.start, r.end),
                     gauges: e
                         .gauges
@@ -479,6 +502,23 @@ impl KnowledgeGraph {
                 });
             }
         }
+        for i in self.graph.edge_indices() {
+            let rel = &self.graph[i];
+            if rel.kind != RelationKind::Queries {
+                continue;
+            }
+            let Some((a, b)) = self.graph.edge_endpoints(i) else {
+                continue;
+            };
+            let red = rel.red.merged(r.start, r.end);
+            if red.calls > 0 {
+                out.queries.push(QueryWindow {
+                    source: self.graph[a].name.clone(),
+                    database: self.graph[b].name.clone(),
+                    red,
+                });
+            }
+        }
         let mut observed = std::collections::BTreeSet::new();
         for e in self
             .graph
@@ -497,6 +537,8 @@ impl KnowledgeGraph {
             .sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
         out.edges
             .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out.queries
+            .sort_by(|a, b| (&a.source, &a.database).cmp(&(&b.source, &b.database)));
         out
     }
 }
@@ -598,7 +640,11 @@ impl WindowStats {
     /// reference made of several disjoint periods. The bounds become the hull of both.
     pub fn merge_from(&mut self, other: &WindowStats) {
         self.observed_nanos += other.observed_nanos;
-        if self.services.is_empty() && self.edges.is_empty() && self.pods.is_empty() {
+        if self.services.is_empty()
+            && self.edges.is_empty()
+            && self.pods.is_empty()
+            && self.queries.is_empty()
+        {
             (self.start, self.end) = (other.start, other.end);
         } else {
             self.start = self.start.min(other.start);
@@ -636,10 +682,23 @@ impl WindowStats {
                 None => self.edges.push(e.clone()),
             }
         }
+        for q in &other.queries {
+            match self
+                .queries
+                .iter_mut()
+                .find(|x| x.source == q.source && x.database == q.database)
+            {
+                Some(x) => x.red.merge(&q.red),
+                None => self.queries.push(q.clone()),
+            }
+        }
         for p in &other.pods {
             match self.pods.iter_mut().find(|x| x.name == p.name) {
                 Some(x) => {
                     x.logs.merge(&p.logs);
+                    if x.node.is_none() {
+                        x.node.clone_from(&p.node);
+                    }
                     for (metric, g) in &p.gauges {
                         x.gauges.entry(metric.clone()).or_default().merge(g);
                     }
@@ -654,5 +713,7 @@ impl WindowStats {
             .sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
         self.edges
             .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        self.queries
+            .sort_by(|a, b| (&a.source, &a.database).cmp(&(&b.source, &b.database)));
     }
 }
