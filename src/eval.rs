@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use loupe_analysis::eval::{rank_of, Accuracy};
+use loupe_analysis::eval::{names_root_cause, rank_of_cause, Accuracy};
 use loupe_analysis::{analyze, AnalysisConfig, History};
 use loupe_graph::{GraphConfig, Retention, WindowStats};
 use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
@@ -173,12 +173,14 @@ pub async fn run(
         let ranking: Vec<String> = analysis
             .causes
             .iter()
-            .map(|c| c.entity.name.clone())
+            .map(|c| format!("{}:{}", c.entity.kind, c.entity.name))
             .collect();
+        let truth =
+            |c: &loupe_analysis::Cause| names_root_cause(&c.entity, &case.root_cause_service, None);
         let causes = analysis
             .causes
             .iter()
-            .filter(|c| c.rank <= 3 || c.entity.name == case.root_cause_service)
+            .filter(|c| c.rank <= 3 || truth(c))
             .cloned()
             .collect();
         results.push(CaseResult {
@@ -186,7 +188,7 @@ pub async fn run(
             system: case.system.clone(),
             fault_type: case.fault_type.clone(),
             truth: case.root_cause_service.clone(),
-            rank: rank_of(&ranking, &case.root_cause_service),
+            rank: rank_of_cause(&analysis.causes, &case.root_cause_service, None),
             ranking,
             causes,
         });

@@ -3,9 +3,39 @@
 //! AC@k: share of cases whose true cause is among the top k. Avg@k: the mean of AC@1..AC@k
 //! (Yu et al., "MicroRank", WWW 2021, §5.1; used by Nezha, FSE 2023, Table 3).
 
+use crate::rank::{Cause, EntityRef, EDGE_ARROW};
+
 /// The 1-based rank of `truth` in `ranking`, if present.
 pub fn rank_of(ranking: &[String], truth: &str) -> Option<usize> {
     ranking.iter().position(|r| r == truth).map(|i| i + 1)
+}
+
+/// Whether `entity` is the labelled root cause: a service or node of that name; a database whose
+/// name (`<db.system.name>/<db.namespace>`) ends in `/<truth>`, or is `truth`; a network path
+/// (`caller->callee`) whose ends are the labelled `edge` (a label names a partition's caller as
+/// its service, so the caller service matches too).
+pub fn names_root_cause(entity: &EntityRef, truth: &str, edge: Option<&[String; 2]>) -> bool {
+    match entity.kind {
+        "database" => {
+            entity.name == truth
+                || entity
+                    .name
+                    .rsplit_once('/')
+                    .is_some_and(|(_, namespace)| namespace == truth)
+        }
+        "edge" => edge.is_some_and(|[a, b]| {
+            entity.name.split_once(EDGE_ARROW) == Some((a.as_str(), b.as_str()))
+        }),
+        _ => entity.name == truth,
+    }
+}
+
+/// The 1-based rank of the first of `causes` that [`names_root_cause`].
+pub fn rank_of_cause(causes: &[Cause], truth: &str, edge: Option<&[String; 2]>) -> Option<usize> {
+    causes
+        .iter()
+        .position(|c| names_root_cause(&c.entity, truth, edge))
+        .map(|i| i + 1)
 }
 
 /// Accuracy figures over a set of cases.

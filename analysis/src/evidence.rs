@@ -29,8 +29,9 @@ pub enum EvidenceSignal {
 pub struct Evidence {
     /// The signal.
     pub signal: EvidenceSignal,
-    /// What was measured: `self_time_p50`, `call_gap_p50`, `error_spans`, `error_log_records`,
-    /// `log_records_per_request`, `cpu_utilization`, `memory_utilization`.
+    /// What was measured: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`,
+    /// `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`,
+    /// `query_duration_p50`, `change_proximity`.
     pub feature: &'static str,
     /// A sentence for people.
     pub summary: String,
@@ -76,13 +77,15 @@ pub(crate) fn poisson_z(observed: f64, lambda: f64) -> f64 {
 }
 
 /// Offset of latency log ratios for a service's own work, seconds (10 µs).
-const SELF_TIME_OFFSET_SECONDS: f64 = 10e-6;
+pub(crate) const SELF_TIME_OFFSET_SECONDS: f64 = 10e-6;
 
 /// Offset of latency log ratios for call gaps, seconds (100 µs): gaps are network round trips,
 /// whose sub-millisecond jitter is not a fault.
 const GAP_OFFSET_SECONDS: f64 = 100e-6;
 
-fn median_shift(
+/// `(baseline median, current median, log ratio)` in seconds, `None` below `min` samples on
+/// either side.
+pub(crate) fn median_shift(
     current: &DurationSketch,
     baseline: &DurationSketch,
     min: u64,
@@ -127,6 +130,49 @@ pub(crate) fn self_time(
     ))
 }
 
+/// Shift of the median duration of the queries to a database, pooled over its callers' client
+/// spans: a database is seen from outside, so the time its callers wait on it is its self time.
+pub(crate) fn query_duration(
+    database: &str,
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+) -> Option<Evidence> {
+    let (b, c, x) = median_shift(current, baseline, min, SELF_TIME_OFFSET_SECONDS)?;
+    let summary = format!(
+        "median duration of queries to {database} went from {} to {} (×{:.2})",
+        ms(b),
+        ms(c),
+        (c / b.max(1e-9))
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        "query_duration_p50",
+        summary,
+        b,
+        c,
+        x,
+    ))
+}
+
+/// Burst of failed queries to a database, as its callers' client spans report them.
+pub(crate) fn failed_queries(
+    database: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    let mut e = error_spans(database, current, baseline)?;
+    e.feature = "failed_queries";
+    e.summary = format!(
+        "{} of {} queries to {database} failed ({:.1}%, baseline {:.1}%)",
+        current.errors,
+        current.calls,
+        e.current * 100.0,
+        e.baseline * 100.0
+    );
+    Some(e)
+}
+
 /// Shift of the gap (client span self time: time outside the callee) on one call edge.
 pub(crate) fn call_gap(
     source: &str,
@@ -149,6 +195,27 @@ pub(crate) fn call_gap(
         c,
         x,
     ))
+}
+
+/// Burst of failed calls into a service, as its callers saw them: errors on its incoming `calls`
+/// edges now against their baseline error ratio times calls now. It counts what the service's
+/// own spans cannot: calls it never answered (connection refused while its pods restart, timeouts
+/// across a partition), which fail in the caller's client span with no server span of the callee.
+pub(crate) fn failed_calls_into(
+    service: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    let mut e = error_spans(service, current, baseline)?;
+    e.feature = "failed_calls_into";
+    e.summary = format!(
+        "{} of {} calls into {service} failed ({:.1}%, baseline {:.1}%)",
+        current.errors,
+        current.calls,
+        e.current * 100.0,
+        e.baseline * 100.0
+    );
+    Some(e)
 }
 
 /// Burst of error spans: errors now against the baseline error ratio times calls now.

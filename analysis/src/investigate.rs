@@ -56,7 +56,9 @@ pub fn investigate(
         v.reweigh(&mut analysis.causes);
     }
     for cause in &mut analysis.causes {
-        let placement = graph.placement(&cause.entity.name);
+        let placement = (cause.entity.kind == "service")
+            .then(|| graph.placement(&cause.entity.name))
+            .flatten();
         cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());
     }
     Ok(analysis)

@@ -1,5 +1,7 @@
-//! Ranking: per-service evidence on every signal, each feature turned into a robust z-score
-//! across the services of the analysis, propagation accounted for, and the sum ranked.
+//! Ranking: evidence on every signal for each candidate (services, the databases they query, the
+//! nodes their pods run on, the network paths between them), each feature turned into a robust
+//! z-score across the candidates of the analysis, propagation accounted for ("explained away"),
+//! and the sum ranked.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,7 +67,8 @@ impl Default for AnalysisConfig {
 /// What a cause is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EntityRef {
-    /// `service` in this first cut.
+    /// `service`, `database` (named `<db.system.name>/<db.namespace>`), `node`
+    /// (`k8s.node.name`) or `edge` (a network path, `caller->callee`).
     pub kind: &'static str,
     /// The entity's name.
     pub name: String,
@@ -202,14 +205,17 @@ fn median(v: &mut [f64]) -> f64 {
 /// turn noise into large scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Feature {
-    SelfTime,
-    CallGap,
-    ErrorSpans,
-    ErrorLogs,
-    LogDeficit,
-    Cpu,
-    Memory,
+    SelfTime = 0,
+    CallGap = 1,
+    ErrorSpans = 2,
+    ErrorLogs = 3,
+    LogDeficit = 4,
+    Cpu = 5,
+    Memory = 6,
 }
+
+/// Number of [`Feature`]s.
+const FEATURES: usize = 7;
 
 impl Feature {
     const ALL: [Feature; 7] = [
@@ -402,6 +408,18 @@ fn requests(w: &WindowStats) -> HashMap<&str, u64> {
     out
 }
 
+/// Calls and failed calls into each service over its incoming `calls` edges (the other
+/// figures left empty).
+fn failed_calls(w: &WindowStats) -> HashMap<&str, RedStats> {
+    let mut out: HashMap<&str, RedStats> = HashMap::new();
+    for e in &w.edges {
+        let red = out.entry(e.target.as_str()).or_default();
+        red.calls += e.red.calls;
+        red.errors += e.red.errors;
+    }
+    out
+}
+
 /// The window's observed time in seconds (its nominal length when nothing was observed).
 fn seconds(w: &WindowStats) -> f64 {
     let nanos = if w.observed_nanos > 0 {
@@ -452,6 +470,7 @@ pub fn analyze(
     let empty = RedStats::default();
     let (requests_now, requests_before) = (requests(current), requests(baseline));
     let (pods_now, pods_before) = (pods_by_service(current), pods_by_service(baseline));
+    let (incoming_now, incoming_before) = (failed_calls(current), failed_calls(baseline));
     let mut candidates: BTreeMap<&str, Candidate> = BTreeMap::new();
     for s in &current.services {
         let c = candidates.entry(&s.name).or_default();
@@ -460,9 +479,21 @@ pub fn analyze(
             Feature::SelfTime,
             self_time_shift(&s.name, baseline, current, reference, config),
         );
+        // Errors that originate here: its own error spans, or failed calls into it when its
+        // callers saw more of them (calls it never answered), whichever is the stronger.
+        let into = (
+            incoming_now.get(s.name.as_str()).unwrap_or(&empty),
+            incoming_before.get(s.name.as_str()).unwrap_or(&empty),
+        );
         c.add(
             Feature::ErrorSpans,
-            evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
+            [
+                evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
+                evidence::failed_calls_into(&s.name, into.0, into.1),
+            ]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.change.total_cmp(&b.change)),
         );
         let base_logs = b.map_or(0, |b| b.logs.error_records);
         let reqs = (
@@ -557,29 +588,49 @@ pub fn analyze(
         }
     }
 
-    let names: Vec<&str> = candidates.keys().copied().collect();
-    let mut z: BTreeMap<(Feature, &str), f64> = BTreeMap::new();
+    // Every candidate in one list: services, then databases, nodes and network paths.
+    let mut keys: Vec<(&'static str, String)> = candidates
+        .keys()
+        .map(|n| (SERVICE, (*n).to_owned()))
+        .collect();
+    let self_time: HashMap<&str, f64> = candidates
+        .iter()
+        .filter_map(|(n, c)| Some((*n, *c.raw.get(&Feature::SelfTime)?)))
+        .collect();
+    let infra = infrastructure(baseline, current, reference, &self_time, config);
+    let mut gathered: Vec<Candidate> = candidates.into_values().collect();
+    for (key, c) in infra {
+        keys.push(key);
+        gathered.push(c);
+    }
+    let mut z: Vec<[f64; FEATURES]> = vec![[0.0; FEATURES]; keys.len()];
     for feature in Feature::ALL {
-        let values: Vec<Option<f64>> = names
+        let values: Vec<Option<f64>> = gathered
             .iter()
-            .map(|n| candidates[n].raw.get(&feature).copied())
+            .map(|c| c.raw.get(&feature).copied())
             .collect();
-        for (n, score) in names.iter().zip(robust_z(&values, feature.floor())) {
-            z.insert((feature, n), score);
+        for (i, score) in robust_z(&values, feature.floor()).into_iter().enumerate() {
+            z[i][feature as usize] = score;
         }
     }
-    explain_away_errors([baseline, current], &names, &mut z, config);
-
-    let mut causes: Vec<Cause> = names
+    let index: HashMap<(&str, &str), usize> = keys
         .iter()
-        .map(|name| {
-            let c = &candidates[name];
-            let score = Feature::ALL.iter().map(|f| z[&(*f, *name)]).sum();
+        .enumerate()
+        .map(|(i, (kind, name))| ((*kind, name.as_str()), i))
+        .collect();
+    explain_away([baseline, current], &keys, &index, &mut z, config);
+
+    let mut causes: Vec<Cause> = keys
+        .iter()
+        .zip(&gathered)
+        .zip(&z)
+        .map(|(((kind, name), c), z)| {
+            let score = z.iter().sum();
             let mut evidence: Vec<Evidence> = c
                 .evidence
                 .iter()
                 .map(|(f, e)| Evidence {
-                    score: z[&(*f, *name)],
+                    score: z[*f as usize],
                     ..e.clone()
                 })
                 .filter(|e| e.score > 0.0)
@@ -592,8 +643,8 @@ pub fn analyze(
             Cause {
                 rank: 0,
                 entity: EntityRef {
-                    kind: "service",
-                    name: (*name).to_owned(),
+                    kind,
+                    name: name.clone(),
                 },
                 score,
                 evidence,
@@ -635,7 +686,10 @@ fn weigh_changes(
     config: &AnalysisConfig,
 ) {
     let from = start.saturating_sub(config.change_lookback_nanos);
-    for cause in causes.iter_mut().filter(|c| c.score > 0.0) {
+    for cause in causes
+        .iter_mut()
+        .filter(|c| c.score > 0.0 && c.entity.kind == SERVICE)
+    {
         let strongest = changes
             .iter()
             .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
@@ -681,59 +735,331 @@ fn weigh_changes(
 const FAILURE_FEATURES: [Feature; 3] =
     [Feature::ErrorSpans, Feature::ErrorLogs, Feature::LogDeficit];
 
-/// Services reachable from `from` along `calls` edges (of either window), `from` excluded.
-fn downstream<'a>(from: &str, calls: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<&'a str> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut stack: Vec<&str> = calls.get(from).cloned().unwrap_or_default();
+/// Candidates reachable from `from` along `explains` links, `from` excluded.
+fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
+    let mut seen: Vec<usize> = Vec::new();
+    let mut stack: Vec<usize> = explains[from].clone();
     while let Some(s) = stack.pop() {
         if s == from || seen.contains(&s) {
             continue;
         }
         seen.push(s);
-        stack.extend(calls.get(s).into_iter().flatten().copied());
+        stack.extend(explains[s].iter().copied());
     }
     seen
 }
 
-/// Scales down a service's failure evidence (errors, log deficit) when a service downstream of
-/// it shows at least `explained_share` of it: failures propagate to callers, so the deepest
-/// failing service is the better candidate.
-fn explain_away_errors<'a>(
-    windows: [&'a WindowStats; 2],
-    names: &[&'a str],
-    z: &mut BTreeMap<(Feature, &'a str), f64>,
+/// Propagation, the "explained away" rules of the ranking. Each scales down (by
+/// `explained_factor`) evidence that a deeper candidate accounts for, when that candidate shows
+/// at least `explained_share` of it:
+///
+/// - failure evidence (errors, log deficit) of a service, by anything downstream of it: a
+///   service it calls, a database it queries, a network path it or a callee of it uses
+///   (failures propagate to callers, so the deepest failing candidate is the better one);
+/// - the failed calls into a service, by the one network path they fail on;
+/// - a service's self time, by a database it queries whose queries slowed (the caller waits on
+///   its queries, which count in its self time when the database is not instrumented);
+/// - a service's CPU and self time, by a node one of its pods runs on whose pods all ran hot
+///   (a noisy neighbour: the node, not the service, changed).
+fn explain_away(
+    windows: [&WindowStats; 2],
+    keys: &[(&'static str, String)],
+    index: &HashMap<(&str, &str), usize>,
+    z: &mut [[f64; FEATURES]],
     config: &AnalysisConfig,
 ) {
-    let mut calls: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for e in windows.iter().flat_map(|w| &w.edges) {
-        calls
-            .entry(e.source.as_str())
-            .or_default()
-            .push(e.target.as_str());
+    let service = |name: &str| index.get(&(SERVICE, name)).copied();
+    // What lies downstream of each candidate: a service's callees, databases and outgoing
+    // network paths; a network path's callee's (not the callee itself).
+    let mut explains: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+    let link = |explains: &mut Vec<Vec<usize>>, from: Option<usize>, to: Option<usize>| {
+        if let (Some(a), Some(b)) = (from, to) {
+            if a != b && !explains[a].contains(&b) {
+                explains[a].push(b);
+            }
+        }
+    };
+    for w in windows {
+        for e in &w.edges {
+            link(&mut explains, service(&e.source), service(&e.target));
+        }
+        for q in &w.queries {
+            let database = index.get(&(DATABASE, q.database.as_str())).copied();
+            link(&mut explains, service(&q.source), database);
+        }
     }
-    let strength = |z: &BTreeMap<(Feature, &str), f64>, name: &str| {
+    // Network paths, and the callee each leads to: (path, caller, callee).
+    let paths: Vec<(usize, Option<usize>, Option<usize>)> = keys
+        .iter()
+        .enumerate()
+        .filter(|(_, (kind, _))| *kind == EDGE)
+        .filter_map(|(i, (_, name))| {
+            let (a, b) = name.split_once(EDGE_ARROW)?;
+            Some((i, service(a), service(b)))
+        })
+        .collect();
+    for &(i, a, _) in &paths {
+        link(&mut explains, a, Some(i));
+    }
+    for &(i, _, b) in &paths {
+        let beyond = b.map(|b| explains[b].clone()).unwrap_or_default();
+        for t in beyond {
+            link(&mut explains, Some(i), Some(t));
+        }
+    }
+    let strength = |z: &[[f64; FEATURES]], i: usize| {
         FAILURE_FEATURES
             .iter()
-            .map(|f| z.get(&(*f, name)).copied().unwrap_or(0.0))
+            .map(|f| z[i][*f as usize])
             .fold(0.0, f64::max)
     };
-    let before = z.clone();
-    for name in names {
-        let own = strength(&before, name);
-        if own <= 0.0 {
+    let before = z.to_vec();
+    for (i, (kind, _)) in keys.iter().enumerate() {
+        if *kind != SERVICE && *kind != EDGE {
             continue;
         }
-        let explained = downstream(name, &calls)
+        let own = strength(&before, i);
+        let by_path_into = paths
             .iter()
-            .any(|d| strength(&before, d) >= config.explained_share * own);
-        if explained {
+            .any(|&(p, _, b)| b == Some(i) && strength(&before, p) >= config.explained_share * own);
+        if own > 0.0
+            && (by_path_into
+                || downstream(i, &explains)
+                    .iter()
+                    .any(|&d| strength(&before, d) >= config.explained_share * own))
+        {
             for f in FAILURE_FEATURES {
-                if let Some(v) = z.get_mut(&(f, *name)) {
-                    *v *= config.explained_factor;
-                }
+                z[i][f as usize] *= config.explained_factor;
             }
         }
     }
+    // Slow queries: a database explains its callers' self time.
+    let self_time = Feature::SelfTime as usize;
+    for (i, targets) in explains.iter().enumerate() {
+        let own = before[i][self_time];
+        let by_database = targets.iter().any(|&d| {
+            keys[d].0 == DATABASE && before[d][self_time] >= config.explained_share * own
+        });
+        if own > 0.0 && keys[i].0 == SERVICE && by_database {
+            z[i][self_time] *= config.explained_factor;
+        }
+    }
+    // Noisy neighbours: a node whose pods all ran hot explains its services' CPU and self time.
+    let cpu = Feature::Cpu as usize;
+    let mut on_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in &windows[1].pods {
+        if let (Some(s), Some(n)) = (&p.service, &p.node) {
+            on_node.entry(s.as_str()).or_default().push(n.as_str());
+        }
+    }
+    for (s, nodes) in on_node {
+        let Some(i) = service(s) else { continue };
+        let hot = nodes
+            .iter()
+            .filter_map(|n| index.get(&(NODE, *n)))
+            .any(|&n| {
+                before[n][cpu] > 0.0 && before[n][cpu] >= config.explained_share * before[i][cpu]
+            });
+        if hot {
+            z[i][cpu] *= config.explained_factor;
+            z[i][self_time] *= config.explained_factor;
+        }
+    }
+}
+
+/// Candidate kinds, as [`EntityRef::kind`] names them.
+const SERVICE: &str = "service";
+const DATABASE: &str = "database";
+const NODE: &str = "node";
+const EDGE: &str = "edge";
+/// Between the caller and the callee in a network path candidate's name (`checkout->cart`).
+pub const EDGE_ARROW: &str = "->";
+
+/// Fewest pods, of at least two services, on a node for it to be a candidate: a node's evidence
+/// is what its pods share, which one or two pods cannot tell from their own faults.
+const MIN_NODE_PODS: usize = 3;
+
+/// The candidates beyond services:
+///
+/// - **databases**, seen through their callers' client spans: the shift of the median query
+///   duration pooled over callers (as self time), and bursts of failed queries (as error spans);
+/// - **nodes** with [`MIN_NODE_PODS`] pods or more of two services or more: the median over its
+///   pods of their CPU utilization change (as CPU), and the median over the services with pods
+///   on it of their self-time shift (as self time). Medians, so that one pod's or one service's
+///   own fault does not make its node a suspect;
+/// - **network paths** (`caller->callee`): failed calls on one `calls` edge, counted only when
+///   the callee's other callers (at least `min_requests` calls) saw no such burst and the
+///   callee's own spans did not fail as much (each at most `explained_share` of it), so that
+///   the failure belongs to the path rather than to the callee (a partition, a network policy).
+fn infrastructure(
+    baseline: &WindowStats,
+    current: &WindowStats,
+    reference: Option<&WindowStats>,
+    self_time: &HashMap<&str, f64>,
+    config: &AnalysisConfig,
+) -> Vec<((&'static str, String), Candidate)> {
+    let mut out = Vec::new();
+    // Databases.
+    fn pooled(w: &WindowStats) -> BTreeMap<&str, RedStats> {
+        let mut m: BTreeMap<&str, RedStats> = BTreeMap::new();
+        for q in &w.queries {
+            m.entry(q.database.as_str()).or_default().merge(&q.red);
+        }
+        m
+    }
+    let (now, before) = (pooled(current), pooled(baseline));
+    let referenced = reference.map(pooled).unwrap_or_default();
+    let empty = RedStats::default();
+    for (db, red) in &now {
+        let b = before.get(db).unwrap_or(&empty);
+        let mut c = Candidate::default();
+        if let Some(base) = pick(
+            Some(&b.duration),
+            referenced.get(db).map(|r| &r.duration),
+            config.min_baseline_samples,
+        ) {
+            c.add(
+                Feature::SelfTime,
+                evidence::query_duration(db, &red.duration, base, config.min_gap_samples),
+            );
+        }
+        c.add(Feature::ErrorSpans, evidence::failed_queries(db, red, b));
+        out.push(((DATABASE, (*db).to_owned()), c));
+    }
+    // Nodes.
+    let mut nodes: BTreeMap<&str, Vec<&PodWindow>> = BTreeMap::new();
+    for p in &current.pods {
+        if let Some(n) = &p.node {
+            nodes.entry(n.as_str()).or_default().push(p);
+        }
+    }
+    for (node, pods) in nodes {
+        let services: std::collections::BTreeSet<_> =
+            pods.iter().filter_map(|p| p.service.as_ref()).collect();
+        if pods.len() < MIN_NODE_PODS || services.len() < 2 {
+            continue;
+        }
+        let mut cpu: Vec<(f64, f64, f64)> = Vec::new();
+        for p in &pods {
+            let Some(b) = baseline.pods.iter().find(|x| x.name == p.name) else {
+                continue;
+            };
+            let gauges = (
+                p.gauges.get(K8S_POD_CPU_LIMIT_UTILIZATION),
+                b.gauges.get(K8S_POD_CPU_LIMIT_UTILIZATION),
+            );
+            if let (Some(n), Some(g)) = gauges {
+                if let (Some(before), true) = (g.mean(), n.count > 0) {
+                    cpu.push((before, n.max, (n.max - before) * 100.0));
+                }
+            }
+        }
+        let mut c = Candidate::default();
+        if cpu.len() >= MIN_NODE_PODS {
+            cpu.sort_by(|a, b| a.2.total_cmp(&b.2));
+            let (b, n, change) = cpu[cpu.len() / 2];
+            c.add(
+                Feature::Cpu,
+                Some(Evidence::new(
+                    evidence::EvidenceSignal::Metrics,
+                    "node_cpu_utilization",
+                    format!(
+                        "cpu_utilization of the {} pods on node {node} ({} services) rose by a \
+                         median {change:.1} points (the median pod: {:.1}% to {:.1}% at peak)",
+                        cpu.len(),
+                        services.len(),
+                        b * 100.0,
+                        n * 100.0
+                    ),
+                    b,
+                    n,
+                    change,
+                )),
+            );
+        }
+        let mut shifts: Vec<(f64, &str)> = services
+            .iter()
+            .filter_map(|s| Some((*self_time.get(s.as_str())?, s.as_str())))
+            .collect();
+        if shifts.len() >= 2 {
+            shifts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (change, median_service) = shifts[shifts.len() / 2];
+            c.add(
+                Feature::SelfTime,
+                Some(Evidence::new(
+                    evidence::EvidenceSignal::Traces,
+                    "node_self_time_p50",
+                    format!(
+                        "self time of the {} services with pods on node {node} rose by a median \
+                         ×{:.2} ({median_service})",
+                        shifts.len(),
+                        change.exp()
+                    ),
+                    0.0,
+                    change,
+                    change,
+                )),
+            );
+        }
+        out.push(((NODE, node.to_owned()), c));
+    }
+    // Network paths.
+    let into = |w: &WindowStats, target: &str, except: &str| {
+        let mut red = RedStats::default();
+        for e in w
+            .edges
+            .iter()
+            .filter(|e| e.target == target && e.source != except)
+        {
+            red.calls += e.red.calls;
+            red.errors += e.red.errors;
+        }
+        red
+    };
+    for e in current.edges.iter().filter(|e| e.red.errors > 0) {
+        let b = baseline
+            .edge(&e.source, &e.target)
+            .map_or(&empty, |b| &b.red);
+        let label = format!("{}{EDGE_ARROW}{}", e.source, e.target);
+        let Some(mut ev) = evidence::error_spans(&label, &e.red, b) else {
+            continue;
+        };
+        let others = (
+            into(current, &e.target, &e.source),
+            into(baseline, &e.target, &e.source),
+        );
+        if others.0.calls < config.min_requests {
+            continue;
+        }
+        let others_change =
+            evidence::error_spans(&e.target, &others.0, &others.1).map_or(0.0, |x| x.change);
+        // The callee's own failures: a path's calls fail without an answer from it.
+        let answered = current.service(&e.target).and_then(|s| {
+            let b = baseline.service(&e.target).map_or(&empty, |b| &b.red);
+            evidence::error_spans(&e.target, &s.red, b)
+        });
+        let limit = config.explained_share * ev.change;
+        if ev.change <= 0.0 || others_change > limit || answered.is_some_and(|a| a.change > limit) {
+            continue;
+        }
+        ev.feature = "failed_calls_on_path";
+        ev.summary = format!(
+            "{} of {} calls from {} to {} failed ({:.1}%, baseline {:.1}%) while its other \
+             callers' {} calls saw {} failures",
+            e.red.errors,
+            e.red.calls,
+            e.source,
+            e.target,
+            ev.current * 100.0,
+            ev.baseline * 100.0,
+            others.0.calls,
+            others.0.errors
+        );
+        let mut c = Candidate::default();
+        c.add(Feature::ErrorSpans, Some(ev));
+        out.push(((EDGE, label), c));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1077,5 +1403,283 @@ mod scenario_tests {
         let (name, score) = top(Some(&history));
         assert_eq!(name, "checkout");
         assert!(score > 3.0, "score {score}");
+    }
+}
+
+#[cfg(test)]
+mod infrastructure_tests {
+    //! Candidates beyond services and the rules that explain services away by them, on small
+    //! hand-built windows: one line per case.
+
+    use loupe_graph::{
+        DurationSketch, EdgeWindow, GaugeStats, LogStats, OperationWindow, PodWindow, QueryWindow,
+        ServiceWindow,
+    };
+
+    use super::*;
+
+    /// One window: services `(name, self time ms, spans, failed spans)`, calls edges
+    /// `(caller, callee, calls, failed)`, queries `(service, database, ms, queries, failed)` and
+    /// pods `(service, node, CPU utilization)`.
+    struct W<'a> {
+        services: &'a [(&'a str, f64, u64, u64)],
+        edges: &'a [(&'a str, &'a str, u64, u64)],
+        queries: &'a [(&'a str, &'a str, f64, u64, u64)],
+        pods: &'a [(&'a str, &'a str, f64)],
+    }
+
+    fn sketch(ms: f64, n: u64) -> DurationSketch {
+        let mut d = DurationSketch::default();
+        // A little spread, as real durations have.
+        (0..n).for_each(|i| d.add_nanos((ms * (1.0 + (i % 7) as f64 * 0.02) * 1e6) as u64));
+        d
+    }
+
+    fn red(ms: f64, calls: u64, errors: u64) -> RedStats {
+        RedStats {
+            calls,
+            errors,
+            root_calls: 0,
+            duration: sketch(ms, calls),
+            self_time: sketch(ms, calls),
+        }
+    }
+
+    fn window(w: &W, start: u64) -> WindowStats {
+        let logs = LogStats::default();
+        let mut out = WindowStats {
+            start,
+            end: start + 300_000_000_000,
+            ..Default::default()
+        };
+        for &(name, ms, calls, errors) in w.services {
+            out.services.push(ServiceWindow {
+                name: name.into(),
+                red: red(ms, calls, errors),
+                logs,
+            });
+            out.operations.push(OperationWindow {
+                service: name.into(),
+                name: "op".into(),
+                red: red(ms, calls, errors),
+                logs,
+            });
+        }
+        for &(source, target, calls, errors) in w.edges {
+            out.edges.push(EdgeWindow {
+                source: source.into(),
+                target: target.into(),
+                red: red(1.0, calls, errors),
+            });
+        }
+        for &(source, database, ms, calls, errors) in w.queries {
+            out.queries.push(QueryWindow {
+                source: source.into(),
+                database: database.into(),
+                red: red(ms, calls, errors),
+            });
+        }
+        for (i, &(service, node, cpu)) in w.pods.iter().enumerate() {
+            let gauge = GaugeStats {
+                sum: cpu * 20.0,
+                count: 20,
+                max: cpu,
+            };
+            out.pods.push(PodWindow {
+                name: format!("{service}-{i}"),
+                service: Some(service.into()),
+                node: Some(node.into()),
+                logs,
+                gauges: [(K8S_POD_CPU_LIMIT_UTILIZATION.to_owned(), gauge)].into(),
+            });
+        }
+        out.services.sort_by(|a, b| a.name.cmp(&b.name));
+        out.operations.sort_by(|a, b| a.service.cmp(&b.service));
+        out.edges
+            .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+
+    const SVC: &[(&str, f64, u64, u64)] = &[
+        ("front", 5.0, 600, 0),
+        ("cart", 5.0, 300, 0),
+        ("shop", 5.0, 300, 0),
+        ("stock", 5.0, 300, 0),
+    ];
+    const CALLS: &[(&str, &str, u64, u64)] = &[
+        ("front", "cart", 300, 0),
+        ("front", "shop", 300, 0),
+        ("cart", "stock", 150, 0),
+        ("shop", "stock", 150, 0),
+    ];
+    const DB: &[(&str, &str, f64, u64, u64)] = &[("stock", "postgresql/stock", 2.0, 300, 0)];
+    const PODS: &[(&str, &str, f64)] = &[
+        ("front", "n1", 0.2),
+        ("cart", "n1", 0.2),
+        ("shop", "n1", 0.2),
+        ("stock", "n2", 0.2),
+        ("front", "n2", 0.2),
+        ("cart", "n2", 0.2),
+    ];
+
+    #[test]
+    fn infrastructure_cases() {
+        let base = W {
+            services: SVC,
+            edges: CALLS,
+            queries: DB,
+            pods: PODS,
+        };
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, W, &str)] = &[
+            (
+                "slow queries: the database, not the service that waits on it",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 0),
+                        ("cart", 5.0, 300, 0),
+                        ("shop", 5.0, 300, 0),
+                        ("stock", 40.0, 300, 0),
+                    ],
+                    queries: &[("stock", "postgresql/stock", 40.0, 300, 0)],
+                    ..base
+                },
+                "database:postgresql/stock",
+            ),
+            (
+                "failed queries: the database",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 90),
+                        ("cart", 5.0, 300, 45),
+                        ("shop", 5.0, 300, 45),
+                        ("stock", 5.0, 300, 90),
+                    ],
+                    edges: &[
+                        ("front", "cart", 300, 45),
+                        ("front", "shop", 300, 45),
+                        ("cart", "stock", 150, 45),
+                        ("shop", "stock", 150, 45),
+                    ],
+                    queries: &[("stock", "postgresql/stock", 2.0, 300, 90)],
+                    ..base
+                },
+                "database:postgresql/stock",
+            ),
+            (
+                "one caller's calls fail unanswered, the other caller's do not: the path",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 150),
+                        ("cart", 5.0, 300, 150),
+                        ("shop", 5.0, 300, 0),
+                        ("stock", 5.0, 150, 0),
+                    ],
+                    edges: &[
+                        ("front", "cart", 300, 150),
+                        ("front", "shop", 300, 0),
+                        ("cart", "stock", 150, 150),
+                        ("shop", "stock", 150, 0),
+                    ],
+                    ..base
+                },
+                "edge:cart->stock",
+            ),
+            (
+                "every caller's calls fail unanswered (pods down): the callee",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 300),
+                        ("cart", 5.0, 300, 150),
+                        ("shop", 5.0, 300, 150),
+                        ("stock", 5.0, 0, 0),
+                    ],
+                    edges: &[
+                        ("front", "cart", 300, 150),
+                        ("front", "shop", 300, 150),
+                        ("cart", "stock", 150, 150),
+                        ("shop", "stock", 150, 150),
+                    ],
+                    ..base
+                },
+                "service:stock",
+            ),
+            (
+                "the callee's own spans fail for one caller: the callee, not the path",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 150),
+                        ("cart", 5.0, 300, 150),
+                        ("shop", 5.0, 300, 0),
+                        ("stock", 5.0, 300, 150),
+                    ],
+                    edges: &[
+                        ("front", "cart", 300, 150),
+                        ("front", "shop", 300, 0),
+                        ("cart", "stock", 150, 150),
+                        ("shop", "stock", 150, 0),
+                    ],
+                    ..base
+                },
+                "service:stock",
+            ),
+            (
+                "every pod on a node runs hot and its services slow: the node",
+                W {
+                    services: &[
+                        ("front", 10.0, 600, 0),
+                        ("cart", 10.0, 300, 0),
+                        ("shop", 15.0, 300, 0),
+                        ("stock", 5.0, 300, 0),
+                    ],
+                    pods: &[
+                        ("front", "n1", 0.5),
+                        ("cart", "n1", 0.5),
+                        ("shop", "n1", 0.5),
+                        ("stock", "n2", 0.2),
+                        ("front", "n2", 0.2),
+                        ("cart", "n2", 0.2),
+                    ],
+                    ..base
+                },
+                "node:n1",
+            ),
+            (
+                "one pod runs hot and its service slows: the service, not its node",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 0),
+                        ("cart", 5.0, 300, 0),
+                        ("shop", 15.0, 300, 0),
+                        ("stock", 5.0, 300, 0),
+                    ],
+                    pods: &[
+                        ("front", "n1", 0.2),
+                        ("cart", "n1", 0.2),
+                        ("shop", "n1", 0.6),
+                        ("stock", "n2", 0.2),
+                        ("front", "n2", 0.2),
+                        ("cart", "n2", 0.2),
+                    ],
+                    ..base
+                },
+                "service:shop",
+            ),
+        ];
+        for (what, current, expected) in cases {
+            let a = analyze(
+                &window(&base, 0),
+                &window(current, 300_000_000_000),
+                None,
+                &[],
+                &AnalysisConfig::default(),
+            )
+            .unwrap();
+            let top = a
+                .causes
+                .first()
+                .map(|c| format!("{}:{}", c.entity.kind, c.entity.name));
+            assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+        }
     }
 }

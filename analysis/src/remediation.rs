@@ -32,13 +32,65 @@ fn suggest(action: String, command: Option<String>, why: &str) -> Remediation {
 
 /// Suggestions for one cause, given the change that weighed in on it (if any) and where its
 /// service runs (if known): roll back a deployment, revert a flag, undo a configuration change;
-/// scale out or restart on resource saturation; read the logs of a failing service.
+/// scale out or restart on resource saturation; read the logs of a failing service; for a
+/// database, check it and fail it over; for a node, cordon and drain it; for a network path,
+/// check its policies.
 pub fn remediations(
     cause: &Cause,
     change: Option<&ChangeEvent>,
     placement: Option<&Placement>,
 ) -> Vec<Remediation> {
-    let service = cause.entity.name.as_str();
+    let name = cause.entity.name.as_str();
+    match cause.entity.kind {
+        "database" => {
+            return vec![
+                suggest(
+                    format!("Check {name}: slow queries, locks, connections, replication lag"),
+                    None,
+                    "queries to it slowed or failed for its callers",
+                ),
+                suggest(
+                    format!("Fail {name} over to a healthy replica if its primary is degraded"),
+                    None,
+                    "its callers wait on it; a failover restores them if the primary is at fault",
+                ),
+            ]
+        }
+        "node" => {
+            return vec![
+                suggest(
+                    format!("See what runs on node {name}"),
+                    Some(format!(
+                        "kubectl get pods -A -o wide --field-selector spec.nodeName={name}"
+                    )),
+                    "the pods on it ran hot together: look for the neighbour that eats its CPU",
+                ),
+                suggest(
+                    format!("Cordon node {name} and move its pods elsewhere"),
+                    Some(format!(
+                        "kubectl cordon {name} && kubectl drain {name} --ignore-daemonsets \
+                         --delete-emptydir-data"
+                    )),
+                    "the services slowed on this node only",
+                ),
+            ]
+        }
+        "edge" => {
+            let (from, to) = name
+                .split_once(crate::rank::EDGE_ARROW)
+                .unwrap_or((name, name));
+            return vec![suggest(
+                format!(
+                    "Check the network path from {from} to {to}: network policies, DNS, \
+                     service mesh routes"
+                ),
+                Some("kubectl get networkpolicy -A".into()),
+                "calls on this path failed while the callee answered others",
+            )];
+        }
+        _ => {}
+    }
+    let service = name;
     let ns = placement
         .and_then(|p| p.namespace.as_deref())
         .map(|ns| format!(" -n {ns}"))
