@@ -883,10 +883,10 @@ const MIN_NODE_PODS: usize = 3;
 ///
 /// - **databases**, seen through their callers' client spans: the shift of the median query
 ///   duration pooled over callers (as self time), and bursts of failed queries (as error spans);
-/// - **nodes** with [`MIN_NODE_PODS`] pods or more of two services or more: the median over its
-///   pods of their CPU utilization change (as CPU), and the median over the services with pods
-///   on it of their self-time shift (as self time). Medians, so that one pod's or one service's
-///   own fault does not make its node a suspect;
+/// - **nodes** with [`MIN_NODE_PODS`] pods or more of two services or more: the lower median
+///   over its pods of their CPU utilization change (as CPU), and over the services with pods on
+///   it (at least [`MIN_NODE_PODS`]) of their self-time shift (as self time). Lower medians, so
+///   that one pod's or one service's own fault does not make its node a suspect;
 /// - **network paths** (`caller->callee`): failed calls on one `calls` edge, counted only when
 ///   the callee's other callers (at least `min_requests` calls) saw no such burst and the
 ///   callee's own spans did not fail as much (each at most `explained_share` of it), so that
@@ -941,9 +941,10 @@ fn infrastructure(
         }
         let mut cpu: Vec<(f64, f64, f64)> = Vec::new();
         for p in &pods {
-            let Some(b) = baseline.pods.iter().find(|x| x.name == p.name) else {
+            let Ok(b) = baseline.pods.binary_search_by(|x| x.name.cmp(&p.name)) else {
                 continue;
             };
+            let b = &baseline.pods[b];
             let gauges = (
                 p.gauges.get(K8S_POD_CPU_LIMIT_UTILIZATION),
                 b.gauges.get(K8S_POD_CPU_LIMIT_UTILIZATION),
@@ -957,7 +958,7 @@ fn infrastructure(
         let mut c = Candidate::default();
         if cpu.len() >= MIN_NODE_PODS {
             cpu.sort_by(|a, b| a.2.total_cmp(&b.2));
-            let (b, n, change) = cpu[cpu.len() / 2];
+            let (b, n, change) = cpu[(cpu.len() - 1) / 2];
             c.add(
                 Feature::Cpu,
                 Some(Evidence::new(
@@ -981,9 +982,9 @@ fn infrastructure(
             .iter()
             .filter_map(|s| Some((*self_time.get(s.as_str())?, s.as_str())))
             .collect();
-        if shifts.len() >= 2 {
+        if shifts.len() >= MIN_NODE_PODS {
             shifts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (change, median_service) = shifts[shifts.len() / 2];
+            let (change, median_service) = shifts[(shifts.len() - 1) / 2];
             c.add(
                 Feature::SelfTime,
                 Some(Evidence::new(
@@ -1494,6 +1495,7 @@ mod infrastructure_tests {
             });
         }
         out.services.sort_by(|a, b| a.name.cmp(&b.name));
+        out.pods.sort_by(|a, b| a.name.cmp(&b.name));
         out.operations.sort_by(|a, b| a.service.cmp(&b.service));
         out.edges
             .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
