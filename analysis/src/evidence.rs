@@ -105,6 +105,32 @@ fn ms(seconds: f64) -> String {
     format!("{:.2} ms", seconds * 1e3)
 }
 
+/// A median-duration shift as evidence: `what` names the measure in the summary ("median self
+/// time of checkout").
+fn duration_shift(
+    feature: &'static str,
+    what: &str,
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+) -> Option<Evidence> {
+    let (b, c, x) = median_shift(current, baseline, min, SELF_TIME_OFFSET_SECONDS)?;
+    let summary = format!(
+        "{what} went from {} to {} (×{:.2})",
+        ms(b),
+        ms(c),
+        (c / b.max(1e-9))
+    );
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        feature,
+        summary,
+        b,
+        c,
+        x,
+    ))
+}
+
 /// Shift of a service's own work: median self time, current vs baseline, with at least `min`
 /// samples on each side.
 pub(crate) fn self_time(
@@ -113,21 +139,8 @@ pub(crate) fn self_time(
     baseline: &DurationSketch,
     min: u64,
 ) -> Option<Evidence> {
-    let (b, c, x) = median_shift(current, baseline, min, SELF_TIME_OFFSET_SECONDS)?;
-    let summary = format!(
-        "median self time of {service} went from {} to {} (×{:.2})",
-        ms(b),
-        ms(c),
-        (c / b.max(1e-9))
-    );
-    Some(Evidence::new(
-        EvidenceSignal::Traces,
-        "self_time_p50",
-        summary,
-        b,
-        c,
-        x,
-    ))
+    let what = format!("median self time of {service}");
+    duration_shift("self_time_p50", &what, current, baseline, min)
 }
 
 /// Shift of the median duration of the queries to a database, pooled over its callers' client
@@ -138,21 +151,8 @@ pub(crate) fn query_duration(
     baseline: &DurationSketch,
     min: u64,
 ) -> Option<Evidence> {
-    let (b, c, x) = median_shift(current, baseline, min, SELF_TIME_OFFSET_SECONDS)?;
-    let summary = format!(
-        "median duration of queries to {database} went from {} to {} (×{:.2})",
-        ms(b),
-        ms(c),
-        (c / b.max(1e-9))
-    );
-    Some(Evidence::new(
-        EvidenceSignal::Traces,
-        "query_duration_p50",
-        summary,
-        b,
-        c,
-        x,
-    ))
+    let what = format!("median duration of queries to {database}");
+    duration_shift("query_duration_p50", &what, current, baseline, min)
 }
 
 /// Burst of failed queries to a database, as its callers' client spans report them.
