@@ -28,10 +28,35 @@ pub struct CaseResult {
     pub truth: String,
     /// 1-based rank of the truth, if ranked.
     pub rank: Option<usize>,
-    /// Services, best first.
+    /// Cause ids (`service:cart`, `database:postgresql/orders`), best first.
     pub ranking: Vec<String>,
     /// The top three causes and the labelled one, with their evidence.
     pub causes: Vec<loupe_analysis::Cause>,
+}
+
+impl CaseResult {
+    /// Scores `causes` (ranked) against the label `truth` (and `edge`, a partition's ends; see
+    /// [`names_root_cause`]).
+    pub fn new(
+        (case_id, system, fault_type): (String, String, String),
+        truth: &str,
+        edge: Option<&[String; 2]>,
+        causes: &[loupe_analysis::Cause],
+    ) -> Self {
+        Self {
+            case_id,
+            system,
+            fault_type,
+            truth: truth.to_owned(),
+            rank: rank_of_cause(causes, truth, edge),
+            ranking: causes.iter().map(|c| c.entity.id()).collect(),
+            causes: causes
+                .iter()
+                .filter(|c| c.rank <= 3 || names_root_cause(&c.entity, truth, edge))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// Summary plus per-case results, as `--json` prints them.
@@ -170,28 +195,16 @@ pub async fn run(
                 ..Default::default()
             },
         )?;
-        let ranking: Vec<String> = analysis
-            .causes
-            .iter()
-            .map(|c| format!("{}:{}", c.entity.kind, c.entity.name))
-            .collect();
-        let truth =
-            |c: &loupe_analysis::Cause| names_root_cause(&c.entity, &case.root_cause_service, None);
-        let causes = analysis
-            .causes
-            .iter()
-            .filter(|c| c.rank <= 3 || truth(c))
-            .cloned()
-            .collect();
-        results.push(CaseResult {
-            case_id: case.case_id.clone(),
-            system: case.system.clone(),
-            fault_type: case.fault_type.clone(),
-            truth: case.root_cause_service.clone(),
-            rank: rank_of_cause(&analysis.causes, &case.root_cause_service, None),
-            ranking,
-            causes,
-        });
+        results.push(CaseResult::new(
+            (
+                case.case_id.clone(),
+                case.system.clone(),
+                case.fault_type.clone(),
+            ),
+            &case.root_cause_service,
+            None,
+            &analysis.causes,
+        ));
     }
     progress(selected.len(), selected.len(), "");
     Ok(report(results))

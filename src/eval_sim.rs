@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use loupe_analysis::eval::{names_root_cause, rank_of_cause};
 use loupe_analysis::{investigate, AnalysisConfig};
 use loupe_ingest::changes::ChangeSink;
 use loupe_simulate::cases::{read_case, read_ground_truth, CaseTelemetry};
@@ -63,26 +62,16 @@ pub async fn score_case(dir: &Path, truth: &GroundTruth) -> anyhow::Result<CaseR
         },
     )
     .with_context(|| format!("analysing {}", truth.case_id))?;
-    let ranking: Vec<String> = analysis
-        .causes
-        .iter()
-        .map(|c| format!("{}:{}", c.entity.kind, c.entity.name))
-        .collect();
-    let edge = truth.root_cause_edge.as_ref();
-    Ok(CaseResult {
-        case_id: truth.case_id.clone(),
-        system: truth.system.clone(),
-        fault_type: truth.fault_type.to_string(),
-        truth: truth.root_cause_service.clone(),
-        rank: rank_of_cause(&analysis.causes, &truth.root_cause_service, edge),
-        causes: analysis
-            .causes
-            .iter()
-            .filter(|c| c.rank <= 3 || names_root_cause(&c.entity, &truth.root_cause_service, edge))
-            .cloned()
-            .collect(),
-        ranking,
-    })
+    Ok(CaseResult::new(
+        (
+            truth.case_id.clone(),
+            truth.system.clone(),
+            truth.fault_type.to_string(),
+        ),
+        &truth.root_cause_service,
+        truth.root_cause_edge.as_ref(),
+        &analysis.causes,
+    ))
 }
 
 /// Scores every case of the set in `dir` (or those in `only`), reporting progress through

@@ -1,6 +1,6 @@
 //! `loupe simulate`: streams a simulated system's telemetry live to an OTLP endpoint (gRPC or
-//! HTTP) with a fault every few minutes and the change webhooks a CI/CD system would send, or
-//! writes a labelled case set to a directory.
+//! HTTP) with a fault every few minutes and the change webhooks a CI/CD system would send (case
+//! sets are written by `loupe_simulate::cases::write_suite`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,12 +3,7 @@
 //! AC@k: share of cases whose true cause is among the top k. Avg@k: the mean of AC@1..AC@k
 //! (Yu et al., "MicroRank", WWW 2021, §5.1; used by Nezha, FSE 2023, Table 3).
 
-use crate::rank::{Cause, EntityRef, EDGE_ARROW};
-
-/// The 1-based rank of `truth` in `ranking`, if present.
-pub fn rank_of(ranking: &[String], truth: &str) -> Option<usize> {
-    ranking.iter().position(|r| r == truth).map(|i| i + 1)
-}
+use crate::rank::{path_ends, Cause, CauseKind, EntityRef};
 
 /// Whether `entity` is the labelled root cause: a service or node of that name; a database whose
 /// name (`<db.system.name>/<db.namespace>`) ends in `/<truth>`, or is `truth`; a network path
@@ -16,17 +11,17 @@ pub fn rank_of(ranking: &[String], truth: &str) -> Option<usize> {
 /// its service, so the caller service matches too).
 pub fn names_root_cause(entity: &EntityRef, truth: &str, edge: Option<&[String; 2]>) -> bool {
     match entity.kind {
-        "database" => {
+        CauseKind::Database => {
             entity.name == truth
                 || entity
                     .name
                     .rsplit_once('/')
                     .is_some_and(|(_, namespace)| namespace == truth)
         }
-        "edge" => edge.is_some_and(|[a, b]| {
-            entity.name.split_once(EDGE_ARROW) == Some((a.as_str(), b.as_str()))
-        }),
-        _ => entity.name == truth,
+        CauseKind::Edge => {
+            edge.is_some_and(|[a, b]| path_ends(&entity.name) == Some((a.as_str(), b.as_str())))
+        }
+        CauseKind::Service | CauseKind::Node => entity.name == truth,
     }
 }
 
@@ -86,8 +81,77 @@ mod tests {
         assert_eq!(a.ac_at_5, 0.75);
         // AC@1..AC@5 = 0.25, 0.5, 0.5, 0.75, 0.75.
         assert!((a.avg_at_5 - 0.55).abs() < 1e-12);
-        let ranking: Vec<String> = ["a", "b"].map(String::from).to_vec();
-        assert_eq!(rank_of(&ranking, "b"), Some(2));
-        assert_eq!(rank_of(&ranking, "c"), None);
+    }
+
+    #[test]
+    fn a_label_names_its_cause_by_kind() {
+        let e = |kind, name: &str| EntityRef {
+            kind,
+            name: name.to_owned(),
+        };
+        let edge = ["checkout".to_owned(), "cart".to_owned()];
+        // One line per case: entity, label, labelled path, whether it matches.
+        let cases = [
+            (e(CauseKind::Service, "cart"), "cart", None, true),
+            (e(CauseKind::Service, "carts"), "cart", None, false),
+            (
+                e(CauseKind::Database, "postgresql/orders"),
+                "orders",
+                None,
+                true,
+            ),
+            (
+                e(CauseKind::Database, "postgresql/orders"),
+                "postgresql/orders",
+                None,
+                true,
+            ),
+            (
+                e(CauseKind::Database, "postgresql/orders"),
+                "postgresql",
+                None,
+                false,
+            ),
+            (e(CauseKind::Node, "worker-1"), "worker-1", None, true),
+            (
+                e(CauseKind::Edge, "checkout->cart"),
+                "checkout",
+                Some(&edge),
+                true,
+            ),
+            (
+                e(CauseKind::Edge, "cart->checkout"),
+                "checkout",
+                Some(&edge),
+                false,
+            ),
+            (
+                e(CauseKind::Edge, "checkout->cart"),
+                "checkout",
+                None,
+                false,
+            ),
+        ];
+        for (entity, truth, edge, expected) in cases {
+            assert_eq!(
+                names_root_cause(&entity, truth, edge),
+                expected,
+                "{entity:?} for {truth}"
+            );
+        }
+        let cause = |rank, entity| Cause {
+            rank,
+            entity,
+            score: 1.0,
+            evidence: Vec::new(),
+            change: None,
+            remediation: Vec::new(),
+        };
+        let causes = [
+            cause(1, e(CauseKind::Service, "frontend")),
+            cause(2, e(CauseKind::Edge, "checkout->cart")),
+        ];
+        assert_eq!(rank_of_cause(&causes, "checkout", Some(&edge)), Some(2));
+        assert_eq!(rank_of_cause(&causes, "cart", None), None);
     }
 }

@@ -31,7 +31,8 @@ pub struct Evidence {
     pub signal: EvidenceSignal,
     /// What was measured: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`,
     /// `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`,
-    /// `query_duration_p50`, `change_proximity`.
+    /// `change_proximity`; for databases `query_duration_p50`, `failed_queries`; for nodes
+    /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`.
     pub feature: &'static str,
     /// A sentence for people.
     pub summary: String,
@@ -155,24 +156,6 @@ pub(crate) fn query_duration(
     duration_shift("query_duration_p50", &what, current, baseline, min)
 }
 
-/// Burst of failed queries to a database, as its callers' client spans report them.
-pub(crate) fn failed_queries(
-    database: &str,
-    current: &RedStats,
-    baseline: &RedStats,
-) -> Option<Evidence> {
-    let mut e = error_spans(database, current, baseline)?;
-    e.feature = "failed_queries";
-    e.summary = format!(
-        "{} of {} queries to {database} failed ({:.1}%, baseline {:.1}%)",
-        current.errors,
-        current.calls,
-        e.current * 100.0,
-        e.baseline * 100.0
-    );
-    Some(e)
-}
-
 /// Shift of the gap (client span self time: time outside the callee) on one call edge.
 pub(crate) fn call_gap(
     source: &str,
@@ -197,30 +180,12 @@ pub(crate) fn call_gap(
     ))
 }
 
-/// Burst of failed calls into a service, as its callers saw them: errors on its incoming `calls`
-/// edges now against their baseline error ratio times calls now. It counts what the service's
-/// own spans cannot: calls it never answered (connection refused while its pods restart, timeouts
-/// across a partition), which fail in the caller's client span with no server span of the callee.
-pub(crate) fn failed_calls_into(
-    service: &str,
-    current: &RedStats,
-    baseline: &RedStats,
-) -> Option<Evidence> {
-    let mut e = error_spans(service, current, baseline)?;
-    e.feature = "failed_calls_into";
-    e.summary = format!(
-        "{} of {} calls into {service} failed ({:.1}%, baseline {:.1}%)",
-        current.errors,
-        current.calls,
-        e.current * 100.0,
-        e.baseline * 100.0
-    );
-    Some(e)
-}
-
-/// Burst of error spans: errors now against the baseline error ratio times calls now.
-pub(crate) fn error_spans(
-    service: &str,
+/// Burst of failures: `current.errors` against the baseline error ratio times `current.calls`
+/// (a Poisson z-score), as evidence `feature` whose summary reads "`errors` of `calls` `what`
+/// failed".
+pub(crate) fn failures(
+    feature: &'static str,
+    what: &str,
     current: &RedStats,
     baseline: &RedStats,
 ) -> Option<Evidence> {
@@ -235,7 +200,7 @@ pub(crate) fn error_spans(
     let x = poisson_z(current.errors as f64, ratio_b * current.calls as f64);
     let ratio_c = current.errors as f64 / current.calls.max(1) as f64;
     let summary = format!(
-        "{} of {} spans of {service} failed ({:.1}%, baseline {:.1}%)",
+        "{} of {} {what} failed ({:.1}%, baseline {:.1}%)",
         current.errors,
         current.calls,
         ratio_c * 100.0,
@@ -243,12 +208,49 @@ pub(crate) fn error_spans(
     );
     Some(Evidence::new(
         EvidenceSignal::Traces,
-        "error_spans",
+        feature,
         summary,
         ratio_b,
         ratio_c,
         x,
     ))
+}
+
+/// Burst of error spans of a service.
+pub(crate) fn error_spans(
+    service: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    failures(
+        "error_spans",
+        &format!("spans of {service}"),
+        current,
+        baseline,
+    )
+}
+
+/// Burst of failed calls into a service, as its callers saw them (errors on its incoming
+/// `calls` edges). It counts what the service's own spans cannot: calls it never answered
+/// (connection refused while its pods restart, timeouts across a partition), which fail in the
+/// caller's client span with no server span of the callee.
+pub(crate) fn failed_calls_into(
+    service: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    let what = format!("calls into {service}");
+    failures("failed_calls_into", &what, current, baseline)
+}
+
+/// Burst of failed queries to a database, as its callers' client spans report them.
+pub(crate) fn failed_queries(
+    database: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    let what = format!("queries to {database}");
+    failures("failed_queries", &what, current, baseline)
 }
 
 /// Burst of error log records: errors now against the baseline rate per unit of exposure

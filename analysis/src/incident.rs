@@ -323,7 +323,7 @@ impl Incidents {
         let judged = analysis
             .causes
             .iter()
-            .find(|c| format!("{}:{}", c.entity.kind, c.entity.name) == cause)
+            .find(|c| c.entity.id() == cause)
             .ok_or_else(|| VerdictRejected::NoCause(incident, cause.to_owned()))?;
         let record = crate::verdict::Verdict {
             incident,
@@ -498,7 +498,7 @@ fn demote_rejected(analysis: &mut Analysis, verdicts: Vec<&crate::verdict::Verdi
         return;
     }
     for c in &mut analysis.causes {
-        if rejected.contains(&format!("{}:{}", c.entity.kind, c.entity.name).as_str()) {
+        if rejected.contains(&c.entity.id().as_str()) {
             c.score = 0.0;
         }
     }

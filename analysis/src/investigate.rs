@@ -56,7 +56,7 @@ pub fn investigate(
         v.reweigh(&mut analysis.causes);
     }
     for cause in &mut analysis.causes {
-        let placement = (cause.entity.kind == "service")
+        let placement = (cause.entity.kind == crate::rank::CauseKind::Service)
             .then(|| graph.placement(&cause.entity.name))
             .flatten();
         cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());

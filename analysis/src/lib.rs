@@ -16,6 +16,8 @@ pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};
 pub use incident::{DetectConfig, Incident, Incidents, Slo, Status, Symptom};
 pub use investigate::investigate;
-pub use rank::{analyze, Analysis, AnalysisConfig, Cause, EntityRef, History};
+pub use rank::{
+    analyze, path_ends, Analysis, AnalysisConfig, Cause, CauseKind, EntityRef, History,
+};
 pub use remediation::Remediation;
 pub use verdict::{Judgement, Verdict, Verdicts};

@@ -64,14 +64,61 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// What kind of entity a cause is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    /// A service (`service.name`).
+    Service,
+    /// A database, named `<db.system.name>/<db.namespace>` as its callers' client spans give it.
+    Database,
+    /// A node (`k8s.node.name`).
+    Node,
+    /// A network path between two services, named `caller->callee` (see [`path_ends`]).
+    Edge,
+}
+
+impl CauseKind {
+    /// The lowercase name used in ids and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Database => "database",
+            Self::Node => "node",
+            Self::Edge => "edge",
+        }
+    }
+}
+
+impl std::fmt::Display for CauseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a cause is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EntityRef {
-    /// `service`, `database` (named `<db.system.name>/<db.namespace>`), `node`
-    /// (`k8s.node.name`) or `edge` (a network path, `caller->callee`).
-    pub kind: &'static str,
+    /// The kind.
+    pub kind: CauseKind,
     /// The entity's name.
     pub name: String,
+}
+
+impl EntityRef {
+    /// The cause's id, `<kind>:<name>` (`service:cart`, `edge:checkout->cart`), as verdicts and
+    /// the API name it.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.kind, self.name)
+    }
+}
+
+/// Between the caller and the callee in a network path's name (`checkout->cart`).
+pub const EDGE_ARROW: &str = "->";
+
+/// The caller and callee of a network path's name, `caller->callee`.
+pub fn path_ends(name: &str) -> Option<(&str, &str)> {
+    name.split_once(EDGE_ARROW)
 }
 
 /// One ranked candidate.
@@ -215,7 +262,7 @@ enum Feature {
 }
 
 /// Number of [`Feature`]s.
-const FEATURES: usize = 7;
+const FEATURES: usize = Feature::ALL.len();
 
 impl Feature {
     const ALL: [Feature; 7] = [
@@ -409,7 +456,8 @@ fn requests(w: &WindowStats) -> HashMap<&str, u64> {
 }
 
 /// Calls and failed calls into each service over its incoming `calls` edges (the other
-/// figures left empty).
+/// figures left empty): its failed-calls evidence, and the totals a network path's callee's
+/// other callers are taken from.
 fn failed_calls(w: &WindowStats) -> HashMap<&str, RedStats> {
     let mut out: HashMap<&str, RedStats> = HashMap::new();
     for e in &w.edges {
@@ -589,7 +637,7 @@ pub fn analyze(
     }
 
     // Every candidate in one list: services, then databases, nodes and network paths.
-    let mut keys: Vec<(&'static str, String)> = candidates
+    let mut keys: Vec<(CauseKind, String)> = candidates
         .keys()
         .map(|n| (SERVICE, (*n).to_owned()))
         .collect();
@@ -597,7 +645,8 @@ pub fn analyze(
         .iter()
         .filter_map(|(n, c)| Some((*n, *c.raw.get(&Feature::SelfTime)?)))
         .collect();
-    let infra = infrastructure(baseline, current, reference, &self_time, config);
+    let incoming = (&incoming_now, &incoming_before);
+    let infra = infrastructure(baseline, current, reference, &self_time, incoming, config);
     let mut gathered: Vec<Candidate> = candidates.into_values().collect();
     for (key, c) in infra {
         keys.push(key);
@@ -613,7 +662,7 @@ pub fn analyze(
             z[i][feature as usize] = score;
         }
     }
-    let index: HashMap<(&str, &str), usize> = keys
+    let index: HashMap<(CauseKind, &str), usize> = keys
         .iter()
         .enumerate()
         .map(|(i, (kind, name))| ((*kind, name.as_str()), i))
@@ -643,7 +692,7 @@ pub fn analyze(
             Cause {
                 rank: 0,
                 entity: EntityRef {
-                    kind,
+                    kind: *kind,
                     name: name.clone(),
                 },
                 score,
@@ -763,8 +812,8 @@ fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
 ///   (a noisy neighbour: the node, not the service, changed).
 fn explain_away(
     windows: [&WindowStats; 2],
-    keys: &[(&'static str, String)],
-    index: &HashMap<(&str, &str), usize>,
+    keys: &[(CauseKind, String)],
+    index: &HashMap<(CauseKind, &str), usize>,
     z: &mut [[f64; FEATURES]],
     config: &AnalysisConfig,
 ) {
@@ -794,7 +843,7 @@ fn explain_away(
         .enumerate()
         .filter(|(_, (kind, _))| *kind == EDGE)
         .filter_map(|(i, (_, name))| {
-            let (a, b) = name.split_once(EDGE_ARROW)?;
+            let (a, b) = path_ends(name)?;
             Some((i, service(a), service(b)))
         })
         .collect();
@@ -867,13 +916,7 @@ fn explain_away(
     }
 }
 
-/// Candidate kinds, as [`EntityRef::kind`] names them.
-const SERVICE: &str = "service";
-const DATABASE: &str = "database";
-const NODE: &str = "node";
-const EDGE: &str = "edge";
-/// Between the caller and the callee in a network path candidate's name (`checkout->cart`).
-pub const EDGE_ARROW: &str = "->";
+use CauseKind::{Database as DATABASE, Edge as EDGE, Node as NODE, Service as SERVICE};
 
 /// Fewest pods, of at least two services, on a node for it to be a candidate: a node's evidence
 /// is what its pods share, which one or two pods cannot tell from their own faults.
@@ -896,8 +939,9 @@ fn infrastructure(
     current: &WindowStats,
     reference: Option<&WindowStats>,
     self_time: &HashMap<&str, f64>,
+    incoming: (&HashMap<&str, RedStats>, &HashMap<&str, RedStats>),
     config: &AnalysisConfig,
-) -> Vec<((&'static str, String), Candidate)> {
+) -> Vec<((CauseKind, String), Candidate)> {
     let mut out = Vec::new();
     // Databases.
     fn pooled(w: &WindowStats) -> BTreeMap<&str, RedStats> {
@@ -1004,30 +1048,26 @@ fn infrastructure(
         }
         out.push(((NODE, node.to_owned()), c));
     }
-    // Network paths.
-    let into = |w: &WindowStats, target: &str, except: &str| {
-        let mut red = RedStats::default();
-        for e in w
-            .edges
-            .iter()
-            .filter(|e| e.target == target && e.source != except)
-        {
-            red.calls += e.red.calls;
-            red.errors += e.red.errors;
+    // Network paths: the other callers' calls are the callee's incoming totals less this edge's.
+    let others_than = |into: &HashMap<&str, RedStats>, edge: &RedStats, target: &str| {
+        let total = into.get(target).unwrap_or(&empty);
+        RedStats {
+            calls: total.calls.saturating_sub(edge.calls),
+            errors: total.errors.saturating_sub(edge.errors),
+            ..RedStats::default()
         }
-        red
     };
     for e in current.edges.iter().filter(|e| e.red.errors > 0) {
         let b = baseline
             .edge(&e.source, &e.target)
             .map_or(&empty, |b| &b.red);
-        let label = format!("{}{EDGE_ARROW}{}", e.source, e.target);
-        let Some(mut ev) = evidence::error_spans(&label, &e.red, b) else {
+        let what = format!("calls from {} to {}", e.source, e.target);
+        let Some(mut ev) = evidence::failures("failed_calls_on_path", &what, &e.red, b) else {
             continue;
         };
         let others = (
-            into(current, &e.target, &e.source),
-            into(baseline, &e.target, &e.source),
+            others_than(incoming.0, &e.red, &e.target),
+            others_than(incoming.1, b, &e.target),
         );
         if others.0.calls < config.min_requests {
             continue;
@@ -1043,19 +1083,11 @@ fn infrastructure(
         if ev.change <= 0.0 || others_change > limit || answered.is_some_and(|a| a.change > limit) {
             continue;
         }
-        ev.feature = "failed_calls_on_path";
         ev.summary = format!(
-            "{} of {} calls from {} to {} failed ({:.1}%, baseline {:.1}%) while its other \
-             callers' {} calls saw {} failures",
-            e.red.errors,
-            e.red.calls,
-            e.source,
-            e.target,
-            ev.current * 100.0,
-            ev.baseline * 100.0,
-            others.0.calls,
-            others.0.errors
+            "{} while its other callers' {} calls saw {} failures",
+            ev.summary, others.0.calls, others.0.errors
         );
+        let label = format!("{}{EDGE_ARROW}{}", e.source, e.target);
         let mut c = Candidate::default();
         c.add(Feature::ErrorSpans, Some(ev));
         out.push(((EDGE, label), c));
@@ -1170,7 +1202,7 @@ mod change_tests {
                 .map(|(s, score)| Cause {
                     rank: 0,
                     entity: EntityRef {
-                        kind: "service",
+                        kind: CauseKind::Service,
                         name: (*s).to_owned(),
                     },
                     score: *score,
@@ -1677,10 +1709,7 @@ mod infrastructure_tests {
                 &AnalysisConfig::default(),
             )
             .unwrap();
-            let top = a
-                .causes
-                .first()
-                .map(|c| format!("{}:{}", c.entity.kind, c.entity.name));
+            let top = a.causes.first().map(|c| c.entity.id());
             assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
         }
     }

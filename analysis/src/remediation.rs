@@ -5,7 +5,7 @@ use loupe_graph::Placement;
 use loupe_model::{ChangeEvent, ChangeKind};
 use serde::Serialize;
 
-use crate::rank::Cause;
+use crate::rank::{path_ends, Cause, CauseKind};
 
 /// One suggested action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ pub fn remediations(
 ) -> Vec<Remediation> {
     let name = cause.entity.name.as_str();
     match cause.entity.kind {
-        "database" => {
+        CauseKind::Database => {
             return vec![
                 suggest(
                     format!("Check {name}: slow queries, locks, connections, replication lag"),
@@ -56,7 +56,7 @@ pub fn remediations(
                 ),
             ]
         }
-        "node" => {
+        CauseKind::Node => {
             return vec![
                 suggest(
                     format!("See what runs on node {name}"),
@@ -75,10 +75,8 @@ pub fn remediations(
                 ),
             ]
         }
-        "edge" => {
-            let (from, to) = name
-                .split_once(crate::rank::EDGE_ARROW)
-                .unwrap_or((name, name));
+        CauseKind::Edge => {
+            let (from, to) = path_ends(name).unwrap_or((name, name));
             return vec![suggest(
                 format!(
                     "Check the network path from {from} to {to}: network policies, DNS, \
@@ -88,7 +86,7 @@ pub fn remediations(
                 "calls on this path failed while the callee answered others",
             )];
         }
-        _ => {}
+        CauseKind::Service => {}
     }
     let service = name;
     let ns = placement
@@ -200,7 +198,7 @@ mod tests {
         Cause {
             rank: 1,
             entity: EntityRef {
-                kind: "service",
+                kind: CauseKind::Service,
                 name: "checkout".into(),
             },
             score: 5.0,

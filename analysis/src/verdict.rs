@@ -143,7 +143,7 @@ impl Verdicts {
     /// The factor verdicts give `cause`: ×2 for each accepted and ×½ for each rejected verdict
     /// on the same entity whose evidence shared a feature with this cause's, within [1/16, 4].
     pub fn prior(&self, cause: &Cause) -> f64 {
-        let id = format!("{}:{}", cause.entity.kind, cause.entity.name);
+        let id = cause.entity.id();
         let matching = self.verdicts.iter().filter(|v| {
             v.cause == id
                 && cause
@@ -204,7 +204,7 @@ mod tests {
         Cause {
             rank: 0,
             entity: EntityRef {
-                kind: "service",
+                kind: crate::rank::CauseKind::Service,
                 name: name.into(),
             },
             score,
