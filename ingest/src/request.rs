@@ -1,5 +1,5 @@
 //! An OTLP export request of any signal, opaque outside this crate, and a gRPC client that
-//! sends such requests to any OTLP endpoint (used by `loupe replay`).
+//! sends such requests to any OTLP endpoint (used by `loupe replay` and `loupe simulate stream`).
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

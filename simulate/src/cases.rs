@@ -1,4 +1,4 @@
-//! Labelled case sets on disk, for `loupe eval` and `loupe train`:
+//! Labelled case sets on disk, for `loupe eval sim`:
 //!
 //! ```text
 //! DIR/ground_truth.json            every case's GroundTruth, an array
@@ -36,7 +36,7 @@ const EPOCH: u64 = 1_767_571_200 * SECOND;
 /// Largest request a case file may hold (a bound on what a reader allocates).
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
-/// A case's telemetry and change notices, in the order they happened.
+/// A case's telemetry and change notices, each grouped by signal in the order it was written.
 #[derive(Debug, Clone, Default)]
 pub struct CaseTelemetry {
     /// OTLP requests.

@@ -240,8 +240,9 @@ impl Planned {
         (self.start_unix_nano..self.end_unix_nano).contains(&t)
     }
 
-    /// Its impact on a call served by `service`'s pod `replica` on `node` at `t` whose pod
-    /// runs version `version` (a rollout's fault acts only on the new version's pods).
+    /// Its impact on a call served by `service`'s pod `replica` on `node` at `t`, `new_version`
+    /// telling whether that pod runs a rollout's new version (a rollout's fault acts only on
+    /// those).
     pub fn impact_on(
         &self,
         service: &str,

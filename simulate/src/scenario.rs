@@ -111,7 +111,7 @@ pub fn expected_rates(t: &Topology) -> Vec<Vec<f64>> {
 /// A fault of `kind` on `topology` from `start` to `end`, and herrings of `herrings` around
 /// it (none before `case_start`), with their ground truth; [`plan_case`] fills in the case id,
 /// the pod and the seed. Targets receive at least `min_rate` requests per second (falling back
-/// to [`MIN_TARGET_RATE`] when nothing does).
+/// to [`MIN_TARGET_RATE`] when nothing does, then to every instrumented service).
 pub fn plan_fault(
     topology: &Topology,
     kind: FaultKind,
@@ -127,10 +127,12 @@ pub fn plan_fault(
             .filter(|&s| rates[s].iter().sum::<f64>() >= min)
             .collect()
     };
-    let busy = match busy_at(min_rate) {
-        b if b.is_empty() => busy_at(MIN_TARGET_RATE.min(min_rate)),
-        b => b,
-    };
+    // A validated topology has an entry, so at least one instrumented service.
+    let busy = [min_rate, MIN_TARGET_RATE.min(min_rate), 0.0]
+        .into_iter()
+        .map(busy_at)
+        .find(|b| !b.is_empty())
+        .unwrap_or_default();
     let pick = |rng: &mut ChaCha8Rng, v: &[usize]| v[rng.random_range(0..v.len())];
     let name = |s: usize| topology.services[s].name.clone();
     let mut impact = Impact::NONE;

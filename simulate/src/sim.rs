@@ -173,7 +173,7 @@ impl Simulation {
         self.now
     }
 
-    /// The plans (faults and herrings).
+    /// The plans (faults and herrings) still to come or under way.
     pub fn plans(&self) -> &[Planned] {
         &self.plans
     }
@@ -373,18 +373,30 @@ impl Simulation {
         }
     }
 
-    /// Starts and ends plans due by now: rollouts, flag flips, announced config changes.
+    /// Starts and ends plans due by now: rollouts, flag flips, announced config changes. Plans
+    /// whose end actions are done are dropped, so a stream that runs for days keeps only the
+    /// faults still to come or under way (every span asks each plan for its impact).
     fn actions(&mut self) {
         for i in 0..self.plans.len() {
-            let plan = self.plans[i].clone();
-            if !self.done[i].0 && plan.start_unix_nano <= self.now {
+            let (start, end) = (self.plans[i].start_unix_nano, self.plans[i].end_unix_nano);
+            if !self.done[i].0 && start <= self.now {
                 self.done[i].0 = true;
+                let plan = self.plans[i].clone();
                 self.start_actions(&plan);
             }
-            if !self.done[i].1 && plan.end_unix_nano <= self.now {
+            if !self.done[i].1 && end <= self.now {
                 self.done[i].1 = true;
+                let plan = self.plans[i].clone();
                 self.end_actions(&plan);
             }
+        }
+        if self.done.iter().any(|d| d.1) {
+            let kept: Vec<(Planned, (bool, bool))> = std::mem::take(&mut self.plans)
+                .into_iter()
+                .zip(std::mem::take(&mut self.done))
+                .filter(|(_, done)| !done.1)
+                .collect();
+            (self.plans, self.done) = kept.into_iter().unzip();
         }
     }
 

@@ -30,7 +30,8 @@ pub struct Topology {
     pub nodes: Vec<String>,
     /// Mean rate of requests entering the system, per second.
     pub requests_per_second: f64,
-    /// Daily swing of that rate: the rate is `1 + a·sin(2π·hour/24)` times the mean.
+    /// Daily swing of that rate: the rate is `1 + a·sin(2π·(hour − 6)/24)` times the mean
+    /// (lowest at midnight, highest at noon, UTC).
     #[serde(default)]
     pub daily_amplitude: f64,
     /// Where requests enter, with weights.
