@@ -77,6 +77,22 @@ fn body_error(error: &axum::Error, limit_bytes: usize) -> Error {
     Error::Body(error.to_string())
 }
 
+/// Refuses a body whose declared `Content-Length` is over the limit before reading any of it,
+/// so a client that sent `Expect: 100-continue` (curl does above 1 MiB) never uploads it.
+fn declared_length_fits(headers: &HeaderMap, limit_bytes: usize) -> Result<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit_bytes as u64 => Err(Error::TooLarge {
+            what: "body",
+            limit_bytes,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Undoes `Content-Encoding`, bounded by the decompressed-size limit.
 fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes> {
     let coding = headers
@@ -178,6 +194,7 @@ where
     };
     let limits = receiver.limits();
     let result = async {
+        declared_length_fits(&headers, limits.max_body_bytes)?;
         let body = axum::body::to_bytes(body, limits.max_body_bytes)
             .await
             .map_err(|e| body_error(&e, limits.max_body_bytes))?;

@@ -120,3 +120,40 @@ pub async fn wait_for_join_buffer(addr: SocketAddr) {
     }
     panic!("spans still pending after 60 s");
 }
+
+/// Sends only the head of a POST that declares `content_length` bytes with
+/// `Expect: 100-continue`, as curl does for large uploads, and returns the status of the
+/// server's first answer: 100 if it wants the body, or its final status if it refuses it
+/// unread. A raw socket, because an HTTP client that writes the body anyway races the
+/// server's close after an early refusal (a broken pipe instead of the status).
+pub async fn status_before_upload(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    content_length: usize,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {content_type}\r\n\
+         content-length: {content_length}\r\nexpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the server answers the head within 10 s")
+            .expect("answer read");
+        assert!(n > 0, "connection closed before any answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP status line: {line}"))
+}
