@@ -9,7 +9,9 @@ mod evidence;
 pub mod incident;
 mod investigate;
 mod rank;
+pub mod ranker;
 pub mod remediation;
+pub mod rules;
 pub mod verdict;
 
 pub use error::{Error, Result};

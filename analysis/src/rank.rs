@@ -4,6 +4,7 @@
 //! and the sum ranked.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, WindowStats};
 use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
@@ -12,9 +13,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::evidence::{self, Evidence, EvidenceSignal};
+use crate::ranker::{probabilities, Inputs, Ranker, N_INPUTS};
+use crate::rules::{ChangeFacts, Facts, Hypothesis};
 
-/// Bounds and constants of the ranking.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// Bounds and constants of the ranking, and the model that ranks.
+#[derive(Debug, Clone, Serialize)]
 pub struct AnalysisConfig {
     /// Fewest self-time samples on each side for a self-time shift to count.
     pub min_self_time_samples: u64,
@@ -40,10 +43,12 @@ pub struct AnalysisConfig {
     /// Half-life of a change's weight with its distance before the window, nanoseconds (default
     /// 10 min): a deployment 10 minutes before counts half as much as one at the start.
     pub change_half_life_nanos: u64,
-    /// How much a change at the window's start multiplies its service's score: by
-    /// `1 + change_boost` (default 1, doubling it). A change to a service without anomalies
-    /// leaves it at 0.
-    pub change_boost: f64,
+    /// Below this probability for the top cause, the analysis says "no confident cause" and
+    /// lists its best guesses (default 0.5).
+    pub min_confidence: f64,
+    /// The rules and the model (default: the shipped ones).
+    #[serde(skip)]
+    pub ranker: Arc<Ranker>,
 }
 
 impl Default for AnalysisConfig {
@@ -59,7 +64,8 @@ impl Default for AnalysisConfig {
             history_periods: 12,
             change_lookback_nanos: 30 * 60 * 1_000_000_000,
             change_half_life_nanos: 10 * 60 * 1_000_000_000,
-            change_boost: 1.0,
+            min_confidence: 0.5,
+            ranker: Ranker::shipped(),
         }
     }
 }
@@ -128,10 +134,19 @@ pub struct Cause {
     pub rank: usize,
     /// The candidate.
     pub entity: EntityRef,
-    /// Sum of the evidence scores (larger is more likely; not a probability).
+    /// The model's score `w · x` (larger is more likely).
     pub score: f64,
+    /// Probability that it is the root cause: the softmax of the scores over every candidate
+    /// of the analysis (see [`crate::ranker`]).
+    pub probability: f64,
     /// The evidence, strongest first.
     pub evidence: Vec<Evidence>,
+    /// The correlation rules that held for it, with their sentences ([`crate::rules`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<Hypothesis>,
+    /// The model's inputs for it ([`crate::ranker::INPUTS`]), kept for training.
+    #[serde(skip)]
+    pub inputs: Inputs,
     /// The change that weighed in on it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<ChangeEvent>,
@@ -150,6 +165,11 @@ pub struct Analysis {
     pub baseline: [u64; 2],
     /// Ranked causes, best first.
     pub causes: Vec<Cause>,
+    /// Whether the top cause's probability reaches [`AnalysisConfig::min_confidence`]; when
+    /// not, the causes are best guesses ("no confident cause").
+    pub confident: bool,
+    /// The model that ranked (`shipped`, or a file).
+    pub model: String,
 }
 
 /// The longer past of an analysis: periods before the baseline believed normal (earlier
@@ -667,6 +687,7 @@ pub fn analyze(
         .enumerate()
         .map(|(i, (kind, name))| ((*kind, name.as_str()), i))
         .collect();
+    let undamped = z.clone();
     explain_away([baseline, current], &keys, &index, &mut z, config);
 
     let mut causes: Vec<Cause> = keys
@@ -674,7 +695,6 @@ pub fn analyze(
         .zip(&gathered)
         .zip(&z)
         .map(|(((kind, name), c), z)| {
-            let score = z.iter().sum();
             let mut evidence: Vec<Evidence> = c
                 .evidence
                 .iter()
@@ -695,14 +715,36 @@ pub fn analyze(
                     kind: *kind,
                     name: name.clone(),
                 },
-                score,
+                score: z.iter().sum(),
+                probability: 0.0,
                 evidence,
+                hypotheses: Vec::new(),
+                inputs: [0.0; N_INPUTS],
                 change: None,
                 remediation: Vec::new(),
             }
         })
         .collect();
-    weigh_changes(&mut causes, changes, current.start, current.end, config);
+    let nearby = weigh_changes(&mut causes, changes, current.start, current.end, config);
+    let facts: Vec<Facts> = causes
+        .iter()
+        .zip(&z)
+        .zip(&undamped)
+        .zip(&nearby)
+        .map(|(((c, z), raw), near)| facts_of(c, z, raw, near.as_ref()))
+        .collect();
+    let hypotheses = config.ranker.rules.apply(&facts);
+    for (((cause, z), near), hypotheses) in causes.iter_mut().zip(&z).zip(&nearby).zip(hypotheses) {
+        let weight = near.as_ref().map_or(0.0, |n| n.weight);
+        cause.inputs = inputs_of(cause.entity.kind, z, weight, &hypotheses);
+        cause.hypotheses = hypotheses;
+    }
+    let inputs: Vec<Inputs> = causes.iter().map(|c| c.inputs).collect();
+    let scores = config.ranker.scores(&inputs);
+    for ((cause, score), p) in causes.iter_mut().zip(&scores).zip(probabilities(&scores)) {
+        cause.score = *score;
+        cause.probability = p;
+    }
     causes.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -713,70 +755,140 @@ pub fn analyze(
         .iter_mut()
         .enumerate()
         .for_each(|(i, c)| c.rank = i + 1);
+    let confident = causes
+        .first()
+        .is_some_and(|c| c.probability >= config.min_confidence);
     Ok(Analysis {
         window: [current.start, current.end],
         baseline: [baseline.start, baseline.end],
         causes,
+        confident,
+        model: config.ranker.source.clone(),
     })
+}
+
+/// A change near the window that weighs in on a candidate.
+struct Nearby {
+    /// Proximity weight, 0–1.
+    weight: f64,
+    /// When, in words.
+    when: String,
+}
+
+/// What the rules see of one candidate.
+fn facts_of(
+    cause: &Cause,
+    z: &[f64; FEATURES],
+    raw: &[f64; FEATURES],
+    near: Option<&Nearby>,
+) -> Facts {
+    Facts {
+        entity: cause.entity.name.clone(),
+        kind: cause.entity.kind.as_str().to_owned(),
+        scores: *z,
+        explained: z.iter().zip(raw).any(|(a, b)| a < b),
+        change: cause.change.as_ref().zip(near).map(|(c, n)| ChangeFacts {
+            kind: c.kind.as_str().to_owned(),
+            summary: if c.summary.is_empty() {
+                c.kind.as_str().replace('_', " ")
+            } else {
+                c.summary.clone()
+            },
+            when: n.when.clone(),
+            source: c.source.clone(),
+            version_from: c.version_from.clone().unwrap_or_default(),
+            version_to: c.version_to.clone().unwrap_or_default(),
+            weight: n.weight,
+        }),
+        evidence: cause
+            .evidence
+            .iter()
+            .map(|e| (e.feature.to_owned(), e.summary.clone()))
+            .collect(),
+    }
+}
+
+/// The model's inputs of one candidate ([`crate::ranker::INPUTS`]) from its feature scores
+/// `z` (after propagation).
+fn inputs_of(
+    kind: CauseKind,
+    z: &[f64; FEATURES],
+    change_weight: f64,
+    hypotheses: &[Hypothesis],
+) -> Inputs {
+    let mut x = [0f32; N_INPUTS];
+    for (x, z) in x.iter_mut().zip(z) {
+        *x = *z as f32;
+    }
+    x[7] = (change_weight * z.iter().sum::<f64>()) as f32;
+    x[8] = change_weight as f32;
+    x[9] = hypotheses.iter().map(|h| h.weight).sum::<f64>() as f32;
+    let kind = match kind {
+        SERVICE => 10,
+        DATABASE => 11,
+        NODE => 12,
+        EDGE => 13,
+    };
+    x[kind] = 1.0;
+    x
 }
 
 /// Change proximity: a service changed shortly before (or during) the window is the likelier
 /// cause of its own anomalies. Each change to a candidate's service in
 /// `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0
-/// inside the window); the strongest multiplies the candidate's score by `1 + boost · weight`
-/// and is shown as evidence. Most incidents follow a change (Google SRE book, "Managing
-/// Incidents"; DORA's change failure rate), but a change alone is not an anomaly: a score of 0
-/// stays 0.
+/// inside the window); the strongest is the candidate's change, shown as evidence, and its
+/// weight is an input of the ranker (alone and times the candidate's evidence). Most incidents
+/// follow a change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a
+/// change alone is not an anomaly: a candidate without evidence gets none.
 fn weigh_changes(
     causes: &mut [Cause],
     changes: &[ChangeEvent],
     start: u64,
     end: u64,
     config: &AnalysisConfig,
-) {
+) -> Vec<Option<Nearby>> {
     let from = start.saturating_sub(config.change_lookback_nanos);
-    for cause in causes
+    causes
         .iter_mut()
-        .filter(|c| c.score > 0.0 && c.entity.kind == SERVICE)
-    {
-        let strongest = changes
-            .iter()
-            .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
-            .filter(|c| (from..end).contains(&c.time_unix_nano))
-            .map(|c| {
-                let before = start.saturating_sub(c.time_unix_nano);
-                let weight =
-                    0.5f64.powf(before as f64 / config.change_half_life_nanos.max(1) as f64);
-                (weight, before, c)
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let Some((weight, before, change)) = strongest else {
-            continue;
-        };
-        let added = cause.score * config.change_boost * weight;
-        cause.score += added;
-        let when = if before == 0 {
-            "during the window".to_owned()
-        } else {
-            format!("{:.0} s before the window", before as f64 / 1e9)
-        };
-        let what = if change.summary.is_empty() {
-            change.kind.as_str().replace('_', " ")
-        } else {
-            change.summary.clone()
-        };
-        let mut e = Evidence::new(
-            EvidenceSignal::Changes,
-            "change_proximity",
-            format!("{what} ({when}; {})", change.source),
-            0.0,
-            weight,
-            weight,
-        );
-        e.score = added;
-        cause.evidence.insert(0, e);
-        cause.change = Some(change.clone());
-    }
+        .map(|cause| {
+            if cause.score <= 0.0 || cause.entity.kind != SERVICE {
+                return None;
+            }
+            let (weight, before, change) = changes
+                .iter()
+                .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
+                .filter(|c| (from..end).contains(&c.time_unix_nano))
+                .map(|c| {
+                    let before = start.saturating_sub(c.time_unix_nano);
+                    let weight =
+                        0.5f64.powf(before as f64 / config.change_half_life_nanos.max(1) as f64);
+                    (weight, before, c)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))?;
+            let when = if before == 0 {
+                "during the window".to_owned()
+            } else {
+                format!("{:.0} s before the window", before as f64 / 1e9)
+            };
+            let what = if change.summary.is_empty() {
+                change.kind.as_str().replace('_', " ")
+            } else {
+                change.summary.clone()
+            };
+            let mut e = Evidence::new(
+                EvidenceSignal::Changes,
+                "change_proximity",
+                format!("{what} ({when}; {})", change.source),
+                0.0,
+                weight,
+                weight,
+            );
+            e.score = weight;
+            cause.evidence.insert(0, e);
+            cause.change = Some(change.clone());
+            Some(Nearby { weight, when })
+        })
+        .collect()
 }
 
 /// The features through which a failure shows in its callers too: a failing call makes the
@@ -1206,7 +1318,10 @@ mod change_tests {
                         name: (*s).to_owned(),
                     },
                     score: *score,
+                    probability: 0.0,
                     evidence: Vec::new(),
+                    hypotheses: Vec::new(),
+                    inputs: [0.0; N_INPUTS],
                     change: None,
                     remediation: Vec::new(),
                 })
@@ -1220,13 +1335,17 @@ mod change_tests {
                     c
                 })
                 .collect();
-            weigh_changes(
+            let nearby = weigh_changes(
                 &mut causes,
                 &changes,
                 start,
                 end,
                 &AnalysisConfig::default(),
             );
+            // The hand weights: the evidence times 1 + the proximity weight.
+            for (c, near) in causes.iter_mut().zip(&nearby) {
+                c.score *= 1.0 + near.as_ref().map_or(0.0, |n| n.weight);
+            }
             causes.sort_by(|a, b| b.score.total_cmp(&a.score));
             let got: Vec<&str> = causes.iter().map(|c| c.entity.name.as_str()).collect();
             assert_eq!(&got, order, "{name}");

@@ -202,6 +202,9 @@ mod tests {
                 name: "checkout".into(),
             },
             score: 5.0,
+            probability: 0.0,
+            hypotheses: Vec::new(),
+            inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: features
                 .iter()
                 .map(|f| {

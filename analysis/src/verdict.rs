@@ -41,11 +41,12 @@ pub struct Verdict {
     pub features: Vec<String>,
 }
 
-/// How strongly one verdict moves a matching cause: ×2 per acceptance, ×½ per rejection,
-/// within [1/16, 4].
-const STEP: f64 = 2.0;
-const FLOOR: f64 = 1.0 / 16.0;
-const CEILING: f64 = 4.0;
+/// How strongly one verdict moves a matching cause's odds: ×e² (≈ 7.4) per acceptance, ÷e²
+/// per rejection (an SRE who has looked is taken to be right about 7 times in 8), within
+/// [e⁻⁶, e⁴]: three rejections bury a by-design pattern, two acceptances make a cause likely.
+const STEP: f64 = std::f64::consts::E * std::f64::consts::E;
+const FLOOR: f64 = STEP * STEP * STEP;
+const CEILING: f64 = STEP * STEP;
 
 /// The verdicts, with the file that keeps them.
 #[derive(Debug, Default)]
@@ -140,8 +141,9 @@ impl Verdicts {
             .collect()
     }
 
-    /// The factor verdicts give `cause`: ×2 for each accepted and ×½ for each rejected verdict
-    /// on the same entity whose evidence shared a feature with this cause's, within [1/16, 4].
+    /// The factor verdicts give `cause`'s odds: ×[`STEP`] for each accepted and ÷[`STEP`] for
+    /// each rejected verdict on the same entity whose evidence shared a feature with this
+    /// cause's, within [e⁻⁶, e⁴].
     pub fn prior(&self, cause: &Cause) -> f64 {
         let id = cause.entity.id();
         let matching = self.verdicts.iter().filter(|v| {
@@ -157,16 +159,28 @@ impl Verdicts {
                 Judgement::Rejected => -1,
             })
             .sum();
-        STEP.powi(exponent).clamp(FLOOR, CEILING)
+        STEP.powi(exponent).clamp(1.0 / FLOOR, CEILING)
     }
 
-    /// Applies the priors to a ranking and re-ranks it.
+    /// Applies the priors to a ranking and re-ranks it. The model's scores are log-odds (see
+    /// [`crate::ranker`]), so a prior adds its logarithm to the score and multiplies the
+    /// cause's odds; the probabilities are renormalized, the candidates not listed keeping
+    /// their share.
     pub fn reweigh(&self, causes: &mut [Cause]) {
         if self.verdicts.is_empty() {
             return;
         }
+        let listed: f64 = causes.iter().map(|c| c.probability).sum();
+        let mut weighed = 0.0;
         for c in causes.iter_mut() {
-            c.score *= self.prior(c);
+            let prior = self.prior(c);
+            c.score += prior.ln();
+            c.probability *= prior;
+            weighed += c.probability;
+        }
+        let total = (1.0 - listed).max(0.0) + weighed;
+        if total > 0.0 {
+            causes.iter_mut().for_each(|c| c.probability /= total);
         }
         rerank(causes);
     }
@@ -208,6 +222,9 @@ mod tests {
                 name: name.into(),
             },
             score,
+            probability: 0.0,
+            hypotheses: Vec::new(),
+            inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: vec![e],
             change: None,
             remediation: Vec::new(),
@@ -239,10 +256,11 @@ mod tests {
             "self_time_p50",
         ))
         .unwrap();
-        let poller = cause("poller", 6.0, "self_time_p50");
-        assert_eq!(log.prior(&poller), 0.5);
+        // Scores are log-odds: 3 against 2 is e ≈ 2.7 to 1 for poller before any verdict.
+        let poller = cause("poller", 3.0, "self_time_p50");
+        assert!((log.prior(&poller) - (-2f64).exp()).abs() < 1e-12);
         // Another pattern on the same service is not what was rejected.
-        assert_eq!(log.prior(&cause("poller", 6.0, "error_spans")), 1.0);
+        assert_eq!(log.prior(&cause("poller", 3.0, "error_spans")), 1.0);
         log.record(verdict(
             "service:poller",
             Judgement::Rejected,
@@ -254,7 +272,8 @@ mod tests {
         let mut causes = vec![poller.clone(), cause("db", 2.0, "error_spans")];
         log.reweigh(&mut causes);
         assert_eq!(causes[0].entity.name, "db", "{causes:#?}");
-        assert_eq!((causes[0].score, causes[1].score), (4.0, 1.5));
+        assert!((causes[0].score - 4.0).abs() < 1e-12, "{causes:#?}");
+        assert!((causes[1].score - -1.0).abs() < 1e-12, "{causes:#?}");
         // Durable: a torn last line is skipped, the rest reloads.
         std::fs::OpenOptions::new()
             .append(true)
@@ -264,7 +283,7 @@ mod tests {
             .unwrap();
         let (reloaded, skipped) = Verdicts::open(&path).unwrap();
         assert_eq!((reloaded.all().len(), skipped), (3, 1));
-        assert_eq!(reloaded.prior(&poller), 0.25);
+        assert!((reloaded.prior(&poller) - (-4f64).exp()).abs() < 1e-12);
         std::fs::remove_file(&path).unwrap();
     }
 }
