@@ -205,3 +205,39 @@ timeout = "2s"
         assert!(err.contains("store.flush_interval"), "{err}");
     }
 }
+
+/// The rules and model to rank with.
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// A TOML file of correlation rules added to the shipped ones (a rule of the same name
+    /// replaces the shipped one); a bad file stops loupe with its line and reason.
+    #[arg(long, env = "LOUPE_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Ranker weights (safetensors, as `loupe train` writes them) instead of the shipped ones.
+    #[arg(long, env = "LOUPE_MODEL")]
+    pub model: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The default analysis settings with these rules and weights.
+    ///
+    /// # Errors
+    /// When the rules file or the weights cannot be used (with the file, line and reason).
+    pub fn analysis_config(&self) -> anyhow::Result<loupe_analysis::AnalysisConfig> {
+        let rules = match &self.rules {
+            Some(path) => loupe_analysis::rules::Rules::load(path)?,
+            None => loupe_analysis::rules::Rules::defaults(),
+        };
+        let ranker = match &self.model {
+            Some(path) => loupe_analysis::ranker::Ranker::load(path, rules)?,
+            None => loupe_analysis::ranker::Ranker {
+                rules,
+                ..(*loupe_analysis::ranker::Ranker::shipped()).clone()
+            },
+        };
+        Ok(loupe_analysis::AnalysisConfig {
+            ranker: std::sync::Arc::new(ranker),
+            ..Default::default()
+        })
+    }
+}

@@ -242,11 +242,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         "\nranked causes for the fault window (labelled root cause: {}):",
         case.root_cause_service
     );
+    if !analysis.confident {
+        println!("no confident cause; best guesses:");
+    }
     for cause in &analysis.causes {
         println!(
-            "{:>2}. {:<32} score {:.2}",
-            cause.rank, cause.entity.name, cause.score
+            "{:>2}. {:<32} p {:>3.0}%",
+            cause.rank,
+            cause.entity.id(),
+            cause.probability * 100.0
         );
+        for h in &cause.hypotheses {
+            println!("      {}", h.sentence);
+        }
         for e in cause.evidence.iter().take(3) {
             println!("      {:?}: {}", e.signal, e.summary);
         }

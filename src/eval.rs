@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use loupe_analysis::eval::{names_root_cause, rank_of_cause, Accuracy};
+use loupe_analysis::ranker::TrainingCase;
 use loupe_analysis::{analyze, AnalysisConfig, History};
 use loupe_graph::{GraphConfig, Retention, WindowStats};
 use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
@@ -30,8 +31,13 @@ pub struct CaseResult {
     pub rank: Option<usize>,
     /// Cause ids (`service:cart`, `database:postgresql/orders`), best first.
     pub ranking: Vec<String>,
+    /// The top cause's probability.
+    pub probability: f64,
     /// The top three causes and the labelled one, with their evidence.
     pub causes: Vec<loupe_analysis::Cause>,
+    /// Every candidate's model inputs and whether it names the root cause, for `loupe train`.
+    #[serde(skip)]
+    pub candidates: TrainingCase,
 }
 
 impl CaseResult {
@@ -50,6 +56,14 @@ impl CaseResult {
             truth: truth.to_owned(),
             rank: rank_of_cause(causes, truth, edge),
             ranking: causes.iter().map(|c| c.entity.id()).collect(),
+            probability: causes.first().map_or(0.0, |c| c.probability),
+            candidates: TrainingCase {
+                inputs: causes.iter().map(|c| c.inputs).collect(),
+                truth: causes
+                    .iter()
+                    .map(|c| names_root_cause(&c.entity, truth, edge))
+                    .collect(),
+            },
             causes: causes
                 .iter()
                 .filter(|c| c.rank <= 3 || names_root_cause(&c.entity, truth, edge))
@@ -70,6 +84,8 @@ pub struct EvalReport {
     pub per_fault_type: BTreeMap<String, Accuracy>,
     /// Per fault type over every system.
     pub per_fault: BTreeMap<String, Accuracy>,
+    /// The model that ranked (`shipped`, or a file).
+    pub model: String,
     /// Every case.
     pub cases: Vec<CaseResult>,
 }
@@ -124,7 +140,8 @@ fn window_each(
         .collect()
 }
 
-/// Runs the evaluation over `cases` (all usable cases when empty), reporting progress on
+/// Runs the evaluation over `cases` (all usable cases when empty) with `config`'s model (every
+/// candidate kept), reporting progress on
 /// stderr through `progress(done, total, case_id)`.
 ///
 /// # Errors
@@ -132,6 +149,7 @@ fn window_each(
 pub async fn run(
     dataset: &NezhaDataset,
     only: &[String],
+    config: &AnalysisConfig,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> anyhow::Result<EvalReport> {
     let all = dataset.ground_truth()?;
@@ -192,7 +210,7 @@ pub async fn run(
             &[],
             &AnalysisConfig {
                 max_causes: usize::MAX,
-                ..Default::default()
+                ..config.clone()
             },
         )?;
         results.push(CaseResult::new(
@@ -207,10 +225,10 @@ pub async fn run(
         ));
     }
     progress(selected.len(), selected.len(), "");
-    Ok(report(results))
+    Ok(report(results, &config.ranker.source))
 }
 
-pub(crate) fn report(cases: Vec<CaseResult>) -> EvalReport {
+pub(crate) fn report(cases: Vec<CaseResult>, model: &str) -> EvalReport {
     let group = |key: &dyn Fn(&CaseResult) -> String| {
         let mut ranks: BTreeMap<String, Vec<Option<usize>>> = BTreeMap::new();
         cases
@@ -226,6 +244,7 @@ pub(crate) fn report(cases: Vec<CaseResult>) -> EvalReport {
         per_system: group(&|c| c.system.clone()),
         per_fault_type: group(&|c| format!("{}/{}", c.system, c.fault_type)),
         per_fault: group(&|c| c.fault_type.clone()),
+        model: model.to_owned(),
         cases,
     }
 }
@@ -253,13 +272,13 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
     let mut out = String::new();
     let row = |out: &mut String, name: &str, a: &Accuracy| {
         out.push_str(&format!(
-            "{name:<34} {:>5} {:>6.3} {:>6.3} {:>7.3}\n",
-            a.cases, a.ac_at_1, a.ac_at_3, a.avg_at_5
+            "{name:<34} {:>5} {:>6.3} {:>6.3} {:>7.3} {:>6.3}\n",
+            a.cases, a.ac_at_1, a.ac_at_3, a.avg_at_5, a.mrr
         ));
     };
     out.push_str(&format!(
-        "{:<34} {:>5} {:>6} {:>6} {:>7}\n",
-        "scope", "cases", "AC@1", "AC@3", "Avg@5"
+        "{:<34} {:>5} {:>6} {:>6} {:>7} {:>6}\n",
+        "scope", "cases", "AC@1", "AC@3", "Avg@5", "MRR"
     ));
     row(&mut out, "all", &report.summary);
     for (system, a) in &report.per_system {
@@ -288,6 +307,16 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
             "  {system:<16} {method:<44} AC@1 {top1:.3}  AC@3 {top3}\n"
         ));
     }
+    let points: Vec<(f64, bool)> = report
+        .cases
+        .iter()
+        .map(|c| (c.probability, c.rank == Some(1)))
+        .collect();
+    out.push_str(&format!(
+        "\nreliability (model {}; top cause's probability against AC@1):\n{}",
+        report.model,
+        loupe_analysis::eval::render_reliability(&loupe_analysis::eval::reliability(&points, 5))
+    ));
     let misses: Vec<&CaseResult> = report.cases.iter().filter(|c| c.rank != Some(1)).collect();
     if !misses.is_empty() {
         out.push_str("\nnot ranked first:\n");

@@ -42,11 +42,15 @@ pub async fn load_case(telemetry: CaseTelemetry) -> anyhow::Result<Arc<Engine>> 
     Ok(engine)
 }
 
-/// Ranks one case's causes; returns the result for the report.
+/// Ranks one case's causes with `config`'s model (every candidate kept); returns the result for the report.
 ///
 /// # Errors
 /// When the case's files cannot be read or loaded.
-pub async fn score_case(dir: &Path, truth: &GroundTruth) -> anyhow::Result<CaseResult> {
+pub async fn score_case(
+    dir: &Path,
+    truth: &GroundTruth,
+    config: &AnalysisConfig,
+) -> anyhow::Result<CaseResult> {
     let telemetry = read_case(dir, &truth.case_id)?;
     let engine = load_case(telemetry).await?;
     let graph = engine.graph();
@@ -58,7 +62,7 @@ pub async fn score_case(dir: &Path, truth: &GroundTruth) -> anyhow::Result<CaseR
         None,
         &AnalysisConfig {
             max_causes: usize::MAX,
-            ..Default::default()
+            ..config.clone()
         },
     )
     .with_context(|| format!("analysing {}", truth.case_id))?;
@@ -82,6 +86,7 @@ pub async fn score_case(dir: &Path, truth: &GroundTruth) -> anyhow::Result<CaseR
 pub async fn run(
     dir: &Path,
     only: &[String],
+    config: &AnalysisConfig,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> anyhow::Result<EvalReport> {
     let truths = read_ground_truth(dir)?;
@@ -93,8 +98,8 @@ pub async fn run(
     let mut results = Vec::with_capacity(selected.len());
     for (i, truth) in selected.iter().enumerate() {
         progress(i, selected.len(), &truth.case_id);
-        results.push(score_case(dir, truth).await?);
+        results.push(score_case(dir, truth, config).await?);
     }
     progress(selected.len(), selected.len(), "");
-    Ok(report(results))
+    Ok(report(results, &config.ranker.source))
 }

@@ -14,3 +14,4 @@ pub mod query;
 pub mod replay;
 pub mod server;
 pub mod simulate;
+pub mod train;

@@ -124,7 +124,13 @@ enum Command {
         /// Comma-separated case ids (default: every case usable for RCA).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
+        #[command(flatten)]
+        model: loupe::config::ModelArgs,
     },
+    /// Fit the ranker on labelled cases (Nezha, simulated sets): accuracy of the current and
+    /// the fitted weights out of sample (k-fold within each system, and across systems), a
+    /// reliability table, then the weights fitted on every case written to --out.
+    Train(loupe::train::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -294,6 +300,8 @@ struct ServeArgs {
     /// "latency_threshold_seconds": 0.5, "latency_target": 0.99}}}`.
     #[arg(long, env = "LOUPE_SLO_FILE")]
     slo_file: Option<PathBuf>,
+    #[command(flatten)]
+    model: loupe::config::ModelArgs,
     /// When the write-ahead log reaches the disk: `batch` (fsync before each acknowledgement)
     /// or `none` (the OS decides) [default: batch].
     #[arg(long, env = "LOUPE_WAL_SYNC")]
@@ -359,6 +367,7 @@ impl ServeArgs {
             store: Some(loupe::config::store_config(data_dir, &file.store)?),
             query_limits: loupe::config::query_limits(&file.query)?,
             detect,
+            analysis: self.model.analysis_config()?,
             ..defaults
         })
     }
@@ -596,6 +605,12 @@ async fn main() -> anyhow::Result<()> {
                 totals.items, totals.requests, totals.rejected
             );
         }
+        Command::Train(args) => {
+            let config = args.model.analysis_config()?;
+            let report = loupe::train::run(&args, &config, eval_progress(false)).await?;
+            eprintln!();
+            print!("{}", loupe::train::render(&report));
+        }
         Command::Eval {
             format: DatasetFormat::Loupe,
             ..
@@ -607,8 +622,11 @@ async fn main() -> anyhow::Result<()> {
             dir,
             json,
             cases,
+            model,
         } => {
-            let report = loupe::eval_sim::run(&dir, &cases, eval_progress(json)).await?;
+            let config = model.analysis_config()?;
+            let report =
+                loupe::eval_sim::run(&dir, &cases, &config, eval_progress(json)).await?;
             print_report(&report, json, false)?;
         }
         Command::Eval {
@@ -616,9 +634,11 @@ async fn main() -> anyhow::Result<()> {
             dir,
             json,
             cases,
+            model,
         } => {
+            let config = model.analysis_config()?;
             let dataset = NezhaDataset::open(&dir)?;
-            let report = loupe::eval::run(&dataset, &cases, eval_progress(json)).await?;
+            let report = loupe::eval::run(&dataset, &cases, &config, eval_progress(json)).await?;
             print_report(&report, json, true)?;
         }
         Command::Bench {

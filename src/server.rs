@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Service-level objectives and alerting for automatic incidents.
     pub detect: DetectConfig,
+    /// Ranking settings and model (rules and weights), for incidents and `/analyze`.
+    pub analysis: AnalysisConfig,
 }
 
 impl Default for ServeConfig {
@@ -54,6 +56,7 @@ impl Default for ServeConfig {
             query_limits: QueryLimits::default(),
             limits: Limits::default(),
             detect: DetectConfig::default(),
+            analysis: AnalysisConfig::default(),
         }
     }
 }
@@ -133,7 +136,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let api = loupe_api::router(ApiState {
         graph: engine.graph(),
         clock: clock.clone(),
-        analysis: AnalysisConfig::default(),
+        analysis: config.analysis.clone(),
         incidents: incidents.clone(),
     })
     .merge(loupe_ingest::changes::changes_router(
@@ -169,7 +172,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     tasks.push(spawn_ticker(
         engine.clone(),
         clock.clone(),
-        (incidents.clone(), config.detect.clone()),
+        (
+            incidents.clone(),
+            config.detect.clone(),
+            config.analysis.clone(),
+        ),
         rx.clone(),
     ));
     tasks.push(spawn_recovery(engine.clone()));
@@ -192,10 +199,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
 fn spawn_ticker(
     engine: Arc<Engine>,
     clock: SharedClock,
-    (incidents, detect): (Arc<Mutex<Incidents>>, DetectConfig),
+    (incidents, detect, analysis): (Arc<Mutex<Incidents>>, DetectConfig, AnalysisConfig),
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let detect = Arc::new(detect);
+    let analysis = Arc::new(analysis);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -207,6 +215,7 @@ fn spawn_ticker(
             let now = clock.now_unix_nano();
             let idle = JOIN_IDLE.as_nanos() as u64;
             let (incidents, detect) = (incidents.clone(), detect.clone());
+            let analysis = analysis.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let graph = engine.graph();
                 graph
@@ -215,7 +224,7 @@ fn spawn_ticker(
                     .expire_idle(now, idle);
                 let graph = graph.read().unwrap_or_else(|p| p.into_inner());
                 let mut incidents = incidents.lock().unwrap_or_else(|p| p.into_inner());
-                if incidents.tick(&graph, &detect, &AnalysisConfig::default()) {
+                if incidents.tick(&graph, &detect, &analysis) {
                     if let Some(i) = incidents.list().first() {
                         tracing::info!(id = i.id, title = %i.title, status = ?i.status, "incident updated");
                     }

@@ -46,6 +46,8 @@ pub struct Accuracy {
     pub ac_at_5: f64,
     /// Avg@5.
     pub avg_at_5: f64,
+    /// Mean reciprocal rank (a cause not ranked counts 0).
+    pub mrr: f64,
 }
 
 impl Accuracy {
@@ -63,8 +65,68 @@ impl Accuracy {
             ac_at_3: ac(3),
             ac_at_5: ac(5),
             avg_at_5: (1..=5).map(ac).sum::<f64>() / 5.0,
+            mrr: ranks
+                .iter()
+                .map(|r| r.map_or(0.0, |r| 1.0 / r as f64))
+                .sum::<f64>()
+                / n as f64,
         }
     }
+}
+
+/// One bin of a reliability table: cases whose top cause's probability fell in `[lo, hi)` (the
+/// last bin includes 1).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Bin {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+    /// Cases in the bin.
+    pub cases: usize,
+    /// Their mean top probability (0 when empty).
+    pub confidence: f64,
+    /// Share of them whose top cause was right (0 when empty).
+    pub accuracy: f64,
+}
+
+/// Reliability table (DeGroot & Fienberg, "The Comparison and Evaluation of Forecasters",
+/// 1983; Guo et al., "On Calibration of Modern Neural Networks", ICML 2017): `points` are
+/// (top cause's probability, whether it was right), cut into `bins` equal-width bins. A
+/// calibrated ranker's accuracy in each bin is close to its mean confidence.
+pub fn reliability(points: &[(f64, bool)], bins: usize) -> Vec<Bin> {
+    (0..bins)
+        .map(|b| {
+            let (lo, hi) = (b as f64 / bins as f64, (b + 1) as f64 / bins as f64);
+            let inside: Vec<&(f64, bool)> = points
+                .iter()
+                .filter(|(p, _)| *p >= lo && (*p < hi || (b + 1 == bins && *p <= hi)))
+                .collect();
+            let n = inside.len().max(1) as f64;
+            Bin {
+                lo,
+                hi,
+                cases: inside.len(),
+                confidence: inside.iter().map(|(p, _)| p).sum::<f64>() / n,
+                accuracy: inside.iter().filter(|(_, ok)| *ok).count() as f64 / n,
+            }
+        })
+        .collect()
+}
+
+/// A reliability table for people.
+pub fn render_reliability(bins: &[Bin]) -> String {
+    let mut out = format!(
+        "{:<12} {:>5} {:>8} {:>6}\n",
+        "probability", "cases", "mean p", "AC@1"
+    );
+    for b in bins {
+        out.push_str(&format!(
+            "{:.1}-{:.1}      {:>5} {:>8.3} {:>6.3}\n",
+            b.lo, b.hi, b.cases, b.confidence, b.accuracy
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -78,9 +140,30 @@ mod tests {
         assert_eq!(a.cases, 4);
         assert_eq!(a.ac_at_1, 0.25);
         assert_eq!(a.ac_at_3, 0.5);
+        assert_eq!(a.mrr, (1.0 + 0.5 + 0.25) / 4.0);
         assert_eq!(a.ac_at_5, 0.75);
         // AC@1..AC@5 = 0.25, 0.5, 0.5, 0.75, 0.75.
         assert!((a.avg_at_5 - 0.55).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reliability_bins_by_confidence() {
+        let points = [
+            (0.1, false),
+            (0.15, true),
+            (0.9, true),
+            (1.0, true),
+            (0.95, false),
+        ];
+        let bins = reliability(&points, 5);
+        assert_eq!(
+            bins.iter().map(|b| b.cases).collect::<Vec<_>>(),
+            [2, 0, 0, 0, 3]
+        );
+        assert_eq!(bins[0].accuracy, 0.5);
+        assert!((bins[4].confidence - 0.95).abs() < 1e-12);
+        assert!((bins[4].accuracy - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(bins[1].confidence, 0.0);
     }
 
     #[test]

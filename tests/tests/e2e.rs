@@ -700,3 +700,48 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
     assert_eq!(status, 404);
     server.shutdown().await;
 }
+
+/// `--rules` as `loupe serve` and `loupe eval` read it: a bad file stops loupe with the file,
+/// line and reason; a good one adds its rule to the shipped ones; a model file that is not one
+/// is refused.
+#[test]
+fn a_bad_rules_file_is_refused_at_start_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("loupe-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "# my rules\n[[rule]]\nname = \"hot\"\nwhen = \"cpu >= \"\nweight = 1\nsays = \"x\"\n",
+    )
+    .unwrap();
+    let args = |rules: Option<&std::path::Path>, model: Option<&std::path::Path>| {
+        loupe::config::ModelArgs {
+            rules: rules.map(Into::into),
+            model: model.map(Into::into),
+        }
+    };
+    let e = args(Some(&bad), None).analysis_config().unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.starts_with(&format!("{}:2: rule \"hot\": condition", bad.display())),
+        "{message}"
+    );
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[rule]]\nname = \"hot_node\"\nwhen = \"kind == 'node' and cpu >= 2\"\nweight = 1\nsays = \"{{ entity }} is hot\"\n",
+    )
+    .unwrap();
+    let config = args(Some(&good), None).analysis_config().unwrap();
+    let names: Vec<&str> = config
+        .ranker
+        .rules
+        .rules()
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(names.contains(&"hot_node") && names.contains(&"errors_originate_here"));
+    let e = args(None, Some(&good)).analysis_config().unwrap_err();
+    assert!(e.to_string().contains("not a safetensors file"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
