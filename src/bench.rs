@@ -1,5 +1,6 @@
 //! `loupe bench graph`: the knowledge graph's costs on a synthetic system, measured in this
-//! process: update cost per 10 000 spans, as-of and diff latency, and memory.
+//! process: update cost per 10 000 spans, as-of and diff latency, memory, and the time of one
+//! root-cause analysis.
 //!
 //! The system: `services` services in a layered call DAG with `edges` caller → callee edges,
 //! each service on one of 50 nodes with two pods. The graph is filled for `minutes` of valid
@@ -9,6 +10,7 @@
 
 use std::time::Instant;
 
+use loupe_analysis::{investigate, AnalysisConfig};
 use loupe_graph::{DiffQuery, GraphConfig, GraphQuery, KnowledgeGraph};
 use loupe_model::{
     AttributeValue, Attributes, Resource, ResourceSpans, Span, SpanId, SpanKind, StatusCode,
@@ -63,6 +65,12 @@ pub struct GraphBench {
     pub as_of_known_at_ms: f64,
     /// Median milliseconds of a diff of two 5-minute windows 30 minutes apart.
     pub diff_ms: f64,
+    /// Median milliseconds of one root-cause analysis of the last 5 minutes as an incident
+    /// runs it (`investigate`: baseline, 12 history periods, changes, every candidate ranked
+    /// by the shipped rules and model, remediations).
+    pub analysis_ms: f64,
+    /// Candidates that analysis ranked.
+    pub analysis_candidates: usize,
 }
 
 const SECOND: u64 = 1_000_000_000;
@@ -295,6 +303,13 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
             .red_changes
             .len()
     });
+    let config_all = AnalysisConfig {
+        max_causes: usize::MAX,
+        ..AnalysisConfig::default()
+    };
+    let analyse = || investigate(&graph, (end - window, end), None, None, &config_all);
+    let analysis_candidates = analyse().map_or(0, |a| a.causes.len());
+    let analysis_ms = time(&mut || sink += analyse().map_or(0, |a| a.causes.len()));
     std::hint::black_box(sink);
     GraphBench {
         services: config.services,
@@ -311,5 +326,7 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
         as_of_structure_ms,
         as_of_known_at_ms,
         diff_ms,
+        analysis_ms,
+        analysis_candidates,
     }
 }

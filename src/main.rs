@@ -734,6 +734,10 @@ async fn main() -> anyhow::Result<()> {
                     r.as_of_ms, r.as_of_known_at_ms, r.as_of_structure_ms
                 );
                 println!("diff (two 5 min windows 30 min apart): {:.1} ms", r.diff_ms);
+                println!(
+                    "analysis of the last 5 min ({} candidates ranked): {:.1} ms",
+                    r.analysis_candidates, r.analysis_ms
+                );
             }
         }
     }

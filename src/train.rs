@@ -10,7 +10,9 @@
 //! - **across systems**: the system's cases are ranked by weights fitted on every other
 //!   system's cases only.
 //!
-//! The weights written to `--out` are fitted on every case given. Fitting is deterministic: the
+//! A softmax temperature is fitted on the k-fold fits' out-of-fold scores (temperature
+//! scaling) and written with the weights. The weights written to `--out` are fitted on every
+//! case given. Fitting is deterministic: the
 //! same cases, seed and settings give the same weights.
 
 use std::collections::BTreeMap;
@@ -49,6 +51,10 @@ pub struct TrainArgs {
     /// them; a guard against fitting one system's quirks).
     #[arg(long, default_value_t = TrainConfig::default().l2)]
     pub l2: f64,
+    /// Start the fits from the hand weights instead of the current ones (the shipped weights
+    /// are made this way, so that remaking them does not depend on what was shipped before).
+    #[arg(long)]
+    pub from_hand: bool,
     /// Where to write the weights fitted on every case (safetensors).
     #[arg(long, default_value = "ranker.safetensors")]
     pub out: PathBuf,
@@ -84,8 +90,12 @@ pub struct Row {
 pub struct TrainReport {
     /// Accuracy rows.
     pub rows: Vec<Row>,
-    /// Reliability of the k-fold fitted weights' top probabilities.
+    /// Reliability of the k-fold fitted weights' top probabilities, at temperature 1.
+    pub reliability_raw: Vec<Bin>,
+    /// The same with the fitted temperature.
     pub reliability: Vec<Bin>,
+    /// Temperature fitted on the out-of-fold scores (written with the weights).
+    pub temperature: f64,
     /// Cases whose root cause was no candidate at all (no weights can rank it).
     pub unreachable: Vec<String>,
     /// The weights written, by input name.
@@ -148,7 +158,15 @@ pub async fn run(
 ) -> anyhow::Result<TrainReport> {
     anyhow::ensure!(args.folds >= 2, "--folds must be at least 2");
     let all = examples(args, config, progress).await?;
-    let current = config.ranker.as_ref();
+    let hand_start = Ranker {
+        rules: config.ranker.rules.clone(),
+        ..Ranker::hand()
+    };
+    let current = if args.from_hand {
+        &hand_start
+    } else {
+        config.ranker.as_ref()
+    };
     let train_config = TrainConfig {
         steps: args.steps,
         l2: args.l2,
@@ -160,7 +178,8 @@ pub async fn run(
     }
     let mut rows = Vec::new();
     let mut pooled: BTreeMap<&str, Vec<Option<usize>>> = BTreeMap::new();
-    let mut calibration: Vec<(f64, bool)> = Vec::new();
+    // Out-of-fold scores of the k-fold fits, for the temperature and the reliability tables.
+    let mut out_of_fold: Vec<(Vec<f64>, Vec<bool>)> = Vec::new();
     let hand = Ranker::hand();
     for (system, cases) in &by_system {
         let mut row = |name: &'static str, ranks: Vec<Option<usize>>| {
@@ -190,9 +209,11 @@ pub async fn run(
                 continue;
             };
             for i in held {
-                let (rank, p) = fitted.evaluate(&cases[i].case);
-                fold_ranks[i] = rank;
-                calibration.push((p, rank == Some(1)));
+                fold_ranks[i] = fitted.evaluate(&cases[i].case).0;
+                out_of_fold.push((
+                    fitted.scores(&cases[i].case.inputs),
+                    cases[i].case.truth.clone(),
+                ));
             }
         }
         row("fitted, k-fold within", fold_ranks);
@@ -209,15 +230,34 @@ pub async fn run(
             accuracy: Accuracy::of(&ranks),
         });
     }
-    let reliability = reliability(&calibration, 5);
+    let temperature = ranker::fit_temperature(&out_of_fold);
+    let table = |t: f64| {
+        let r = Ranker {
+            temperature: t,
+            ..current.clone()
+        };
+        let points: Vec<(f64, bool)> = out_of_fold
+            .iter()
+            .map(|(s, truth)| {
+                let p = r.probabilities(s);
+                let top = (0..p.len()).max_by(|a, b| p[*a].total_cmp(&p[*b]));
+                (top.map_or(0.0, |i| p[i]), top.is_some_and(|i| truth[i]))
+            })
+            .collect();
+        reliability(&points, 5)
+    };
+    let (reliability_raw, reliability) = (table(1.0), table(temperature));
     let everything: Vec<&Example> = all.iter().collect();
     let owned: Vec<TrainingCase> = everything.iter().map(|e| e.case.clone()).collect();
-    let (fitted, before, after) =
+    let (mut fitted, before, after) =
         ranker::train(&owned, current, &train_config).map_err(anyhow::Error::msg)?;
+    fitted.temperature = temperature;
     fitted.save(&args.out)?;
     Ok(TrainReport {
         rows,
+        reliability_raw,
         reliability,
+        temperature,
         unreachable: all
             .iter()
             .filter(|e| !e.case.truth.iter().any(|t| *t))
@@ -246,7 +286,14 @@ pub fn render(report: &TrainReport) -> String {
             r.system, r.weights, a.cases, a.ac_at_1, a.ac_at_3, a.avg_at_5, a.mrr
         ));
     }
-    out.push_str("\nreliability of the k-fold fitted weights (top cause's probability):\n");
+    out.push_str(
+        "\nreliability of the k-fold fitted weights, out of fold (top cause's probability):\n",
+    );
+    out.push_str(&render_reliability(&report.reliability_raw));
+    out.push_str(&format!(
+        "\nthe same with the temperature fitted on these scores, T = {:.3}:\n",
+        report.temperature
+    ));
     out.push_str(&render_reliability(&report.reliability));
     if !report.unreachable.is_empty() {
         out.push_str(&format!(

@@ -188,6 +188,39 @@ pub enum Status {
     Open,
     /// Every alert has been quiet for the resolve delay.
     Resolved,
+    /// Alerts fire, but the top cause is a pattern people rejected again and again (see
+    /// [`crate::Verdicts::suppresses`]): kept for the record, not raised. It becomes open
+    /// when another cause comes first.
+    Suppressed,
+}
+
+/// Suppresses a detected incident whose top cause, as the model ranks it before verdicts
+/// reweigh it, is a pattern people keep rejecting, and raises a suppressed one whose top cause
+/// changed; either way says so in the timeline.
+fn suppress_or_raise(incident: &mut Incident, verdicts: &Verdicts, now: u64) {
+    let unweighed = |c: &crate::rank::Cause| c.score - verdicts.prior(c).ln();
+    let top = incident.analysis.as_ref().and_then(|a| {
+        a.causes
+            .iter()
+            .max_by(|a, b| unweighed(a).total_cmp(&unweighed(b)))
+    });
+    let why = top.and_then(|c| verdicts.suppresses(c));
+    let event = match (&incident.status, why) {
+        (Status::Open, Some(why)) => {
+            incident.status = Status::Suppressed;
+            format!("suppressed: {why}")
+        }
+        (Status::Suppressed, None) => {
+            incident.status = Status::Open;
+            let top = top.map_or_else(|| "no cause".to_owned(), |c| c.entity.id());
+            format!("raised: the top cause is now {top}")
+        }
+        _ => return,
+    };
+    incident.timeline.push(TimelineEntry {
+        at_unix_nano: now,
+        event,
+    });
 }
 
 /// One entry of an incident's timeline.
@@ -409,7 +442,7 @@ impl Incidents {
             .incidents
             .iter_mut()
             .rev()
-            .find(|i| i.status == Status::Open && i.source == "detected");
+            .find(|i| i.status != Status::Resolved && i.source == "detected");
         match (open, firing.is_empty()) {
             (None, true) => false,
             (None, false) => {
@@ -441,6 +474,7 @@ impl Incidents {
                     analysis_error: None,
                 };
                 Self::analyze(&mut incident, graph, now, &self.verdicts, analysis);
+                suppress_or_raise(&mut incident, &self.verdicts, now);
                 self.incidents.push(incident);
                 true
             }
@@ -462,6 +496,7 @@ impl Incidents {
                     }
                 }
                 Self::analyze(incident, graph, now, &self.verdicts, analysis);
+                suppress_or_raise(incident, &self.verdicts, now);
                 true
             }
             (Some(incident), true) => {
@@ -621,6 +656,59 @@ mod tests {
             (quiet - minute..quiet + minute).contains(&resolved),
             "resolved {} s after the failures stopped",
             (resolved - fault_end) / SECOND
+        );
+    }
+
+    /// The payment failures again, after people rejected the failed calls into payment three times
+    /// as by design: the incident is kept, suppressed, with the reason in its timeline. Two
+    /// rejections are not enough.
+    #[test]
+    fn a_pattern_rejected_three_times_stops_raising_incidents() {
+        let run = |rejections: usize| {
+            let mut graph = KnowledgeGraph::new(GraphConfig::default());
+            let mut incidents = Incidents::default();
+            for _ in 0..rejections {
+                incidents
+                    .verdicts
+                    .record(crate::verdict::Verdict {
+                        incident: 0,
+                        cause: "service:payment".into(),
+                        verdict: Judgement::Rejected,
+                        comment: "by design".into(),
+                        by: "ana".into(),
+                        at_unix_nano: 0,
+                        window: [0, 1],
+                        features: vec!["failed_calls_into".into()],
+                    })
+                    .unwrap();
+            }
+            let (detect, analysis) = (DetectConfig::default(), AnalysisConfig::default());
+            for n in 0..2_100u64 {
+                let t = n * 2 * SECOND;
+                let failing = (3_600 * SECOND..3_960 * SECOND).contains(&t);
+                for batch in request(n, t, failing) {
+                    graph.apply_spans(&[batch]);
+                }
+                incidents.tick(&graph, &detect, &analysis);
+            }
+            let list = incidents.list();
+            assert_eq!(list.len(), 1, "{list:#?}");
+            list[0].clone()
+        };
+        let raised = run(2);
+        assert_eq!(raised.status, Status::Open);
+        let suppressed = run(3);
+        assert_eq!(suppressed.status, Status::Suppressed);
+        let event = suppressed
+            .timeline
+            .iter()
+            .find(|e| e.event.starts_with("suppressed"))
+            .expect("the timeline says why");
+        assert!(
+            event.event.contains("service:payment was rejected 3 times")
+                && event.event.contains("by design"),
+            "{}",
+            event.event
         );
     }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::evidence::{self, Evidence, EvidenceSignal};
-use crate::ranker::{probabilities, Inputs, Ranker, N_INPUTS};
+use crate::ranker::{Inputs, Ranker, N_INPUTS};
 use crate::rules::{ChangeFacts, Facts, Hypothesis};
 
 /// Bounds and constants of the ranking, and the model that ranks.
@@ -741,7 +741,11 @@ pub fn analyze(
     }
     let inputs: Vec<Inputs> = causes.iter().map(|c| c.inputs).collect();
     let scores = config.ranker.scores(&inputs);
-    for ((cause, score), p) in causes.iter_mut().zip(&scores).zip(probabilities(&scores)) {
+    for ((cause, score), p) in causes
+        .iter_mut()
+        .zip(&scores)
+        .zip(config.ranker.probabilities(&scores))
+    {
         cause.score = *score;
         cause.probability = p;
     }

@@ -11,6 +11,11 @@
 //! under a softmax is also what calibrates the probabilities (a proper scoring rule), which the
 //! eval checks with a reliability table.
 //!
+//! Maximum likelihood on one set of cases can still be overconfident on others; `loupe train`
+//! therefore also fits a temperature `T` on out-of-fold scores (temperature scaling: Guo et
+//! al., "On Calibration of Modern Neural Networks", ICML 2017), and probabilities are
+//! `softmax(s / T)`; the ranking does not depend on `T`.
+//!
 //! The weights loupe ships (`analysis/ranker.safetensors`) are embedded at build time; a
 //! server can load others (`loupe serve --model FILE`).
 
@@ -55,6 +60,8 @@ const SHIPPED: &[u8] = include_bytes!("../ranker.safetensors");
 
 /// Name of the weight tensor in the safetensors file.
 const TENSOR: &str = "ranker.weight";
+/// Name of the temperature tensor (optional: 1 when absent).
+const TEMPERATURE: &str = "ranker.temperature";
 
 /// A model file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +83,8 @@ pub struct Ranker {
     pub rules: Rules,
     /// Linear weights, one per [`INPUTS`] entry.
     pub weights: Inputs,
+    /// Softmax temperature of the probabilities (> 0; 1 when not calibrated).
+    pub temperature: f64,
     /// Where the weights came from (`shipped`, `hand`, a file).
     pub source: String,
 }
@@ -101,6 +110,7 @@ impl Ranker {
         Self {
             rules: Rules::defaults(),
             weights,
+            temperature: 1.0,
             source: "hand".into(),
         }
     }
@@ -110,11 +120,12 @@ impl Ranker {
         static SHIPPED_RANKER: OnceLock<Arc<Ranker>> = OnceLock::new();
         SHIPPED_RANKER
             .get_or_init(|| {
-                let weights = weights_from(SHIPPED, "shipped")
+                let (weights, temperature) = weights_from(SHIPPED, "shipped")
                     .expect("the shipped weights load (checked by a test)");
                 Arc::new(Self {
                     rules: Rules::defaults(),
                     weights,
+                    temperature,
                     source: "shipped".into(),
                 })
             })
@@ -131,14 +142,17 @@ impl Ranker {
             origin: origin.clone(),
             reason: e.to_string(),
         })?;
+        let (weights, temperature) = weights_from(&bytes, &origin)?;
         Ok(Self {
             rules,
-            weights: weights_from(&bytes, &origin)?,
+            weights,
+            temperature,
             source: origin,
         })
     }
 
-    /// Writes the weights as safetensors (one f32 tensor `ranker.weight` of [`N_INPUTS`]).
+    /// Writes the weights as safetensors: f32 tensors `ranker.weight` ([`N_INPUTS`]) and
+    /// `ranker.temperature` (1).
     ///
     /// # Errors
     /// When the file cannot be written.
@@ -148,8 +162,10 @@ impl Ranker {
             reason: e.to_string(),
         };
         let t = Tensor::from_slice(&self.weights, N_INPUTS, &Device::Cpu).map_err(invalid)?;
-        candle_core::safetensors::save(&std::collections::HashMap::from([(TENSOR, t)]), path)
-            .map_err(invalid)
+        let temperature =
+            Tensor::from_slice(&[self.temperature as f32], 1, &Device::Cpu).map_err(invalid)?;
+        let tensors = std::collections::HashMap::from([(TENSOR, t), (TEMPERATURE, temperature)]);
+        candle_core::safetensors::save(&tensors, path).map_err(invalid)
     }
 
     /// Summary for the API.
@@ -206,9 +222,59 @@ impl Ranker {
         let mut order: Vec<usize> = (0..scores.len()).collect();
         order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
         let rank = order.iter().position(|&i| case.truth[i]).map(|r| r + 1);
-        let top = probabilities(&scores).into_iter().fold(0.0, f64::max);
+        let top = self.probabilities(&scores).into_iter().fold(0.0, f64::max);
         (rank, top)
     }
+
+    /// Each candidate's probability of being the root cause: `softmax(scores / T)`.
+    pub fn probabilities(&self, scores: &[f64]) -> Vec<f64> {
+        let t = self.temperature.max(1e-6);
+        probabilities(&scores.iter().map(|s| s / t).collect::<Vec<_>>())
+    }
+}
+
+/// The temperature `T` in [0.05, 20] that calibrates the top candidate's probability: it
+/// minimizes the log loss of "the top candidate is the root cause" under the top's
+/// `softmax(s / T)` probability, over `cases` (each: scores, and which candidates name the
+/// root cause), by golden-section search on `ln T`. This targets what people read (the top
+/// cause's confidence) rather than the likelihood of the labelled candidate, which a few
+/// badly ranked cases would dominate. The ranking does not depend on `T`. 1 when `cases` is
+/// empty.
+pub fn fit_temperature(cases: &[(Vec<f64>, Vec<bool>)]) -> f64 {
+    if cases.is_empty() {
+        return 1.0;
+    }
+    let tops: Vec<(usize, bool)> = cases
+        .iter()
+        .filter_map(|(s, truth)| {
+            let i = (0..s.len()).max_by(|a, b| s[*a].total_cmp(&s[*b]))?;
+            Some((i, truth.get(i).copied().unwrap_or(false)))
+        })
+        .collect();
+    let nll = |ln_t: f64| -> f64 {
+        let t = ln_t.exp();
+        cases
+            .iter()
+            .zip(&tops)
+            .map(|((s, _), (i, right))| {
+                let p = probabilities(&s.iter().map(|s| s / t).collect::<Vec<_>>())[*i]
+                    .clamp(1e-12, 1.0 - 1e-12);
+                -if *right { p.ln() } else { (1.0 - p).ln() }
+            })
+            .sum::<f64>()
+            / cases.len() as f64
+    };
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..60 {
+        let (c, d) = (b - g * (b - a), a + g * (b - a));
+        if nll(c) < nll(d) {
+            b = d;
+        } else {
+            a = c;
+        }
+    }
+    ((a + b) / 2.0).exp()
 }
 
 /// Softmax of `scores`: each candidate's probability of being the root cause.
@@ -219,7 +285,7 @@ pub fn probabilities(scores: &[f64]) -> Vec<f64> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
-fn weights_from(bytes: &[u8], origin: &str) -> Result<Inputs, ModelError> {
+fn weights_from(bytes: &[u8], origin: &str) -> Result<(Inputs, f64), ModelError> {
     let invalid = |reason: String| ModelError::Invalid {
         origin: origin.to_owned(),
         reason,
@@ -243,7 +309,19 @@ fn weights_from(bytes: &[u8], origin: &str) -> Result<Inputs, ModelError> {
     if weights.iter().any(|w| !w.is_finite()) {
         return Err(invalid("a weight is not finite".into()));
     }
-    Ok(weights)
+    let temperature = match tensors.get(TEMPERATURE) {
+        None => 1.0,
+        Some(t) => t
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| invalid(e.to_string()))?
+            .first()
+            .map(|t| f64::from(*t))
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .ok_or_else(|| invalid("the temperature is not a positive number".into()))?,
+    };
+    Ok((weights, temperature))
 }
 
 /// One labelled case for training: every candidate's inputs and whether it names the root
@@ -351,6 +429,7 @@ pub fn train(
         Ranker {
             rules: start.rules.clone(),
             weights,
+            temperature: start.temperature,
             source: "trained".into(),
         },
         before,
@@ -412,5 +491,29 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert!(p[0] > 0.5, "{p:?}");
         assert!(train(&[TrainingCase::default()], &hand, &TrainConfig::default()).is_err());
+    }
+
+    /// Scores that are right half the time at the top but say 0.98: the fitted temperature
+    /// brings the top probability down to about a half; the ranking does not change.
+    #[test]
+    fn temperature_scaling_tempers_overconfidence() {
+        let scores = vec![5.0, 1.0];
+        let cases: Vec<(Vec<f64>, Vec<bool>)> = (0..10)
+            .map(|i| (scores.clone(), vec![i % 2 == 0, i % 2 == 1]))
+            .collect();
+        let t = fit_temperature(&cases);
+        assert!(t > 10.0, "{t}");
+        let r = Ranker {
+            temperature: t,
+            ..Ranker::hand()
+        };
+        let p = r.probabilities(&scores);
+        assert!((p[0] - 0.5).abs() < 0.1 && p[0] > p[1], "{p:?}");
+        // Right every time: a cooler softmax (T below 1) fits better.
+        let sure: Vec<(Vec<f64>, Vec<bool>)> = (0..10)
+            .map(|_| (scores.clone(), vec![true, false]))
+            .collect();
+        assert!(fit_temperature(&sure) < 1.0);
+        assert_eq!(fit_temperature(&[]), 1.0);
     }
 }

@@ -48,6 +48,9 @@ const STEP: f64 = std::f64::consts::E * std::f64::consts::E;
 const FLOOR: f64 = STEP * STEP * STEP;
 const CEILING: f64 = STEP * STEP;
 
+/// Rejections of one pattern, never accepted, after which it no longer raises incidents.
+pub const SUPPRESS_AFTER: usize = 3;
+
 /// The verdicts, with the file that keeps them.
 #[derive(Debug, Default)]
 pub struct Verdicts {
@@ -160,6 +163,50 @@ impl Verdicts {
             })
             .sum();
         STEP.powi(exponent).clamp(1.0 / FLOOR, CEILING)
+    }
+
+    /// Why an incident whose top cause is `cause` should not be raised: the same pattern (as
+    /// [`Verdicts::prior`] matches it) was rejected at least [`SUPPRESS_AFTER`] times and
+    /// never accepted, as people do with a by-design behaviour (a long poll, a batch job's
+    /// nightly errors). `None` when it should be raised.
+    pub fn suppresses(&self, cause: &Cause) -> Option<String> {
+        let id = cause.entity.id();
+        let matching: Vec<&Verdict> = self
+            .verdicts
+            .iter()
+            .filter(|v| {
+                v.cause == id
+                    && cause
+                        .evidence
+                        .iter()
+                        .any(|e| e.score > 0.0 && v.features.iter().any(|f| f == e.feature))
+            })
+            .collect();
+        let rejected: Vec<&&Verdict> = matching
+            .iter()
+            .filter(|v| v.verdict == Judgement::Rejected)
+            .collect();
+        let accepted = matching.len() - rejected.len();
+        if accepted > 0 || rejected.len() < SUPPRESS_AFTER {
+            return None;
+        }
+        let why: Vec<String> = rejected
+            .iter()
+            .rev()
+            .take(3)
+            .map(|v| {
+                if v.comment.is_empty() {
+                    v.by.clone()
+                } else {
+                    format!("{}: {}", v.by, v.comment)
+                }
+            })
+            .collect();
+        Some(format!(
+            "{id} was rejected {} times with the same evidence and never accepted ({})",
+            rejected.len(),
+            why.join("; ")
+        ))
     }
 
     /// Applies the priors to a ranking and re-ranks it. The model's scores are log-odds (see
