@@ -649,6 +649,14 @@ mod tests {
             .any(|s| s.service == "frontend" && s.objective == "error_ratio"));
         let top = &incident.analysis.as_ref().expect("analysed").causes[0];
         assert_eq!(top.entity.name, "payment", "{:#?}", incident.analysis);
+        // The shipped rules explain it in words.
+        assert!(
+            top.hypotheses
+                .iter()
+                .any(|h| h.rule == "errors_originate_here" && h.sentence.contains("payment")),
+            "{:#?}",
+            top.hypotheses
+        );
         assert_eq!(incident.status, Status::Resolved);
         let resolved = incident.resolved_unix_nano.unwrap();
         let quiet = fault_end + 30 * minute + detect_config.resolve_after_nanos;
