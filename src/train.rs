@@ -38,6 +38,11 @@ pub struct TrainArgs {
     /// A simulated case set (`loupe simulate cases`); repeat for several.
     #[arg(long)]
     pub sim: Vec<PathBuf>,
+    /// A verdict log (`verdicts.jsonl` in a server's data directory): each verdict that kept
+    /// its incident's candidates is a case (system `verdicts`): an accepted cause is the
+    /// answer; a rejected one says the answer is any other cause.
+    #[arg(long)]
+    pub verdicts: Option<PathBuf>,
     /// Folds of the cross-validation within each system (at least 2).
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
@@ -133,9 +138,32 @@ pub async fn examples(
             case: c.candidates,
         }));
     }
+    if let Some(path) = &args.verdicts {
+        let (log, skipped) = loupe_analysis::Verdicts::open(path)?;
+        if skipped > 0 {
+            tracing::warn!(skipped, path = %path.display(), "verdict lines that do not parse were skipped");
+        }
+        let mut unusable = 0usize;
+        for v in log.all() {
+            match v.training_case() {
+                Some(case) => out.push(Example {
+                    system: "verdicts".into(),
+                    case_id: format!("incident {} {} {:?}", v.incident, v.cause, v.verdict),
+                    case,
+                }),
+                None => unusable += 1,
+            }
+        }
+        if unusable > 0 {
+            tracing::warn!(
+                unusable,
+                "verdicts without their incident's candidates (recorded by an older loupe, or of another model) were left out"
+            );
+        }
+    }
     anyhow::ensure!(
         !out.is_empty(),
-        "no cases: give --nezha DIR and/or --sim DIR"
+        "no cases: give --nezha DIR, --sim DIR and/or --verdicts FILE"
     );
     Ok(out)
 }

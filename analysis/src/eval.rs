@@ -107,7 +107,8 @@ pub fn reliability(points: &[(f64, bool)], bins: usize) -> Vec<Bin> {
                 lo,
                 hi,
                 cases: inside.len(),
-                confidence: inside.iter().map(|(p, _)| p).sum::<f64>() / n,
+                // fold from +0: an empty bin's sum would be -0 and print as "-0.000".
+                confidence: inside.iter().fold(0.0, |sum, (p, _)| sum + p) / n,
                 accuracy: inside.iter().filter(|(_, ok)| *ok).count() as f64 / n,
             }
         })
@@ -163,7 +164,7 @@ mod tests {
         assert_eq!(bins[0].accuracy, 0.5);
         assert!((bins[4].confidence - 0.95).abs() < 1e-12);
         assert!((bins[4].accuracy - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(bins[1].confidence, 0.0);
+        assert!(bins[1].confidence == 0.0 && bins[1].confidence.is_sign_positive());
     }
 
     #[test]

@@ -372,6 +372,11 @@ impl Incidents {
                 .filter(|e| e.score > 0.0)
                 .map(|e| e.feature.to_owned())
                 .collect(),
+            candidates: analysis
+                .causes
+                .iter()
+                .map(|c| (c.entity.id(), c.inputs.to_vec()))
+                .collect(),
         };
         self.verdicts.record(record.clone())?;
         demote_rejected(analysis, self.verdicts.of_incident(incident));
@@ -687,6 +692,7 @@ mod tests {
                         at_unix_nano: 0,
                         window: [0, 1],
                         features: vec!["failed_calls_into".into()],
+                        candidates: Vec::new(),
                     })
                     .unwrap();
             }

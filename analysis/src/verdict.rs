@@ -1,6 +1,9 @@
-//! SRE verdicts on ranked causes: stored durably (one JSON line each), exported as labels, and
-//! learned from: a cause whose service and evidence match causes people rejected before ranks
-//! lower, one that matches accepted causes higher, until the learned ranker takes this over.
+//! SRE verdicts on ranked causes: stored durably (one JSON line each, with the incident's
+//! candidates and their model inputs), exported as labels, and learned from twice: at once, a
+//! cause whose entity and evidence match causes people rejected before ranks lower (and,
+//! rejected again and again, stops raising incidents), one that matches accepted causes
+//! higher; and by `loupe train --verdicts`, which refits the ranker on them
+//! ([`Verdict::training_case`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,36 @@ pub struct Verdict {
     pub window: [u64; 2],
     /// The cause's evidence features when judged (the pattern the verdict is about).
     pub features: Vec<String>,
+    /// The incident's ranked causes when judged, each entity id with its model inputs
+    /// ([`crate::ranker::INPUTS`]): what `loupe train` learns the verdict from. Empty in
+    /// verdicts recorded before loupe kept them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<(String, Vec<f32>)>,
+}
+
+impl Verdict {
+    /// The verdict as a training case for the ranker: an accepted cause is the one that names
+    /// the root cause; a rejected one says the cause is any of the others (the likelihood of
+    /// "not this one"). `None` when the verdict kept no candidates, or their inputs are not
+    /// this loupe's model's.
+    pub fn training_case(&self) -> Option<crate::ranker::TrainingCase> {
+        let inputs: Vec<crate::ranker::Inputs> = self
+            .candidates
+            .iter()
+            .map(|(_, x)| x.as_slice().try_into().ok())
+            .collect::<Option<_>>()?;
+        let judged = |id: &str| id == self.cause;
+        let truth: Vec<bool> = self
+            .candidates
+            .iter()
+            .map(|(id, _)| match self.verdict {
+                Judgement::Accepted => judged(id),
+                Judgement::Rejected => !judged(id),
+            })
+            .collect();
+        (truth.iter().any(|t| *t) && self.candidates.iter().any(|(id, _)| judged(id)))
+            .then_some(crate::ranker::TrainingCase { inputs, truth })
+    }
 }
 
 /// How strongly one verdict moves a matching cause's odds: ×e² (≈ 7.4) per acceptance, ÷e²
@@ -288,7 +321,30 @@ mod tests {
             at_unix_nano: 0,
             window: [0, 1],
             features: vec![feature.into()],
+            candidates: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_verdict_with_its_candidates_is_a_training_case() {
+        let x = |v: f32| vec![v; crate::ranker::N_INPUTS];
+        let mut v = verdict("service:db", Judgement::Accepted, "error_spans");
+        assert!(v.training_case().is_none(), "no candidates kept");
+        v.candidates = vec![
+            ("service:api".into(), x(2.0)),
+            ("service:db".into(), x(1.0)),
+            ("node:n1".into(), x(0.0)),
+        ];
+        let case = v.training_case().unwrap();
+        assert_eq!(case.truth, [false, true, false]);
+        assert_eq!(case.inputs[1][0], 1.0);
+        v.verdict = Judgement::Rejected;
+        assert_eq!(v.training_case().unwrap().truth, [true, false, true]);
+        // Round trip through the log's JSON line.
+        let back: Verdict = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
+        v.candidates[0].1.pop();
+        assert!(v.training_case().is_none(), "inputs of another model");
     }
 
     #[test]

@@ -682,6 +682,23 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
     assert_eq!(incident["verdicts"][0]["by"], "ana");
     let labels = get_json(server.http_addr, "/api/v1/verdicts").await;
     assert_eq!(labels["verdicts"].as_array().unwrap().len(), 1);
+    // The exported label is a training case for `loupe train --verdicts`: "any cause but
+    // payment", over the incident's causes as they were ranked.
+    let exported: loupe_analysis::Verdict =
+        serde_json::from_value(labels["verdicts"][0].clone()).unwrap();
+    let case = exported
+        .training_case()
+        .expect("the verdict kept its incident's candidates");
+    let judged = exported
+        .candidates
+        .iter()
+        .position(|(id, _)| id == "service:payment")
+        .unwrap();
+    assert!(!case.truth[judged]);
+    assert_eq!(
+        case.truth.iter().filter(|t| **t).count(),
+        case.truth.len() - 1
+    );
     let unknown = format!("/api/v1/incidents/{id}/causes/service:nope/verdict");
     let (status, _, _) = support::post_json(server.http_addr, &unknown, &verdict).await;
     assert_eq!(status, 404);
