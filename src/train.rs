@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use loupe_analysis::eval::{reliability, render_reliability, Accuracy, Bin};
-use loupe_analysis::ranker::{self, Ranker, TrainConfig, TrainingCase, INPUTS};
+use loupe_analysis::ranker::{self, input_names, Ranker, TrainConfig, TrainingCase};
 use loupe_analysis::AnalysisConfig;
 use loupe_ingest::nezha::NezhaDataset;
 use rand::seq::SliceRandom;
@@ -291,8 +291,7 @@ pub async fn run(
             .filter(|e| !e.case.truth.iter().any(|t| *t))
             .map(|e| format!("{} {}", e.system, e.case_id))
             .collect(),
-        weights: INPUTS
-            .iter()
+        weights: input_names()
             .zip(fitted.weights)
             .map(|(n, w)| (n.to_string(), w))
             .collect(),

@@ -144,7 +144,7 @@ pub struct Cause {
     /// The correlation rules that held for it, with their sentences ([`crate::rules`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<Hypothesis>,
-    /// The model's inputs for it ([`crate::ranker::INPUTS`]), kept for training.
+    /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
     #[serde(skip)]
     pub inputs: Inputs,
     /// The change that weighed in on it, if one did.
@@ -812,7 +812,7 @@ fn facts_of(
     }
 }
 
-/// The model's inputs of one candidate ([`crate::ranker::INPUTS`]) from its feature scores
+/// The model's inputs of one candidate ([`crate::ranker::input_names`]) from its feature scores
 /// `z` (after propagation).
 fn inputs_of(
     kind: CauseKind,

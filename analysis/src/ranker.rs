@@ -28,18 +28,11 @@ use serde::Serialize;
 
 use crate::rules::{Rules, SCORE_VARIABLES};
 
-/// The inputs of the model, in order: the seven feature scores (robust z after propagation,
-/// [`SCORE_VARIABLES`]), the nearby change's proximity weight times the sum of the feature
+/// The inputs of the model after the seven feature scores (robust z after propagation,
+/// [`SCORE_VARIABLES`]): the nearby change's proximity weight times the sum of the feature
 /// scores, the proximity weight alone, the summed weight of the rules that held, and the
 /// candidate's kind as one-hot (service, database, node, edge).
-pub const INPUTS: [&str; 14] = [
-    "self_time",
-    "call_gap",
-    "error_spans",
-    "error_logs",
-    "log_deficit",
-    "cpu",
-    "memory",
+pub const EXTRA_INPUTS: [&str; 7] = [
     "change_x_evidence",
     "change_weight",
     "rules",
@@ -49,8 +42,13 @@ pub const INPUTS: [&str; 14] = [
     "kind_edge",
 ];
 
-/// Number of [`INPUTS`].
-pub const N_INPUTS: usize = INPUTS.len();
+/// Number of model inputs: [`SCORE_VARIABLES`] then [`EXTRA_INPUTS`].
+pub const N_INPUTS: usize = SCORE_VARIABLES.len() + EXTRA_INPUTS.len();
+
+/// The model's input names, in order ([`SCORE_VARIABLES`] then [`EXTRA_INPUTS`]).
+pub fn input_names() -> impl Iterator<Item = &'static str> {
+    SCORE_VARIABLES.iter().chain(&EXTRA_INPUTS).copied()
+}
 
 /// One candidate's inputs.
 pub type Inputs = [f32; N_INPUTS];
@@ -81,7 +79,7 @@ pub enum ModelError {
 pub struct Ranker {
     /// Correlation rules.
     pub rules: Rules,
-    /// Linear weights, one per [`INPUTS`] entry.
+    /// Linear weights, one per input ([`input_names`]).
     pub weights: Inputs,
     /// Softmax temperature of the probabilities (> 0; 1 when not calibrated).
     pub temperature: f64,
@@ -172,8 +170,7 @@ impl Ranker {
     pub fn info(&self) -> ModelInfo {
         ModelInfo {
             source: self.source.clone(),
-            weights: INPUTS
-                .iter()
+            weights: input_names()
                 .zip(self.weights)
                 .map(|(n, w)| (n.to_string(), w))
                 .collect(),

@@ -43,7 +43,7 @@ pub struct Verdict {
     /// The cause's evidence features when judged (the pattern the verdict is about).
     pub features: Vec<String>,
     /// The incident's ranked causes when judged, each entity id with its model inputs
-    /// ([`crate::ranker::INPUTS`]): what `loupe train` learns the verdict from. Empty in
+    /// ([`crate::ranker::input_names`]): what `loupe train` learns the verdict from. Empty in
     /// verdicts recorded before loupe kept them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<(String, Vec<f32>)>,
