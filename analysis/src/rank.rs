@@ -1,7 +1,8 @@
 //! Ranking: evidence on every signal for each candidate (services, the databases they query, the
 //! nodes their pods run on, the network paths between them), each feature turned into a robust
 //! z-score across the candidates of the analysis, propagation accounted for ("explained away"),
-//! and the sum ranked.
+//! nearby changes weighed, the correlation rules applied, and the candidates scored and ranked
+//! by the model ([`crate::ranker`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::evidence::{self, Evidence, EvidenceSignal};
-use crate::ranker::{Inputs, Ranker, N_INPUTS};
+use crate::ranker::{Inputs, Ranker, CHANGE_WEIGHT, CHANGE_X_EVIDENCE, KIND, N_INPUTS, RULES};
 use crate::rules::{ChangeFacts, Facts, Hypothesis};
 
 /// Bounds and constants of the ranking, and the model that ranks.
@@ -777,6 +778,8 @@ struct Nearby {
     weight: f64,
     /// When, in words.
     when: String,
+    /// What, in words (its summary, else its kind).
+    what: String,
 }
 
 /// What the rules see of one candidate.
@@ -793,11 +796,7 @@ fn facts_of(
         explained: z.iter().zip(raw).any(|(a, b)| a < b),
         change: cause.change.as_ref().zip(near).map(|(c, n)| ChangeFacts {
             kind: c.kind.as_str().to_owned(),
-            summary: if c.summary.is_empty() {
-                c.kind.as_str().replace('_', " ")
-            } else {
-                c.summary.clone()
-            },
+            summary: n.what.clone(),
             when: n.when.clone(),
             source: c.source.clone(),
             version_from: c.version_from.clone().unwrap_or_default(),
@@ -824,16 +823,16 @@ fn inputs_of(
     for (x, z) in x.iter_mut().zip(z) {
         *x = *z as f32;
     }
-    x[7] = (change_weight * z.iter().sum::<f64>()) as f32;
-    x[8] = change_weight as f32;
-    x[9] = hypotheses.iter().map(|h| h.weight).sum::<f64>() as f32;
+    x[CHANGE_X_EVIDENCE] = (change_weight * z.iter().sum::<f64>()) as f32;
+    x[CHANGE_WEIGHT] = change_weight as f32;
+    x[RULES] = hypotheses.iter().map(|h| h.weight).sum::<f64>() as f32;
     let kind = match kind {
-        SERVICE => 10,
-        DATABASE => 11,
-        NODE => 12,
-        EDGE => 13,
+        SERVICE => 0,
+        DATABASE => 1,
+        NODE => 2,
+        EDGE => 3,
     };
-    x[kind] = 1.0;
+    x[KIND + kind] = 1.0;
     x
 }
 
@@ -890,7 +889,7 @@ fn weigh_changes(
             e.score = weight;
             cause.evidence.insert(0, e);
             cause.change = Some(change.clone());
-            Some(Nearby { weight, when })
+            Some(Nearby { weight, when, what })
         })
         .collect()
 }

@@ -42,6 +42,15 @@ pub const EXTRA_INPUTS: [&str; 7] = [
     "kind_edge",
 ];
 
+/// Position of `change_x_evidence` among the inputs.
+pub const CHANGE_X_EVIDENCE: usize = SCORE_VARIABLES.len();
+/// Position of `change_weight`.
+pub const CHANGE_WEIGHT: usize = CHANGE_X_EVIDENCE + 1;
+/// Position of `rules`.
+pub const RULES: usize = CHANGE_WEIGHT + 1;
+/// Position of the first kind input (`kind_service`; then database, node, edge).
+pub const KIND: usize = RULES + 1;
+
 /// Number of model inputs: [`SCORE_VARIABLES`] then [`EXTRA_INPUTS`].
 pub const N_INPUTS: usize = SCORE_VARIABLES.len() + EXTRA_INPUTS.len();
 
@@ -104,7 +113,7 @@ impl Ranker {
     pub fn hand() -> Self {
         let mut weights = [0.0; N_INPUTS];
         weights[..SCORE_VARIABLES.len()].fill(1.0);
-        weights[7] = 1.0;
+        weights[CHANGE_X_EVIDENCE] = 1.0;
         Self {
             rules: Rules::defaults(),
             weights,

@@ -177,19 +177,25 @@ impl Verdicts {
             .collect()
     }
 
-    /// The factor verdicts give `cause`'s odds: ×[`STEP`] for each accepted and ÷[`STEP`] for
-    /// each rejected verdict on the same entity whose evidence shared a feature with this
-    /// cause's, within [e⁻⁶, e⁴].
-    pub fn prior(&self, cause: &Cause) -> f64 {
+    /// The verdicts on `cause`'s pattern: the same entity, judged when its evidence shared a
+    /// feature with `cause`'s.
+    fn matching<'a>(&'a self, cause: &'a Cause) -> impl Iterator<Item = &'a Verdict> + 'a {
         let id = cause.entity.id();
-        let matching = self.verdicts.iter().filter(|v| {
+        self.verdicts.iter().filter(move |v| {
             v.cause == id
                 && cause
                     .evidence
                     .iter()
                     .any(|e| e.score > 0.0 && v.features.iter().any(|f| f == e.feature))
-        });
-        let exponent: i32 = matching
+        })
+    }
+
+    /// The factor verdicts give `cause`'s odds: ×[`STEP`] for each accepted and ÷[`STEP`] for
+    /// each rejected verdict on the same entity whose evidence shared a feature with this
+    /// cause's, within [e⁻⁶, e⁴].
+    pub fn prior(&self, cause: &Cause) -> f64 {
+        let exponent: i32 = self
+            .matching(cause)
             .map(|v| match v.verdict {
                 Judgement::Accepted => 1,
                 Judgement::Rejected => -1,
@@ -204,17 +210,7 @@ impl Verdicts {
     /// nightly errors). `None` when it should be raised.
     pub fn suppresses(&self, cause: &Cause) -> Option<String> {
         let id = cause.entity.id();
-        let matching: Vec<&Verdict> = self
-            .verdicts
-            .iter()
-            .filter(|v| {
-                v.cause == id
-                    && cause
-                        .evidence
-                        .iter()
-                        .any(|e| e.score > 0.0 && v.features.iter().any(|f| f == e.feature))
-            })
-            .collect();
+        let matching: Vec<&Verdict> = self.matching(cause).collect();
         let rejected: Vec<&&Verdict> = matching
             .iter()
             .filter(|v| v.verdict == Judgement::Rejected)
