@@ -42,7 +42,8 @@ pub struct Evidence {
     pub current: f64,
     /// The raw change (log ratio, z-score or percentage points, per feature).
     pub change: f64,
-    /// How unusual the change is among all services of the analysis (robust z, ≥ 0).
+    /// How unusual the change is among all candidates of the analysis (robust z, ≥ 0, after
+    /// propagation); for `change_proximity`, the change's proximity weight (0–1).
     pub score: f64,
 }
 
