@@ -33,6 +33,8 @@ pub struct CaseResult {
     pub ranking: Vec<String>,
     /// The top cause's probability.
     pub probability: f64,
+    /// Time of the analysis alone (loading the telemetry excluded), seconds.
+    pub analysis_seconds: f64,
     /// The top three causes and the labelled one, with their evidence.
     pub causes: Vec<loupe_analysis::Cause>,
     /// Every candidate's model inputs and whether it names the root cause, for `loupe train`.
@@ -57,6 +59,7 @@ impl CaseResult {
             rank: rank_of_cause(causes, truth, edge),
             ranking: causes.iter().map(|c| c.entity.id()).collect(),
             probability: causes.first().map_or(0.0, |c| c.probability),
+            analysis_seconds: 0.0,
             candidates: TrainingCase {
                 inputs: causes.iter().map(|c| c.inputs).collect(),
                 truth: causes
@@ -88,6 +91,9 @@ pub struct EvalReport {
     pub model: String,
     /// Every case.
     pub cases: Vec<CaseResult>,
+    /// Published baselines run on the same cases (`--baselines`), one entry a case and method.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<crate::baselines::BaselineCase>,
 }
 
 /// The graph settings of an evaluation: a day of data at full resolution, since reference
@@ -140,6 +146,28 @@ fn window_each(
         .collect()
 }
 
+/// The cases named in `only`, or every case usable for trace RCA when it is empty.
+///
+/// # Errors
+/// When that selects no case.
+pub fn select<'a>(
+    all: &'a [GroundTruthCase],
+    only: &[String],
+) -> anyhow::Result<Vec<&'a GroundTruthCase>> {
+    let selected: Vec<&GroundTruthCase> = all
+        .iter()
+        .filter(|c| {
+            if only.is_empty() {
+                c.usable_for_trace_rca
+            } else {
+                only.contains(&c.case_id)
+            }
+        })
+        .collect();
+    anyhow::ensure!(!selected.is_empty(), "no case selected (ids: {only:?})");
+    Ok(selected)
+}
+
 /// Runs the evaluation over `cases` (all usable cases when empty) with `config`'s model (every
 /// candidate kept), reporting progress on
 /// stderr through `progress(done, total, case_id)`.
@@ -153,17 +181,7 @@ pub async fn run(
     mut progress: impl FnMut(usize, usize, &str),
 ) -> anyhow::Result<EvalReport> {
     let all = dataset.ground_truth()?;
-    let selected: Vec<&GroundTruthCase> = all
-        .iter()
-        .filter(|c| {
-            if only.is_empty() {
-                c.usable_for_trace_rca
-            } else {
-                only.contains(&c.case_id)
-            }
-        })
-        .collect();
-    anyhow::ensure!(!selected.is_empty(), "no case selected (ids: {only:?})");
+    let selected = select(&all, only)?;
     let mut days: BTreeMap<String, DayHistory> = BTreeMap::new();
     let mut results = Vec::new();
     for (i, case) in selected.iter().enumerate() {
@@ -203,6 +221,7 @@ pub async fn run(
                 current,
             )
         };
+        let started = std::time::Instant::now();
         let analysis = analyze(
             &baseline,
             &current,
@@ -213,16 +232,20 @@ pub async fn run(
                 ..config.clone()
             },
         )?;
-        results.push(CaseResult::new(
-            (
-                case.case_id.clone(),
-                case.system.clone(),
-                case.fault_type.clone(),
-            ),
-            &case.root_cause_service,
-            None,
-            &analysis.causes,
-        ));
+        let analysis_seconds = started.elapsed().as_secs_f64();
+        results.push(CaseResult {
+            analysis_seconds,
+            ..CaseResult::new(
+                (
+                    case.case_id.clone(),
+                    case.system.clone(),
+                    case.fault_type.clone(),
+                ),
+                &case.root_cause_service,
+                None,
+                &analysis.causes,
+            )
+        });
     }
     progress(selected.len(), selected.len(), "");
     Ok(report(results, &config.ranker.source))
@@ -246,6 +269,7 @@ pub(crate) fn report(cases: Vec<CaseResult>, model: &str) -> EvalReport {
         per_fault: group(&|c| c.fault_type.clone()),
         model: model.to_owned(),
         cases,
+        baselines: Vec::new(),
     }
 }
 
@@ -266,6 +290,52 @@ const PUBLISHED: [(&str, &str, f64, f64); 4] = [
         f64::NAN,
     ),
 ];
+
+/// loupe beside the baselines of the same run, per system: accuracy and mean time per case.
+fn render_baselines(report: &EvalReport) -> String {
+    let mut out = String::from(
+        "\nside by side, this run (loupe: traces, logs and metrics; BARO and NSigma from RCAEval: \
+         the pods' metric matrices):\n",
+    );
+    out.push_str(&format!(
+        "  {:<16} {:<7} {:>5} {:>6} {:>6} {:>7} {:>6} {:>11}\n",
+        "system", "method", "cases", "AC@1", "AC@3", "Avg@5", "MRR", "time/case"
+    ));
+    let row = |out: &mut String, system: &str, method: &str, a: &Accuracy, seconds: f64| {
+        out.push_str(&format!(
+            "  {system:<16} {method:<7} {:>5} {:>6.3} {:>6.3} {:>7.3} {:>6.3} {:>8.1} ms\n",
+            a.cases,
+            a.ac_at_1,
+            a.ac_at_3,
+            a.avg_at_5,
+            a.mrr,
+            seconds * 1e3
+        ));
+    };
+    let baselines = crate::baselines::summarize(&report.baselines);
+    let mut failures = Vec::new();
+    for (system, a) in &report.per_system {
+        let of: Vec<&CaseResult> = report
+            .cases
+            .iter()
+            .filter(|c| &c.system == system)
+            .collect();
+        let seconds = of.iter().map(|c| c.analysis_seconds).sum::<f64>() / of.len().max(1) as f64;
+        row(&mut out, system, "loupe", a, seconds);
+        for (s, method, a, seconds, failed) in &baselines {
+            if s == system {
+                row(&mut out, system, method, a, *seconds);
+                if *failed > 0 {
+                    failures.push(format!("{method} failed on {failed} {system} cases"));
+                }
+            }
+        }
+    }
+    for f in failures {
+        out.push_str(&format!("  ({f}; they count as misses)\n"));
+    }
+    out
+}
 
 /// The report as a table for people; `published` adds the Nezha paper's figures.
 pub fn render_with(report: &EvalReport, published: bool) -> String {
@@ -306,6 +376,9 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
         out.push_str(&format!(
             "  {system:<16} {method:<44} AC@1 {top1:.3}  AC@3 {top3}\n"
         ));
+    }
+    if !report.baselines.is_empty() {
+        out.push_str(&render_baselines(report));
     }
     let points: Vec<(f64, bool)> = report
         .cases

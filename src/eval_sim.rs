@@ -55,6 +55,7 @@ pub async fn score_case(
     let engine = load_case(telemetry).await?;
     let graph = engine.graph();
     let g = graph.read().unwrap_or_else(|p| p.into_inner());
+    let started = std::time::Instant::now();
     let analysis = investigate(
         &g,
         (truth.fault_start_unix_ns, truth.fault_end_unix_ns),
@@ -66,16 +67,20 @@ pub async fn score_case(
         },
     )
     .with_context(|| format!("analysing {}", truth.case_id))?;
-    Ok(CaseResult::new(
-        (
-            truth.case_id.clone(),
-            truth.system.clone(),
-            truth.fault_type.to_string(),
-        ),
-        &truth.root_cause_service,
-        truth.root_cause_edge.as_ref(),
-        &analysis.causes,
-    ))
+    let analysis_seconds = started.elapsed().as_secs_f64();
+    Ok(CaseResult {
+        analysis_seconds,
+        ..CaseResult::new(
+            (
+                truth.case_id.clone(),
+                truth.system.clone(),
+                truth.fault_type.to_string(),
+            ),
+            &truth.root_cause_service,
+            truth.root_cause_edge.as_ref(),
+            &analysis.causes,
+        )
+    })
 }
 
 /// Scores every case of the set in `dir` (or those in `only`), reporting progress through

@@ -124,6 +124,14 @@ enum Command {
         /// Comma-separated case ids (default: every case usable for RCA).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
+        /// Also run the published baselines BARO and NSigma (RCAEval) on the same cases' pod
+        /// metrics, and print them beside loupe (nezha only; needs Python with `pip install
+        /// rcaeval networkx causal-learn requests tqdm`).
+        #[arg(long)]
+        baselines: bool,
+        /// The Python interpreter for --baselines.
+        #[arg(long, env = "LOUPE_PYTHON", default_value = "python3")]
+        python: PathBuf,
         #[command(flatten)]
         model: loupe::config::ModelArgs,
     },
@@ -622,8 +630,14 @@ async fn main() -> anyhow::Result<()> {
             dir,
             json,
             cases,
+            baselines,
             model,
+            ..
         } => {
+            anyhow::ensure!(
+                !baselines,
+                "--baselines runs on the Nezha metric matrices; simulated sets have none yet"
+            );
             let config = model.analysis_config()?;
             let report =
                 loupe::eval_sim::run(&dir, &cases, &config, eval_progress(json)).await?;
@@ -634,12 +648,28 @@ async fn main() -> anyhow::Result<()> {
             dir,
             json,
             cases,
+            baselines,
+            python,
             model,
         } => {
             let config = model.analysis_config()?;
             let dataset = NezhaDataset::open(&dir)?;
-            let report = loupe::eval::run(&dataset, &cases, &config, eval_progress(json)).await?;
+            let mut report =
+                loupe::eval::run(&dataset, &cases, &config, eval_progress(json)).await?;
+            // A baseline that cannot run loses none of loupe's figures: they print first.
+            let mut baseline_error = None;
+            if baselines {
+                let all = dataset.ground_truth()?;
+                let selected = loupe::eval::select(&all, &cases)?;
+                match loupe::baselines::run(&dataset, &selected, &all, &python, eval_progress(json)) {
+                    Ok(b) => report.baselines = b,
+                    Err(e) => baseline_error = Some(e),
+                }
+            }
             print_report(&report, json, true)?;
+            if let Some(e) = baseline_error {
+                return Err(e.context("the baselines did not run; loupe's figures above stand"));
+            }
         }
         Command::Bench {
             target: BenchTarget::Store,

@@ -143,6 +143,125 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
     Ok(requests)
 }
 
+/// The pods' metric rows as one matrix, the shape the RCAEval baselines (BARO, NSigma) take:
+/// a row a minute, a column per `<service>_<metric>`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricMatrix {
+    /// Column names, `<service>_<file column less its unit>` (`ts-order-service_CpuUsage`).
+    pub columns: Vec<String>,
+    /// Rows in time order: the minute (unix seconds, a multiple of 60) and a value per column
+    /// (`None` where that pod reported nothing that minute).
+    pub rows: Vec<(u64, Vec<Option<f64>>)>,
+}
+
+impl MetricMatrix {
+    /// The matrix as CSV with a leading `time` column (unix seconds); a gap is an empty cell.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("time");
+        for c in &self.columns {
+            out.push(',');
+            out.push_str(c);
+        }
+        out.push('\n');
+        for (t, values) in &self.rows {
+            out.push_str(&t.to_string());
+            for v in values {
+                out.push(',');
+                if let Some(v) = v {
+                    out.push_str(&v.to_string());
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Whether a metric file column is one of the pod's own series: not the row's time or pod, and
+/// not its node's (`Node*`, shared by every pod on the node).
+fn own_series(column: &str) -> bool {
+    metric_of_column(column).is_some() && !column.starts_with("Node")
+}
+
+/// Every pod's own series (see [`own_series`]) in `dir/metric` within `range` as one
+/// [`MetricMatrix`], rows aligned by minute.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
+pub(super) fn matrix(dir: &Path, range: &Range<u64>) -> Result<MetricMatrix> {
+    let metric_dir = dir.join("metric");
+    let Ok(entries) = std::fs::read_dir(&metric_dir) else {
+        return Ok(MetricMatrix::default());
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            path: metric_dir.display().to_string(),
+            source,
+        })?;
+        if entry.file_name().to_string_lossy().contains("_metric.csv") {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut names: Vec<String> = Vec::new();
+    let mut cells: std::collections::BTreeMap<u64, Vec<(usize, f64)>> = Default::default();
+    for path in paths {
+        let (headers, rows) = records(&path)?;
+        let [time, pod_column] = columns(&path, &headers, ["TimeStamp", "PodName"])?;
+        let wanted: Vec<(usize, &str)> = headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| own_series(h))
+            .map(|(i, h)| (i, h.split('(').next().unwrap_or(h)))
+            .collect();
+        let mut slots: Option<Vec<usize>> = None;
+        for (i, r) in rows.iter().enumerate() {
+            let seconds: f64 = r
+                .get(time)
+                .unwrap_or("")
+                .parse()
+                .map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
+            let t = (seconds * 1e9) as u64;
+            if !range.contains(&t) {
+                continue;
+            }
+            let slots = slots.get_or_insert_with(|| {
+                let service = super::service_of_pod(r.get(pod_column).unwrap_or(""));
+                wanted
+                    .iter()
+                    .map(|(_, name)| {
+                        names.push(format!("{service}_{name}"));
+                        names.len() - 1
+                    })
+                    .collect()
+            });
+            let minute = (seconds as u64) / 60 * 60;
+            let row = cells.entry(minute).or_default();
+            for (&slot, &(column, _)) in slots.iter().zip(&wanted) {
+                // An empty or non-numeric cell is a gap, not a zero.
+                if let Ok(v) = r.get(column).unwrap_or("").parse::<f64>() {
+                    row.push((slot, v));
+                }
+            }
+        }
+    }
+    let rows = cells
+        .into_iter()
+        .map(|(minute, set)| {
+            let mut values = vec![None; names.len()];
+            for (slot, v) in set {
+                values[slot] = Some(v);
+            }
+            (minute, values)
+        })
+        .collect();
+    Ok(MetricMatrix {
+        columns: names,
+        rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +296,49 @@ mod tests {
                 "{column}"
             );
         }
+    }
+
+    #[test]
+    fn pods_metrics_form_one_matrix_a_row_a_minute() {
+        let dir = std::env::temp_dir().join(format!("loupe-matrix-{}", std::process::id()));
+        let metric = dir.join("metric");
+        std::fs::create_dir_all(&metric).unwrap();
+        let header = "Time,TimeStamp,PodName,CpuUsage(m),PodWorkload(Ops),NodeCpuUsageRate(%)";
+        std::fs::write(
+            metric.join("cart-5d8f-x1_metric.csv"),
+            format!("{header}\nt,60.5,cart-5d8f-x1,1.5,2,9\nt,121,cart-5d8f-x1,2.5,3,9\nt,181,cart-5d8f-x1,9,9,9\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            metric.join("ad-77c4-q2_metric.csv"),
+            format!("{header}\nt,59,ad-77c4-q2,7,,9\nt,119,ad-77c4-q2,8,1,9\n"),
+        )
+        .unwrap();
+        let m = matrix(&dir, &(0..150_000_000_000)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Files in name order (ad first); node-wide series left out; rows by minute, a gap
+        // where a pod had no row or an empty cell; the row at 181 s is outside the range.
+        assert_eq!(
+            m.columns,
+            [
+                "ad_CpuUsage",
+                "ad_PodWorkload",
+                "cart_CpuUsage",
+                "cart_PodWorkload"
+            ]
+        );
+        assert_eq!(
+            m.rows,
+            vec![
+                (0, vec![Some(7.0), None, None, None]),
+                (60, vec![Some(8.0), Some(1.0), Some(1.5), Some(2.0)]),
+                (120, vec![None, None, Some(2.5), Some(3.0)]),
+            ]
+        );
+        assert_eq!(
+            m.to_csv().lines().nth(1),
+            Some("0,7,,,"),
+            "a gap is an empty cell"
+        );
     }
 }

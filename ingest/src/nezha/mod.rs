@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::request::ExportRequest;
 
 pub use logs::parse_severity;
+pub use metrics::MetricMatrix;
 
 /// Nanoseconds in a minute.
 const MINUTE: u64 = 60 * 1_000_000_000;
@@ -36,6 +37,10 @@ pub const BASELINE_LOOKBACK_NANOS: u64 = 5 * MINUTE;
 
 /// The pre-fault period of each case that goes into a day's reference.
 pub const REFERENCE_LOOKBACK_NANOS: u64 = 2 * MINUTE;
+
+/// How far before the injection a case's metric matrix reaches (for the RCAEval baselines,
+/// which learn each series' normal range from it).
+pub const METRIC_MATRIX_LOOKBACK_NANOS: u64 = 10 * MINUTE;
 
 /// One labelled case of `ground_truth.json`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -187,15 +192,7 @@ impl NezhaDataset {
     /// # Errors
     /// As [`NezhaDataset::load`].
     pub fn case(&self, case: &GroundTruthCase, all: &[GroundTruthCase]) -> Result<CaseTelemetry> {
-        let start = case.fault_start_unix_ns;
-        let next = all
-            .iter()
-            .filter(|c| c.date_dir == case.date_dir && c.fault_start_unix_ns > start)
-            .map(|c| c.fault_start_unix_ns)
-            .min()
-            .unwrap_or(u64::MAX);
-        let fault = start..(start + FAULT_DURATION_NANOS).min(next);
-        let metrics_end = (fault.end + METRIC_LAG_NANOS).min(next);
+        let (fault, metrics_end) = fault_window(case, all);
         let baseline = quiet_before(case, all, BASELINE_LOOKBACK_NANOS);
         let requests = self.load("rca_data", &case.date_dir, baseline.start..metrics_end)?;
         Ok(CaseTelemetry {
@@ -205,6 +202,42 @@ impl NezhaDataset {
             metrics_end,
         })
     }
+
+    /// One case's pod metrics as a matrix (a row a minute, a column per service and metric),
+    /// the input of metric-based RCA baselines: from up to [`METRIC_MATRIX_LOOKBACK_NANOS`]
+    /// before the injection, clipped so that no earlier fault's window falls inside, to the end
+    /// of the case's metrics (as [`NezhaDataset::case`] bounds them). Node-wide series are left
+    /// out: they belong to no one service.
+    ///
+    /// # Errors
+    /// As [`NezhaDataset::load`].
+    pub fn metric_matrix(
+        &self,
+        case: &GroundTruthCase,
+        all: &[GroundTruthCase],
+    ) -> Result<MetricMatrix> {
+        let start = quiet_before(case, all, METRIC_MATRIX_LOOKBACK_NANOS).start;
+        let end = fault_window(case, all).1;
+        metrics::matrix(
+            &self.root.join("rca_data").join(&case.date_dir),
+            &(start..end),
+        )
+    }
+}
+
+/// `case`'s fault window ([`FAULT_DURATION_NANOS`] from the injection) and the end of its
+/// metrics ([`METRIC_LAG_NANOS`] later), both clipped at the day's next injection.
+fn fault_window(case: &GroundTruthCase, all: &[GroundTruthCase]) -> (Range<u64>, u64) {
+    let start = case.fault_start_unix_ns;
+    let next = all
+        .iter()
+        .filter(|c| c.date_dir == case.date_dir && c.fault_start_unix_ns > start)
+        .map(|c| c.fault_start_unix_ns)
+        .min()
+        .unwrap_or(u64::MAX);
+    let fault = start..(start + FAULT_DURATION_NANOS).min(next);
+    let metrics_end = (fault.end + METRIC_LAG_NANOS).min(next);
+    (fault, metrics_end)
 }
 
 /// The up-to-`lookback` before `case`'s injection that no earlier fault of its day covers.
