@@ -8,6 +8,7 @@ pub mod eval;
 mod evidence;
 pub mod incident;
 mod investigate;
+pub mod log_paths;
 mod rank;
 pub mod ranker;
 pub mod remediation;

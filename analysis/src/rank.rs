@@ -280,13 +280,14 @@ enum Feature {
     LogDeficit = 4,
     Cpu = 5,
     Memory = 6,
+    LogPaths = 7,
 }
 
 /// Number of [`Feature`]s.
 const FEATURES: usize = Feature::ALL.len();
 
 impl Feature {
-    const ALL: [Feature; 7] = [
+    const ALL: [Feature; 8] = [
         Self::SelfTime,
         Self::CallGap,
         Self::ErrorSpans,
@@ -294,13 +295,14 @@ impl Feature {
         Self::LogDeficit,
         Self::Cpu,
         Self::Memory,
+        Self::LogPaths,
     ];
 
     /// Floor of the spread: log ratios 0.1 (≈10%), z-scores 1, utilization 5 percentage points.
     fn floor(self) -> f64 {
         match self {
             Self::SelfTime | Self::CallGap => 0.1,
-            Self::ErrorSpans | Self::ErrorLogs | Self::LogDeficit => 1.0,
+            Self::ErrorSpans | Self::ErrorLogs | Self::LogDeficit | Self::LogPaths => 1.0,
             Self::Cpu | Self::Memory => 5.0,
         }
     }
@@ -620,6 +622,15 @@ pub fn analyze(
                     evidence::utilization_change(&s.name, name, &n, &b, peak),
                 );
             }
+        }
+    }
+
+    // Log paths: which code paths an operation's calls run, as the log templates they write.
+    let mut reference_windows: Vec<&WindowStats> = vec![baseline];
+    reference_windows.extend(reference);
+    for (name, shift) in crate::log_paths::log_path_shift(&reference_windows, current) {
+        if let Some(c) = candidates.get_mut(name.as_str()) {
+            c.add(Feature::LogPaths, Some(shift.evidence(&name)));
         }
     }
 
@@ -1618,6 +1629,7 @@ mod infrastructure_tests {
                 name: "op".into(),
                 red: red(ms, calls, errors),
                 logs,
+                templates: Default::default(),
             });
         }
         for &(source, target, calls, errors) in w.edges {

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
 
 /// Names of the per-feature scores a rule can test, in the ranker's feature order.
-pub const SCORE_VARIABLES: [&str; 7] = [
+pub const SCORE_VARIABLES: [&str; 8] = [
     "self_time",
     "call_gap",
     "error_spans",
@@ -47,10 +47,11 @@ pub const SCORE_VARIABLES: [&str; 7] = [
     "log_deficit",
     "cpu",
     "memory",
+    "log_paths",
 ];
 
 /// Evidence features a sentence can quote through `evidence.<name>`.
-const EVIDENCE_FEATURES: [&str; 14] = [
+const EVIDENCE_FEATURES: [&str; 15] = [
     "self_time_p50",
     "call_gap_p50",
     "error_spans",
@@ -65,6 +66,7 @@ const EVIDENCE_FEATURES: [&str; 14] = [
     "node_cpu_utilization",
     "node_self_time_p50",
     "failed_calls_on_path",
+    "log_path_shift",
 ];
 
 /// A rules file that cannot be used: where and why.
@@ -129,7 +131,7 @@ pub struct Facts {
     /// Candidate kind (`service`…).
     pub kind: String,
     /// Feature scores, in [`SCORE_VARIABLES`] order.
-    pub scores: [f64; 7],
+    pub scores: [f64; 8],
     /// Whether propagation damped any of its evidence.
     pub explained: bool,
     /// Its nearby change, if any: kind, summary, when (words), source, version from, version
@@ -194,7 +196,7 @@ impl Facts {
         Self {
             entity: "checkout".into(),
             kind: "service".into(),
-            scores: [1.0; 7],
+            scores: [1.0; 8],
             explained: false,
             change: Some(ChangeFacts {
                 kind: "deployment".into(),
@@ -256,7 +258,7 @@ impl Rules {
         let env = environment();
         let sample = Facts::sample().value();
         let quiet = Facts {
-            scores: [0.0; 7],
+            scores: [0.0; 8],
             change: None,
             ..Facts::sample()
         }
@@ -451,7 +453,7 @@ mod tests {
         let node = Facts {
             entity: "node-a".into(),
             kind: "node".into(),
-            scores: [0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0],
+            scores: [0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0],
             ..Facts::default()
         };
         let fired = rules.apply(&[node]);

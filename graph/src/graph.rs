@@ -11,6 +11,7 @@ use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
 use crate::series::{Retention, Series};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
+use crate::templates::{template_of, TemplateCounts, TemplateId};
 use crate::temporal::{Validity, Widths};
 
 /// What an entity is.
@@ -153,6 +154,8 @@ pub(crate) struct Entity {
     pub last_seen: u64,
     pub red: Series<RedStats>,
     pub logs: Series<LogStats>,
+    /// An operation's spans per log template (see [`crate::templates`]).
+    pub templates: Series<TemplateCounts>,
     pub gauges: BTreeMap<String, Series<GaugeStats>>,
 }
 
@@ -274,6 +277,7 @@ impl KnowledgeGraph {
             last_seen: t,
             red: Series::default(),
             logs: Series::default(),
+            templates: Series::default(),
             gauges: BTreeMap::new(),
         })
     }
@@ -288,6 +292,7 @@ impl KnowledgeGraph {
         for e in self.graph.node_weights_mut() {
             e.red.compact(newest, &retention);
             e.logs.compact(newest, &retention);
+            e.templates.compact(newest, &retention);
             e.gauges
                 .values_mut()
                 .for_each(|g| g.compact(newest, &retention));
@@ -553,11 +558,16 @@ impl KnowledgeGraph {
                     peer: None,
                 };
                 let facts = self.dependency(service, span, bucket, t, facts);
-                for (bucket, error) in self
+                let waiting = self
                     .span_logs
-                    .span((span.trace_id, span.span_id), operation.index())
-                {
+                    .span((span.trace_id, span.span_id), operation.index());
+                let mut written: Vec<TemplateId> = Vec::new();
+                for (bucket, error, template) in waiting {
                     self.count_log(operation, bucket, error);
+                    if let Some(t) = template.filter(|t| !written.contains(t)) {
+                        written.push(t);
+                        self.graph[operation].templates.entry(bucket).add(t, 1);
+                    }
                 }
                 self.join.insert(
                     span.trace_id,
@@ -784,8 +794,15 @@ impl KnowledgeGraph {
                 }
                 self.log_record_changes(&rl.resource, service, record);
                 if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
-                    if let Some(operation) = self.span_logs.log((trace, span), bucket, error) {
-                        self.count_log(NodeIndex::new(operation), bucket, error);
+                    let template = template_of(&record.body);
+                    if let Some((operation, first_of_template)) =
+                        self.span_logs.log((trace, span), bucket, error, template)
+                    {
+                        let operation = NodeIndex::new(operation);
+                        self.count_log(operation, bucket, error);
+                        if let (Some(t), true) = (template, first_of_template) {
+                            self.graph[operation].templates.entry(bucket).add(t, 1);
+                        }
                     }
                 }
             }

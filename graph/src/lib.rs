@@ -13,6 +13,7 @@ mod join;
 mod series;
 mod span_logs;
 mod stats;
+pub mod templates;
 mod temporal;
 mod view;
 
@@ -25,7 +26,7 @@ pub use entity::{
 };
 pub use graph::{EntityKind, GraphConfig, KnowledgeGraph, RelationKind};
 pub use join::JoinConfig;
-pub use series::Retention;
+pub use series::{Merge, Retention};
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::Interval;
 pub use view::{

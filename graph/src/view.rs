@@ -12,7 +12,9 @@ use petgraph::visit::{EdgeRef, NodeIndexable};
 use serde::Serialize;
 
 use crate::graph::{Entity, EntityKind, KnowledgeGraph, Relation, RelationKind};
+use crate::series::Merge;
 use crate::stats::{GaugeStats, LogStats, RedStats};
+use crate::templates::TemplateCounts;
 
 /// A stable entity id: `<kind>:<name>`, e.g. `service:checkout`, `pod:checkout-7d9f-x2x`,
 /// `operation:checkout POST /cart`.
@@ -165,6 +167,8 @@ pub struct OperationWindow {
     pub red: RedStats,
     /// Log records written within the operation's spans (by their span id).
     pub logs: LogStats,
+    /// The operation's spans per log template: how many wrote at least one record of each.
+    pub templates: TemplateCounts,
 }
 
 /// A `calls` relation's merged statistics over a window.
@@ -481,11 +485,13 @@ impl KnowledgeGraph {
                             .unwrap_or(&e.name)
                             .to_owned();
                         let logs = e.logs.merged(r.start, r.end);
+                        let templates = e.templates.merged(r.start, r.end);
                         out.operations.push(OperationWindow {
                             service,
                             name,
                             red,
                             logs,
+                            templates,
                         });
                     }
                 }
@@ -668,6 +674,7 @@ impl WindowStats {
                 Some(x) => {
                     x.red.merge(&o.red);
                     x.logs.merge(&o.logs);
+                    x.templates.merge_from(&o.templates);
                 }
                 None => self.operations.push(o.clone()),
             }

@@ -1,0 +1,328 @@
+//! Log-path shift: which code paths an operation's calls run, read from the log templates they
+//! write. An exception thrown, an early or a wrong return makes the changed service's calls
+//! start or stop writing some log line, while its callers, which only see the answer, keep
+//! theirs. Templates come from the graph's Drain miner ([`loupe_graph::templates`]).
+//!
+//! Per (service, operation, template), with `n` calls and `k` calls that wrote at least one
+//! record of the template, in the reference `R` (the baseline and the history) and the window
+//! `F`: `p_R = (k_R + ½)/(n_R + 1)`, `p_F = (k_F + ½)/(n_F + 1)`, pooled
+//! `p = (k_R + k_F + 1)/(n_R + n_F + 2)`, and the two-proportion z statistic
+//! `z = |p_F − p_R| / √(p(1−p)(1/(n_R+1) + 1/(n_F+1)))`. Only services with log records in both
+//! `R` and `F`, and operations with at least [`MIN_CALLS`] calls in each, count. With `m` such
+//! elements in the analysis, an element passes when `z ≥ Φ⁻¹(1 − α/(2m))`, α = 0.05 (a
+//! Bonferroni bound on the family-wise error, so a quiet system yields nothing). A service's
+//! shift is the largest `z·|k_F/n_F − k_R/n_R|` of its passing elements, halved when a service
+//! it calls, directly or not, also shifted (the caller's paths change because the callee's
+//! answers did).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use loupe_graph::templates::{template_text, TemplateId};
+use loupe_graph::{Merge, OperationWindow, WindowStats};
+
+use crate::evidence::{Evidence, EvidenceSignal};
+
+/// Fewest calls of an operation, in the reference and in the window, for its templates to count.
+pub const MIN_CALLS: u64 = 2;
+
+/// Family-wise false-alarm rate of the test over all elements of one analysis.
+const ALPHA: f64 = 0.05;
+
+/// The strongest shift of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shift {
+    /// The operation whose calls changed paths.
+    pub operation: String,
+    /// The template whose share of calls changed.
+    pub template: TemplateId,
+    /// Calls that wrote the template and all calls, in the reference.
+    pub before: (u64, u64),
+    /// The same in the window.
+    pub now: (u64, u64),
+    /// The z statistic.
+    pub z: f64,
+    /// `z·|Δ share|`, halved when a callee shifted too.
+    pub score: f64,
+}
+
+impl Shift {
+    /// The shift as evidence of `service` (`log_path_shift`; baseline and current are the
+    /// template's share of calls, 0–1; change is the score).
+    pub fn evidence(&self, service: &str) -> Evidence {
+        let share = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
+        let mut text = template_text(self.template).unwrap_or_else(|| "a log line".into());
+        if text.chars().count() > 100 {
+            text = text.chars().take(100).collect::<String>() + "…";
+        }
+        Evidence::new(
+            EvidenceSignal::Logs,
+            "log_path_shift",
+            format!(
+                "{service} {}: {:.0}% of calls wrote \"{text}\" ({:.0}% of {} before)",
+                self.operation,
+                share(self.now) * 100.0,
+                share(self.before) * 100.0,
+                self.before.1
+            ),
+            share(self.before),
+            share(self.now),
+            self.score,
+        )
+    }
+}
+
+/// One-sided standard-normal quantile: the `z` with `P(Z > z) = tail`, by bisection on `erfc`.
+fn upper_quantile(tail: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if 0.5 * libm::erfc(mid / std::f64::consts::SQRT_2) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+/// The two-proportion z statistic of `k_r` of `n_r` against `k_f` of `n_f` (see the module).
+fn z_statistic((k_r, n_r): (f64, f64), (k_f, n_f): (f64, f64)) -> f64 {
+    let p_r = (k_r + 0.5) / (n_r + 1.0);
+    let p_f = (k_f + 0.5) / (n_f + 1.0);
+    let p = (k_r + k_f + 1.0) / (n_r + n_f + 2.0);
+    let se = (p * (1.0 - p) * (1.0 / (n_r + 1.0) + 1.0 / (n_f + 1.0))).sqrt();
+    if se > 0.0 {
+        (p_f - p_r).abs() / se
+    } else {
+        0.0
+    }
+}
+
+/// Every service's shift, for the services that have one; `reference` is the baseline and any
+/// history windows, merged.
+pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> HashMap<String, Shift> {
+    let logged = |w: &WindowStats, s: &str| w.service(s).is_some_and(|x| x.logs.records > 0);
+    let mut before: HashMap<(&str, &str), OperationWindow> = HashMap::new();
+    for w in reference {
+        for o in &w.operations {
+            let r = before
+                .entry((o.service.as_str(), o.name.as_str()))
+                .or_default();
+            r.red.merge(&o.red);
+            r.templates.merge_from(&o.templates);
+        }
+    }
+    let mut elements: Vec<(&str, Shift)> = Vec::new();
+    for now in &current.operations {
+        let service = now.service.as_str();
+        if !logged(current, service) || !reference.iter().any(|w| logged(w, service)) {
+            continue;
+        }
+        let Some(then) = before.get(&(service, now.name.as_str())) else {
+            continue;
+        };
+        let (n_f, n_r) = (now.red.calls, then.red.calls);
+        if n_f < MIN_CALLS || n_r < MIN_CALLS {
+            continue;
+        }
+        let mut templates: Vec<TemplateId> = now.templates.0.iter().map(|(t, _)| *t).collect();
+        templates.extend(then.templates.0.iter().map(|(t, _)| *t));
+        templates.sort_unstable();
+        templates.dedup();
+        for t in templates {
+            // A span counted in one bucket and its calls in the next can make k exceed n.
+            let (k_f, k_r) = (
+                now.templates.get(t).min(n_f),
+                then.templates.get(t).min(n_r),
+            );
+            let z = z_statistic((k_r as f64, n_r as f64), (k_f as f64, n_f as f64));
+            let change = (k_f as f64 / n_f as f64 - k_r as f64 / n_r as f64).abs();
+            elements.push((
+                service,
+                Shift {
+                    operation: now.name.clone(),
+                    template: t,
+                    before: (k_r, n_r),
+                    now: (k_f, n_f),
+                    z,
+                    score: z * change,
+                },
+            ));
+        }
+    }
+    if elements.is_empty() {
+        return HashMap::new();
+    }
+    let gate = upper_quantile(ALPHA / (2.0 * elements.len() as f64));
+    let mut best: BTreeMap<&str, Shift> = BTreeMap::new();
+    for (service, shift) in elements.into_iter().filter(|(_, s)| s.z >= gate) {
+        match best.get(service) {
+            Some(b) if b.score >= shift.score => {}
+            _ => {
+                best.insert(service, shift);
+            }
+        }
+    }
+    let mut callees: HashMap<&str, Vec<&str>> = HashMap::new();
+    for e in &current.edges {
+        callees
+            .entry(e.source.as_str())
+            .or_default()
+            .push(e.target.as_str());
+    }
+    let downstream_shifted = |from: &str| {
+        let mut seen: HashSet<&str> = HashSet::from([from]);
+        let mut stack: Vec<&str> = callees.get(from).cloned().unwrap_or_default();
+        while let Some(s) = stack.pop() {
+            if !seen.insert(s) {
+                continue;
+            }
+            if best.contains_key(s) {
+                return true;
+            }
+            stack.extend(callees.get(s).cloned().unwrap_or_default());
+        }
+        false
+    };
+    let halved: Vec<&str> = best
+        .keys()
+        .copied()
+        .filter(|s| downstream_shifted(s))
+        .collect();
+    best.iter()
+        .map(|(s, shift)| {
+            let mut shift = shift.clone();
+            if halved.contains(s) {
+                shift.score /= 2.0;
+            }
+            ((*s).to_owned(), shift)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use loupe_graph::templates::TemplateCounts;
+    use loupe_graph::{EdgeWindow, LogStats, RedStats, ServiceWindow};
+
+    use super::*;
+
+    /// An operation named `op`: its service, calls, and `(template, calls that wrote it)`.
+    type Op<'a> = (&'a str, u64, &'a [(u64, u64)]);
+
+    /// A window of services `(name, log records)`, operations `(service, calls, [(template,
+    /// calls that wrote it)])` named `op`, and call edges.
+    fn window(services: &[(&str, u64)], operations: &[Op], edges: &[(&str, &str)]) -> WindowStats {
+        let mut services = services.to_vec();
+        services.sort(); // the window's services are in name order
+        WindowStats {
+            start: 0,
+            end: 1,
+            services: services
+                .iter()
+                .map(|(name, records)| ServiceWindow {
+                    name: (*name).into(),
+                    logs: LogStats {
+                        records: *records,
+                        error_records: 0,
+                    },
+                    ..Default::default()
+                })
+                .collect(),
+            operations: operations
+                .iter()
+                .map(|(service, calls, templates)| OperationWindow {
+                    service: (*service).into(),
+                    name: "op".into(),
+                    red: RedStats {
+                        calls: *calls,
+                        ..Default::default()
+                    },
+                    templates: TemplateCounts(templates.to_vec()),
+                    ..Default::default()
+                })
+                .collect(),
+            edges: edges
+                .iter()
+                .map(|(a, b)| EdgeWindow {
+                    source: (*a).into(),
+                    target: (*b).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_code_path_that_starts_or_stops_is_a_shift() {
+        // (reference calls, reference spans with the template, window calls, window spans,
+        // shifts?) for one service with one operation and one template, among 5 quiet ones.
+        let cases: [(u64, u64, u64, u64, bool); 6] = [
+            (100, 0, 40, 30, true),   // a new line in three calls of four
+            (100, 95, 40, 2, true),   // a line that stopped
+            (100, 50, 40, 21, false), // the same share
+            (100, 0, 40, 1, false),   // one call: not past the Bonferroni bound
+            (1, 0, 40, 40, false),    // too few reference calls to compare
+            (100, 10, 40, 6, false),  // 10% → 15%: noise
+        ];
+        for (n_r, k_r, n_f, k_f, expected) in cases {
+            let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
+                .into_iter()
+                .map(|s| (s, 50, &[(9, 25)][..]))
+                .collect();
+            let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
+            let then_x = [(1, k_r)];
+            let now_x = [(1, k_f)];
+            let mut ops_then = quiet.clone();
+            ops_then.push(("x", n_r, &then_x));
+            let mut ops_now = quiet.clone();
+            ops_now.push(("x", n_f, &now_x));
+            let reference = window(&services, &ops_then, &[]);
+            let current = window(&services, &ops_now, &[]);
+            let shifts = log_path_shift(&[&reference], &current);
+            assert_eq!(
+                shifts.contains_key("x"),
+                expected,
+                "{n_r}/{k_r} → {n_f}/{k_f}: {shifts:?}"
+            );
+            assert!(shifts.keys().all(|s| s == "x"), "{shifts:?}");
+        }
+    }
+
+    #[test]
+    fn a_caller_whose_paths_follow_its_callee_is_halved_and_silent_logs_count_nothing() {
+        let services = [("front", 10), ("back", 10), ("mute", 0)];
+        let reference = window(
+            &services,
+            &[
+                ("front", 100, &[(1, 0)]),
+                ("back", 100, &[(2, 0)]),
+                ("mute", 100, &[]),
+            ],
+            &[("front", "back")],
+        );
+        let current = window(
+            &services,
+            &[
+                ("front", 40, &[(1, 30)]),
+                ("back", 40, &[(2, 30)]),
+                ("mute", 40, &[(3, 40)]),
+            ],
+            &[("front", "back")],
+        );
+        let shifts = log_path_shift(&[&reference], &current);
+        assert_eq!(shifts.len(), 2, "{shifts:?}");
+        let (front, back) = (&shifts["front"], &shifts["back"]);
+        assert!((front.score * 2.0 - back.score).abs() < 1e-9, "{shifts:?}");
+        assert!(
+            !shifts.contains_key("mute"),
+            "no logs in the reference: {shifts:?}"
+        );
+        let e = back.evidence("back");
+        assert_eq!(
+            (e.feature, e.baseline, e.current),
+            ("log_path_shift", 0.0, 0.75)
+        );
+    }
+}
