@@ -60,9 +60,9 @@ fn snake_case(name: &str) -> String {
     out
 }
 
-/// Metric points of every `*_metric.csv[.gz]` file in `dir/metric` within `range`, one request
-/// per pod.
-pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
+/// The `*_metric.csv[.gz]` files in `dir/metric`, in name order; none when there is no such
+/// folder.
+fn metric_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let metric_dir = dir.join("metric");
     let Ok(entries) = std::fs::read_dir(&metric_dir) else {
         return Ok(Vec::new());
@@ -78,6 +78,13 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
         }
     }
     paths.sort();
+    Ok(paths)
+}
+
+/// Metric points of every `*_metric.csv[.gz]` file in `dir/metric` within `range`, one request
+/// per pod.
+pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>> {
+    let paths = metric_files(dir)?;
     let mut requests = Vec::new();
     for path in paths {
         let (headers, rows) = records(&path)?;
@@ -189,21 +196,7 @@ fn own_series(column: &str) -> bool {
 /// # Errors
 /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
 pub(super) fn matrix(dir: &Path, range: &Range<u64>) -> Result<MetricMatrix> {
-    let metric_dir = dir.join("metric");
-    let Ok(entries) = std::fs::read_dir(&metric_dir) else {
-        return Ok(MetricMatrix::default());
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            path: metric_dir.display().to_string(),
-            source,
-        })?;
-        if entry.file_name().to_string_lossy().contains("_metric.csv") {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
+    let paths = metric_files(dir)?;
     let mut names: Vec<String> = Vec::new();
     let mut cells: std::collections::BTreeMap<u64, Vec<(usize, f64)>> = Default::default();
     for path in paths {
