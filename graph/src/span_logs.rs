@@ -2,7 +2,9 @@
 //! `trace_id`/`span_id`), whichever arrives first, within bounded memory.
 //!
 //! Counting log records per call of an operation, rather than per service, keeps a change in
-//! the mix of requests from reading as a change in what the code does.
+//! the mix of requests from reading as a change in what the code does. The index also remembers
+//! the templates each span's records had, so that a span counts once per template (the
+//! log-path shift compares shares of calls, see `crate::templates`).
 
 use std::collections::{HashMap, VecDeque};
 

@@ -60,6 +60,14 @@ fn snake_case(name: &str) -> String {
     out
 }
 
+/// Row `i`'s `TimeStamp` (unix seconds), or a dataset error naming the row.
+fn row_seconds(path: &Path, row: &csv::StringRecord, i: usize, time: usize) -> Result<f64> {
+    row.get(time)
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| bad_row(path, i + 1, format!("TimeStamp: {e}")))
+}
+
 /// The `*_metric.csv[.gz]` files in `dir/metric`, in name order; none when there is no such
 /// folder.
 fn metric_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -108,11 +116,7 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
         let mut pod = None;
         let mut points: Vec<Vec<NumberDataPoint>> = vec![Vec::new(); metrics.len()];
         for (i, r) in rows.iter().enumerate() {
-            let seconds: f64 = r
-                .get(time)
-                .unwrap_or("")
-                .parse()
-                .map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
+            let seconds = row_seconds(&path, r, i, time)?;
             let t = (seconds * 1e9) as u64;
             if !range.contains(&t) {
                 continue;
@@ -210,11 +214,7 @@ pub(super) fn matrix(dir: &Path, range: &Range<u64>) -> Result<MetricMatrix> {
             .collect();
         let mut slots: Option<Vec<usize>> = None;
         for (i, r) in rows.iter().enumerate() {
-            let seconds: f64 = r
-                .get(time)
-                .unwrap_or("")
-                .parse()
-                .map_err(|e| bad_row(&path, i + 1, format!("TimeStamp: {e}")))?;
+            let seconds = row_seconds(&path, r, i, time)?;
             let t = (seconds * 1e9) as u64;
             if !range.contains(&t) {
                 continue;
