@@ -14,6 +14,7 @@ use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
 use loupe_ingest::{ExportRequest, Limits, Receiver};
 use serde::Serialize;
 
+use crate::ablation::{AblationArm, SignalSet};
 use crate::engine::Engine;
 
 /// The outcome of one case.
@@ -94,6 +95,22 @@ pub struct EvalReport {
     /// Published baselines run on the same cases (`--baselines`), one entry a case and method.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub baselines: Vec<crate::baselines::BaselineCase>,
+    /// The signals fed (`all` unless `--signals` said otherwise).
+    pub signals: SignalSet,
+    /// The ablation's arms (`--ablation`), this run's among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ablation: Vec<AblationArm>,
+}
+
+impl EvalReport {
+    /// This run as an arm of the ablation.
+    pub fn arm(&self) -> AblationArm {
+        AblationArm {
+            signals: self.signals,
+            summary: self.summary,
+            per_system: self.per_system.clone(),
+        }
+    }
 }
 
 /// The graph settings of an evaluation: a day of data at full resolution, since reference
@@ -178,6 +195,7 @@ pub async fn run(
     dataset: &NezhaDataset,
     only: &[String],
     config: &AnalysisConfig,
+    signals: SignalSet,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> anyhow::Result<EvalReport> {
     let all = dataset.ground_truth()?;
@@ -188,8 +206,8 @@ pub async fn run(
         progress(i, selected.len(), &case.case_id);
         if !days.contains_key(&case.date_dir) {
             let (requests, periods) = dataset.day_reference(&case.date_dir, &all)?;
-            let quiet = window_each(&*load(requests).await?, periods);
-            let normal = load(dataset.normal_period(&case.date_dir)?).await?;
+            let quiet = window_each(&*load(signals.filter(requests)).await?, periods);
+            let normal = load(signals.filter(dataset.normal_period(&case.date_dir)?)).await?;
             let normal = window_each(&normal, std::iter::once(0..u64::MAX))
                 .remove(0)
                 .1;
@@ -210,7 +228,7 @@ pub async fn run(
             .collect();
         let history = (!periods.is_empty()).then(|| History::new(periods));
         let telemetry = dataset.case(case, &all)?;
-        let engine = load(telemetry.requests).await?;
+        let engine = load(signals.filter(telemetry.requests)).await?;
         let (baseline, current) = {
             let graph = engine.graph();
             let g = graph.read().unwrap_or_else(|p| p.into_inner());
@@ -248,7 +266,10 @@ pub async fn run(
         });
     }
     progress(selected.len(), selected.len(), "");
-    Ok(report(results, &config.ranker.source))
+    Ok(EvalReport {
+        signals,
+        ..report(results, &config.ranker.source)
+    })
 }
 
 pub(crate) fn report(cases: Vec<CaseResult>, model: &str) -> EvalReport {
@@ -270,6 +291,8 @@ pub(crate) fn report(cases: Vec<CaseResult>, model: &str) -> EvalReport {
         model: model.to_owned(),
         cases,
         baselines: Vec::new(),
+        signals: SignalSet::All,
+        ablation: Vec::new(),
     }
 }
 
@@ -377,8 +400,14 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
             "  {system:<16} {method:<44} AC@1 {top1:.3}  AC@3 {top3}\n"
         ));
     }
+    if report.signals != SignalSet::All {
+        out.push_str(&format!("\nsignals fed: {}\n", report.signals.label()));
+    }
     if !report.baselines.is_empty() {
         out.push_str(&render_baselines(report));
+    }
+    if !report.ablation.is_empty() {
+        out.push_str(&crate::ablation::render(&report.ablation));
     }
     let points: Vec<(f64, bool)> = report
         .cases

@@ -15,15 +15,19 @@ use loupe_ingest::changes::ChangeSink;
 use loupe_simulate::cases::{read_case, read_ground_truth, CaseTelemetry};
 use loupe_simulate::GroundTruth;
 
+use crate::ablation::SignalSet;
 use crate::engine::Engine;
 use crate::eval::{load, report, CaseResult, EvalReport};
 
-/// Loads a case's telemetry and changes into a fresh in-memory engine.
+/// Loads a case's telemetry of `signals` and its changes into a fresh in-memory engine.
 ///
 /// # Errors
 /// When a request or a change is refused.
-pub async fn load_case(telemetry: CaseTelemetry) -> anyhow::Result<Arc<Engine>> {
-    let engine = load(telemetry.requests).await?;
+pub async fn load_case(
+    telemetry: CaseTelemetry,
+    signals: SignalSet,
+) -> anyhow::Result<Arc<Engine>> {
+    let engine = load(signals.filter(telemetry.requests)).await?;
     for notice in telemetry.notices {
         let mut headers = HeaderMap::new();
         for (k, v) in &notice.headers {
@@ -50,9 +54,10 @@ pub async fn score_case(
     dir: &Path,
     truth: &GroundTruth,
     config: &AnalysisConfig,
+    signals: SignalSet,
 ) -> anyhow::Result<CaseResult> {
     let telemetry = read_case(dir, &truth.case_id)?;
-    let engine = load_case(telemetry).await?;
+    let engine = load_case(telemetry, signals).await?;
     let graph = engine.graph();
     let g = graph.read().unwrap_or_else(|p| p.into_inner());
     let started = std::time::Instant::now();
@@ -92,6 +97,7 @@ pub async fn run(
     dir: &Path,
     only: &[String],
     config: &AnalysisConfig,
+    signals: SignalSet,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> anyhow::Result<EvalReport> {
     let truths = read_ground_truth(dir)?;
@@ -103,8 +109,11 @@ pub async fn run(
     let mut results = Vec::with_capacity(selected.len());
     for (i, truth) in selected.iter().enumerate() {
         progress(i, selected.len(), &truth.case_id);
-        results.push(score_case(dir, truth, config).await?);
+        results.push(score_case(dir, truth, config, signals).await?);
     }
     progress(selected.len(), selected.len(), "");
-    Ok(report(results, &config.ranker.source))
+    Ok(EvalReport {
+        signals,
+        ..report(results, &config.ranker.source)
+    })
 }

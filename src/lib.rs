@@ -2,6 +2,7 @@
 //! the server that binds the OTLP receivers and the API, and the commands (`eval`, `replay`,
 //! `demo`, `simulate`, `bench`). Kept as a library so end-to-end tests start a real server in process.
 
+pub mod ablation;
 pub mod baselines;
 pub mod bench;
 pub mod bench_store;

@@ -132,6 +132,13 @@ enum Command {
         /// The Python interpreter for --baselines.
         #[arg(long, env = "LOUPE_PYTHON", default_value = "python3")]
         python: PathBuf,
+        /// The telemetry signals fed to the engine (change events are always fed).
+        #[arg(long, value_enum, default_value = "all")]
+        signals: loupe::ablation::SignalSet,
+        /// Also score the cases with traces only, metrics only and logs only, and print the
+        /// ablation table beside this run's figures.
+        #[arg(long)]
+        ablation: bool,
         #[command(flatten)]
         model: loupe::config::ModelArgs,
     },
@@ -632,6 +639,8 @@ async fn main() -> anyhow::Result<()> {
             cases,
             baselines,
             model,
+            signals,
+            ablation,
             ..
         } => {
             anyhow::ensure!(
@@ -639,8 +648,14 @@ async fn main() -> anyhow::Result<()> {
                 "--baselines runs on the Nezha metric matrices; simulated sets have none yet"
             );
             let config = model.analysis_config()?;
-            let report =
-                loupe::eval_sim::run(&dir, &cases, &config, eval_progress(json)).await?;
+            let mut report =
+                loupe::eval_sim::run(&dir, &cases, &config, signals, eval_progress(json)).await?;
+            if ablation {
+                loupe::ablation::complete(&mut report, |arm| {
+                    loupe::eval_sim::run(&dir, &cases, &config, arm, eval_progress(json))
+                })
+                .await?;
+            }
             print_report(&report, json, false)?;
         }
         Command::Eval {
@@ -651,11 +666,19 @@ async fn main() -> anyhow::Result<()> {
             baselines,
             python,
             model,
+            signals,
+            ablation,
         } => {
             let config = model.analysis_config()?;
             let dataset = NezhaDataset::open(&dir)?;
             let mut report =
-                loupe::eval::run(&dataset, &cases, &config, eval_progress(json)).await?;
+                loupe::eval::run(&dataset, &cases, &config, signals, eval_progress(json)).await?;
+            if ablation {
+                loupe::ablation::complete(&mut report, |arm| {
+                    loupe::eval::run(&dataset, &cases, &config, arm, eval_progress(json))
+                })
+                .await?;
+            }
             // A baseline that cannot run loses none of loupe's figures: they print first.
             let mut baseline_error = None;
             if baselines {

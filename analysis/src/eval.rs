@@ -232,6 +232,7 @@ mod tests {
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: Vec::new(),
             change: None,
+            rolled_back_by: None,
             remediation: Vec::new(),
         };
         let causes = [

@@ -31,7 +31,8 @@ pub struct Evidence {
     pub signal: EvidenceSignal,
     /// What was measured: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`,
     /// `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`,
-    /// `change_proximity`; for databases `query_duration_p50`, `failed_queries`; for nodes
+    /// `change_proximity`, and where a service has no spans `server_duration_p50` and
+    /// `failed_requests` (its request-duration metrics); for databases `query_duration_p50`, `failed_queries`; for nodes
     /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`.
     pub feature: &'static str,
     /// A sentence for people.
@@ -143,6 +144,37 @@ pub(crate) fn self_time(
 ) -> Option<Evidence> {
     let what = format!("median self time of {service}");
     duration_shift("self_time_p50", &what, current, baseline, min)
+}
+
+/// Shift of a service's median request duration as its server-side request-duration metrics
+/// give it (each point's mean), where it has no spans: a metric shows the whole request, the
+/// time in its callees included, so the ranking discounts it when a callee slowed as much (see
+/// `rank.rs`).
+pub(crate) fn server_duration(
+    service: &str,
+    current: &DurationSketch,
+    baseline: &DurationSketch,
+    min: u64,
+) -> Option<Evidence> {
+    let what = format!("median request duration of {service} (server metrics)");
+    duration_shift("server_duration_p50", &what, current, baseline, min).map(|e| Evidence {
+        signal: EvidenceSignal::Metrics,
+        ..e
+    })
+}
+
+/// Burst of failed requests of a service as its server-side request-duration metrics count
+/// them, where it has no spans.
+pub(crate) fn failed_requests(
+    service: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+) -> Option<Evidence> {
+    let what = format!("requests to {service} (server metrics)");
+    failures("failed_requests", &what, current, baseline).map(|e| Evidence {
+        signal: EvidenceSignal::Metrics,
+        ..e
+    })
 }
 
 /// Shift of the median duration of the queries to a database, pooled over its callers' client

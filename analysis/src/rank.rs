@@ -7,9 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use loupe_graph::{DurationSketch, GaugeStats, PodWindow, RedStats, WindowStats};
+use loupe_graph::{
+    DurationSketch, GaugeStats, PodWindow, RedSource, RedStats, ServiceWindow, WindowStats,
+};
 use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
-use loupe_model::ChangeEvent;
+use loupe_model::{ChangeEvent, ChangeKind};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -151,6 +153,10 @@ pub struct Cause {
     /// The change that weighed in on it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<ChangeEvent>,
+    /// A later deployment of the service, before the window's end, back to the version that
+    /// `change` replaced: the change was already rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_by: Option<ChangeEvent>,
     /// Suggested actions (never run by loupe); filled when the analysis knows where the service
     /// runs (see [`crate::investigate`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -387,6 +393,91 @@ fn self_time_shift<'a>(
     })
 }
 
+/// A metrics-only service's shift of its median request duration (see
+/// [`evidence::server_duration`]), against the baseline, or the history where the baseline has
+/// too few requests.
+fn server_duration_shift(
+    s: &ServiceWindow,
+    baseline: &WindowStats,
+    reference: Option<&WindowStats>,
+    config: &AnalysisConfig,
+) -> Option<Evidence> {
+    fn find<'w>(w: &'w WindowStats, name: &str) -> Option<&'w DurationSketch> {
+        w.service(name)
+            .filter(|b| b.red_source == RedSource::Metrics)
+            .map(|b| &b.red.duration)
+    }
+    let before = pick(
+        find(baseline, &s.name),
+        reference.and_then(|r| find(r, &s.name)),
+        config.min_baseline_samples,
+    )?;
+    evidence::server_duration(
+        &s.name,
+        &s.red.duration,
+        before,
+        config.min_self_time_samples,
+    )
+}
+
+/// Discounts the request-duration shift of metrics-only services by their callees': a
+/// request's duration includes its calls, so a caller slows with its callee. A service whose
+/// shift some service downstream of it (along the window's `calls` edges) matches to at least
+/// `explained_share` has its shift multiplied by `explained_factor`, as failures are (see
+/// `explain_away`). Spans need no such step: self time leaves the callees out.
+fn discount_callers_latency(
+    candidates: &mut BTreeMap<&str, Candidate>,
+    metrics_only: &[&str],
+    current: &WindowStats,
+    config: &AnalysisConfig,
+) {
+    let mut callees: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in &current.edges {
+        callees
+            .entry(e.source.as_str())
+            .or_default()
+            .push(e.target.as_str());
+    }
+    let shift = |c: &BTreeMap<&str, Candidate>, name: &str| {
+        c.get(name)
+            .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
+            .unwrap_or(0.0)
+    };
+    let explained: Vec<&str> = metrics_only
+        .iter()
+        .copied()
+        .filter(|name| {
+            let own = shift(candidates, name);
+            if own <= 0.0 {
+                return false;
+            }
+            let mut seen = vec![*name];
+            let mut frontier = vec![*name];
+            while let Some(n) = frontier.pop() {
+                for &d in callees.get(n).map_or(&[][..], Vec::as_slice) {
+                    if seen.contains(&d) {
+                        continue;
+                    }
+                    if shift(candidates, d) >= config.explained_share * own {
+                        return true;
+                    }
+                    seen.push(d);
+                    frontier.push(d);
+                }
+            }
+            false
+        })
+        .collect();
+    for name in explained {
+        if let Some(x) = candidates
+            .get_mut(name)
+            .and_then(|c| c.raw.get_mut(&Feature::SelfTime))
+        {
+            *x *= config.explained_factor;
+        }
+    }
+}
+
 /// The strongest deficit of log records per call among a service's operations (records matched
 /// to operations by their span ids). Per operation, because a change in the mix of requests
 /// changes a service's records per request without any code path changing; `None` when no
@@ -546,9 +637,12 @@ pub fn analyze(
     for s in &current.services {
         let c = candidates.entry(&s.name).or_default();
         let b = baseline.service(&s.name);
+        let from_metrics = s.red_source == RedSource::Metrics;
         c.add(
             Feature::SelfTime,
-            self_time_shift(&s.name, baseline, current, reference, config),
+            self_time_shift(&s.name, baseline, current, reference, config).or_else(|| {
+                from_metrics.then(|| server_duration_shift(s, baseline, reference, config))?
+            }),
         );
         // Errors that originate here: its own error spans, or failed calls into it when its
         // callers saw more of them (calls it never answered), whichever is the stronger.
@@ -559,7 +653,11 @@ pub fn analyze(
         c.add(
             Feature::ErrorSpans,
             [
-                evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red)),
+                if from_metrics {
+                    evidence::failed_requests(&s.name, &s.red, b.map_or(&empty, |b| &b.red))
+                } else {
+                    evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red))
+                },
                 evidence::failed_calls_into(&s.name, into.0, into.1),
             ]
             .into_iter()
@@ -624,6 +722,14 @@ pub fn analyze(
             }
         }
     }
+
+    let metrics_only: Vec<&str> = current
+        .services
+        .iter()
+        .filter(|s| s.red_source == RedSource::Metrics)
+        .map(|s| s.name.as_str())
+        .collect();
+    discount_callers_latency(&mut candidates, &metrics_only, current, config);
 
     // Log paths: which code paths an operation's calls run, as the log templates they write.
     let mut reference_windows: Vec<&WindowStats> = vec![baseline];
@@ -733,6 +839,7 @@ pub fn analyze(
                 hypotheses: Vec::new(),
                 inputs: [0.0; N_INPUTS],
                 change: None,
+                rolled_back_by: None,
                 remediation: Vec::new(),
             }
         })
@@ -854,6 +961,25 @@ fn inputs_of(
 /// weight is an input of the ranker (alone and times the candidate's evidence). Most incidents
 /// follow a change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a
 /// change alone is not an anomaly: a candidate without evidence gets none.
+/// A deployment of `change`'s service after it and before `end` that goes back to the version
+/// `change` replaced (`version_to` = its `version_from`): a rollback.
+fn rollback_of<'a>(
+    change: &ChangeEvent,
+    changes: &'a [ChangeEvent],
+    end: u64,
+) -> Option<&'a ChangeEvent> {
+    let from = change.version_from.as_deref()?;
+    if change.kind != ChangeKind::Deployment {
+        return None;
+    }
+    changes.iter().find(|c| {
+        c.kind == ChangeKind::Deployment
+            && c.service == change.service
+            && (change.time_unix_nano + 1..end).contains(&c.time_unix_nano)
+            && c.version_to.as_deref() == Some(from)
+    })
+}
+
 fn weigh_changes(
     causes: &mut [Cause],
     changes: &[ChangeEvent],
@@ -878,7 +1004,12 @@ fn weigh_changes(
                         0.5f64.powf(before as f64 / config.change_half_life_nanos.max(1) as f64);
                     (weight, before, c)
                 })
-                .max_by(|a, b| a.0.total_cmp(&b.0))?;
+                // Of equally near changes (all inside the window weigh 1), the earliest: a
+                // later one is more likely a response (a rollback) than the cause.
+                .max_by(|a, b| {
+                    a.0.total_cmp(&b.0)
+                        .then(b.2.time_unix_nano.cmp(&a.2.time_unix_nano))
+                })?;
             let when = if before == 0 {
                 "during the window".to_owned()
             } else {
@@ -898,6 +1029,14 @@ fn weigh_changes(
                 weight,
             );
             e.score = weight;
+            cause.rolled_back_by = rollback_of(change, changes, end).cloned();
+            if let Some(r) = &cause.rolled_back_by {
+                e.summary.push_str(&format!(
+                    "; rolled back to {} {:.0} s later",
+                    r.version_to.as_deref().unwrap_or("the previous version"),
+                    r.time_unix_nano.saturating_sub(change.time_unix_nano) as f64 / 1e9
+                ));
+            }
             cause.evidence.insert(0, e);
             cause.change = Some(change.clone());
             Some(Nearby { weight, when, what })
@@ -1259,6 +1398,101 @@ mod change_tests {
 
     /// One line per case: candidates' scores, changes (service, seconds before the window's
     /// start; negative: after it), and the expected ranking and scores.
+    /// A deployment inside the window, then its rollback: the deployment is the change that
+    /// weighs in, its evidence says it was rolled back, and the suggestion is to check the
+    /// rollback, never to undo it (which would bring the bad version back).
+    #[test]
+    fn a_rolled_back_deployment_is_the_change_and_is_not_rolled_back_again() {
+        let start: u64 = 3_600 * 1_000_000_000;
+        let end = start + 5 * 60 * 1_000_000_000;
+        let deploy = |t: u64, from: &str, to: &str| {
+            let mut c = ChangeEvent::new(ChangeKind::Deployment, t, "github");
+            c.service = Some("cart".to_owned());
+            c.version_from = Some(from.to_owned());
+            c.version_to = Some(to.to_owned());
+            c
+        };
+        let changes = [
+            deploy(start + 60_000_000_000, "2.0.2", "2.0.3"),
+            deploy(start + 180_000_000_000, "2.0.3", "2.0.2"),
+        ];
+        let mut causes = vec![Cause {
+            rank: 0,
+            entity: EntityRef {
+                kind: CauseKind::Service,
+                name: "cart".to_owned(),
+            },
+            score: 1.0,
+            probability: 0.0,
+            evidence: Vec::new(),
+            hypotheses: Vec::new(),
+            inputs: [0.0; N_INPUTS],
+            change: None,
+            rolled_back_by: None,
+            remediation: Vec::new(),
+        }];
+        weigh_changes(
+            &mut causes,
+            &changes,
+            start,
+            end,
+            &AnalysisConfig::default(),
+        );
+        let cause = &causes[0];
+        assert_eq!(
+            cause.change.as_ref().and_then(|c| c.version_to.as_deref()),
+            Some("2.0.3")
+        );
+        assert_eq!(cause.rolled_back_by.as_ref(), Some(&changes[1]));
+        assert!(
+            cause.evidence[0]
+                .summary
+                .contains("rolled back to 2.0.2 120 s later"),
+            "{}",
+            cause.evidence[0].summary
+        );
+        let commands: Vec<String> =
+            crate::remediation::remediations(cause, cause.change.as_ref(), None)
+                .into_iter()
+                .filter_map(|r| r.command)
+                .collect();
+        assert!(
+            commands
+                .iter()
+                .any(|c| c == "kubectl rollout status deployment/cart"),
+            "{commands:?}"
+        );
+        assert!(
+            !commands.iter().any(|c| c.contains("rollout undo")),
+            "{commands:?}"
+        );
+        // Without the rollback, the suggestion is the undo.
+        let mut causes = vec![Cause {
+            rolled_back_by: None,
+            change: None,
+            evidence: Vec::new(),
+            ..causes[0].clone()
+        }];
+        weigh_changes(
+            &mut causes,
+            &changes[..1],
+            start,
+            end,
+            &AnalysisConfig::default(),
+        );
+        let commands: Vec<String> =
+            crate::remediation::remediations(&causes[0], causes[0].change.as_ref(), None)
+                .into_iter()
+                .filter_map(|r| r.command)
+                .collect();
+        assert!(
+            commands
+                .iter()
+                .any(|c| c == "kubectl rollout undo deployment/cart"),
+            "{commands:?}"
+        );
+    }
+
     #[test]
     fn change_proximity_cases() {
         #[allow(clippy::type_complexity)]
@@ -1337,6 +1571,7 @@ mod change_tests {
                     hypotheses: Vec::new(),
                     inputs: [0.0; N_INPUTS],
                     change: None,
+                    rolled_back_by: None,
                     remediation: Vec::new(),
                 })
                 .collect();
@@ -1623,6 +1858,7 @@ mod infrastructure_tests {
                 name: name.into(),
                 red: red(ms, calls, errors),
                 logs,
+                ..Default::default()
             });
             out.operations.push(OperationWindow {
                 service: name.into(),
@@ -1637,6 +1873,7 @@ mod infrastructure_tests {
                 source: source.into(),
                 target: target.into(),
                 red: red(1.0, calls, errors),
+                ..Default::default()
             });
         }
         for &(source, database, ms, calls, errors) in w.queries {
@@ -1845,6 +2082,136 @@ mod infrastructure_tests {
             .unwrap();
             let top = a.causes.first().map(|c| c.entity.id());
             assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+        }
+    }
+
+    /// A window as a metrics-only deployment shows it: each service's RED from its server
+    /// metrics (the duration includes its calls; no self time, no operations, no queries), each
+    /// edge's from its caller's client metrics.
+    fn metrics_only(mut w: WindowStats) -> WindowStats {
+        for s in &mut w.services {
+            s.red_source = RedSource::Metrics;
+            s.red.self_time = DurationSketch::default();
+        }
+        for e in &mut w.edges {
+            e.red_source = RedSource::Metrics;
+            e.red.self_time = DurationSketch::default();
+        }
+        w.operations.clear();
+        w.queries.clear();
+        w
+    }
+
+    /// One line a case: the request-duration shifts of front → cart → stock → the shifts after
+    /// the discount (a caller whose callee, however deep, shifted at least half as much is
+    /// multiplied by `explained_factor`).
+    #[test]
+    fn a_callers_request_duration_is_discounted_by_its_callees() {
+        let cases: [([f64; 3], [f64; 3]); 4] = [
+            ([1.1, 1.6, 2.2], [0.33, 0.48, 2.2]),
+            ([1.1, 1.6, 0.5], [0.33, 1.6, 0.5]),
+            ([1.1, 0.0, 0.6], [0.33, 0.0, 0.6]),
+            ([1.1, 0.0, 0.5], [1.1, 0.0, 0.5]),
+        ];
+        let names = ["front", "cart", "stock"];
+        let w = window(
+            &W {
+                services: &[],
+                edges: &[("front", "cart", 1, 0), ("cart", "stock", 1, 0)],
+                queries: &[],
+                pods: &[],
+            },
+            0,
+        );
+        for (shifts, expected) in cases {
+            let mut candidates: BTreeMap<&str, Candidate> = names
+                .iter()
+                .zip(shifts)
+                .map(|(n, x)| {
+                    let mut c = Candidate::default();
+                    c.raw.insert(Feature::SelfTime, x);
+                    (*n, c)
+                })
+                .collect();
+            discount_callers_latency(&mut candidates, &names, &w, &AnalysisConfig::default());
+            let got: Vec<f64> = names
+                .iter()
+                .map(|n| candidates[n].raw[&Feature::SelfTime])
+                .collect();
+            for (g, e) in got.iter().zip(expected) {
+                assert!(
+                    (g - e).abs() < 1e-9,
+                    "{shifts:?}: got {got:?}, expected {expected:?}"
+                );
+            }
+        }
+    }
+
+    /// One line a case: services' request durations (ms, callees included), calls and errors
+    /// as their server metrics give them → the expected top cause.
+    #[test]
+    fn metrics_only_ranks_by_request_duration_and_failed_requests() {
+        let base = W {
+            services: &[
+                ("front", 20.0, 600, 0),
+                ("cart", 10.0, 300, 0),
+                ("shop", 10.0, 300, 0),
+                ("stock", 5.0, 300, 0),
+            ],
+            edges: CALLS,
+            queries: &[],
+            pods: &[],
+        };
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, &[(&str, f64, u64, u64)], &str)] = &[
+            (
+                "the callee slows and its callers with it: the callee",
+                &[
+                    ("front", 60.0, 600, 0),
+                    ("cart", 50.0, 300, 0),
+                    ("shop", 50.0, 300, 0),
+                    ("stock", 45.0, 300, 0),
+                ],
+                "service:stock",
+            ),
+            (
+                "a caller slows on its own: the caller, not the entry",
+                &[
+                    ("front", 50.0, 600, 0),
+                    ("cart", 40.0, 300, 0),
+                    ("shop", 10.0, 300, 0),
+                    ("stock", 5.0, 300, 0),
+                ],
+                "service:cart",
+            ),
+            (
+                "the callee fails and its callers fail with it: the callee",
+                &[
+                    ("front", 20.0, 600, 120),
+                    ("cart", 10.0, 300, 60),
+                    ("shop", 10.0, 300, 60),
+                    ("stock", 5.0, 300, 120),
+                ],
+                "service:stock",
+            ),
+        ];
+        for (what, services, expected) in cases {
+            let current = W { services, ..base };
+            let a = analyze(
+                &metrics_only(window(&base, 0)),
+                &metrics_only(window(&current, 300_000_000_000)),
+                None,
+                &[],
+                &AnalysisConfig::default(),
+            )
+            .unwrap();
+            let top = a.causes.first().map(|c| c.entity.id());
+            assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+            let evidence: Vec<&str> = a.causes[0].evidence.iter().map(|e| e.feature).collect();
+            assert!(
+                evidence.contains(&"server_duration_p50") || evidence.contains(&"failed_requests"),
+                "{what}: the metric evidence names itself: {evidence:?}"
+            );
         }
     }
 }

@@ -30,6 +30,14 @@ fn suggest(action: String, command: Option<String>, why: &str) -> Remediation {
     }
 }
 
+/// The workload a deployment rolled out: the one the service's pods belong to, else
+/// `deployment/<service>`.
+fn deployed(workload: &Option<String>, service: &str) -> String {
+    workload
+        .clone()
+        .unwrap_or_else(|| format!("deployment/{service}"))
+}
+
 /// Suggestions for one cause, given the change that weighed in on it (if any) and where its
 /// service runs (if known): roll back a deployment, revert a flag, undo a configuration change;
 /// scale out or restart on resource saturation; read the logs of a failing service; for a
@@ -99,10 +107,22 @@ pub fn remediations(
     let mut out = Vec::new();
     if let Some(c) = change {
         match c.kind {
+            ChangeKind::Deployment if cause.rolled_back_by.is_some() => {
+                let target = deployed(&workload, service);
+                let back = cause
+                    .rolled_back_by
+                    .as_ref()
+                    .and_then(|r| r.version_to.as_deref())
+                    .unwrap_or("the previous version");
+                out.push(suggest(
+                    format!("Check that the rollback of {target} to {back} recovered it"),
+                    Some(format!("kubectl rollout status {target}{ns}")),
+                    "the deployment before the anomaly was already rolled back: rolling back \
+                     again would bring the bad version back",
+                ));
+            }
             ChangeKind::Deployment => {
-                let target = workload
-                    .clone()
-                    .unwrap_or_else(|| format!("deployment/{service}"));
+                let target = deployed(&workload, service);
                 let to = c
                     .version_from
                     .as_deref()
@@ -215,6 +235,7 @@ mod tests {
                 })
                 .collect(),
             change: None,
+            rolled_back_by: None,
             remediation: Vec::new(),
         }
     }

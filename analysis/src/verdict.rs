@@ -303,6 +303,7 @@ mod tests {
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: vec![e],
             change: None,
+            rolled_back_by: None,
             remediation: Vec::new(),
         }
     }

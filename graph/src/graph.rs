@@ -8,6 +8,7 @@ use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, Span
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
+use crate::request_metrics::{CumulativeState, Side};
 use crate::series::{Retention, Series};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
@@ -153,6 +154,9 @@ pub(crate) struct Entity {
     pub first_seen: u64,
     pub last_seen: u64,
     pub red: Series<RedStats>,
+    /// A service's RED figures from its server-side request-duration metrics (see
+    /// [`crate::request_metrics`]), read where it has no spans.
+    pub metric_red: Series<RedStats>,
     pub logs: Series<LogStats>,
     /// An operation's spans per log template (see [`crate::templates`]).
     pub templates: Series<TemplateCounts>,
@@ -169,6 +173,9 @@ pub(crate) struct Relation {
     /// Observations per bucket (spans, log records or points that showed the relation).
     pub seen: Series<u64>,
     pub red: Series<RedStats>,
+    /// A `calls` relation's RED figures from the caller's client-side request-duration
+    /// metrics, read where it has no spans.
+    pub metric_red: Series<RedStats>,
 }
 
 /// The temporal knowledge graph. Not thread-safe by itself; the binary guards it with a lock.
@@ -203,6 +210,8 @@ pub struct KnowledgeGraph {
     peer_ids: HashMap<(String, bool), usize>,
     /// The last variant evaluated per service and flag, and when.
     pub(crate) flags: HashMap<(NodeIndex, String), (String, u64)>,
+    /// The previous point of each cumulative request-duration series.
+    request_metrics: CumulativeState,
 }
 
 impl KnowledgeGraph {
@@ -233,6 +242,7 @@ impl KnowledgeGraph {
             peer_ids: HashMap::new(),
             newest_bucket: 0,
             compacted_bucket: 0,
+            request_metrics: CumulativeState::default(),
         }
     }
 
@@ -276,6 +286,7 @@ impl KnowledgeGraph {
             first_seen: t,
             last_seen: t,
             red: Series::default(),
+            metric_red: Series::default(),
             logs: Series::default(),
             templates: Series::default(),
             gauges: BTreeMap::new(),
@@ -291,6 +302,7 @@ impl KnowledgeGraph {
         let (newest, retention) = (self.newest_bucket, self.config.retention);
         for e in self.graph.node_weights_mut() {
             e.red.compact(newest, &retention);
+            e.metric_red.compact(newest, &retention);
             e.logs.compact(newest, &retention);
             e.templates.compact(newest, &retention);
             e.gauges
@@ -300,6 +312,7 @@ impl KnowledgeGraph {
         }
         for r in self.graph.edge_weights_mut() {
             r.red.compact(newest, &retention);
+            r.metric_red.compact(newest, &retention);
             r.seen.compact(newest, &retention);
             r.validity.compact(newest, &retention);
         }
@@ -387,6 +400,7 @@ impl KnowledgeGraph {
                     last_seen: t,
                     seen: Series::default(),
                     red: Series::default(),
+                    metric_red: Series::default(),
                 },
             )
         });
@@ -827,8 +841,15 @@ impl KnowledgeGraph {
             };
             let (service, pod) = self.resource_entities(&rm.resource, first.time_unix_nano);
             let target = pod.unwrap_or(service);
+            let mut service_bucket = self.bucket(first.time_unix_nano);
             for point in &rm.points {
-                self.metric_dependency(service, point);
+                // A pod's points keep its service valid too (a metrics-only service has
+                // nothing else), once a bucket.
+                if self.bucket(point.time_unix_nano) != service_bucket {
+                    service_bucket = self.bucket(point.time_unix_nano);
+                    self.touch(service, point.time_unix_nano);
+                }
+                self.request_metric(service, target, point);
                 let value = match point.value {
                     PointValue::Number(v) => v,
                     PointValue::Distribution { count: 0, .. } => continue,
@@ -859,29 +880,45 @@ impl KnowledgeGraph {
         self.maybe_compact();
     }
 
-    /// A `calls` relation from a client-side request-duration metric's `server.address` (HTTP
-    /// and RPC client metric semantic conventions), so that a deployment with metrics and no
-    /// traces still has its dependency graph. The relation is observed; its RED figures come
-    /// from spans only.
-    fn metric_dependency(&mut self, service: NodeIndex, point: &loupe_model::DataPoint) {
-        const CLIENT_DURATIONS: [&str; 4] = [
-            "http.client.request.duration",
-            "http.client.duration",
-            "rpc.client.duration",
-            "rpc.client.call.duration",
-        ];
-        if !CLIENT_DURATIONS.contains(&point.metric_name.as_str()) {
+    /// RED figures from a request-duration metric point (see [`crate::request_metrics`]): a
+    /// server-side point on the service; a client-side point on the `calls` relation to its
+    /// `server.address` (HTTP and RPC client metric semantic conventions), which it also
+    /// observes, so that a deployment with metrics and no traces still has its dependency graph.
+    /// `series` owns the point's cumulative series (the pod, else the service).
+    fn request_metric(
+        &mut self,
+        service: NodeIndex,
+        series: NodeIndex,
+        point: &loupe_model::DataPoint,
+    ) {
+        let Some(side) = crate::request_metrics::side(&point.metric_name) else {
             return;
-        }
-        let address = point
-            .attributes
-            .get_str(loupe_model::semconv::SERVER_ADDRESS)
-            .or_else(|| point.attributes.get_str("net.peer.name"));
-        if let Some(address) = address {
-            let t = point.time_unix_nano;
-            let target = self.endpoint(address, t);
-            if target != service {
-                self.relation(service, target, RelationKind::Calls, t);
+        };
+        let t = point.time_unix_nano;
+        let bucket = self.bucket(t);
+        match side {
+            Side::Server => {
+                if let Some(red) = self.request_metrics.red(series.index(), point, side) {
+                    self.graph[service].metric_red.entry(bucket).merge(&red);
+                }
+            }
+            Side::Client => {
+                let address = point
+                    .attributes
+                    .get_str(loupe_model::semconv::SERVER_ADDRESS)
+                    .or_else(|| point.attributes.get_str("net.peer.name"));
+                let Some(address) = address else {
+                    return;
+                };
+                let target = self.endpoint(address, t);
+                if target == service {
+                    return;
+                }
+                let relation = self.relation(service, target, RelationKind::Calls, t);
+                // The point's attributes hold the address: one series per pod and callee.
+                if let Some(red) = self.request_metrics.red(series.index(), point, side) {
+                    self.graph[relation].metric_red.entry(bucket).merge(&red);
+                }
             }
         }
     }
@@ -896,25 +933,51 @@ impl KnowledgeGraph {
     }
 
     /// The services that received root spans in `[start, end)` (requests entering the system:
-    /// the user-facing ones), by name.
+    /// the user-facing ones), by name; and, among services with request-duration metrics and
+    /// no spans there, those no service called in the window.
     pub fn entry_services(&self, start: u64, end: u64) -> Vec<String> {
         let r = self.buckets(start, end);
+        let called: std::collections::HashSet<NodeIndex> = self
+            .graph
+            .edge_indices()
+            .filter_map(|i| {
+                let (a, b) = self.graph.edge_endpoints(i)?;
+                let rel = &self.graph[i];
+                (rel.kind == RelationKind::Calls
+                    && self.graph[a].kind == EntityKind::Service
+                    && rel.seen.merged(r.start, r.end) > 0)
+                    .then_some(b)
+            })
+            .collect();
         let mut out: Vec<String> = self
             .graph
-            .node_weights()
-            .filter(|e| e.kind == EntityKind::Service)
-            .filter(|e| e.red.merged(r.start, r.end).root_calls > 0)
-            .map(|e| e.name.clone())
+            .node_indices()
+            .filter(|i| self.graph[*i].kind == EntityKind::Service)
+            .filter(|i| {
+                let e = &self.graph[*i];
+                let spans = e.red.merged(r.start, r.end);
+                spans.root_calls > 0
+                    || (spans.calls == 0
+                        && !called.contains(i)
+                        && e.metric_red.merged(r.start, r.end).calls > 0)
+            })
+            .map(|i| self.graph[i].name.clone())
             .collect();
         out.sort();
         out
     }
 
-    /// A service's RED figures over `[start, end)`; `None` when there is no such service.
+    /// A service's RED figures over `[start, end)` (from its request-duration metrics where
+    /// it has no spans); `None` when there is no such service.
     pub fn service_red(&self, service: &str, start: u64, end: u64) -> Option<RedStats> {
         let r = self.buckets(start, end);
         let i = self.entities.get(&EntityKind::Service)?.get(service)?;
-        Some(self.graph[*i].red.merged(r.start, r.end))
+        let e = &self.graph[*i];
+        let spans = e.red.merged(r.start, r.end);
+        if spans.calls > 0 {
+            return Some(spans);
+        }
+        Some(e.metric_red.merged(r.start, r.end))
     }
 
     /// Number of entities.
@@ -940,6 +1003,7 @@ mod tests {
     use loupe_model::{AttributeValue, Attributes, Resource, Span, SpanId, TraceId};
 
     use super::*;
+    use crate::view::RedSource;
 
     fn resource(service: &str, pod: &str) -> Arc<Resource> {
         let attrs = [
@@ -1008,6 +1072,96 @@ mod tests {
             Some(1)
         );
         assert!(merged.operation("cart", "op2").is_none());
+    }
+
+    /// A deployment with metrics and no traces: services' RED from their server-side
+    /// request-duration histograms (delta and cumulative), the dependency and its RED from the
+    /// caller's client-side histogram; spans, where there are any, take precedence.
+    #[test]
+    fn request_duration_metrics_give_red_where_there_are_no_spans() {
+        let s = 1_000_000_000u64;
+        let point =
+            |name: &str, t: u64, count: u64, sum: f64, attrs: &[(&str, &str)], cumulative| {
+                loupe_model::DataPoint {
+                    cumulative,
+                    ..crate::request_metrics::test_point(name, "s", t, (count, sum), attrs)
+                }
+            };
+        let mut g = KnowledgeGraph::new(GraphConfig::default());
+        // cart first, so that the frontend's client metric finds it by name.
+        g.apply_metrics(&[ResourceMetrics {
+            resource: resource("cart", "cart-1"),
+            points: vec![
+                point("http.server.request.duration", 5 * s, 10, 0.5, &[], false),
+                point("http.server.request.duration", 15 * s, 20, 1.0, &[], false),
+                point(
+                    "http.server.request.duration",
+                    15 * s,
+                    4,
+                    0.2,
+                    &[("http.response.status_code", "503")],
+                    false,
+                ),
+            ],
+        }]);
+        let client = [("server.address", "cart")];
+        g.apply_metrics(&[ResourceMetrics {
+            resource: resource("frontend", "frontend-1"),
+            points: vec![
+                // Cumulative: the first point sets the start, the next two add 30 calls.
+                point("http.server.request.duration", 5 * s, 100, 10.0, &[], true),
+                point("http.server.request.duration", 15 * s, 110, 11.0, &[], true),
+                point("http.server.request.duration", 25 * s, 130, 13.0, &[], true),
+                point(
+                    "http.client.request.duration",
+                    15 * s,
+                    24,
+                    1.2,
+                    &client,
+                    false,
+                ),
+            ],
+        }]);
+        let w = g.window(0, 30 * s);
+        let cart = w.service("cart").expect("cart");
+        assert_eq!((cart.red.calls, cart.red.errors), (34, 4));
+        assert_eq!(cart.red_source, RedSource::Metrics);
+        assert!((cart.red.duration.mean_seconds().unwrap() - 1.7 / 34.0).abs() < 1e-9);
+        let frontend = w.service("frontend").expect("frontend");
+        assert_eq!(frontend.red.calls, 30);
+        assert!((frontend.red.duration.quantile_seconds(0.5).unwrap() - 0.1).abs() < 0.002);
+        let edge = w
+            .edge("frontend", "cart")
+            .expect("the dependency from client metrics");
+        assert_eq!((edge.red.calls, edge.red_source), (24, RedSource::Metrics));
+        // Detection watches the frontend: nobody calls it.
+        assert_eq!(g.entry_services(0, 30 * s), vec!["frontend".to_owned()]);
+        assert_eq!(g.service_red("cart", 0, 30 * s).map(|r| r.errors), Some(4));
+        // One request holding an hour of a pod's points keeps its service valid throughout.
+        g.apply_metrics(&[ResourceMetrics {
+            resource: resource("ad", "ad-1"),
+            points: (0..60u64)
+                .map(|m| {
+                    point(
+                        "k8s.pod.cpu_limit_utilization",
+                        m * 60 * s,
+                        1,
+                        0.1,
+                        &[],
+                        false,
+                    )
+                })
+                .collect(),
+        }]);
+        assert!(g.window(50 * 60 * s, 55 * 60 * s).service("ad").is_some());
+        // A span for cart: its RED comes from spans from then on.
+        g.apply_spans(&[ResourceSpans {
+            resource: resource("cart", "cart-1"),
+            spans: vec![span(9, 1, None, 21 * s, 22 * s, false)],
+        }]);
+        g.flush();
+        let cart = g.window(0, 30 * s).service("cart").cloned().expect("cart");
+        assert_eq!((cart.red.calls, cart.red_source), (1, RedSource::Spans));
     }
 
     #[test]

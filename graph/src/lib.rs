@@ -10,6 +10,7 @@ mod diff;
 mod entity;
 mod graph;
 mod join;
+mod request_metrics;
 mod series;
 mod span_logs;
 mod stats;
@@ -31,6 +32,6 @@ pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::Interval;
 pub use view::{
     EdgeBucket, EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView,
-    OperationWindow, PodWindow, QueryWindow, RedSummary, ServiceSummary, ServiceWindow,
+    OperationWindow, PodWindow, QueryWindow, RedSource, RedSummary, ServiceSummary, ServiceWindow,
     UnknownEntity, WindowStats,
 };

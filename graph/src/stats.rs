@@ -71,6 +71,20 @@ impl DurationSketch {
         self.ln_sq_sum += ln * ln;
     }
 
+    /// Adds `n` durations of `seconds` each: what a request-duration metric point tells when
+    /// only its count and sum are used (its mean, `n` times).
+    pub fn add_many(&mut self, seconds: f64, n: u64) {
+        if n == 0 || !seconds.is_finite() || seconds < 0.0 {
+            return;
+        }
+        self.add_bucket(key(seconds), u32::try_from(n).unwrap_or(u32::MAX));
+        self.count += n;
+        self.sum += seconds * n as f64;
+        let ln = seconds.max(MIN_SECONDS).ln();
+        self.ln_sum += ln * n as f64;
+        self.ln_sq_sum += ln * ln * n as f64;
+    }
+
     fn add_bucket(&mut self, k: i16, n: u32) {
         match self.bins.binary_search_by_key(&k, |(b, _)| *b) {
             Ok(i) => self.bins[i].1 = self.bins[i].1.saturating_add(n),

@@ -12,7 +12,7 @@ use petgraph::visit::{EdgeRef, NodeIndexable};
 use serde::Serialize;
 
 use crate::graph::{Entity, EntityKind, KnowledgeGraph, Relation, RelationKind};
-use crate::series::Merge;
+use crate::series::{Merge, Series};
 use crate::stats::{GaugeStats, LogStats, RedStats};
 use crate::templates::TemplateCounts;
 
@@ -145,6 +145,37 @@ pub struct GraphSnapshot {
     pub edges: Vec<EdgeView>,
 }
 
+/// Where a window's RED figures come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedSource {
+    /// Spans (the figures include self time).
+    #[default]
+    Spans,
+    /// Request-duration metrics, where the window has no spans: calls, errors and durations
+    /// (each point's mean), no self time.
+    Metrics,
+}
+
+/// Span RED figures over `[start, end)` of `spans`, or those of `metrics` when there are none.
+fn red_or_metrics(
+    spans: &Series<RedStats>,
+    metrics: &Series<RedStats>,
+    start: u64,
+    end: u64,
+    merge: impl Fn(&mut RedStats, &RedStats) + Copy,
+) -> (RedStats, RedSource) {
+    let red = spans.merged_with(start, end, merge);
+    if red.calls > 0 {
+        return (red, RedSource::Spans);
+    }
+    let from_metrics = metrics.merged_with(start, end, merge);
+    if from_metrics.calls > 0 {
+        (from_metrics, RedSource::Metrics)
+    } else {
+        (red, RedSource::Spans)
+    }
+}
+
 /// A service's merged statistics over a window, for the analysis.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceWindow {
@@ -152,6 +183,8 @@ pub struct ServiceWindow {
     pub name: String,
     /// Merged RED figures.
     pub red: RedStats,
+    /// Where `red` comes from.
+    pub red_source: RedSource,
     /// Merged log counts.
     pub logs: LogStats,
 }
@@ -178,8 +211,10 @@ pub struct EdgeWindow {
     pub source: String,
     /// Callee service.
     pub target: String,
-    /// Callee spans' RED figures.
+    /// Callee spans' RED figures (or the caller's client-side metrics', see `source`).
     pub red: RedStats,
+    /// Where `red` comes from.
+    pub red_source: RedSource,
 }
 
 /// A service's queries to a database over a window, as its client spans measured them.
@@ -356,11 +391,10 @@ impl KnowledgeGraph {
                 target: order[target].0.clone(),
                 observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
                 red: (!query.structure_only).then(|| {
-                    RedSummary::from(&rel.red.merged_with(
-                        r.start,
-                        r.end,
-                        RedStats::merge_for_summary,
-                    ))
+                    let merge = RedStats::merge_for_summary;
+                    RedSummary::from(
+                        &red_or_metrics(&rel.red, &rel.metric_red, r.start, r.end, merge).0,
+                    )
                 }),
             }
         });
@@ -374,11 +408,10 @@ impl KnowledgeGraph {
                 first_seen_unix_nano: e.first_seen,
                 last_seen_unix_nano: e.last_seen,
                 red: (!query.structure_only).then(|| {
-                    RedSummary::from(&e.red.merged_with(
-                        r.start,
-                        r.end,
-                        RedStats::merge_for_summary,
-                    ))
+                    let merge = RedStats::merge_for_summary;
+                    RedSummary::from(
+                        &red_or_metrics(&e.red, &e.metric_red, r.start, r.end, merge).0,
+                    )
                 }),
             }
         });
@@ -452,11 +485,16 @@ impl KnowledgeGraph {
             .filter(|(_, e)| Self::active(e, start, end))
         {
             match e.kind {
-                EntityKind::Service => out.services.push(ServiceWindow {
-                    name: e.name.clone(),
-                    red: e.red.merged(r.start, r.end),
-                    logs: e.logs.merged(r.start, r.end),
-                }),
+                EntityKind::Service => {
+                    let (red, source) =
+                        red_or_metrics(&e.red, &e.metric_red, r.start, r.end, RedStats::merge);
+                    out.services.push(ServiceWindow {
+                        name: e.name.clone(),
+                        red,
+                        red_source: source,
+                        logs: e.logs.merged(r.start, r.end),
+                    });
+                }
                 EntityKind::Pod => out.pods.push(PodWindow {
                     name: e.name.clone(),
                     service: e.service.clone(),
@@ -499,12 +537,14 @@ impl KnowledgeGraph {
             }
         }
         for (a, b, rel) in self.service_calls() {
-            let red = rel.red.merged(r.start, r.end);
+            let (red, source) =
+                red_or_metrics(&rel.red, &rel.metric_red, r.start, r.end, RedStats::merge);
             if red.calls > 0 {
                 out.edges.push(EdgeWindow {
                     source: a.name.clone(),
                     target: b.name.clone(),
                     red,
+                    red_source: source,
                 });
             }
         }
@@ -534,6 +574,8 @@ impl KnowledgeGraph {
             let mut add =
                 |key: u64, width: u64| observed.extend(key.max(r.start)..(key + width).min(r.end));
             e.red.for_each_sized(r.start, r.end, |k, w, _| add(k, w));
+            e.metric_red
+                .for_each_sized(r.start, r.end, |k, w, _| add(k, w));
             e.logs.for_each_sized(r.start, r.end, |k, w, _| add(k, w));
         }
         out.observed_nanos = observed.len() as u64 * bucket_nanos;

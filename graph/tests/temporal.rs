@@ -134,6 +134,7 @@ fn point(fields: &[(&str, &str)]) -> DataPoint {
         time_unix_nano: seconds(get("t").expect("metric needs t=")),
         value: PointValue::Number(get("value").map_or(1.0, |v| v.parse().unwrap())),
         attributes: Attributes(prefixed(fields, "p.").collect()),
+        cumulative: false,
     }
 }
 

@@ -285,6 +285,11 @@ fn number_point(
     ))
 }
 
+/// Whether an OTLP `aggregation_temporality` is cumulative.
+fn is_cumulative(temporality: i32) -> bool {
+    temporality == pmetrics::AggregationTemporality::Cumulative as i32
+}
+
 fn point(
     metric: &pmetrics::Metric,
     kind: MetricKind,
@@ -299,6 +304,7 @@ fn point(
         time_unix_nano,
         value,
         attributes: attributes(attrs),
+        cumulative: false,
     }
 }
 
@@ -317,22 +323,27 @@ fn metric_points(
             .data_points
             .iter()
             .for_each(|p| push(number_point(metric, MetricKind::Gauge, p))),
-        Some(Data::Sum(s)) => s
-            .data_points
-            .iter()
-            .for_each(|p| push(number_point(metric, MetricKind::Sum, p))),
+        Some(Data::Sum(s)) => s.data_points.iter().for_each(|p| {
+            push(number_point(metric, MetricKind::Sum, p).map(|p| DataPoint {
+                cumulative: is_cumulative(s.aggregation_temporality),
+                ..p
+            }))
+        }),
         Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
             let value = PointValue::Distribution {
                 count: p.count,
                 sum: p.sum.unwrap_or(0.0),
             };
-            push(Ok(point(
-                metric,
-                MetricKind::Histogram,
-                p.time_unix_nano,
-                value,
-                &p.attributes,
-            )))
+            push(Ok(DataPoint {
+                cumulative: is_cumulative(h.aggregation_temporality),
+                ..point(
+                    metric,
+                    MetricKind::Histogram,
+                    p.time_unix_nano,
+                    value,
+                    &p.attributes,
+                )
+            }))
         }),
         Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
             let value = PointValue::Distribution {
@@ -340,26 +351,27 @@ fn metric_points(
                 sum: p.sum.unwrap_or(0.0),
             };
             let kind = MetricKind::ExponentialHistogram;
-            push(Ok(point(
-                metric,
-                kind,
-                p.time_unix_nano,
-                value,
-                &p.attributes,
-            )))
+            push(Ok(DataPoint {
+                cumulative: is_cumulative(h.aggregation_temporality),
+                ..point(metric, kind, p.time_unix_nano, value, &p.attributes)
+            }))
         }),
         Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| {
             let value = PointValue::Distribution {
                 count: p.count,
                 sum: p.sum,
             };
-            push(Ok(point(
-                metric,
-                MetricKind::Summary,
-                p.time_unix_nano,
-                value,
-                &p.attributes,
-            )))
+            // Summaries are cumulative by definition (OTLP metrics data model, "Summary").
+            push(Ok(DataPoint {
+                cumulative: true,
+                ..point(
+                    metric,
+                    MetricKind::Summary,
+                    p.time_unix_nano,
+                    value,
+                    &p.attributes,
+                )
+            }))
         }),
         None => {}
     }

@@ -329,6 +329,9 @@ pub struct DataPoint {
     pub value: PointValue,
     /// Point attributes.
     pub attributes: Attributes,
+    /// Whether the value counts from the series' start (OTLP cumulative temporality; always for
+    /// summaries) rather than over the export interval only (delta). Gauges are `false`.
+    pub cumulative: bool,
 }
 
 /// The data points of one resource.

@@ -12,8 +12,8 @@ use loupe_model::semconv::{
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point::Value, Gauge, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics,
+    metric::Data, number_data_point::Value, AggregationTemporality, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
 };
 
 use super::csv_files::{bad_row, columns, records};
@@ -68,6 +68,38 @@ fn row_seconds(path: &Path, row: &csv::StringRecord, i: usize, time: usize) -> R
         .map_err(|e| bad_row(path, i + 1, format!("TimeStamp: {e}")))
 }
 
+/// The columns a pod's served requests come from: requests per second and the P90 server
+/// latency (seconds) of the minute.
+const WORKLOAD: &str = "PodWorkload(Ops)";
+const SERVER_P90: &str = "PodServerLatencyP90(s)";
+/// The server-side request-duration metric of the HTTP semantic conventions.
+const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
+
+/// A row's served requests as a delta `http.server.request.duration` histogram point over the
+/// minute that ends at `t`: the count is `PodWorkload(Ops)` × 60 and the sum is that count
+/// times `PodServerLatencyP90(s)` (Nezha gives quantiles, not the mean, so the P90 stands for
+/// it). `PodSuccessRate(%)` reads 0 for pods that serve, so no failures are derived. `None`
+/// for a row with no requests or an unreadable cell.
+fn server_duration(
+    row: &csv::StringRecord,
+    [workload, p90]: [usize; 2],
+    t: u64,
+) -> Option<HistogramDataPoint> {
+    let cell = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
+    let (rate, p90) = (cell(workload)?, cell(p90)?);
+    let count = (rate * 60.0).round();
+    if !(count >= 1.0 && p90.is_finite() && p90 >= 0.0) {
+        return None;
+    }
+    Some(HistogramDataPoint {
+        start_time_unix_nano: t.saturating_sub(60_000_000_000),
+        time_unix_nano: t,
+        count: count as u64,
+        sum: Some(count * p90),
+        ..Default::default()
+    })
+}
+
 /// The `*_metric.csv[.gz]` files in `dir/metric`, in name order; none when there is no such
 /// folder.
 fn metric_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -113,8 +145,10 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
             .enumerate()
             .map(|(slot, (column, scale))| (slot, column, scale))
             .collect();
+        let served = columns(&path, &headers, [WORKLOAD, SERVER_P90]).ok();
         let mut pod = None;
         let mut points: Vec<Vec<NumberDataPoint>> = vec![Vec::new(); metrics.len()];
+        let mut durations = Vec::new();
         for (i, r) in rows.iter().enumerate() {
             let seconds = row_seconds(&path, r, i, time)?;
             let t = (seconds * 1e9) as u64;
@@ -122,6 +156,9 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
                 continue;
             }
             pod.get_or_insert_with(|| r.get(pod_column).unwrap_or("").to_owned());
+            if let Some(point) = served.and_then(|columns| server_duration(r, columns, t)) {
+                durations.push(point);
+            }
             for &(slot, column, scale) in &wanted {
                 // An empty or non-numeric cell is a gap in the series, not a zero.
                 let Ok(v) = r.get(column).unwrap_or("").parse::<f64>() else {
@@ -139,6 +176,17 @@ pub(super) fn load(dir: &Path, range: &Range<u64>) -> Result<Vec<ExportRequest>>
             metric.data = Some(Data::Gauge(Gauge { data_points }));
         }
         metrics.retain(|m| matches!(&m.data, Some(Data::Gauge(g)) if !g.data_points.is_empty()));
+        if !durations.is_empty() {
+            metrics.push(Metric {
+                name: HTTP_SERVER_REQUEST_DURATION.to_owned(),
+                unit: "s".to_owned(),
+                data: Some(Data::Histogram(Histogram {
+                    data_points: durations,
+                    aggregation_temporality: AggregationTemporality::Delta as i32,
+                })),
+                ..Default::default()
+            });
+        }
         let resource_metrics = vec![ResourceMetrics {
             resource: Some(resource(&pod)),
             scope_metrics: vec![ScopeMetrics {
