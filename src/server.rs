@@ -120,15 +120,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     };
     let engine = Arc::new(engine);
     let receiver = Receiver::new(engine.clone(), config.limits);
-    // Verdicts are kept beside the write-ahead log; incidents themselves are rebuilt by
-    // detection and not kept yet.
+    // Verdicts and incidents are kept beside the write-ahead log.
     let incidents = match &config.store {
         Some(store) => {
             let (verdicts, skipped) = Verdicts::open(&store.dir.join("verdicts.jsonl"))?;
             if skipped > 0 {
                 tracing::warn!(skipped, "verdict lines that do not parse were skipped");
             }
-            Incidents::with_verdicts(verdicts)
+            let (incidents, skipped) =
+                Incidents::open(&store.dir.join("incidents.jsonl"), verdicts)?;
+            if skipped > 0 {
+                tracing::warn!(skipped, "incident lines that do not parse were skipped");
+            }
+            incidents
         }
         None => Incidents::default(),
     };
@@ -228,6 +232,10 @@ fn spawn_ticker(
                     if let Some(i) = incidents.list().first() {
                         tracing::info!(id = i.id, title = %i.title, status = ?i.status, "incident updated");
                     }
+                }
+                // Saves made here or through the API since the last tick.
+                if let Some(e) = incidents.take_save_error() {
+                    tracing::warn!(error = %e, "an incident is kept in memory only");
                 }
             })
             .await;

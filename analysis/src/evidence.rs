@@ -8,10 +8,12 @@
 //! against the count the baseline rate predicts, `(observed − λ) / √(λ + 1)`.
 
 use loupe_graph::{DurationSketch, GaugeStats, RedStats};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 /// The signal a piece of evidence comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceSignal {
     /// Spans.
@@ -25,7 +27,7 @@ pub enum EvidenceSignal {
 }
 
 /// One observed change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The signal.
     pub signal: EvidenceSignal,
@@ -34,7 +36,7 @@ pub struct Evidence {
     /// `change_proximity`, and where a service has no spans `server_duration_p50` and
     /// `failed_requests` (its request-duration metrics); for databases `query_duration_p50`, `failed_queries`; for nodes
     /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`.
-    pub feature: &'static str,
+    pub feature: Cow<'static, str>,
     /// A sentence for people.
     pub summary: String,
     /// The figure in the baseline window.
@@ -59,7 +61,7 @@ impl Evidence {
     ) -> Self {
         Self {
             signal,
-            feature,
+            feature: Cow::Borrowed(feature),
             summary,
             baseline,
             current,

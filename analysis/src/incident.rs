@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 
 use loupe_graph::KnowledgeGraph;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::investigate::investigate;
@@ -100,12 +102,12 @@ pub const BURN_RATE_ALERTS: [(u64, u64, f64); 2] = [
 ];
 
 /// An alert that fired: what degraded, and how fast it burns its budget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Symptom {
     /// The user-facing service.
     pub service: String,
     /// `error_ratio` or `latency`.
-    pub objective: &'static str,
+    pub objective: Cow<'static, str>,
     /// Bad share of requests in the short window.
     pub bad_ratio: f64,
     /// Burn rate over the long window.
@@ -165,7 +167,7 @@ pub fn detect(graph: &KnowledgeGraph, now: u64, config: &DetectConfig) -> Vec<Sy
                 if firing && !already {
                     out.push(Symptom {
                         service: service.clone(),
-                        objective,
+                        objective: Cow::Borrowed(objective),
                         bad_ratio: short_bad as f64 / s.calls as f64,
                         long_burn_rate,
                         short_burn_rate,
@@ -181,7 +183,7 @@ pub fn detect(graph: &KnowledgeGraph, now: u64, config: &DetectConfig) -> Vec<Sy
 }
 
 /// Whether an incident is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Alerts fired within the resolve delay (or it was opened by hand).
@@ -224,7 +226,7 @@ fn suppress_or_raise(incident: &mut Incident, verdicts: &Verdicts, now: u64) {
 }
 
 /// One entry of an incident's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     /// When (valid time), unix nanoseconds.
     pub at_unix_nano: u64,
@@ -233,7 +235,7 @@ pub struct TimelineEntry {
 }
 
 /// An incident.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     /// Id, from 1.
     pub id: u64,
@@ -242,7 +244,7 @@ pub struct Incident {
     /// Open or resolved.
     pub status: Status,
     /// `detected` or `manual`.
-    pub source: &'static str,
+    pub source: Cow<'static, str>,
     /// When the degradation began (valid time), unix nanoseconds.
     pub onset_unix_nano: u64,
     /// When loupe opened it (valid time), unix nanoseconds.
@@ -270,6 +272,20 @@ pub struct Incidents {
     last_tick: u64,
     /// SRE verdicts, durable when opened on a file.
     pub verdicts: Verdicts,
+    /// The file incidents are kept in (JSON lines, the newest line of an id wins), if any.
+    path: Option<std::path::PathBuf>,
+    /// Why the last save failed, until read with [`Incidents::take_save_error`].
+    save_error: Option<String>,
+}
+
+/// Why the incident file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("incident file {path}: {source}")]
+pub struct IncidentFileError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub source: std::io::Error,
 }
 
 /// Why a verdict could not be recorded.
@@ -303,6 +319,102 @@ impl Incidents {
             verdicts,
             ..Self::default()
         }
+    }
+
+    /// Incidents kept in `path` (JSON lines, one incident a line; the newest line of an id
+    /// wins), loading those already there, with their verdicts in `verdicts`. A line that does
+    /// not parse (a torn last write) is skipped and counted in the second value. The file is
+    /// rewritten with one line per incident (through a temporary file and a rename), so it
+    /// grows with what changed since the start only.
+    ///
+    /// # Errors
+    /// [`IncidentFileError`] when the file exists but cannot be read or rewritten.
+    pub fn open(
+        path: &std::path::Path,
+        verdicts: Verdicts,
+    ) -> Result<(Self, usize), IncidentFileError> {
+        let error = |source| IncidentFileError {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(error(e)),
+        };
+        let mut skipped = 0;
+        let mut by_id: std::collections::BTreeMap<u64, Incident> = Default::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Incident>(line) {
+                Ok(i) => {
+                    by_id.insert(i.id, i);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        let incidents: Vec<Incident> = by_id.into_values().collect();
+        let mut lines = String::new();
+        for i in &incidents {
+            lines.push_str(&serde_json::to_string(i).map_err(|e| error(e.into()))?);
+            lines.push('\n');
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, lines)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(error)?;
+        Ok((
+            Self {
+                incidents,
+                verdicts,
+                path: Some(path.to_owned()),
+                ..Self::default()
+            },
+            skipped,
+        ))
+    }
+
+    /// Why the last save to the incident file failed, once (the incident stays in memory).
+    pub fn take_save_error(&mut self) -> Option<String> {
+        self.save_error.take()
+    }
+
+    /// Appends incident `id`'s current state to the incident file, if there is one.
+    fn save(&mut self, id: u64) {
+        use std::io::Write;
+        let (Some(path), Some(incident)) = (&self.path, self.incidents.iter().find(|i| i.id == id))
+        else {
+            return;
+        };
+        let written = serde_json::to_string(incident)
+            .map_err(std::io::Error::from)
+            .and_then(|line| {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                f.write_all(format!("{line}\n").as_bytes())?;
+                f.sync_data()
+            });
+        if let Err(e) = written {
+            self.save_error = Some(format!(
+                "incident {id} not saved to {}: {e}",
+                path.display()
+            ));
+        }
+    }
+
+    /// The id of the next incident: past every incident kept and every incident a verdict
+    /// names, so that a verdict never lands on another incident of the same number.
+    fn next_id(&self) -> u64 {
+        let kept = self.incidents.iter().map(|i| i.id).max().unwrap_or(0);
+        let judged = self
+            .verdicts
+            .all()
+            .iter()
+            .map(|v| v.incident)
+            .max()
+            .unwrap_or(0);
+        kept.max(judged) + 1
     }
 
     fn analyze(
@@ -370,7 +482,7 @@ impl Incidents {
                 .evidence
                 .iter()
                 .filter(|e| e.score > 0.0)
-                .map(|e| e.feature.to_owned())
+                .map(|e| e.feature.to_string())
                 .collect(),
             candidates: analysis
                 .causes
@@ -391,6 +503,7 @@ impl Incidents {
                 }
             ),
         });
+        self.save(incident);
         Ok(record)
     }
 
@@ -402,12 +515,12 @@ impl Incidents {
         title: Option<String>,
         config: &AnalysisConfig,
     ) -> &Incident {
-        let id = self.incidents.len() as u64 + 1;
+        let id = self.next_id();
         let mut incident = Incident {
             id,
             title: title.unwrap_or_else(|| format!("investigation #{id}")),
             status: Status::Open,
-            source: "manual",
+            source: Cow::Borrowed("manual"),
             onset_unix_nano: start,
             opened_unix_nano: end,
             resolved_unix_nano: None,
@@ -424,6 +537,7 @@ impl Incidents {
             Err(e) => incident.analysis_error = Some(e.to_string()),
         }
         self.incidents.push(incident);
+        self.save(id);
         &self.incidents[self.incidents.len() - 1]
     }
 
@@ -451,7 +565,7 @@ impl Incidents {
         match (open, firing.is_empty()) {
             (None, true) => false,
             (None, false) => {
-                let id = self.incidents.len() as u64 + 1;
+                let id = self.next_id();
                 // Onset: the start of the shortest window that fired.
                 let onset = firing
                     .iter()
@@ -463,7 +577,7 @@ impl Incidents {
                     id,
                     title: format!("{} degraded", services.join(", ")),
                     status: Status::Open,
-                    source: "detected",
+                    source: Cow::Borrowed("detected"),
                     onset_unix_nano: onset,
                     opened_unix_nano: now,
                     resolved_unix_nano: None,
@@ -481,9 +595,11 @@ impl Incidents {
                 Self::analyze(&mut incident, graph, now, &self.verdicts, analysis);
                 suppress_or_raise(&mut incident, &self.verdicts, now);
                 self.incidents.push(incident);
+                self.save(id);
                 true
             }
             (Some(incident), false) => {
+                let before = (incident.timeline.len(), top_causes(incident));
                 for s in firing {
                     let known = incident
                         .symptoms
@@ -502,6 +618,11 @@ impl Incidents {
                 }
                 Self::analyze(incident, graph, now, &self.verdicts, analysis);
                 suppress_or_raise(incident, &self.verdicts, now);
+                // Kept when something a person reads changed: a symptom, the top causes.
+                if before != (incident.timeline.len(), top_causes(incident)) {
+                    let id = incident.id;
+                    self.save(id);
+                }
                 true
             }
             (Some(incident), true) => {
@@ -518,6 +639,8 @@ impl Incidents {
                         at_unix_nano: now,
                         event: "resolved: every alert quiet".into(),
                     });
+                    let id = incident.id;
+                    self.save(id);
                     true
                 } else {
                     false
@@ -525,6 +648,16 @@ impl Incidents {
             }
         }
     }
+}
+
+/// The ids of an incident's three best causes, best first.
+fn top_causes(incident: &Incident) -> Vec<String> {
+    incident
+        .analysis
+        .iter()
+        .flat_map(|a| a.causes.iter().take(3))
+        .map(|c| c.entity.id())
+        .collect()
 }
 
 /// Rejected causes of this incident drop below the rest (score 0), in their order.
@@ -791,6 +924,80 @@ mod tests {
         }
         graph.flush();
         graph
+    }
+
+    /// Incidents and their verdicts survive a restart: the same incidents come back (the
+    /// newest state of each), a torn last line is skipped, and new incidents are numbered past
+    /// every incident kept and every incident a verdict names.
+    #[test]
+    fn incidents_survive_a_restart_and_ids_never_collide() {
+        let dir = std::env::temp_dir().join(format!("loupe-incidents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (incidents_file, verdicts_file) =
+            (dir.join("incidents.jsonl"), dir.join("verdicts.jsonl"));
+        let _ = std::fs::remove_file(&incidents_file);
+        let _ = std::fs::remove_file(&verdicts_file);
+        let graph = two_failing_branches();
+        let window = (600 * SECOND, 1_200 * SECOND);
+        let config = AnalysisConfig::default();
+        let open = || {
+            let (verdicts, _) = Verdicts::open(&verdicts_file).unwrap();
+            Incidents::open(&incidents_file, verdicts).unwrap()
+        };
+        let as_json = |i: &Incidents| serde_json::to_value(i.list()).unwrap();
+        let (mut incidents, skipped) = open();
+        assert_eq!((incidents.list().len(), skipped), (0, 0));
+        let first = incidents.open_manual(&graph, window, None, &config).id;
+        incidents
+            .judge(
+                first,
+                "service:checkout",
+                (Judgement::Rejected, "by design".into(), "ana".into()),
+                1,
+            )
+            .unwrap();
+        let second = incidents
+            .open_manual(&graph, window, Some("again".into()), &config)
+            .id;
+        assert_eq!((first, second), (1, 2));
+        assert_eq!(incidents.take_save_error(), None);
+        let before = as_json(&incidents);
+        // A torn write at the end of the file.
+        let mut text = std::fs::read_to_string(&incidents_file).unwrap();
+        text.push_str("{\"id\": 3, \"tit");
+        std::fs::write(&incidents_file, text).unwrap();
+
+        let (incidents, skipped) = open();
+        assert_eq!(skipped, 1);
+        assert_eq!(
+            as_json(&incidents),
+            before,
+            "the same incidents, newest state each"
+        );
+        let top = incidents
+            .get(first)
+            .and_then(|i| i.analysis.as_ref())
+            .map(|a| a.causes[0].entity.name.clone());
+        assert_eq!(top.as_deref(), Some("cart"), "the rejection still holds");
+        assert_eq!(
+            std::fs::read_to_string(&incidents_file)
+                .unwrap()
+                .lines()
+                .count(),
+            2,
+            "rewritten, a line each"
+        );
+        // A verdict on an incident the file does not hold (written before incidents were
+        // kept): the next incident is numbered past it.
+        let (mut verdicts, _) = Verdicts::open(&verdicts_file).unwrap();
+        let mut v = verdicts.all()[0].clone();
+        v.incident = 7;
+        verdicts.record(v).unwrap();
+        drop(incidents);
+        let (verdicts, _) = Verdicts::open(&verdicts_file).unwrap();
+        let (mut incidents, _) = Incidents::open(&incidents_file, verdicts).unwrap();
+        assert_eq!(incidents.open_manual(&graph, window, None, &config).id, 8);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

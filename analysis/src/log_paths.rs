@@ -321,7 +321,7 @@ mod tests {
         );
         let e = back.evidence("back");
         assert_eq!(
-            (e.feature, e.baseline, e.current),
+            (e.feature.as_ref(), e.baseline, e.current),
             ("log_path_shift", 0.0, 0.75)
         );
     }

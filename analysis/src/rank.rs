@@ -12,7 +12,7 @@ use loupe_graph::{
 };
 use loupe_model::semconv::{K8S_POD_CPU_LIMIT_UTILIZATION, K8S_POD_MEMORY_LIMIT_UTILIZATION};
 use loupe_model::{ChangeEvent, ChangeKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::evidence::{self, Evidence, EvidenceSignal};
@@ -74,7 +74,7 @@ impl Default for AnalysisConfig {
 }
 
 /// What kind of entity a cause is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseKind {
     /// A service (`service.name`).
@@ -106,7 +106,7 @@ impl std::fmt::Display for CauseKind {
 }
 
 /// What a cause is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRef {
     /// The kind.
     pub kind: CauseKind,
@@ -131,7 +131,7 @@ pub fn path_ends(name: &str) -> Option<(&str, &str)> {
 }
 
 /// One ranked candidate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cause {
     /// 1-based rank.
     pub rank: usize,
@@ -145,7 +145,7 @@ pub struct Cause {
     /// The evidence, strongest first.
     pub evidence: Vec<Evidence>,
     /// The correlation rules that held for it, with their sentences ([`crate::rules`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<Hypothesis>,
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
     #[serde(skip)]
@@ -159,12 +159,12 @@ pub struct Cause {
     pub rolled_back_by: Option<ChangeEvent>,
     /// Suggested actions (never run by loupe); filled when the analysis knows where the service
     /// runs (see [`crate::investigate`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remediation: Vec<crate::remediation::Remediation>,
 }
 
 /// The result of one analysis.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// Analysed window `[start, end)`, unix nanoseconds.
     pub window: [u64; 2],
@@ -924,7 +924,7 @@ fn facts_of(
         evidence: cause
             .evidence
             .iter()
-            .map(|e| (e.feature.to_owned(), e.summary.clone()))
+            .map(|e| (e.feature.to_string(), e.summary.clone()))
             .collect(),
     }
 }
@@ -2207,7 +2207,11 @@ mod infrastructure_tests {
             .unwrap();
             let top = a.causes.first().map(|c| c.entity.id());
             assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
-            let evidence: Vec<&str> = a.causes[0].evidence.iter().map(|e| e.feature).collect();
+            let evidence: Vec<&str> = a.causes[0]
+                .evidence
+                .iter()
+                .map(|e| e.feature.as_ref())
+                .collect();
             assert!(
                 evidence.contains(&"server_duration_p50") || evidence.contains(&"failed_requests"),
                 "{what}: the metric evidence names itself: {evidence:?}"

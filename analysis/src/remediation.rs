@@ -3,12 +3,12 @@
 
 use loupe_graph::Placement;
 use loupe_model::{ChangeEvent, ChangeKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rank::{path_ends, Cause, CauseKind};
 
 /// One suggested action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remediation {
     /// What to do, for people.
     pub action: String,

@@ -113,7 +113,7 @@ pub struct Rule {
 }
 
 /// A rule that held for a candidate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hypothesis {
     /// The rule's name.
     pub rule: String,

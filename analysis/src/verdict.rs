@@ -186,7 +186,7 @@ impl Verdicts {
                 && cause
                     .evidence
                     .iter()
-                    .any(|e| e.score > 0.0 && v.features.iter().any(|f| f == e.feature))
+                    .any(|e| e.score > 0.0 && v.features.iter().any(|f| *f == e.feature))
         })
     }
 

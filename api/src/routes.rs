@@ -314,7 +314,7 @@ struct IncidentSummary {
     id: u64,
     title: String,
     status: loupe_analysis::Status,
-    source: &'static str,
+    source: String,
     onset_unix_nano: u64,
     opened_unix_nano: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,7 +341,7 @@ async fn list_incidents(State(state): State<ApiState>) -> Result<Json<serde_json
             id: i.id,
             title: i.title.clone(),
             status: i.status,
-            source: i.source,
+            source: i.source.to_string(),
             onset_unix_nano: i.onset_unix_nano,
             opened_unix_nano: i.opened_unix_nano,
             resolved_unix_nano: i.resolved_unix_nano,

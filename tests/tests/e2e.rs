@@ -630,7 +630,8 @@ async fn entity_history_diff_and_blast_radius_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_requests_open_an_incident_that_names_the_failing_service() {
-    let server = start(None).await;
+    let dir = support::temp_dir("incidents");
+    let server = start(Some(dir.clone())).await;
     // 70 minutes of a request every 5 s; from minute 62 payment fails and the failure
     // propagates to checkout and frontend.
     let minute = 60u64;
@@ -716,6 +717,25 @@ async fn failing_requests_open_an_incident_that_names_the_failing_service() {
     let (status, _) = support::get(server.http_addr, "/api/v1/incidents/99").await;
     assert_eq!(status, 404);
     server.shutdown().await;
+
+    // Incidents and their verdicts survive a restart.
+    let server = start(Some(dir.clone())).await;
+    let list = get_json(server.http_addr, "/api/v1/incidents").await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 2, "{list:#}");
+    let incident = get_json(server.http_addr, &format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(incident["verdicts"][0]["by"], "ana", "{incident:#}");
+    assert_ne!(
+        incident["analysis"]["causes"][0]["entity"]["name"],
+        "payment"
+    );
+    let manual = get_json(
+        server.http_addr,
+        &format!("/api/v1/incidents/{}", manual["id"]),
+    )
+    .await;
+    assert_eq!(manual["title"], "was it slow?");
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `--rules` as `loupe serve` and `loupe eval` read it: a bad file stops loupe with the file,
