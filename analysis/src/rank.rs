@@ -658,7 +658,15 @@ pub fn analyze(
                 } else {
                     evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red))
                 },
-                evidence::failed_calls_into(&s.name, into.0, into.1),
+                // Without spans, the calls into it are its callers' client metrics.
+                evidence::failed_calls_into(&s.name, into.0, into.1).map(|e| Evidence {
+                    signal: if from_metrics {
+                        EvidenceSignal::Metrics
+                    } else {
+                        e.signal
+                    },
+                    ..e
+                }),
             ]
             .into_iter()
             .flatten()

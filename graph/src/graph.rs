@@ -835,6 +835,13 @@ impl KnowledgeGraph {
     /// resource names one, else on the service. Distributions contribute their mean.
     pub fn apply_metrics(&mut self, batch: &[ResourceMetrics]) {
         self.stamp();
+        // Every service of the batch first, so that a client metric's `server.address` finds
+        // a callee whose own points come later in the batch (not an external endpoint).
+        for rm in batch {
+            if let Some(first) = rm.points.first() {
+                self.resource_entities(&rm.resource, first.time_unix_nano);
+            }
+        }
         for rm in batch {
             let Some(first) = rm.points.first() else {
                 continue;
