@@ -276,6 +276,8 @@ pub struct Incidents {
     path: Option<std::path::PathBuf>,
     /// Why the last save failed, until read with [`Incidents::take_save_error`].
     save_error: Option<String>,
+    /// Whether the last save failed (it may have left a fragment of a line).
+    save_failed: bool,
 }
 
 /// Why the incident file could not be opened.
@@ -359,9 +361,20 @@ impl Incidents {
             lines.push('\n');
         }
         let tmp = path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, lines)
+        let rewritten = std::fs::File::create(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(lines.as_bytes())?;
+            f.sync_all()
+        });
+        rewritten
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(error)?;
+        // The rename itself is durable once the directory is.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(error)?;
+        }
         Ok((
             Self {
                 incidents,
@@ -378,13 +391,15 @@ impl Incidents {
         self.save_error.take()
     }
 
-    /// Appends incident `id`'s current state to the incident file, if there is one.
+    /// Appends incident `id`'s current state to the incident file, if there is one (synced).
     fn save(&mut self, id: u64) {
         use std::io::Write;
         let (Some(path), Some(incident)) = (&self.path, self.incidents.iter().find(|i| i.id == id))
         else {
             return;
         };
+        // After a failed write a fragment may end the file: start on a line of our own.
+        let lead = if self.save_failed { "\n" } else { "" };
         let written = serde_json::to_string(incident)
             .map_err(std::io::Error::from)
             .and_then(|line| {
@@ -392,9 +407,10 @@ impl Incidents {
                     .create(true)
                     .append(true)
                     .open(path)?;
-                f.write_all(format!("{line}\n").as_bytes())?;
+                f.write_all(format!("{lead}{line}\n").as_bytes())?;
                 f.sync_data()
             });
+        self.save_failed = written.is_err();
         if let Err(e) = written {
             self.save_error = Some(format!(
                 "incident {id} not saved to {}: {e}",
@@ -484,11 +500,21 @@ impl Incidents {
                 .filter(|e| e.score > 0.0)
                 .map(|e| e.feature.to_string())
                 .collect(),
-            candidates: analysis
+            // An analysis read back from the incident file has no model inputs (they are not
+            // kept): such a verdict is no training case.
+            candidates: if analysis
                 .causes
                 .iter()
-                .map(|c| (c.entity.id(), c.inputs.to_vec()))
-                .collect(),
+                .any(|c| c.inputs.iter().any(|x| *x != 0.0))
+            {
+                analysis
+                    .causes
+                    .iter()
+                    .map(|c| (c.entity.id(), c.inputs.to_vec()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         self.verdicts.record(record.clone())?;
         demote_rejected(analysis, self.verdicts.of_incident(incident));
@@ -599,7 +625,11 @@ impl Incidents {
                 true
             }
             (Some(incident), false) => {
-                let before = (incident.timeline.len(), top_causes(incident));
+                let before = (
+                    incident.timeline.len(),
+                    top_causes(incident),
+                    newest_symptom_minute(incident),
+                );
                 for s in firing {
                     let known = incident
                         .symptoms
@@ -619,7 +649,13 @@ impl Incidents {
                 Self::analyze(incident, graph, now, &self.verdicts, analysis);
                 suppress_or_raise(incident, &self.verdicts, now);
                 // Kept when something a person reads changed: a symptom, the top causes.
-                if before != (incident.timeline.len(), top_causes(incident)) {
+                // The symptoms' times once a minute, so that a restart does not resolve it early.
+                let after = (
+                    incident.timeline.len(),
+                    top_causes(incident),
+                    newest_symptom_minute(incident),
+                );
+                if before != after {
                     let id = incident.id;
                     self.save(id);
                 }
@@ -648,6 +684,16 @@ impl Incidents {
             }
         }
     }
+}
+
+/// The minute (valid time) of an incident's newest symptom.
+fn newest_symptom_minute(incident: &Incident) -> u64 {
+    incident
+        .symptoms
+        .iter()
+        .map(|s| s.at_unix_nano / MINUTE)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The ids of an incident's three best causes, best first.
@@ -987,6 +1033,18 @@ mod tests {
             2,
             "rewritten, a line each"
         );
+        // A verdict on an analysis read back from the file: no model inputs, no training case.
+        let (mut reloaded, _) = open();
+        let verdict = reloaded
+            .judge(
+                second,
+                "service:cart",
+                (Judgement::Accepted, String::new(), "ana".into()),
+                2,
+            )
+            .unwrap();
+        assert!(verdict.candidates.is_empty() && verdict.training_case().is_none());
+        drop(reloaded);
         // A verdict on an incident the file does not hold (written before incidents were
         // kept): the next incident is numbered past it.
         let (mut verdicts, _) = Verdicts::open(&verdicts_file).unwrap();

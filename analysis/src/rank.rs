@@ -962,15 +962,9 @@ fn inputs_of(
     x
 }
 
-/// Change proximity: a service changed shortly before (or during) the window is the likelier
-/// cause of its own anomalies. Each change to a candidate's service in
-/// `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0
-/// inside the window); the strongest is the candidate's change, shown as evidence, and its
-/// weight is an input of the ranker (alone and times the candidate's evidence). Most incidents
-/// follow a change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a
-/// change alone is not an anomaly: a candidate without evidence gets none.
-/// A deployment of `change`'s service after it and before `end` that goes back to the version
-/// `change` replaced (`version_to` = its `version_from`): a rollback.
+/// The rollback of deployment `change`: the last deployment of its service after it and
+/// before `end`, when that one goes back to the version `change` replaced (`version_to` = its
+/// `version_from`); `None` when there is none, or when a later deployment rolled forward again.
 fn rollback_of<'a>(
     change: &ChangeEvent,
     changes: &'a [ChangeEvent],
@@ -980,14 +974,40 @@ fn rollback_of<'a>(
     if change.kind != ChangeKind::Deployment {
         return None;
     }
-    changes.iter().find(|c| {
-        c.kind == ChangeKind::Deployment
-            && c.service == change.service
-            && (change.time_unix_nano + 1..end).contains(&c.time_unix_nano)
-            && c.version_to.as_deref() == Some(from)
-    })
+    changes
+        .iter()
+        .filter(|c| {
+            c.kind == ChangeKind::Deployment
+                && c.service == change.service
+                && (change.time_unix_nano + 1..end).contains(&c.time_unix_nano)
+        })
+        .max_by_key(|c| c.time_unix_nano)
+        .filter(|last| last.version_to.as_deref() == Some(from))
 }
 
+/// Whether deployment `change` undoes an earlier deployment of its service in `changes` (it
+/// goes from that one's new version back to its old one): a response, not a cause.
+fn is_rollback(change: &ChangeEvent, changes: &[ChangeEvent]) -> bool {
+    change.kind == ChangeKind::Deployment
+        && change.version_to.is_some()
+        && changes.iter().any(|c| {
+            c.kind == ChangeKind::Deployment
+                && c.service == change.service
+                && c.time_unix_nano < change.time_unix_nano
+                && c.version_from == change.version_to
+                && c.version_to == change.version_from
+        })
+}
+
+/// Change proximity: a service changed shortly before (or during) the window is the likelier
+/// cause of its own anomalies. Each change to a candidate's service in
+/// `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0
+/// inside the window); the strongest is the candidate's change, shown as evidence, and its
+/// weight is an input of the ranker (alone and times the candidate's evidence). Most incidents
+/// follow a change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a
+/// change alone is not an anomaly: a candidate without evidence gets none.
+/// A deployment that rolls back an earlier one is never the change: the earlier one is, with
+/// the rollback recorded (`Cause::rolled_back_by`).
 fn weigh_changes(
     causes: &mut [Cause],
     changes: &[ChangeEvent],
@@ -1006,6 +1026,7 @@ fn weigh_changes(
                 .iter()
                 .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
                 .filter(|c| (from..end).contains(&c.time_unix_nano))
+                .filter(|c| !is_rollback(c, changes))
                 .map(|c| {
                     let before = start.saturating_sub(c.time_unix_nano);
                     let weight =
@@ -1404,103 +1425,108 @@ mod change_tests {
 
     const MIN: i64 = 60;
 
-    /// One line per case: candidates' scores, changes (service, seconds before the window's
-    /// start; negative: after it), and the expected ranking and scores.
-    /// A deployment inside the window, then its rollback: the deployment is the change that
-    /// weighs in, its evidence says it was rolled back, and the suggestion is to check the
-    /// rollback, never to undo it (which would bring the bad version back).
+    /// A deployment, then its rollback inside the window (the deployment itself inside the
+    /// window, or 30 s before it, where it weighs less than the rollback): the deployment is
+    /// the change that weighs in, its evidence says it was rolled back, and the suggestion is to
+    /// check the rollback, never to undo it (which would bring the bad version back). Rolled
+    /// forward again, it is the undo again.
     #[test]
     fn a_rolled_back_deployment_is_the_change_and_is_not_rolled_back_again() {
         let start: u64 = 3_600 * 1_000_000_000;
         let end = start + 5 * 60 * 1_000_000_000;
-        let deploy = |t: u64, from: &str, to: &str| {
-            let mut c = ChangeEvent::new(ChangeKind::Deployment, t, "github");
+        let at = |seconds: i64| (start as i64 + seconds * 1_000_000_000) as u64;
+        let deploy = |t: i64, from: &str, to: &str| {
+            let mut c = ChangeEvent::new(ChangeKind::Deployment, at(t), "github");
             c.service = Some("cart".to_owned());
             c.version_from = Some(from.to_owned());
             c.version_to = Some(to.to_owned());
             c
         };
-        let changes = [
-            deploy(start + 60_000_000_000, "2.0.2", "2.0.3"),
-            deploy(start + 180_000_000_000, "2.0.3", "2.0.2"),
+        // Deployments (seconds from the window's start, from, to) → the evidence's words
+        // and the suggested command.
+        #[allow(clippy::type_complexity)]
+        let cases: [(&[(i64, &str, &str)], &str, &str); 4] = [
+            (
+                &[(60, "2.0.2", "2.0.3"), (180, "2.0.3", "2.0.2")],
+                "rolled back to 2.0.2 120 s later",
+                "kubectl rollout status deployment/cart",
+            ),
+            (
+                &[(-30, "2.0.2", "2.0.3"), (180, "2.0.3", "2.0.2")],
+                "rolled back to 2.0.2 210 s later",
+                "kubectl rollout status deployment/cart",
+            ),
+            (
+                &[(60, "2.0.2", "2.0.3")],
+                "during the window",
+                "kubectl rollout undo deployment/cart",
+            ),
+            (
+                &[
+                    (60, "2.0.2", "2.0.3"),
+                    (120, "2.0.3", "2.0.2"),
+                    (180, "2.0.2", "2.0.3"),
+                ],
+                "during the window",
+                "kubectl rollout undo deployment/cart",
+            ),
         ];
-        let mut causes = vec![Cause {
-            rank: 0,
-            entity: EntityRef {
-                kind: CauseKind::Service,
-                name: "cart".to_owned(),
-            },
-            score: 1.0,
-            probability: 0.0,
-            evidence: Vec::new(),
-            hypotheses: Vec::new(),
-            inputs: [0.0; N_INPUTS],
-            change: None,
-            rolled_back_by: None,
-            remediation: Vec::new(),
-        }];
-        weigh_changes(
-            &mut causes,
-            &changes,
-            start,
-            end,
-            &AnalysisConfig::default(),
-        );
-        let cause = &causes[0];
-        assert_eq!(
-            cause.change.as_ref().and_then(|c| c.version_to.as_deref()),
-            Some("2.0.3")
-        );
-        assert_eq!(cause.rolled_back_by.as_ref(), Some(&changes[1]));
-        assert!(
-            cause.evidence[0]
-                .summary
-                .contains("rolled back to 2.0.2 120 s later"),
-            "{}",
-            cause.evidence[0].summary
-        );
-        let commands: Vec<String> =
-            crate::remediation::remediations(cause, cause.change.as_ref(), None)
-                .into_iter()
-                .filter_map(|r| r.command)
-                .collect();
-        assert!(
-            commands
+        for (deployments, words, command) in cases {
+            let changes: Vec<ChangeEvent> = deployments
                 .iter()
-                .any(|c| c == "kubectl rollout status deployment/cart"),
-            "{commands:?}"
-        );
-        assert!(
-            !commands.iter().any(|c| c.contains("rollout undo")),
-            "{commands:?}"
-        );
-        // Without the rollback, the suggestion is the undo.
-        let mut causes = vec![Cause {
-            rolled_back_by: None,
-            change: None,
-            evidence: Vec::new(),
-            ..causes[0].clone()
-        }];
-        weigh_changes(
-            &mut causes,
-            &changes[..1],
-            start,
-            end,
-            &AnalysisConfig::default(),
-        );
-        let commands: Vec<String> =
-            crate::remediation::remediations(&causes[0], causes[0].change.as_ref(), None)
-                .into_iter()
-                .filter_map(|r| r.command)
+                .map(|(t, from, to)| deploy(*t, from, to))
                 .collect();
-        assert!(
-            commands
-                .iter()
-                .any(|c| c == "kubectl rollout undo deployment/cart"),
-            "{commands:?}"
-        );
+            let mut causes = vec![Cause {
+                rank: 0,
+                entity: EntityRef {
+                    kind: CauseKind::Service,
+                    name: "cart".to_owned(),
+                },
+                score: 1.0,
+                probability: 0.0,
+                evidence: Vec::new(),
+                hypotheses: Vec::new(),
+                inputs: [0.0; N_INPUTS],
+                change: None,
+                rolled_back_by: None,
+                remediation: Vec::new(),
+            }];
+            weigh_changes(
+                &mut causes,
+                &changes,
+                start,
+                end,
+                &AnalysisConfig::default(),
+            );
+            let cause = &causes[0];
+            assert_eq!(
+                cause.change.as_ref().and_then(|c| c.version_to.as_deref()),
+                Some("2.0.3"),
+                "{deployments:?}: the deployment, never its rollback"
+            );
+            let summary = &cause.evidence[0].summary;
+            assert!(summary.contains(words), "{deployments:?}: {summary}");
+            let commands: Vec<String> =
+                crate::remediation::remediations(cause, cause.change.as_ref(), None)
+                    .into_iter()
+                    .filter_map(|r| r.command)
+                    .collect();
+            assert_eq!(
+                commands.first().map(String::as_str),
+                Some(command),
+                "{deployments:?}: {commands:?}"
+            );
+            let undo = commands.iter().any(|c| c.contains("rollout undo"));
+            assert_eq!(
+                undo,
+                cause.rolled_back_by.is_none(),
+                "{deployments:?}: {commands:?}"
+            );
+        }
     }
 
+    /// One line per case: candidates' scores, changes (service, seconds before the window's
+    /// start; negative: after it), and the expected ranking and scores.
     #[test]
     fn change_proximity_cases() {
         #[allow(clippy::type_complexity)]

@@ -131,8 +131,11 @@ impl CumulativeState {
             errors: if failed(point, side) { count } else { 0 },
             ..RedStats::default()
         };
-        let mean = sum / count as f64 * seconds_per_unit(point);
-        red.duration.add_many(mean, count);
+        // A point without a sum (OTLP makes it optional) gives calls and errors, no duration.
+        if sum > 0.0 {
+            red.duration
+                .add_many(sum / count as f64 * seconds_per_unit(point), count);
+        }
         Some(red)
     }
 }
