@@ -1425,6 +1425,25 @@ mod change_tests {
 
     const MIN: i64 = 60;
 
+    /// A service cause of `score` with nothing else yet.
+    fn service_cause(name: &str, score: f64) -> Cause {
+        Cause {
+            rank: 0,
+            entity: EntityRef {
+                kind: CauseKind::Service,
+                name: name.to_owned(),
+            },
+            score,
+            probability: 0.0,
+            evidence: Vec::new(),
+            hypotheses: Vec::new(),
+            inputs: [0.0; N_INPUTS],
+            change: None,
+            rolled_back_by: None,
+            remediation: Vec::new(),
+        }
+    }
+
     /// A deployment, then its rollback inside the window (the deployment itself inside the
     /// window, or 30 s before it, where it weighs less than the rollback): the deployment is
     /// the change that weighs in, its evidence says it was rolled back, and the suggestion is to
@@ -1476,21 +1495,7 @@ mod change_tests {
                 .iter()
                 .map(|(t, from, to)| deploy(*t, from, to))
                 .collect();
-            let mut causes = vec![Cause {
-                rank: 0,
-                entity: EntityRef {
-                    kind: CauseKind::Service,
-                    name: "cart".to_owned(),
-                },
-                score: 1.0,
-                probability: 0.0,
-                evidence: Vec::new(),
-                hypotheses: Vec::new(),
-                inputs: [0.0; N_INPUTS],
-                change: None,
-                rolled_back_by: None,
-                remediation: Vec::new(),
-            }];
+            let mut causes = vec![service_cause("cart", 1.0)];
             weigh_changes(
                 &mut causes,
                 &changes,
@@ -1593,21 +1598,7 @@ mod change_tests {
         for (name, scores, changes, order, expected) in cases {
             let mut causes: Vec<Cause> = scores
                 .iter()
-                .map(|(s, score)| Cause {
-                    rank: 0,
-                    entity: EntityRef {
-                        kind: CauseKind::Service,
-                        name: (*s).to_owned(),
-                    },
-                    score: *score,
-                    probability: 0.0,
-                    evidence: Vec::new(),
-                    hypotheses: Vec::new(),
-                    inputs: [0.0; N_INPUTS],
-                    change: None,
-                    rolled_back_by: None,
-                    remediation: Vec::new(),
-                })
+                .map(|(s, score)| service_cause(s, *score))
                 .collect();
             let changes: Vec<ChangeEvent> = changes
                 .iter()
