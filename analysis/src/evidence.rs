@@ -71,6 +71,17 @@ impl Evidence {
     }
 }
 
+impl Evidence {
+    /// The same evidence, read from metrics: where a service has no spans, the figures behind
+    /// span-shaped evidence (failures, durations) come from its request-duration metrics.
+    pub(crate) fn read_from_metrics(self) -> Self {
+        Self {
+            signal: EvidenceSignal::Metrics,
+            ..self
+        }
+    }
+}
+
 /// Log ratio `ln((a + offset) / (b + offset))`.
 pub(crate) fn log_ratio(a: f64, b: f64, offset: f64) -> f64 {
     ((a + offset) / (b + offset)).ln()
@@ -159,10 +170,8 @@ pub(crate) fn server_duration(
     min: u64,
 ) -> Option<Evidence> {
     let what = format!("median request duration of {service} (server metrics)");
-    duration_shift("server_duration_p50", &what, current, baseline, min).map(|e| Evidence {
-        signal: EvidenceSignal::Metrics,
-        ..e
-    })
+    duration_shift("server_duration_p50", &what, current, baseline, min)
+        .map(Evidence::read_from_metrics)
 }
 
 /// Burst of failed requests of a service as its server-side request-duration metrics count
@@ -173,10 +182,7 @@ pub(crate) fn failed_requests(
     baseline: &RedStats,
 ) -> Option<Evidence> {
     let what = format!("requests to {service} (server metrics)");
-    failures("failed_requests", &what, current, baseline).map(|e| Evidence {
-        signal: EvidenceSignal::Metrics,
-        ..e
-    })
+    failures("failed_requests", &what, current, baseline).map(Evidence::read_from_metrics)
 }
 
 /// Shift of the median duration of the queries to a database, pooled over its callers' client

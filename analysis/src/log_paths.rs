@@ -15,7 +15,7 @@
 //! it calls, directly or not, also shifted (the caller's paths change because the callee's
 //! answers did).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use loupe_graph::templates::{template_text, TemplateId};
 use loupe_graph::{Merge, OperationWindow, WindowStats};
@@ -163,31 +163,11 @@ pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> Hash
             }
         }
     }
-    let mut callees: HashMap<&str, Vec<&str>> = HashMap::new();
-    for e in &current.edges {
-        callees
-            .entry(e.source.as_str())
-            .or_default()
-            .push(e.target.as_str());
-    }
-    let downstream_shifted = |from: &str| {
-        let mut seen: HashSet<&str> = HashSet::from([from]);
-        let mut stack: Vec<&str> = callees.get(from).cloned().unwrap_or_default();
-        while let Some(s) = stack.pop() {
-            if !seen.insert(s) {
-                continue;
-            }
-            if best.contains_key(s) {
-                return true;
-            }
-            stack.extend(callees.get(s).cloned().unwrap_or_default());
-        }
-        false
-    };
+    let callees = crate::rank::Callees::of(current);
     let halved: Vec<&str> = best
         .keys()
         .copied()
-        .filter(|s| downstream_shifted(s))
+        .filter(|s| callees.any_downstream(s, |d| best.contains_key(d)))
         .collect();
     best.iter()
         .map(|(s, shift)| {

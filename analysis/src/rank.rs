@@ -420,6 +420,43 @@ fn server_duration_shift(
     )
 }
 
+/// Who calls whom in a window (its `calls` edges), for questions about what lies downstream.
+pub(crate) struct Callees<'a>(HashMap<&'a str, Vec<&'a str>>);
+
+impl<'a> Callees<'a> {
+    /// The callees of each service in `w`.
+    pub(crate) fn of(w: &'a WindowStats) -> Self {
+        let mut callees: HashMap<&str, Vec<&str>> = HashMap::new();
+        for e in &w.edges {
+            callees
+                .entry(e.source.as_str())
+                .or_default()
+                .push(e.target.as_str());
+        }
+        Self(callees)
+    }
+
+    /// Whether some service downstream of `from` (a callee, a callee's callee, …; `from`
+    /// itself excluded) satisfies `test`.
+    pub(crate) fn any_downstream(&self, from: &str, test: impl Fn(&str) -> bool) -> bool {
+        let mut seen: Vec<&str> = vec![from];
+        let mut frontier: Vec<&str> = vec![from];
+        while let Some(n) = frontier.pop() {
+            for &d in self.0.get(n).map_or(&[][..], Vec::as_slice) {
+                if seen.contains(&d) {
+                    continue;
+                }
+                if test(d) {
+                    return true;
+                }
+                seen.push(d);
+                frontier.push(d);
+            }
+        }
+        false
+    }
+}
+
 /// Discounts the request-duration shift of metrics-only services by their callees': a
 /// request's duration includes its calls, so a caller slows with its callee. A service whose
 /// shift some service downstream of it (along the window's `calls` edges) matches to at least
@@ -431,13 +468,7 @@ fn discount_callers_latency(
     current: &WindowStats,
     config: &AnalysisConfig,
 ) {
-    let mut callees: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for e in &current.edges {
-        callees
-            .entry(e.source.as_str())
-            .or_default()
-            .push(e.target.as_str());
-    }
+    let callees = Callees::of(current);
     let shift = |c: &BTreeMap<&str, Candidate>, name: &str| {
         c.get(name)
             .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
@@ -448,24 +479,10 @@ fn discount_callers_latency(
         .copied()
         .filter(|name| {
             let own = shift(candidates, name);
-            if own <= 0.0 {
-                return false;
-            }
-            let mut seen = vec![*name];
-            let mut frontier = vec![*name];
-            while let Some(n) = frontier.pop() {
-                for &d in callees.get(n).map_or(&[][..], Vec::as_slice) {
-                    if seen.contains(&d) {
-                        continue;
-                    }
-                    if shift(candidates, d) >= config.explained_share * own {
-                        return true;
-                    }
-                    seen.push(d);
-                    frontier.push(d);
-                }
-            }
-            false
+            own > 0.0
+                && callees.any_downstream(name, |d| {
+                    shift(candidates, d) >= config.explained_share * own
+                })
         })
         .collect();
     for name in explained {
@@ -659,13 +676,12 @@ pub fn analyze(
                     evidence::error_spans(&s.name, &s.red, b.map_or(&empty, |b| &b.red))
                 },
                 // Without spans, the calls into it are its callers' client metrics.
-                evidence::failed_calls_into(&s.name, into.0, into.1).map(|e| Evidence {
-                    signal: if from_metrics {
-                        EvidenceSignal::Metrics
+                evidence::failed_calls_into(&s.name, into.0, into.1).map(|e| {
+                    if from_metrics {
+                        e.read_from_metrics()
                     } else {
-                        e.signal
-                    },
-                    ..e
+                        e
+                    }
                 }),
             ]
             .into_iter()

@@ -839,7 +839,8 @@ impl KnowledgeGraph {
         // a callee whose own points come later in the batch (not an external endpoint).
         for rm in batch {
             if let Some(first) = rm.points.first() {
-                self.resource_entities(&rm.resource, first.time_unix_nano);
+                let name = rm.resource.service_key();
+                self.entity(EntityKind::Service, &name, None, first.time_unix_nano);
             }
         }
         for rm in batch {

@@ -27,9 +27,10 @@ fn entity_id(e: &Entity) -> EntityId {
 /// RED figures of a window, JSON-ready. Durations in seconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RedSummary {
-    /// Spans.
+    /// Spans (calls counted by request-duration metrics where there are no spans).
     pub calls: u64,
-    /// Spans with status `Error`.
+    /// Spans with status `Error` (failed calls, by the metrics' attributes, where there are no
+    /// spans).
     pub errors: u64,
     /// `errors / calls`, 0 when there are no calls.
     pub error_ratio: f64,
