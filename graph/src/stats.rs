@@ -142,6 +142,11 @@ impl DurationSketch {
         }
     }
 
+    /// The first bucket's count (0 when empty): one read of the out-of-line buckets.
+    pub(crate) fn first_bin(&self) -> u64 {
+        self.bins.first().map_or(0, |(_, n)| u64::from(*n))
+    }
+
     /// Merges only the count, sum and log moments (not the buckets): for a mean, never for a
     /// quantile.
     pub(crate) fn merge_moments(&mut self, other: &Self) {
@@ -300,6 +305,10 @@ impl GaugeStats {
 impl crate::series::Merge for RedStats {
     fn merge_from(&mut self, other: &Self) {
         self.merge(other);
+    }
+
+    fn touch(&self) -> u64 {
+        self.duration.first_bin()
     }
 }
 

@@ -384,19 +384,38 @@ impl KnowledgeGraph {
             })
             .collect();
         edges.sort_unstable();
-        let edges: Vec<EdgeView> = par_map(&edges, |&(kind, source, target, i)| {
-            let rel = &self.graph[i];
+        // Statistics are read in the order relations are stored (near the order their buckets
+        // were allocated in, so reads that follow each other land near each other), then
+        // placed by id.
+        let mut stored: Vec<(EdgeIndex, usize)> =
+            edges.iter().enumerate().map(|(p, e)| (e.3, p)).collect();
+        stored.sort_unstable();
+        let mut stats: Vec<Option<(u64, RedSummary)>> = vec![None; edges.len()];
+        if !query.structure_only {
+            let figures = par_map(&stored, |(i, _)| {
+                let rel = &self.graph[*i];
+                let merge = RedStats::merge_for_summary;
+                (
+                    rel.seen.merged(r.start, r.end),
+                    RedSummary::from(
+                        &red_or_metrics(&rel.red, &rel.metric_red, r.start, r.end, merge).0,
+                    ),
+                )
+            });
+            for ((_, p), f) in stored.iter().zip(figures) {
+                stats[*p] = Some(f);
+            }
+        }
+        let places: Vec<usize> = (0..edges.len()).collect();
+        let edges: Vec<EdgeView> = par_map(&places, |&p| {
+            let (kind, source, target, _) = edges[p];
+            let (observations, red) = stats[p].clone().unzip();
             EdgeView {
                 kind,
                 source: order[source].0.clone(),
                 target: order[target].0.clone(),
-                observations: (!query.structure_only).then(|| rel.seen.merged(r.start, r.end)),
-                red: (!query.structure_only).then(|| {
-                    let merge = RedStats::merge_for_summary;
-                    RedSummary::from(
-                        &red_or_metrics(&rel.red, &rel.metric_red, r.start, r.end, merge).0,
-                    )
-                }),
+                observations,
+                red,
             }
         });
         let nodes: Vec<NodeView> = par_map(&order, |(id, i)| {
