@@ -10,7 +10,7 @@ use crate::changes::{ChangeQuery, ChangeRecord};
 use crate::graph::{EntityKind, KnowledgeGraph, RelationKind};
 use crate::series::Series;
 use crate::stats::{DurationSketch, RedStats};
-use crate::view::{par_map, EntityId, RedSummary};
+use crate::view::{par_map, red_or_metrics, EntityId, RedSummary};
 
 /// What [`KnowledgeGraph::diff`] compares: the windows `[from − window, from)` ("before") and
 /// `[to − window, to)` ("after"), as known at `known_at`.
@@ -293,8 +293,12 @@ impl KnowledgeGraph {
             .collect();
         version_changes.sort_by(|x, y| x.service.cmp(&y.service));
         let (ra, rb) = (self.buckets(a.0, a.1), self.buckets(b.0, b.1));
-        let merged =
-            |series: &Series<RedStats>, r: &std::ops::Range<u64>| series.merged(r.start, r.end);
+        // Span figures, or request-duration metrics where a window has no spans.
+        let merged = |spans: &Series<RedStats>,
+                      metrics: &Series<RedStats>,
+                      r: &std::ops::Range<u64>| {
+            red_or_metrics(spans, metrics, r.start, r.end, RedStats::merge).0
+        };
         let service_edges: Vec<EdgeIndex> = self
             .graph
             .edge_indices()
@@ -311,8 +315,8 @@ impl KnowledgeGraph {
             red_change(
                 "service",
                 self.id_of(*i),
-                &merged(&e.red, &ra),
-                &merged(&e.red, &rb),
+                &merged(&e.red, &e.metric_red, &ra),
+                &merged(&e.red, &e.metric_red, &rb),
             )
         });
         red_changes.extend(par_map(&service_edges, |i| {
@@ -321,8 +325,8 @@ impl KnowledgeGraph {
             red_change(
                 "calls",
                 format!("{}>{}", self.id_of(s), self.id_of(t)),
-                &merged(&rel.red, &ra),
-                &merged(&rel.red, &rb),
+                &merged(&rel.red, &rel.metric_red, &ra),
+                &merged(&rel.red, &rel.metric_red, &rb),
             )
         }));
         red_changes.retain(|c| c.before.calls + c.after.calls > 0);

@@ -12,7 +12,7 @@ use crate::graph::{EntityKind, KnowledgeGraph, RelationKind};
 use crate::series::Series;
 use crate::stats::{LogStats, RedStats};
 use crate::temporal::Interval;
-use crate::view::{EntityId, RedSummary, UnknownEntity};
+use crate::view::{red_or_metrics, EntityId, RedSummary, UnknownEntity};
 
 /// A version a service ran, and when.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -251,7 +251,8 @@ impl KnowledgeGraph {
         let b = self.config.bucket_nanos;
         let step_buckets = (step / b).max(1);
         let first = start / b;
-        let mut points: BTreeMap<u64, (RedStats, LogStats)> = BTreeMap::new();
+        // Per step: span figures, request-duration metric figures and log counts.
+        let mut points: BTreeMap<u64, (RedStats, RedStats, LogStats)> = BTreeMap::new();
         let mut s = first;
         while s < end.div_ceil(b) {
             points.insert(s, Default::default());
@@ -264,16 +265,26 @@ impl KnowledgeGraph {
                 p.0.merge(red);
             }
         });
+        e.metric_red.for_each(r.start, r.end, |bucket, red| {
+            if let Some(p) = points.get_mut(&slot(bucket.max(first))) {
+                p.1.merge(red);
+            }
+        });
         e.logs.for_each(r.start, r.end, |bucket, logs| {
             if let Some(p) = points.get_mut(&slot(bucket.max(first))) {
-                p.1.merge(logs);
+                p.2.merge(logs);
             }
         });
         Ok(points
             .into_iter()
-            .map(|(bucket, (red, logs))| HistoryPoint {
+            .map(|(bucket, (spans, metrics, logs))| HistoryPoint {
                 start_unix_nano: bucket * b,
-                red: RedSummary::from(&red),
+                // A step without spans shows the request-duration metrics (as a window does).
+                red: RedSummary::from(if spans.calls == 0 && metrics.calls > 0 {
+                    &metrics
+                } else {
+                    &spans
+                }),
                 log_records: logs.records,
                 error_log_records: logs.error_records,
             })
@@ -307,10 +318,19 @@ impl KnowledgeGraph {
             return Err(UnknownEntity(id.to_owned()));
         }
         let r = self.buckets(start, end);
-        let calls_of = |red: &Series<RedStats>| -> u64 { red.merged(r.start, r.end).calls };
+        // Calls in the window: the spans', or the request-duration metrics' where there are no
+        // spans (a metrics-only deployment).
+        let calls_of = |spans: &Series<RedStats>, metrics: &Series<RedStats>| -> u64 {
+            red_or_metrics(spans, metrics, r.start, r.end, RedStats::merge_for_summary)
+                .0
+                .calls
+        };
         let valid = |e: EdgeIndex| self.graph[e].validity.valid_during(start, end, None, w);
-        // Requests entering each service: its spans' count in the window.
-        let requests = |n: NodeIndex| calls_of(&self.graph[n].red).max(1) as f64;
+        // Requests entering each service: its calls in the window.
+        let requests = |n: NodeIndex| {
+            let e = &self.graph[n];
+            calls_of(&e.red, &e.metric_red).max(1) as f64
+        };
         let mut share: HashMap<NodeIndex, f64> = HashMap::new();
         let mut distance: HashMap<NodeIndex, usize> = HashMap::new();
         share.insert(target, 1.0);
@@ -339,7 +359,9 @@ impl KnowledgeGraph {
                     let host = e.source();
                     let d = distance[&n] + 1;
                     let on_this = if self.graph[host].kind == EntityKind::Service {
-                        (calls_of(&self.graph[n].red) as f64 / requests(host)).min(1.0)
+                        (calls_of(&self.graph[n].red, &self.graph[n].metric_red) as f64
+                            / requests(host))
+                            .min(1.0)
                     } else {
                         1.0
                     };
@@ -378,7 +400,8 @@ impl KnowledgeGraph {
                     {
                         continue;
                     }
-                    let through = calls_of(&e.weight().red) as f64 / requests(caller);
+                    let through = calls_of(&e.weight().red, &e.weight().metric_red) as f64
+                        / requests(caller);
                     let add = through * share[&n];
                     let d = distance[&n] + 1;
                     let entry = share.entry(caller).or_insert(0.0);

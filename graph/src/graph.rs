@@ -1145,6 +1145,35 @@ mod tests {
         // Detection watches the frontend: nobody calls it.
         assert_eq!(g.entry_services(0, 30 * s), vec!["frontend".to_owned()]);
         assert_eq!(g.service_red("cart", 0, 30 * s).map(|r| r.errors), Some(4));
+        // History, diff and blast radius read them too.
+        let history = g.entity_history("service:cart", 0, 30 * s, 10 * s).unwrap();
+        let calls: Vec<u64> = history.iter().map(|p| p.red.calls).collect();
+        assert_eq!(calls, vec![10, 24, 0]);
+        let diff = g.diff(&crate::DiffQuery {
+            from: 10 * s,
+            to: 20 * s,
+            window: 10 * s,
+            known_at: None,
+        });
+        let change = diff
+            .red_changes
+            .iter()
+            .find(|c| c.id == "service:cart")
+            .expect("cart's RED change");
+        assert_eq!((change.before.calls, change.after.calls), (10, 24));
+        assert_eq!(change.after.errors, 4);
+        assert!(diff
+            .red_changes
+            .iter()
+            .any(|c| c.id == "service:frontend>service:cart" && c.after.calls == 24));
+        let radius = g.blast_radius("service:cart", 0, 30 * s).unwrap();
+        let frontend = radius
+            .dependents
+            .iter()
+            .find(|d| d.id == "service:frontend")
+            .expect("the frontend depends on cart");
+        // 24 of the frontend's 30 requests call cart.
+        assert!((frontend.traffic_share - 0.8).abs() < 1e-9, "{frontend:?}");
         // One request holding an hour of a pod's points keeps its service valid throughout.
         g.apply_metrics(&[ResourceMetrics {
             resource: resource("ad", "ad-1"),

@@ -158,7 +158,7 @@ pub enum RedSource {
 }
 
 /// Span RED figures over `[start, end)` of `spans`, or those of `metrics` when there are none.
-fn red_or_metrics(
+pub(crate) fn red_or_metrics(
     spans: &Series<RedStats>,
     metrics: &Series<RedStats>,
     start: u64,
