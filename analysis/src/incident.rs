@@ -241,7 +241,7 @@ pub struct Incident {
     pub id: u64,
     /// A title for people.
     pub title: String,
-    /// Open or resolved.
+    /// Open, resolved, or suppressed (its top cause is a pattern people kept rejecting).
     pub status: Status,
     /// `detected` or `manual`.
     pub source: Cow<'static, str>,

@@ -1,5 +1,7 @@
-//! The REST API on the knowledge graph and the analysis: `GET /api/v1/services`,
-//! `GET /api/v1/graph`, `POST /api/v1/analyze`, `GET /healthz`, and the web page at `/`.
+//! The REST API on the knowledge graph, the analysis and the store: graph, diff, entities,
+//! changes, incidents, verdicts, SQL, traces (`routes.rs`, `sql.rs`), described in OpenAPI 3.1
+//! at `GET /api/v1/openapi.json` (`api/openapi.json`); `/healthz`, `/readyz`, and the web page
+//! at `/`.
 //!
 //! JSON in and out; timestamps are RFC 3339 strings or integer unix nanoseconds; durations are
 //! humantime strings (`5m`, `90s`) or integer nanoseconds. Errors are

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use loupe_analysis::incident::VerdictRejected;
@@ -47,10 +48,19 @@ impl ApiState {
     }
 }
 
+/// The OpenAPI 3.1 description of the API (`api/openapi.json`, kept by hand beside the code;
+/// the end-to-end tests check that it names every route and that every operation it names is
+/// served).
+const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 /// The API and the web page.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))
         .route("/api/v1/graph", get(graph))

@@ -30,7 +30,7 @@ pub struct ChangeQuery {
     pub from: u64,
     /// Changes before this valid time, unix nanoseconds.
     pub to: u64,
-    /// Only changes to this service (or to its pods and workloads).
+    /// Only changes whose targets include `service:<this>`.
     pub service: Option<String>,
     /// What loupe knew then (`None`: now).
     pub known_at: Option<u64>,

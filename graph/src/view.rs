@@ -81,7 +81,7 @@ pub struct ServiceSummary {
 pub struct NodeView {
     /// Entity id.
     pub id: EntityId,
-    /// `service`, `operation`, `pod` or `node`.
+    /// Its kind ([`crate::EntityKind`]): `service`, `operation`, `pod`, `node`, `database`….
     pub kind: &'static str,
     /// Entity name.
     pub name: String,
@@ -101,7 +101,7 @@ pub struct NodeView {
 /// A graph edge, for `GET /api/v1/graph`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EdgeView {
-    /// `calls`, `runs_on` or `part_of`.
+    /// Its kind ([`crate::RelationKind`]): `calls`, `runs_on`, `part_of`, `queries`….
     pub kind: &'static str,
     /// Source entity id.
     pub source: EntityId,
@@ -110,7 +110,8 @@ pub struct EdgeView {
     /// Observations of the relation within the window; absent for the structure only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observations: Option<u64>,
-    /// RED figures of the callee's spans on a `calls` edge; absent for the structure only.
+    /// RED figures over the window (on a `calls` edge, of the callee's spans or the client's
+    /// request-duration metrics); absent for the structure only.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub red: Option<RedSummary>,
 }

@@ -113,7 +113,7 @@ pub struct MaintenanceReport {
     pub compacted_outputs: usize,
 }
 
-/// The store's figures, for `/api/v1/status`.
+/// The store's figures, for `GET /api/v1/store`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
     /// Rows in memory not yet in segments.

@@ -782,3 +782,84 @@ fn a_bad_rules_file_is_refused_at_start_with_its_line() {
     assert!(e.to_string().contains("not a safetensors file"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The `.route("…"` paths in a router's source, in order.
+fn routed_paths(source: &str) -> Vec<String> {
+    source
+        .split(".route(")
+        .skip(1)
+        .filter_map(|rest| {
+            let start = rest.find('"')? + 1;
+            let end = start + rest[start..].find('"')?;
+            Some(rest[start..end].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route_and_only_routes() {
+    let dir = support::temp_dir("openapi");
+    let server = start(Some(dir.clone())).await;
+    let addr = server.http_addr;
+    let doc = get_json(addr, "/api/v1/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc:#}");
+    let paths = doc["paths"].as_object().expect("paths");
+    // Every route in the routers' sources is documented (the entities catch-all as its three
+    // operations; the UI's page and OTLP/HTTP's /v1/* are not part of this API).
+    let sources = [
+        include_str!("../../api/src/routes.rs"),
+        include_str!("../../api/src/sql.rs"),
+        include_str!("../../ingest/src/changes.rs"),
+    ];
+    for path in sources.iter().flat_map(|s| routed_paths(s)) {
+        if path == "/api/v1/entities/{*path}" {
+            for p in [
+                "/api/v1/entities/{id}",
+                "/api/v1/entities/{id}/history",
+                "/api/v1/entities/{id}/blast-radius",
+            ] {
+                assert!(paths.contains_key(p), "{p} is not documented");
+            }
+        } else {
+            assert!(paths.contains_key(&path), "{path} is not documented");
+        }
+    }
+    // Every documented operation is served: the router answers it (a handler's 404 carries an
+    // error body; a path the router does not know gets an empty 404, a method it does not
+    // route a 405).
+    let mut operations = 0;
+    for (template, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "post"].contains(&method.as_str()) {
+                continue;
+            }
+            assert!(op["operationId"].is_string(), "{method} {template}");
+            assert!(op["responses"].is_object(), "{method} {template}");
+            let mut path = template.clone();
+            let entity = template.starts_with("/api/v1/entities/");
+            for (name, value) in [
+                ("id", if entity { "service:nope" } else { "1" }),
+                ("trace_id", "0123456789abcdef0123456789abcdef"),
+                ("cause", "service:nope"),
+            ] {
+                path = path.replace(&format!("{{{name}}}"), value);
+            }
+            assert!(!path.contains('{'), "{template}: an unknown parameter");
+            let (status, body) = if method == "get" {
+                support::get(addr, &path).await
+            } else {
+                let (status, _, body) = support::post_json(addr, &path, &json!({})).await;
+                (status, body)
+            };
+            assert_ne!(status, 405, "{method} {template} is not routed");
+            assert!(
+                !(status == 404 && body.is_empty()),
+                "{method} {template} is not routed"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 20, "{operations} operations");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
