@@ -53,7 +53,7 @@ pub struct GraphBench {
     pub relations: usize,
     /// Resident memory the filled graph added, MiB (from `/proc/self/statm`; 0 elsewhere).
     pub memory_mib: f64,
-    /// That memory per relation-bucket with data, bytes.
+    /// That memory per bucket a relation holds (after rolling up to 1 and 10 minutes), bytes.
     pub bytes_per_relation_bucket: f64,
     /// Median milliseconds to apply 10 000 spans of realistic traces.
     pub update_ms_per_10k_spans: f64,
@@ -260,7 +260,18 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
     graph.flush();
     let fill_seconds = started.elapsed().as_secs_f64();
     let memory_mib = resident_mib() - before;
-    let relation_buckets = (graph.relation_count() as u64 * buckets) as f64;
+    // Buckets each relation holds after rolling up: an hour at 10 s, five more at 1 min, the
+    // rest at 10 min (the default retention).
+    let retention = GraphConfig::default().retention;
+    let fine = buckets.min(retention.fine);
+    let minute = buckets
+        .saturating_sub(fine)
+        .min(retention.minute)
+        .div_ceil(6);
+    let ten = buckets
+        .saturating_sub(retention.fine + retention.minute)
+        .div_ceil(60);
+    let relation_buckets = (graph.relation_count() as u64 * (fine + minute + ten)) as f64;
 
     let end = START + buckets * 10 * SECOND;
     let window = 5 * 60 * SECOND;

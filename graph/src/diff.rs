@@ -294,11 +294,10 @@ impl KnowledgeGraph {
         version_changes.sort_by(|x, y| x.service.cmp(&y.service));
         let (ra, rb) = (self.buckets(a.0, a.1), self.buckets(b.0, b.1));
         // Span figures, or request-duration metrics where a window has no spans.
-        let merged = |spans: &Series<RedStats>,
-                      metrics: &Series<RedStats>,
-                      r: &std::ops::Range<u64>| {
-            red_or_metrics(spans, metrics, r.start, r.end, RedStats::merge).0
-        };
+        let merged =
+            |spans: &Series<RedStats>, metrics: &Series<RedStats>, r: &std::ops::Range<u64>| {
+                red_or_metrics(spans, metrics, r.start, r.end, RedStats::merge).0
+            };
         let service_edges: Vec<EdgeIndex> = self
             .graph
             .edge_indices()

@@ -361,7 +361,7 @@ impl KnowledgeGraph {
                     let on_this = if self.graph[host].kind == EntityKind::Service {
                         (calls_of(&self.graph[n].red, &self.graph[n].metric_red) as f64
                             / requests(host))
-                            .min(1.0)
+                        .min(1.0)
                     } else {
                         1.0
                     };
@@ -400,8 +400,8 @@ impl KnowledgeGraph {
                     {
                         continue;
                     }
-                    let through = calls_of(&e.weight().red, &e.weight().metric_red) as f64
-                        / requests(caller);
+                    let through =
+                        calls_of(&e.weight().red, &e.weight().metric_red) as f64 / requests(caller);
                     let add = through * share[&n];
                     let d = distance[&n] + 1;
                     let entry = share.entry(caller).or_insert(0.0);

@@ -802,7 +802,10 @@ async fn the_openapi_document_describes_every_route_and_only_routes() {
     let server = start(Some(dir.clone())).await;
     let addr = server.http_addr;
     let doc = get_json(addr, "/api/v1/openapi.json").await;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc:#}");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{doc:#}"
+    );
     let paths = doc["paths"].as_object().expect("paths");
     // Every route in the routers' sources is documented (the entities catch-all as its three
     // operations; the UI's page and OTLP/HTTP's /v1/* are not part of this API).
