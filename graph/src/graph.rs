@@ -316,6 +316,10 @@ impl KnowledgeGraph {
             r.seen.compact(newest, &retention);
             r.validity.compact(newest, &retention);
         }
+        // Cumulative request metrics not seen for as long as 10 s buckets are kept: their pods
+        // went away.
+        let horizon = newest.saturating_sub(retention.fine) * self.config.bucket_nanos;
+        self.request_metrics.forget_before(horizon);
         self.compacted_bucket = newest;
     }
 

@@ -95,10 +95,11 @@ pub(crate) fn failed(point: &DataPoint, side: Side) -> bool {
 }
 
 /// The previous count and sum of each cumulative series, keyed by its owner (an entity index),
-/// metric name and attributes.
+/// metric name and attributes, with the newest time the series was seen (unix nanoseconds), so
+/// that series that stopped (pods that went away) are forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct CumulativeState {
-    last: HashMap<(usize, String, String), (u64, f64)>,
+    last: HashMap<(usize, String, String), (u64, f64, u64)>,
 }
 
 impl CumulativeState {
@@ -115,10 +116,20 @@ impl CumulativeState {
                 point.metric_name.clone(),
                 format!("{:?}", point.attributes.0),
             );
-            match self.last.insert(key, (count, sum)) {
-                None => return None,
-                Some((c, _)) if count < c => (count, sum),
-                Some((c, s)) => (count - c, sum - s),
+            let seen = point.time_unix_nano;
+            match self.last.get(&key).copied() {
+                None => {
+                    self.last.insert(key, (count, sum, seen));
+                    return None;
+                }
+                Some((c, s, at)) => {
+                    self.last.insert(key, (count, sum, seen.max(at)));
+                    if count < c {
+                        (count, sum)
+                    } else {
+                        (count - c, sum - s)
+                    }
+                }
             }
         } else {
             (count, sum)
@@ -137,6 +148,18 @@ impl CumulativeState {
                 .add_many(sum / count as f64 * seconds_per_unit(point), count);
         }
         Some(red)
+    }
+
+    /// Forgets the series last seen before `t` (unix nanoseconds): a series that comes back
+    /// after that starts again from its next point.
+    pub(crate) fn forget_before(&mut self, t: u64) {
+        self.last.retain(|_, (_, _, seen)| *seen >= t);
+    }
+
+    /// Series remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.last.len()
     }
 }
 
@@ -315,5 +338,35 @@ mod tests {
             }
         }
         assert_eq!(side("k8s.pod.cpu.usage"), None);
+    }
+
+    #[test]
+    fn series_that_stopped_are_forgotten() {
+        let name = "http.server.request.duration";
+        let at = |t: u64, count: u64, pod: &str| DataPoint {
+            cumulative: true,
+            ..test_point(name, "s", t, (count, count as f64 * 0.1), &[("pod", pod)])
+        };
+        let mut state = CumulativeState::default();
+        assert!(state.red(1, &at(10, 5, "a"), Side::Server).is_none());
+        assert!(state.red(1, &at(10, 7, "b"), Side::Server).is_none());
+        assert_eq!(
+            state.red(1, &at(20, 9, "b"), Side::Server).map(|r| r.calls),
+            Some(2)
+        );
+        // A point older than the newest does not make a series look recent.
+        assert!(state.red(1, &at(5, 9, "b"), Side::Server).is_none());
+        state.forget_before(15);
+        assert_eq!(state.len(), 1, "a, last seen at 10, is forgotten");
+        assert!(
+            state.red(1, &at(30, 8, "a"), Side::Server).is_none(),
+            "a forgotten series starts again"
+        );
+        assert_eq!(
+            state
+                .red(1, &at(30, 12, "b"), Side::Server)
+                .map(|r| r.calls),
+            Some(3)
+        );
     }
 }
