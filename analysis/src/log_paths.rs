@@ -1,23 +1,29 @@
 //! Log-path shift: which code paths an operation's calls run, read from the log templates they
 //! write. An exception thrown, an early or a wrong return makes the changed service's calls
-//! start or stop writing some log line, while its callers, which only see the answer, keep
-//! theirs. Templates come from the graph's Drain miner ([`loupe_graph::templates`]).
+//! start or stop writing some log line, or write it fewer or more times (a loop cut short),
+//! while its callers, which only see the answer, keep theirs. Templates come from the graph's
+//! Drain miner ([`loupe_graph::templates`]).
 //!
-//! Per (service, operation, template), with `n` calls and `k` calls that wrote at least one
-//! record of the template, in the reference `R` (the baseline and the history) and the window
-//! `F`: `p_R = (k_R + ½)/(n_R + 1)`, `p_F = (k_F + ½)/(n_F + 1)`, pooled
-//! `p = (k_R + k_F + 1)/(n_R + n_F + 2)`, and the two-proportion z statistic
-//! `z = |p_F − p_R| / √(p(1−p)(1/(n_R+1) + 1/(n_F+1)))`. Only services with log records in both
-//! `R` and `F`, and operations with at least [`MIN_CALLS`] calls in each, count. With `m` such
-//! elements in the analysis, an element passes when `z ≥ Φ⁻¹(1 − α/(2m))`, α = 0.05 (a
-//! Bonferroni bound on the family-wise error, so a quiet system yields nothing). A service's
-//! shift is the largest `z·|k_F/n_F − k_R/n_R|` of its passing elements, halved when a service
-//! it calls, directly or not, also shifted (the caller's paths change because the callee's
-//! answers did).
+//! Per (service, operation, template), with `n` calls, `S` records of the template and `Q` the
+//! sum over calls of their record count squared, in the reference `R` (the baseline and the
+//! history) and the window `F`: the records per call `m_R = (S_R + ½)/(n_R + 1)`,
+//! `m_F = (S_F + ½)/(n_F + 1)`; pooled over both, `m = (S_R + S_F + 1)/(n_R + n_F + 2)`,
+//! `q = (Q_R + Q_F + 1)/(n_R + n_F + 2)` and the variance `v = q − m²` of a call's count under
+//! the hypothesis that nothing changed; and the two-sample z statistic with pooled variance
+//! `z = |m_F − m_R| / √(v(1/(n_R+1) + 1/(n_F+1)))`. Where every call writes the template at
+//! most once (`Q = S`, the common case) this is exactly the two-proportion z test of the share
+//! of calls that wrote it, `v = m(1 − m)`. Only services with log records in both `R` and `F`,
+//! and operations with at least [`MIN_CALLS`] calls in each, count. With `m` such elements in
+//! the analysis, an element passes when `z ≥ Φ⁻¹(1 − α/(2m))`, α = 0.05 (a Bonferroni bound on
+//! the family-wise error, so a quiet system yields nothing). A service's shift is the largest
+//! `z·|S_F/n_F − S_R/n_R| / max(1, S_F/n_F, S_R/n_R)` of its passing elements (the change in
+//! the share of calls, or relative to the records per call where calls write more than one),
+//! halved when a service it calls, directly or not, also shifted (the caller's paths change
+//! because the callee's answers did).
 
 use std::collections::{BTreeMap, HashMap};
 
-use loupe_graph::templates::{template_text, TemplateId};
+use loupe_graph::templates::{template_text, Tally, TemplateId};
 use loupe_graph::{Merge, OperationWindow, WindowStats};
 
 use crate::evidence::{Evidence, EvidenceSignal};
@@ -33,39 +39,55 @@ const ALPHA: f64 = 0.05;
 pub struct Shift {
     /// The operation whose calls changed paths.
     pub operation: String,
-    /// The template whose share of calls changed.
+    /// The template whose share of calls, or records per call, changed.
     pub template: TemplateId,
-    /// Calls that wrote the template and all calls, in the reference.
-    pub before: (u64, u64),
+    /// What the calls wrote of the template, and all calls, in the reference.
+    pub before: (Tally, u64),
     /// The same in the window.
-    pub now: (u64, u64),
+    pub now: (Tally, u64),
     /// The z statistic.
     pub z: f64,
-    /// `z·|Δ share|`, halved when a callee shifted too.
+    /// `z·|Δ records per call| / max(1, records per call)`, halved when a callee shifted too.
     pub score: f64,
+}
+
+/// Records per call.
+fn per_call((tally, n): (Tally, u64)) -> f64 {
+    tally.records as f64 / n.max(1) as f64
 }
 
 impl Shift {
     /// The shift as evidence of `service` (`log_path_shift`; baseline and current are the
-    /// template's share of calls, 0–1; change is the score).
+    /// template's records per call, the share of calls that wrote it where no call wrote it
+    /// twice; change is the score).
     pub fn evidence(&self, service: &str) -> Evidence {
-        let share = |(k, n): (u64, u64)| k as f64 / n.max(1) as f64;
         let mut text = template_text(self.template).unwrap_or_else(|| "a log line".into());
         if text.chars().count() > 100 {
             text = text.chars().take(100).collect::<String>() + "…";
         }
-        Evidence::new(
-            EvidenceSignal::Logs,
-            "log_path_shift",
+        let (before, now) = (per_call(self.before), per_call(self.now));
+        let once = |(t, _): (Tally, u64)| t.squares == t.records;
+        let summary = if once(self.before) && once(self.now) {
             format!(
                 "{service} {}: {:.0}% of calls wrote \"{text}\" ({:.0}% of {} before)",
                 self.operation,
-                share(self.now) * 100.0,
-                share(self.before) * 100.0,
+                now * 100.0,
+                before * 100.0,
                 self.before.1
-            ),
-            share(self.before),
-            share(self.now),
+            )
+        } else {
+            format!(
+                "{service} {}: calls wrote \"{text}\" {now:.2} times each ({before:.2} times \
+                 in {} calls before)",
+                self.operation, self.before.1
+            )
+        };
+        Evidence::new(
+            EvidenceSignal::Logs,
+            "log_path_shift",
+            summary,
+            before,
+            now,
             self.score,
         )
     }
@@ -85,14 +107,17 @@ fn upper_quantile(tail: f64) -> f64 {
     (lo + hi) / 2.0
 }
 
-/// The two-proportion z statistic of `k_r` of `n_r` against `k_f` of `n_f` (see the module).
-fn z_statistic((k_r, n_r): (f64, f64), (k_f, n_f): (f64, f64)) -> f64 {
-    let p_r = (k_r + 0.5) / (n_r + 1.0);
-    let p_f = (k_f + 0.5) / (n_f + 1.0);
-    let p = (k_r + k_f + 1.0) / (n_r + n_f + 2.0);
-    let se = (p * (1.0 - p) * (1.0 / (n_r + 1.0) + 1.0 / (n_f + 1.0))).sqrt();
+/// The two-sample z statistic with pooled variance of the records per call, the reference's
+/// `(tally, calls)` against the window's (see the module).
+fn z_statistic((r, n_r): (Tally, u64), (f, n_f): (Tally, u64)) -> f64 {
+    let (n_r, n_f) = (n_r as f64, n_f as f64);
+    let m_r = (r.records as f64 + 0.5) / (n_r + 1.0);
+    let m_f = (f.records as f64 + 0.5) / (n_f + 1.0);
+    let m = (r.records + f.records + 1) as f64 / (n_r + n_f + 2.0);
+    let q = (r.squares + f.squares + 1) as f64 / (n_r + n_f + 2.0);
+    let se = ((q - m * m) * (1.0 / (n_r + 1.0) + 1.0 / (n_f + 1.0))).sqrt();
     if se > 0.0 {
-        (p_f - p_r).abs() / se
+        (m_f - m_r).abs() / se
     } else {
         0.0
     }
@@ -130,20 +155,29 @@ pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> Hash
         templates.sort_unstable();
         templates.dedup();
         for t in templates {
-            // A span counted in one bucket and its calls in the next can make k exceed n.
-            let (k_f, k_r) = (
-                now.templates.get(t).min(n_f),
-                then.templates.get(t).min(n_r),
-            );
-            let z = z_statistic((k_r as f64, n_r as f64), (k_f as f64, n_f as f64));
-            let change = (k_f as f64 / n_f as f64 - k_r as f64 / n_r as f64).abs();
+            // A span counted in one bucket and its calls in the next can make more spans
+            // write a template than there are calls.
+            let clamp = |mut tally: Tally, n: u64| {
+                if tally.squares == tally.records {
+                    // One record a span: records are spans.
+                    tally.records = tally.records.min(n);
+                    tally.squares = tally.records;
+                }
+                tally.spans = tally.spans.min(n);
+                tally
+            };
+            let before = (clamp(then.templates.get(t), n_r), n_r);
+            let after = (clamp(now.templates.get(t), n_f), n_f);
+            let z = z_statistic(before, after);
+            let (m_r, m_f) = (per_call(before), per_call(after));
+            let change = (m_f - m_r).abs() / m_f.max(m_r).max(1.0);
             elements.push((
                 service,
                 Shift {
                     operation: now.name.clone(),
                     template: t,
-                    before: (k_r, n_r),
-                    now: (k_f, n_f),
+                    before,
+                    now: after,
                     z,
                     score: z * change,
                 },
@@ -187,7 +221,7 @@ mod tests {
 
     use super::*;
 
-    /// An operation named `op`: its service, calls, and `(template, calls that wrote it)`.
+    /// An operation named `op`: its service, calls, and `(template, calls that wrote it once)`.
     type Op<'a> = (&'a str, u64, &'a [(u64, u64)]);
 
     /// A window of services `(name, log records)`, operations `(service, calls, [(template,
@@ -218,7 +252,12 @@ mod tests {
                         calls: *calls,
                         ..Default::default()
                     },
-                    templates: TemplateCounts(templates.to_vec()),
+                    templates: TemplateCounts(
+                        templates
+                            .iter()
+                            .map(|(t, n)| (*t, Tally::once(*n)))
+                            .collect(),
+                    ),
                     ..Default::default()
                 })
                 .collect(),
@@ -267,6 +306,64 @@ mod tests {
                 "{n_r}/{k_r} → {n_f}/{k_f}: {shifts:?}"
             );
             assert!(shifts.keys().all(|s| s == "x"), "{shifts:?}");
+        }
+    }
+
+    /// A loop cut short by an exception: every call still writes the line, but fewer times.
+    #[test]
+    fn a_change_in_records_per_call_is_a_shift() {
+        // (reference calls, records each; window calls and how many wrote 1, 2 or 3 records;
+        // shifts?) for one service with one operation and one template, among 5 quiet ones.
+        let cases: [(u64, u64, [u64; 3], bool); 5] = [
+            (100, 2, [30, 10, 0], true), // 2 a call → 1.25
+            (100, 2, [0, 40, 0], false), // the same
+            (100, 2, [1, 39, 0], false), // one call of 40 short: noise
+            (100, 1, [0, 0, 20], true),  // 1 → 3
+            (1, 2, [20, 0, 0], false),   // one reference call: too few to compare
+        ];
+        for (n_r, each, [one, two, three], expected) in cases {
+            let tally = |n: u64, c: u64| Tally {
+                spans: n,
+                records: n * c,
+                squares: n * c * c,
+            };
+            let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
+                .into_iter()
+                .map(|s| (s, 50, &[(9, 25)][..]))
+                .collect();
+            let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
+            let mut reference = window(&services, &quiet, &[]);
+            let mut current = reference.clone();
+            let x = |calls: u64, t: Tally| OperationWindow {
+                service: "x".into(),
+                name: "op".into(),
+                red: RedStats {
+                    calls,
+                    ..Default::default()
+                },
+                templates: TemplateCounts(vec![(1, t)]),
+                ..Default::default()
+            };
+            reference.operations.push(x(n_r, tally(n_r, each)));
+            let mut now = tally(one, 1);
+            for t in [tally(two, 2), tally(three, 3)] {
+                now.spans += t.spans;
+                now.records += t.records;
+                now.squares += t.squares;
+            }
+            current.operations.push(x(one + two + three, now));
+            let shifts = log_path_shift(&[&reference], &current);
+            assert_eq!(
+                shifts.contains_key("x"),
+                expected,
+                "{n_r}×{each} → {one}×1 {two}×2 {three}×3: {shifts:?}"
+            );
+            assert!(shifts.keys().all(|s| s == "x"), "{shifts:?}");
+            if let Some(shift) = shifts.get("x") {
+                let e = shift.evidence("x");
+                assert_eq!(e.baseline, each as f64);
+                assert!(e.summary.contains("times each"), "{}", e.summary);
+            }
         }
     }
 

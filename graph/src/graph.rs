@@ -12,7 +12,7 @@ use crate::request_metrics::{CumulativeState, Side};
 use crate::series::{Retention, Series};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
-use crate::templates::{template_of, TemplateCounts, TemplateId};
+use crate::templates::{template_of, Tally, TemplateCounts};
 use crate::temporal::{Validity, Widths};
 
 /// What an entity is.
@@ -579,12 +579,11 @@ impl KnowledgeGraph {
                 let waiting = self
                     .span_logs
                     .span((span.trace_id, span.span_id), operation.index());
-                let mut written: Vec<TemplateId> = Vec::new();
                 for (bucket, error, template) in waiting {
                     self.count_log(operation, bucket, error);
-                    if let Some(t) = template.filter(|t| !written.contains(t)) {
-                        written.push(t);
-                        self.graph[operation].templates.entry(bucket).add(t, 1);
+                    if let Some((t, prior)) = template {
+                        let tally = Tally::record(prior);
+                        self.graph[operation].templates.entry(bucket).add(t, tally);
                     }
                 }
                 self.join.insert(
@@ -813,13 +812,14 @@ impl KnowledgeGraph {
                 self.log_record_changes(&rl.resource, service, record);
                 if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
                     let template = template_of(&record.body);
-                    if let Some((operation, first_of_template)) =
+                    if let Some((operation, prior)) =
                         self.span_logs.log((trace, span), bucket, error, template)
                     {
                         let operation = NodeIndex::new(operation);
                         self.count_log(operation, bucket, error);
-                        if let (Some(t), true) = (template, first_of_template) {
-                            self.graph[operation].templates.entry(bucket).add(t, 1);
+                        if let (Some(t), Some(prior)) = (template, prior) {
+                            let tally = Tally::record(prior);
+                            self.graph[operation].templates.entry(bucket).add(t, tally);
                         }
                     }
                 }

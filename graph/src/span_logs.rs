@@ -3,8 +3,10 @@
 //!
 //! Counting log records per call of an operation, rather than per service, keeps a change in
 //! the mix of requests from reading as a change in what the code does. The index also remembers
-//! the templates each span's records had, so that a span counts once per template (the
-//! log-path shift compares shares of calls, see `crate::templates`).
+//! how many records of each template each span wrote so far, so that a record adds to its
+//! operation's [`Tally`](crate::templates::Tally) as that span's first, second, … record of the
+//! template (the log-path shift compares shares of calls and records per call, see
+//! `crate::templates`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -17,10 +19,31 @@ type Key = (TraceId, SpanId);
 /// A log record waiting for its span: its bucket, whether it reports an error, its template.
 pub(crate) type WaitingLog = (u64, bool, Option<TemplateId>);
 
+/// A record that met its span: its bucket, whether it reports an error, and its template with
+/// the number of the span's earlier records of that template.
+pub(crate) type SpanLog = (u64, bool, Option<(TemplateId, u64)>);
+
+/// Records so far per template of one span.
+type Written = Vec<(TemplateId, u64)>;
+
+/// Counts one more record of `template` in `written`; returns the count before it.
+fn write(written: &mut Written, template: TemplateId) -> u64 {
+    match written.iter_mut().find(|(t, _)| *t == template) {
+        Some((_, n)) => {
+            *n += 1;
+            *n - 1
+        }
+        None => {
+            written.push((template, 1));
+            0
+        }
+    }
+}
+
 pub(crate) struct SpanLogIndex {
     capacity: usize,
-    /// Each known span's operation and the templates its records had so far.
-    operations: HashMap<Key, (usize, Vec<TemplateId>)>,
+    /// Each known span's operation and its records so far per template.
+    operations: HashMap<Key, (usize, Written)>,
     order: VecDeque<Key>,
     waiting: HashMap<Key, Vec<WaitingLog>>,
     waiting_order: VecDeque<Key>,
@@ -38,17 +61,18 @@ impl SpanLogIndex {
         }
     }
 
-    /// Records a span's operation; returns the records that were waiting for it.
-    pub fn span(&mut self, key: Key, operation: usize) -> Vec<WaitingLog> {
+    /// Records a span's operation; returns the records that were waiting for it, in arrival
+    /// order.
+    pub fn span(&mut self, key: Key, operation: usize) -> Vec<SpanLog> {
         let waiting = self.waiting.remove(&key).unwrap_or_default();
-        let mut templates: Vec<TemplateId> = waiting.iter().filter_map(|w| w.2).collect();
-        templates.sort_unstable();
-        templates.dedup();
-        if self
-            .operations
-            .insert(key, (operation, templates))
-            .is_none()
-        {
+        let mut written = Written::new();
+        let logs = waiting
+            .into_iter()
+            .map(|(bucket, error, template)| {
+                (bucket, error, template.map(|t| (t, write(&mut written, t))))
+            })
+            .collect();
+        if self.operations.insert(key, (operation, written)).is_none() {
             self.order.push_back(key);
             while self.order.len() > self.capacity {
                 if let Some(old) = self.order.pop_front() {
@@ -56,25 +80,21 @@ impl SpanLogIndex {
                 }
             }
         }
-        waiting
+        logs
     }
 
-    /// The operation of a record's span when known, and whether the record is the span's first
-    /// of its `template`; else the record waits for the span (the oldest waiting spans are
-    /// forgotten past capacity) and `None` is returned.
+    /// The operation of a record's span when known, with the number of the span's earlier
+    /// records of the record's `template` (`None` without one); else the record waits for the
+    /// span (the oldest waiting spans are forgotten past capacity) and `None` is returned.
     pub fn log(
         &mut self,
         key: Key,
         bucket: u64,
         error: bool,
         template: Option<TemplateId>,
-    ) -> Option<(usize, bool)> {
-        if let Some((operation, seen)) = self.operations.get_mut(&key) {
-            let first = template.is_some_and(|t| !seen.contains(&t));
-            if let (Some(t), true) = (template, first) {
-                seen.push(t);
-            }
-            return Some((*operation, first));
+    ) -> Option<(usize, Option<u64>)> {
+        if let Some((operation, written)) = self.operations.get_mut(&key) {
+            return Some((*operation, template.map(|t| write(written, t))));
         }
         let entry = self.waiting.entry(key).or_default();
         if entry.is_empty() {
@@ -99,14 +119,19 @@ mod tests {
         let key = |n: u8| (TraceId([1; 16]), SpanId([n; 8]));
         let mut index = SpanLogIndex::new(2);
         assert_eq!(index.log(key(1), 7, true, Some(5)), None);
-        assert_eq!(index.span(key(1), 42), vec![(7, true, Some(5))]);
+        assert_eq!(index.log(key(1), 7, false, Some(5)), None);
+        assert_eq!(
+            index.span(key(1), 42),
+            vec![(7, true, Some((5, 0))), (7, false, Some((5, 1)))],
+            "the waiting records, the second of template 5 after the first"
+        );
         assert_eq!(
             index.log(key(1), 8, false, Some(5)),
-            Some((42, false)),
-            "the span already wrote template 5 (the record that waited)"
+            Some((42, Some(2))),
+            "the span already wrote template 5 twice (the records that waited)"
         );
-        assert_eq!(index.log(key(1), 8, false, Some(6)), Some((42, true)));
-        assert_eq!(index.log(key(1), 8, false, None), Some((42, false)));
+        assert_eq!(index.log(key(1), 8, false, Some(6)), Some((42, Some(0))));
+        assert_eq!(index.log(key(1), 8, false, None), Some((42, None)));
         index.span(key(2), 1);
         index.span(key(3), 1);
         assert_eq!(
