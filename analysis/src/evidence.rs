@@ -355,6 +355,8 @@ pub(crate) fn error_logs_against_history(
 
 /// Deficit of log records per call against the usual rate in a longer history (the median over
 /// past periods): a code path that stopped running, when the baseline already lacked it.
+/// `logs` counts routine records only (below ERROR): fewer error records means a problem went
+/// away, not work left undone.
 pub(crate) fn log_deficit_against_history(
     label: &str,
     (logs, requests): (u64, u64),
@@ -367,7 +369,7 @@ pub(crate) fn log_deficit_against_history(
     let expected = usual_rate * requests as f64;
     let x = (expected - logs as f64) / (expected + 1.0).sqrt();
     let pc = logs as f64 / requests as f64;
-    let summary = format!("{label} wrote {pc:.2} log records per request (usually {usual_rate:.2}, the median over {periods} past periods): {logs} where {expected:.0} were expected");
+    let summary = format!("{label} wrote {pc:.2} routine log records per request (usually {usual_rate:.2}, the median over {periods} past periods): {logs} where {expected:.0} were expected");
     Some(Evidence::new(
         EvidenceSignal::Logs,
         "log_records_per_request",
@@ -379,7 +381,8 @@ pub(crate) fn log_deficit_against_history(
 }
 
 /// Deficit of log records per request entering the service: a code path that stopped running
-/// stops logging while requests still arrive.
+/// stops logging while requests still arrive. `logs` counts routine records only (below
+/// ERROR).
 pub(crate) fn log_deficit(
     service: &str,
     logs: (u64, u64),
@@ -393,7 +396,7 @@ pub(crate) fn log_deficit(
     let expected = logs_b as f64 * req_c as f64 / req_b as f64;
     let x = (expected - logs_c as f64) / (expected + 1.0).sqrt();
     let (pc, pb) = (logs_c as f64 / req_c as f64, logs_b as f64 / req_b as f64);
-    let summary = format!("{service} wrote {pc:.2} log records per request (baseline {pb:.2}): {logs_c} where {expected:.0} were expected");
+    let summary = format!("{service} wrote {pc:.2} routine log records per request (baseline {pb:.2}): {logs_c} where {expected:.0} were expected");
     Some(Evidence::new(
         EvidenceSignal::Logs,
         "log_records_per_request",

@@ -19,7 +19,8 @@
 //! `z·|S_F/n_F − S_R/n_R| / max(1, S_F/n_F, S_R/n_R)` of its passing elements (the change in
 //! the share of calls, or relative to the records per call where calls write more than one),
 //! halved when a service it calls, directly or not, also shifted (the caller's paths change
-//! because the callee's answers did).
+//! because the callee's answers did). A template whose records are mostly error reports and
+//! that calls now write less is no element: a problem went away.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -168,8 +169,12 @@ pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> Hash
             };
             let before = (clamp(then.templates.get(t), n_r), n_r);
             let after = (clamp(now.templates.get(t), n_f), n_f);
-            let z = z_statistic(before, after);
             let (m_r, m_f) = (per_call(before), per_call(after));
+            if m_f < m_r && 2 * before.0.errors > before.0.records {
+                // An error report that stopped or thinned out: a problem that went away.
+                continue;
+            }
+            let z = z_statistic(before, after);
             let change = (m_f - m_r).abs() / m_f.max(m_r).max(1.0);
             elements.push((
                 service,
@@ -326,6 +331,7 @@ mod tests {
                 spans: n,
                 records: n * c,
                 squares: n * c * c,
+                errors: 0,
             };
             let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
                 .into_iter()
@@ -365,6 +371,38 @@ mod tests {
                 assert!(e.summary.contains("times each"), "{}", e.summary);
             }
         }
+    }
+
+    /// Errors that stop are a recovery, not a cause; errors that start are a shift.
+    #[test]
+    fn an_error_report_that_stops_is_no_shift() {
+        let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
+        let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|s| (s, 50, &[(9, 25)][..]))
+            .collect();
+        let errors = |spans: u64| Tally {
+            errors: spans,
+            ..Tally::once(spans)
+        };
+        let with = |calls: u64, t: Tally| {
+            let mut w = window(&services, &quiet, &[]);
+            w.operations.push(OperationWindow {
+                service: "x".into(),
+                name: "op".into(),
+                red: RedStats {
+                    calls,
+                    ..Default::default()
+                },
+                templates: TemplateCounts(vec![(1, t)]),
+                ..Default::default()
+            });
+            w
+        };
+        let (failing, fine) = (with(100, errors(95)), with(40, errors(0)));
+        assert!(log_path_shift(&[&failing], &fine).is_empty());
+        let shifts = log_path_shift(&[&fine], &with(40, errors(30)));
+        assert!(shifts.contains_key("x"), "{shifts:?}");
     }
 
     #[test]

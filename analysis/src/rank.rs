@@ -232,8 +232,8 @@ impl History {
         (rates.len() >= MIN_HISTORY_PERIODS).then(|| (median(&mut rates), rates.len()))
     }
 
-    /// The usual log records per call of `service`'s operation `operation`, over the periods
-    /// with at least `min_calls` calls of it.
+    /// The usual log records per call of `service`'s operation `operation`, error records left
+    /// out, over the periods with at least `min_calls` calls of it.
     fn usual_operation_log_rate(
         &self,
         service: &str,
@@ -242,7 +242,7 @@ impl History {
     ) -> Option<(f64, usize)> {
         self.usual(|p, _| {
             let o = p.operation(service, operation)?;
-            (o.red.calls >= min_calls).then(|| o.logs.records as f64 / o.red.calls as f64)
+            (o.red.calls >= min_calls).then(|| o.logs.routine() as f64 / o.red.calls as f64)
         })
     }
 
@@ -496,7 +496,7 @@ fn discount_callers_latency(
 }
 
 /// The strongest deficit of log records per call among a service's operations (records matched
-/// to operations by their span ids). Per operation, because a change in the mix of requests
+/// to operations by their span ids; routine records only, [`loupe_graph::LogStats::routine`]). Per operation, because a change in the mix of requests
 /// changes a service's records per request without any code path changing; `None` when no
 /// operation has records and enough calls in both windows.
 fn operation_log_deficit(
@@ -514,7 +514,7 @@ fn operation_log_deficit(
             let against_baseline = baseline.operation(service, &now.name).and_then(|before| {
                 evidence::log_deficit(
                     &label,
-                    (now.logs.records, before.logs.records),
+                    (now.logs.routine(), before.logs.routine()),
                     (now.red.calls, before.red.calls),
                     config.min_requests,
                 )
@@ -524,7 +524,7 @@ fn operation_log_deficit(
                 .and_then(|usual| {
                     evidence::log_deficit_against_history(
                         &label,
-                        (now.logs.records, now.red.calls),
+                        (now.logs.routine(), now.red.calls),
                         usual,
                         config.min_requests,
                     )
@@ -713,7 +713,7 @@ pub fn analyze(
                 .flatten()
                 .max_by(|a, b| a.change.total_cmp(&b.change)),
         );
-        let logs = (s.logs.records, b.map_or(0, |b| b.logs.records));
+        let logs = (s.logs.routine(), b.map_or(0, |b| b.logs.routine()));
         let per_operation = operation_log_deficit(&s.name, baseline, current, history, config);
         c.add(
             Feature::LogDeficit,
@@ -1408,6 +1408,48 @@ fn infrastructure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deficit is of routine records: fewer error records is a problem that went away.
+    /// (records, of them errors) per 20 calls of one operation, baseline → window.
+    #[test]
+    fn a_log_deficit_counts_routine_records_only() {
+        type Logs = (u64, u64);
+        let cases: [(Logs, Logs, bool); 4] = [
+            ((40, 0), (10, 0), true),   // 2 lines a call → ½: work left undone
+            ((40, 20), (20, 0), false), // the errors stopped; the routine line stayed
+            ((40, 20), (5, 0), true),   // the routine line stopped too
+            ((20, 0), (40, 20), false), // errors started: no deficit (the error features)
+        ];
+        let window = |(records, error_records): (u64, u64)| WindowStats {
+            start: 0,
+            end: 60_000_000_000,
+            operations: vec![loupe_graph::OperationWindow {
+                service: "s".into(),
+                name: "op".into(),
+                red: RedStats {
+                    calls: 20,
+                    ..Default::default()
+                },
+                logs: loupe_graph::LogStats {
+                    records,
+                    error_records,
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for (before, now, deficit) in cases {
+            let e = operation_log_deficit(
+                "s",
+                &window(before),
+                &window(now),
+                None,
+                &AnalysisConfig::default(),
+            );
+            let shown = e.as_ref().is_some_and(|e| e.change > 2.0);
+            assert_eq!(shown, deficit, "{before:?} → {now:?}: {e:?}");
+        }
+    }
 
     #[test]
     fn robust_z_floors_the_spread_and_clips() {

@@ -582,7 +582,7 @@ impl KnowledgeGraph {
                 for (bucket, error, template) in waiting {
                     self.count_log(operation, bucket, error);
                     if let Some((t, prior)) = template {
-                        let tally = Tally::record(prior);
+                        let tally = Tally::record(prior, error);
                         self.graph[operation].templates.entry(bucket).add(t, tally);
                     }
                 }
@@ -818,7 +818,7 @@ impl KnowledgeGraph {
                         let operation = NodeIndex::new(operation);
                         self.count_log(operation, bucket, error);
                         if let (Some(t), Some(prior)) = (template, prior) {
-                            let tally = Tally::record(prior);
+                            let tally = Tally::record(prior, error);
                             self.graph[operation].templates.entry(bucket).add(t, tally);
                         }
                     }

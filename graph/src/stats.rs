@@ -261,6 +261,13 @@ pub struct LogStats {
 }
 
 impl LogStats {
+    /// Records below ERROR without an exception: the lines a service writes as it does its
+    /// work, whose falling short means work left undone (a falling error count means a
+    /// problem went away).
+    pub fn routine(&self) -> u64 {
+        self.records.saturating_sub(self.error_records)
+    }
+
     /// Adds another bucket's counts.
     pub fn merge(&mut self, other: &Self) {
         self.records += other.records;

@@ -122,7 +122,8 @@ pub fn template_text(id: TemplateId) -> Option<String> {
 
 /// What an operation's spans wrote of one template: with `c` the number of records a span
 /// wrote of it, `spans` counts the spans with `c ≥ 1`, `records` sums `c` and `squares` sums
-/// `c²`, so that records per call have a mean and a variance.
+/// `c²`, so that records per call have a mean and a variance; `errors` counts the records at
+/// ERROR or above, or carrying an exception.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Spans that wrote at least one record of the template.
@@ -131,32 +132,38 @@ pub struct Tally {
     pub records: u64,
     /// Sum over spans of their record count squared.
     pub squares: u64,
+    /// Records that report an error.
+    pub errors: u64,
 }
 
 impl Tally {
     /// The tally of one record, the span's `prior`-th earlier record of the template excluded
     /// (`prior` = 0 for its first): `c² − (c − 1)² = 2c − 1` more squares, `c = prior + 1`.
-    pub fn record(prior: u64) -> Self {
+    pub fn record(prior: u64, error: bool) -> Self {
         Self {
             spans: u64::from(prior == 0),
             records: 1,
             squares: 2 * prior + 1,
+            errors: u64::from(error),
         }
     }
 
-    /// A tally of `spans` spans that wrote one record each.
+    /// A tally of `spans` spans that wrote one routine (non-error) record each.
     pub fn once(spans: u64) -> Self {
         Self {
             spans,
             records: spans,
             squares: spans,
+            errors: 0,
         }
     }
 
-    fn add(&mut self, other: Tally) {
+    /// Adds another tally.
+    pub fn add(&mut self, other: Tally) {
         self.spans += other.spans;
         self.records += other.records;
         self.squares += other.squares;
+        self.errors += other.errors;
     }
 }
 
@@ -263,14 +270,15 @@ mod tests {
         // One span writing three records, one writing one: 2 spans, 4 records, 3² + 1² = 10.
         let mut a = TemplateCounts::default();
         for prior in [0, 1, 2, 0] {
-            a.add(5, Tally::record(prior));
+            a.add(5, Tally::record(prior, prior == 2));
         }
         assert_eq!(
             a.get(5),
             Tally {
                 spans: 2,
                 records: 4,
-                squares: 10
+                squares: 10,
+                errors: 1,
             }
         );
     }
