@@ -314,6 +314,28 @@ mod tests {
         }
     }
 
+    /// Five quiet services with one operation each, and service `x` whose operation `op` had
+    /// `calls` calls that wrote `tally` of template 1.
+    fn quiet_and_x(calls: u64, tally: Tally) -> WindowStats {
+        let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|s| (s, 50, &[(9, 25)][..]))
+            .collect();
+        let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
+        let mut w = window(&services, &quiet, &[]);
+        w.operations.push(OperationWindow {
+            service: "x".into(),
+            name: "op".into(),
+            red: RedStats {
+                calls,
+                ..Default::default()
+            },
+            templates: TemplateCounts(vec![(1, tally)]),
+            ..Default::default()
+        });
+        w
+    }
+
     /// A loop cut short by an exception: every call still writes the line, but fewer times.
     #[test]
     fn a_change_in_records_per_call_is_a_shift() {
@@ -333,31 +355,11 @@ mod tests {
                 squares: n * c * c,
                 errors: 0,
             };
-            let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
-                .into_iter()
-                .map(|s| (s, 50, &[(9, 25)][..]))
-                .collect();
-            let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
-            let mut reference = window(&services, &quiet, &[]);
-            let mut current = reference.clone();
-            let x = |calls: u64, t: Tally| OperationWindow {
-                service: "x".into(),
-                name: "op".into(),
-                red: RedStats {
-                    calls,
-                    ..Default::default()
-                },
-                templates: TemplateCounts(vec![(1, t)]),
-                ..Default::default()
-            };
-            reference.operations.push(x(n_r, tally(n_r, each)));
+            let reference = quiet_and_x(n_r, tally(n_r, each));
             let mut now = tally(one, 1);
-            for t in [tally(two, 2), tally(three, 3)] {
-                now.spans += t.spans;
-                now.records += t.records;
-                now.squares += t.squares;
-            }
-            current.operations.push(x(one + two + three, now));
+            now.add(tally(two, 2));
+            now.add(tally(three, 3));
+            let current = quiet_and_x(one + two + three, now);
             let shifts = log_path_shift(&[&reference], &current);
             assert_eq!(
                 shifts.contains_key("x"),
@@ -376,32 +378,13 @@ mod tests {
     /// Errors that stop are a recovery, not a cause; errors that start are a shift.
     #[test]
     fn an_error_report_that_stops_is_no_shift() {
-        let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
-        let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
-            .into_iter()
-            .map(|s| (s, 50, &[(9, 25)][..]))
-            .collect();
         let errors = |spans: u64| Tally {
             errors: spans,
             ..Tally::once(spans)
         };
-        let with = |calls: u64, t: Tally| {
-            let mut w = window(&services, &quiet, &[]);
-            w.operations.push(OperationWindow {
-                service: "x".into(),
-                name: "op".into(),
-                red: RedStats {
-                    calls,
-                    ..Default::default()
-                },
-                templates: TemplateCounts(vec![(1, t)]),
-                ..Default::default()
-            });
-            w
-        };
-        let (failing, fine) = (with(100, errors(95)), with(40, errors(0)));
+        let (failing, fine) = (quiet_and_x(100, errors(95)), quiet_and_x(40, errors(0)));
         assert!(log_path_shift(&[&failing], &fine).is_empty());
-        let shifts = log_path_shift(&[&fine], &with(40, errors(30)));
+        let shifts = log_path_shift(&[&fine], &quiet_and_x(40, errors(30)));
         assert!(shifts.contains_key("x"), "{shifts:?}");
     }
 
