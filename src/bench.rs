@@ -54,7 +54,7 @@ pub struct GraphBench {
     /// Resident memory the filled graph added, MiB (from `/proc/self/statm`; 0 elsewhere).
     pub memory_mib: f64,
     /// That memory per bucket a relation holds (after rolling up to 1 and 10 minutes), bytes.
-    pub bytes_per_relation_bucket: f64,
+    pub bytes_per_bucket_held: f64,
     /// Median milliseconds to apply 10 000 spans of realistic traces.
     pub update_ms_per_10k_spans: f64,
     /// Median milliseconds of a 5-minute as-of snapshot at the end (after one untimed run).
@@ -339,7 +339,7 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
         entities: graph.entity_count(),
         relations: graph.relation_count(),
         memory_mib,
-        bytes_per_relation_bucket: memory_mib * 1024.0 * 1024.0 / relation_buckets.max(1.0),
+        bytes_per_bucket_held: memory_mib * 1024.0 * 1024.0 / relation_buckets.max(1.0),
         update_ms_per_10k_spans,
         as_of_ms,
         as_of_first_ms,

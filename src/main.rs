@@ -786,7 +786,7 @@ async fn main() -> anyhow::Result<()> {
                 if r.memory_mib > 0.0 {
                     println!(
                         "memory: {:.0} MiB resident ({:.0} bytes per bucket held)",
-                        r.memory_mib, r.bytes_per_relation_bucket
+                        r.memory_mib, r.bytes_per_bucket_held
                     );
                 } else {
                     // The allocator handed back the first graph's pages during the fill.

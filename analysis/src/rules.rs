@@ -18,12 +18,12 @@
 //! | name | type | meaning |
 //! |---|---|---|
 //! | `entity`, `kind` | string | the candidate (`kind`: `service`, `database`, `node`, `edge`) |
-//! | `self_time`, `call_gap`, `error_spans`, `error_logs`, `log_deficit`, `cpu`, `memory` | number | the feature's score (robust z among the analysis's candidates, ≥ 0, after propagation) |
+//! | `self_time`, `call_gap`, `error_spans`, `error_logs`, `log_deficit`, `cpu`, `memory`, `log_paths` | number | the feature's score (robust z among the analysis's candidates, ≥ 0, after propagation) |
 //! | `explained` | bool | a deeper candidate accounts for some of its evidence |
 //! | `changed` | bool | a change to it lies shortly before or in the window |
 //! | `change_weight` | number | that change's proximity weight, 0–1 (0 when none) |
 //! | `change_kind`, `change_summary`, `change_when`, `change_source`, `version_from`, `version_to` | string | that change ("" when none) |
-//! | `evidence` | map | evidence feature name → its sentence, "" when the candidate has none: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`, `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`, `change_proximity`, `query_duration_p50`, `failed_queries`, `node_cpu_utilization`, `node_self_time_p50`, `failed_calls_on_path` |
+//! | `evidence` | map | evidence feature name → its sentence, "" when the candidate has none: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`, `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`, `change_proximity`, `query_duration_p50`, `failed_queries`, `node_cpu_utilization`, `node_self_time_p50`, `failed_calls_on_path`, `log_path_shift` |
 //!
 //! Every condition is checked when the file is loaded against facts with every variable set;
 //! an unknown variable, a syntax error or a condition that is not a yes/no question rejects the
