@@ -291,19 +291,8 @@ mod tests {
             (100, 10, 40, 6, false),  // 10% → 15%: noise
         ];
         for (n_r, k_r, n_f, k_f, expected) in cases {
-            let quiet: Vec<Op> = ["a", "b", "c", "d", "e"]
-                .into_iter()
-                .map(|s| (s, 50, &[(9, 25)][..]))
-                .collect();
-            let services = [("x", 10), ("a", 5), ("b", 5), ("c", 5), ("d", 5), ("e", 5)];
-            let then_x = [(1, k_r)];
-            let now_x = [(1, k_f)];
-            let mut ops_then = quiet.clone();
-            ops_then.push(("x", n_r, &then_x));
-            let mut ops_now = quiet.clone();
-            ops_now.push(("x", n_f, &now_x));
-            let reference = window(&services, &ops_then, &[]);
-            let current = window(&services, &ops_now, &[]);
+            let reference = quiet_and_x(n_r, Tally::once(k_r));
+            let current = quiet_and_x(n_f, Tally::once(k_f));
             let shifts = log_path_shift(&[&reference], &current);
             assert_eq!(
                 shifts.contains_key("x"),
