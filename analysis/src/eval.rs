@@ -5,10 +5,14 @@
 
 use crate::rank::{path_ends, Cause, CauseKind, EntityRef};
 
-/// Whether `entity` is the labelled root cause: a service or node of that name; a database whose
-/// name (`<db.system.name>/<db.namespace>`) ends in `/<truth>`, or is `truth`; a network path
-/// (`caller->callee`) whose ends are the labelled `edge` (a label names a partition's caller as
-/// its service, so the caller service matches too).
+/// Whether `entity` is the labelled root cause:
+/// - a service or node of that name;
+/// - a change to a service of that name (the label names where the fault is; the change is
+///   what put it there);
+/// - a database whose name (`<db.system.name>/<db.namespace>`) ends in `/<truth>`, or is
+///   `truth`;
+/// - a network path (`caller->callee`) whose ends are the labelled `edge` (a label names a
+///   partition's caller as its service, so the caller service matches too).
 pub fn names_root_cause(entity: &EntityRef, truth: &str, edge: Option<&[String; 2]>) -> bool {
     match entity.kind {
         CauseKind::Database => {
@@ -22,6 +26,7 @@ pub fn names_root_cause(entity: &EntityRef, truth: &str, edge: Option<&[String; 
             edge.is_some_and(|[a, b]| path_ends(&entity.name) == Some((a.as_str(), b.as_str())))
         }
         CauseKind::Service | CauseKind::Node => entity.name == truth,
+        CauseKind::Change => crate::rank::change_target(&entity.name) == Some(truth),
     }
 }
 
@@ -211,6 +216,18 @@ mod tests {
             ),
             (
                 e(CauseKind::Edge, "checkout->cart"),
+                "checkout",
+                None,
+                false,
+            ),
+            (
+                e(CauseKind::Change, "cart:deployment@2026-11-21T14:02:00Z"),
+                "cart",
+                None,
+                true,
+            ),
+            (
+                e(CauseKind::Change, "cart:deployment@2026-11-21T14:02:00Z"),
                 "checkout",
                 None,
                 false,

@@ -56,9 +56,12 @@ pub fn investigate(
         v.reweigh(&mut analysis.causes);
     }
     for cause in &mut analysis.causes {
-        let placement = (cause.entity.kind == crate::rank::CauseKind::Service)
-            .then(|| graph.placement(&cause.entity.name))
-            .flatten();
+        let service = match cause.entity.kind {
+            crate::rank::CauseKind::Service => Some(cause.entity.name.as_str()),
+            crate::rank::CauseKind::Change => crate::rank::change_target(&cause.entity.name),
+            _ => None,
+        };
+        let placement = service.and_then(|s| graph.placement(s));
         cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());
     }
     Ok(analysis)

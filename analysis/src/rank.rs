@@ -85,6 +85,11 @@ pub enum CauseKind {
     Node,
     /// A network path between two services, named `caller->callee` (see [`path_ends`]).
     Edge,
+    /// A change to a service shortly before or during the window (a deployment, a flag flip, a
+    /// configuration change, a Kubernetes event), named `<service>:<change kind>@<time>`
+    /// (`checkout:deployment@2026-11-21T14:02:00Z`, the time in RFC 3339 to the second; see
+    /// [`change_target`]).
+    Change,
 }
 
 impl CauseKind {
@@ -95,6 +100,7 @@ impl CauseKind {
             Self::Database => "database",
             Self::Node => "node",
             Self::Edge => "edge",
+            Self::Change => "change",
         }
     }
 }
@@ -128,6 +134,25 @@ pub const EDGE_ARROW: &str = "->";
 /// The caller and callee of a network path's name, `caller->callee`.
 pub fn path_ends(name: &str) -> Option<(&str, &str)> {
     name.split_once(EDGE_ARROW)
+}
+
+/// The name of a change candidate: `<service>:<change kind>@<time>`, the time in RFC 3339 to
+/// the second (UTC).
+pub fn change_name(service: &str, change: &ChangeEvent) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(change.time_unix_nano);
+    format!(
+        "{service}:{}@{}",
+        change.kind.as_str(),
+        humantime::format_rfc3339_seconds(at)
+    )
+}
+
+/// The service a change candidate's name (`<service>:<change kind>@<time>`, [`change_name`])
+/// says was changed; `None` when the name is not of that form.
+pub fn change_target(name: &str) -> Option<&str> {
+    let (head, _time) = name.rsplit_once('@')?;
+    let (service, kind) = head.rsplit_once(':')?;
+    (!service.is_empty() && !kind.is_empty()).then_some(service)
 }
 
 /// One ranked candidate.
@@ -868,7 +893,18 @@ pub fn analyze(
             }
         })
         .collect();
-    let nearby = weigh_changes(&mut causes, changes, current.start, current.end, config);
+    // Changes near the window are candidates of their own, each with the evidence of the
+    // service it changed.
+    let mut nearby: Vec<Option<Nearby>> = causes.iter().map(|_| None).collect();
+    let (mut z, mut undamped) = (z, undamped);
+    for (target, cause, near) in
+        change_candidates(&causes, changes, current.start, current.end, config)
+    {
+        z.push(z[target]);
+        undamped.push(undamped[target]);
+        causes.push(cause);
+        nearby.push(Some(near));
+    }
     let facts: Vec<Facts> = causes
         .iter()
         .zip(&z)
@@ -915,6 +951,7 @@ pub fn analyze(
 }
 
 /// A change near the window that weighs in on a candidate.
+#[derive(Debug)]
 struct Nearby {
     /// Proximity weight, 0–1.
     weight: f64,
@@ -931,8 +968,13 @@ fn facts_of(
     raw: &[f64; FEATURES],
     near: Option<&Nearby>,
 ) -> Facts {
+    // A change's sentences speak of the service it changed.
+    let entity = match (cause.entity.kind, &cause.change) {
+        (CHANGE, Some(c)) => c.service.clone().unwrap_or_default(),
+        _ => cause.entity.name.clone(),
+    };
     Facts {
-        entity: cause.entity.name.clone(),
+        entity,
         kind: cause.entity.kind.as_str().to_owned(),
         scores: *z,
         explained: z.iter().zip(raw).any(|(a, b)| a < b),
@@ -973,6 +1015,7 @@ fn inputs_of(
         DATABASE => 1,
         NODE => 2,
         EDGE => 3,
+        CHANGE => 4,
     };
     x[KIND + kind] = 1.0;
     x
@@ -1015,32 +1058,35 @@ fn is_rollback(change: &ChangeEvent, changes: &[ChangeEvent]) -> bool {
         })
 }
 
-/// Change proximity: a service changed shortly before (or during) the window is the likelier
-/// cause of its own anomalies. Each change to a candidate's service in
-/// `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0
-/// inside the window); the strongest is the candidate's change, shown as evidence, and its
-/// weight is an input of the ranker (alone and times the candidate's evidence). Most incidents
-/// follow a change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a
-/// change alone is not an anomaly: a candidate without evidence gets none.
+/// Change candidates. A change to a candidate service in `[start − lookback, end)` weighs
+/// `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0 inside the window); the strongest
+/// change to each service with evidence (a positive summed score) becomes a candidate of kind
+/// [`CauseKind::Change`], returned with the index of the service in `causes`. Its evidence is
+/// the change (first) and the service's evidence; its proximity weight is an input of the
+/// ranker (alone and times the service's evidence), so the change competes with the service it
+/// changed: it outranks it when the evidence began near the change. Most incidents follow a
+/// change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a change
+/// alone is not an anomaly: a service without evidence yields no change candidate.
 /// A deployment that rolls back an earlier one is never the change: the earlier one is, with
 /// the rollback recorded (`Cause::rolled_back_by`).
-fn weigh_changes(
-    causes: &mut [Cause],
+fn change_candidates(
+    causes: &[Cause],
     changes: &[ChangeEvent],
     start: u64,
     end: u64,
     config: &AnalysisConfig,
-) -> Vec<Option<Nearby>> {
+) -> Vec<(usize, Cause, Nearby)> {
     let from = start.saturating_sub(config.change_lookback_nanos);
     causes
-        .iter_mut()
-        .map(|cause| {
-            if cause.score <= 0.0 || cause.entity.kind != SERVICE {
+        .iter()
+        .enumerate()
+        .filter_map(|(target, service)| {
+            if service.score <= 0.0 || service.entity.kind != SERVICE {
                 return None;
             }
             let (weight, before, change) = changes
                 .iter()
-                .filter(|c| c.service.as_deref() == Some(cause.entity.name.as_str()))
+                .filter(|c| c.service.as_deref() == Some(service.entity.name.as_str()))
                 .filter(|c| (from..end).contains(&c.time_unix_nano))
                 .filter(|c| !is_rollback(c, changes))
                 .map(|c| {
@@ -1074,17 +1120,27 @@ fn weigh_changes(
                 weight,
             );
             e.score = weight;
-            cause.rolled_back_by = rollback_of(change, changes, end).cloned();
-            if let Some(r) = &cause.rolled_back_by {
+            let rolled_back_by = rollback_of(change, changes, end).cloned();
+            if let Some(r) = &rolled_back_by {
                 e.summary.push_str(&format!(
                     "; rolled back to {} {:.0} s later",
                     r.version_to.as_deref().unwrap_or("the previous version"),
                     r.time_unix_nano.saturating_sub(change.time_unix_nano) as f64 / 1e9
                 ));
             }
-            cause.evidence.insert(0, e);
-            cause.change = Some(change.clone());
-            Some(Nearby { weight, when, what })
+            let mut evidence = vec![e];
+            evidence.extend(service.evidence.iter().cloned());
+            let cause = Cause {
+                entity: EntityRef {
+                    kind: CHANGE,
+                    name: change_name(&service.entity.name, change),
+                },
+                evidence,
+                change: Some(change.clone()),
+                rolled_back_by,
+                ..service.clone()
+            };
+            Some((target, cause, Nearby { weight, when, what }))
         })
         .collect()
 }
@@ -1226,7 +1282,9 @@ fn explain_away(
     }
 }
 
-use CauseKind::{Database as DATABASE, Edge as EDGE, Node as NODE, Service as SERVICE};
+use CauseKind::{
+    Change as CHANGE, Database as DATABASE, Edge as EDGE, Node as NODE, Service as SERVICE,
+};
 
 /// Fewest pods, of at least two services, on a node for it to be a candidate: a node's evidence
 /// is what its pods share, which one or two pods cannot tell from their own faults.
@@ -1553,15 +1611,13 @@ mod change_tests {
                 .iter()
                 .map(|(t, from, to)| deploy(*t, from, to))
                 .collect();
-            let mut causes = vec![service_cause("cart", 1.0)];
-            weigh_changes(
-                &mut causes,
-                &changes,
-                start,
-                end,
-                &AnalysisConfig::default(),
-            );
-            let cause = &causes[0];
+            let causes = vec![service_cause("cart", 1.0)];
+            let changed =
+                change_candidates(&causes, &changes, start, end, &AnalysisConfig::default());
+            let [(0, cause, _)] = changed.as_slice() else {
+                panic!("{deployments:?}: one change candidate for cart, got {changed:?}");
+            };
+            assert_eq!(change_target(&cause.entity.name), Some("cart"));
             assert_eq!(
                 cause.change.as_ref().and_then(|c| c.version_to.as_deref()),
                 Some("2.0.3"),
@@ -1588,8 +1644,10 @@ mod change_tests {
         }
     }
 
-    /// One line per case: candidates' scores, changes (service, seconds before the window's
-    /// start; negative: after it), and the expected ranking and scores.
+    /// One line per case: services' summed scores, changes (service, seconds before the
+    /// window's start; negative: after it), and the expected ranking under the hand weights
+    /// (a change scores its service's evidence times 1 + its proximity weight) with its scores.
+    /// `Δb` is the change to `b`.
     #[test]
     fn change_proximity_cases() {
         #[allow(clippy::type_complexity)]
@@ -1605,22 +1663,22 @@ mod change_tests {
                 "deployed at the start doubles",
                 &[("a", 5.0), ("b", 4.0)],
                 &[("b", 0)],
-                &["b", "a"],
-                &[8.0, 5.0],
+                &["Δb", "a", "b"],
+                &[8.0, 5.0, 4.0],
             ),
             (
                 "one half-life before: ×1.5",
                 &[("a", 5.0), ("b", 4.0)],
                 &[("b", 10 * MIN)],
-                &["b", "a"],
-                &[6.0, 5.0],
+                &["Δb", "a", "b"],
+                &[6.0, 5.0, 4.0],
             ),
             (
                 "during the window counts fully",
                 &[("a", 5.0), ("b", 4.0)],
                 &[("b", -MIN)],
-                &["b", "a"],
-                &[8.0, 5.0],
+                &["Δb", "a", "b"],
+                &[8.0, 5.0, 4.0],
             ),
             (
                 "past the lookback: nothing",
@@ -1637,18 +1695,25 @@ mod change_tests {
                 &[5.0, 4.0],
             ),
             (
-                "a change without anomalies stays 0",
+                "a change without anomalies is no candidate",
                 &[("a", 5.0), ("b", 0.0)],
                 &[("b", 0)],
                 &["a", "b"],
                 &[5.0, 0.0],
             ),
             (
-                "the nearest change counts",
+                "the nearest change counts, once",
                 &[("a", 5.0), ("b", 4.0)],
                 &[("b", 20 * MIN), ("b", 0)],
-                &["b", "a"],
-                &[8.0, 5.0],
+                &["Δb", "a", "b"],
+                &[8.0, 5.0, 4.0],
+            ),
+            (
+                "a far change ranks below a stronger service",
+                &[("a", 5.0), ("b", 4.0)],
+                &[("b", 20 * MIN)],
+                &["a", "Δb", "b"],
+                &[5.0, 5.0, 4.0],
             ),
         ];
         let start: u64 = 3_600 * 1_000_000_000;
@@ -1667,19 +1732,27 @@ mod change_tests {
                     c
                 })
                 .collect();
-            let nearby = weigh_changes(
-                &mut causes,
-                &changes,
-                start,
-                end,
-                &AnalysisConfig::default(),
-            );
-            // The hand weights: the evidence times 1 + the proximity weight.
-            for (c, near) in causes.iter_mut().zip(&nearby) {
-                c.score *= 1.0 + near.as_ref().map_or(0.0, |n| n.weight);
+            let changed =
+                change_candidates(&causes, &changes, start, end, &AnalysisConfig::default());
+            for (target, mut cause, near) in changed {
+                assert_eq!(cause.evidence[0].feature, "change_proximity", "{name}");
+                assert_eq!(
+                    change_target(&cause.entity.name),
+                    Some(causes[target].entity.name.as_str()),
+                    "{name}"
+                );
+                cause.score *= 1.0 + near.weight;
+                causes.push(cause);
             }
+            // Stable: of equal scores, services first (the far change ties with `a`).
             causes.sort_by(|a, b| b.score.total_cmp(&a.score));
-            let got: Vec<&str> = causes.iter().map(|c| c.entity.name.as_str()).collect();
+            let got: Vec<String> = causes
+                .iter()
+                .map(|c| match c.entity.kind {
+                    CHANGE => format!("Δ{}", change_target(&c.entity.name).unwrap_or("?")),
+                    _ => c.entity.name.clone(),
+                })
+                .collect();
             assert_eq!(&got, order, "{name}");
             for (c, e) in causes.iter().zip(*expected) {
                 assert!(
@@ -1689,18 +1762,19 @@ mod change_tests {
                     c.score
                 );
             }
-            let boosted = causes
-                .iter()
-                .any(|c| c.evidence.iter().any(|e| e.feature == "change_proximity"));
-            assert_eq!(
-                boosted,
-                causes.iter().zip(scores.iter()).any(|(c, _)| {
-                    scores
-                        .iter()
-                        .any(|(s, v)| *s == c.entity.name && (c.score - v).abs() > 1e-9)
-                }),
-                "{name}: evidence shown exactly when a score moved"
-            );
+        }
+    }
+
+    /// A change candidate's name says what changed, and when, and gives the service back.
+    #[test]
+    fn change_names_round_trip() {
+        let mut c = ChangeEvent::new(ChangeKind::FeatureFlag, 1_763_733_720_000_000_000, "api");
+        c.service = Some("shop/checkout".into());
+        let name = change_name("shop/checkout", &c);
+        assert_eq!(name, "shop/checkout:feature_flag@2025-11-21T14:02:00Z");
+        assert_eq!(change_target(&name), Some("shop/checkout"));
+        for not_a_change in ["checkout", "checkout@x", ":deployment@x", "a->b"] {
+            assert_eq!(change_target(not_a_change), None, "{not_a_change}");
         }
     }
 }

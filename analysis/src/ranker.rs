@@ -31,8 +31,8 @@ use crate::rules::{Rules, SCORE_VARIABLES};
 /// The inputs of the model after the seven feature scores (robust z after propagation,
 /// [`SCORE_VARIABLES`]): the nearby change's proximity weight times the sum of the feature
 /// scores, the proximity weight alone, the summed weight of the rules that held, and the
-/// candidate's kind as one-hot (service, database, node, edge).
-pub const EXTRA_INPUTS: [&str; 7] = [
+/// candidate's kind as one-hot (service, database, node, edge, change).
+pub const EXTRA_INPUTS: [&str; 8] = [
     "change_x_evidence",
     "change_weight",
     "rules",
@@ -40,6 +40,7 @@ pub const EXTRA_INPUTS: [&str; 7] = [
     "kind_database",
     "kind_node",
     "kind_edge",
+    "kind_change",
 ];
 
 /// Position of `change_x_evidence` among the inputs.
@@ -48,7 +49,7 @@ pub const CHANGE_X_EVIDENCE: usize = SCORE_VARIABLES.len();
 pub const CHANGE_WEIGHT: usize = CHANGE_X_EVIDENCE + 1;
 /// Position of `rules`.
 pub const RULES: usize = CHANGE_WEIGHT + 1;
-/// Position of the first kind input (`kind_service`; then database, node, edge).
+/// Position of the first kind input (`kind_service`; then database, node, edge, change).
 pub const KIND: usize = RULES + 1;
 
 /// Number of model inputs: [`SCORE_VARIABLES`] then [`EXTRA_INPUTS`].

@@ -94,9 +94,12 @@ pub fn remediations(
                 "calls on this path failed while the callee answered others",
             )];
         }
-        CauseKind::Service => {}
+        CauseKind::Service | CauseKind::Change => {}
     }
-    let service = name;
+    let service = match cause.entity.kind {
+        CauseKind::Change => crate::rank::change_target(name).unwrap_or(name),
+        _ => name,
+    };
     let ns = placement
         .and_then(|p| p.namespace.as_deref())
         .map(|ns| format!(" -n {ns}"))
