@@ -452,7 +452,8 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     assert!(summary.contains("past periods"), "{summary}");
     let score_before = first["score"].as_f64().unwrap();
 
-    // A deployment of checkout just before the errors began is shown and weighs in.
+    // A deployment of checkout just before the errors began is a candidate of its own, with
+    // checkout's evidence, and outranks checkout.
     let change = json!({"kind": "deployment", "service": "checkout", "time": (T0 + 119) * 1_000_000_000u64,
         "version_from": "1.4.1", "version_to": "1.4.2"});
     let (status, _, _) = support::post_json(server.http_addr, "/api/v1/changes", &change).await;
@@ -460,10 +461,24 @@ async fn analyze_compares_with_the_history_before_a_tainted_baseline() {
     let (_, _, bytes) = support::post_json(server.http_addr, "/api/v1/analyze", &body).await;
     let analysis: Value = serde_json::from_slice(&bytes).unwrap();
     let first = &analysis["causes"][0];
-    assert_eq!(first["entity"]["name"], "checkout");
+    assert_eq!(first["entity"]["kind"], "change", "{analysis:#}");
+    let at = "2023-01-29T13:48:39Z"; // T0 + 119 s
+    assert_eq!(
+        first["entity"]["name"],
+        format!("checkout:deployment@{at}"),
+        "{first:#}"
+    );
+    assert_eq!(analysis["causes"][1]["entity"]["name"], "checkout");
     assert_eq!(
         first["evidence"][0]["feature"], "change_proximity",
         "{first:#}"
+    );
+    assert!(
+        first["evidence"][1]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("past periods"),
+        "the change carries checkout's evidence: {first:#}"
     );
     assert!(first["evidence"][0]["summary"]
         .as_str()
