@@ -7,7 +7,7 @@
 //! error log records, log records per request) are Poisson z-scores of the observed count
 //! against the count the baseline rate predicts, `(observed − λ) / √(λ + 1)`.
 
-use loupe_graph::{DurationSketch, GaugeStats, RedStats};
+use loupe_graph::{DurationSketch, GaugeStats, RedStats, TraceStats};
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,8 @@ pub struct Evidence {
     /// `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`,
     /// `change_proximity`, and where a service has no spans `server_duration_p50` and
     /// `failed_requests` (its request-duration metrics); for databases `query_duration_p50`, `failed_queries`; for nodes
-    /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`.
+    /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`;
+    /// `log_path_shift` and `trace_spectrum` for services.
     pub feature: Cow<'static, str>,
     /// A sentence for people.
     pub summary: String,
@@ -115,6 +116,73 @@ pub(crate) fn median_shift(
         baseline.quantile_seconds(0.5)?,
     );
     Some((b, c, log_ratio(c, b, offset)))
+}
+
+/// Trace spectrum of `service` (spectrum-based fault localization over traces: a service that
+/// abnormal traces pass through and normal ones avoid is the likelier cause; Jones & Harrold,
+/// ASE 2005; TraceRCA, Li et al., IWQoS 2021): how much more the traces through it changed than
+/// the traces elsewhere, between the reference and the window.
+///
+/// `through` and `all` are `(window, reference)` traces through the service and over all
+/// services; the traces elsewhere are `all` less `through`. With `Δ` the change from the
+/// reference to the window, the score is
+/// `(Δ mean ln(end-to-end seconds) through it − the same elsewhere)
+///  + (Δ share of failed traces through it − the same elsewhere)`,
+/// the first in natural-log units (0.69: the traces through it doubled in duration more than
+/// the others), the second a share (0.5: half its traces failed more than the others'). A side
+/// with fewer than `min` traces (elsewhere: none, for a service every trace passes through)
+/// counts as unchanged; `None` when the traces through it are fewer than `min` on either side.
+pub(crate) fn trace_spectrum(
+    service: &str,
+    through: (&TraceStats, &TraceStats),
+    all: (&TraceStats, &TraceStats),
+    min: u64,
+) -> Option<Evidence> {
+    let rest = (all.0.less(through.0), all.1.less(through.1));
+    let enough = |(now, before): (&TraceStats, &TraceStats)| {
+        now.traces >= min.max(2) && before.traces >= min.max(2)
+    };
+    if !enough(through) {
+        return None;
+    }
+    let shift = |(now, before): (&TraceStats, &TraceStats)| -> (f64, f64) {
+        if !enough((now, before)) {
+            return (0.0, 0.0);
+        }
+        let mean = |t: &TraceStats| t.ln_moments().map_or(0.0, |m| m.0);
+        let share = |t: &TraceStats| t.error_share().unwrap_or(0.0);
+        (mean(now) - mean(before), share(now) - share(before))
+    };
+    let (slower, failing) = shift(through);
+    let (slower_elsewhere, failing_elsewhere) = shift((&rest.0, &rest.1));
+    let score = (slower - slower_elsewhere) + (failing - failing_elsewhere);
+    let pct = |t: &TraceStats| 100.0 * t.error_share().unwrap_or(0.0);
+    let elsewhere = if enough((&rest.0, &rest.1)) {
+        format!(
+            "; elsewhere ×{:.2}, {:.0}% failed ({:.0}% before)",
+            slower_elsewhere.exp(),
+            pct(&rest.0),
+            pct(&rest.1)
+        )
+    } else {
+        "; every trace passes through it".to_owned()
+    };
+    Some(Evidence::new(
+        EvidenceSignal::Traces,
+        "trace_spectrum",
+        format!(
+            "{} traces through {service}: end to end ×{:.2} (geometric mean), {:.0}% failed \
+             ({:.0}% of {} before){elsewhere}",
+            through.0.traces,
+            slower.exp(),
+            pct(through.0),
+            pct(through.1),
+            through.1.traces
+        ),
+        0.0,
+        score,
+        score,
+    ))
 }
 
 fn ms(seconds: f64) -> String {
@@ -487,5 +555,79 @@ mod tests {
         let e = log_deficit("s", (20, 100), (50, 50), 5).unwrap();
         assert!((e.change - 80.0 / 101f64.sqrt()).abs() < 1e-9);
         assert!(log_deficit("s", (20, 100), (3, 50), 5).is_none());
+    }
+
+    /// One line per case: the traces through the service and the traces elsewhere, each
+    /// (window, reference) as (count, seconds each, failed); the score expected.
+    #[test]
+    fn trace_spectrum_compares_the_traces_through_a_service_with_the_others() {
+        type Traces = (u64, f64, u64);
+        let stats = |(n, seconds, failed): Traces| {
+            let mut t = TraceStats::default();
+            for i in 0..n {
+                t.add(seconds, i < failed);
+            }
+            t
+        };
+        let ln2 = 2f64.ln();
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, [Traces; 2], [Traces; 2], Option<f64>)] = &[
+            (
+                "its traces doubled, the others did not",
+                [(50, 0.2, 0), (50, 0.1, 0)],
+                [(100, 0.1, 0), (100, 0.1, 0)],
+                Some(ln2),
+            ),
+            (
+                "every trace doubled: no more than elsewhere",
+                [(50, 0.2, 0), (50, 0.1, 0)],
+                [(100, 0.2, 0), (100, 0.1, 0)],
+                Some(0.0),
+            ),
+            (
+                "every trace passes through it: elsewhere counts as unchanged",
+                [(50, 0.2, 0), (50, 0.1, 0)],
+                [(0, 0.1, 0), (0, 0.1, 0)],
+                Some(ln2),
+            ),
+            (
+                "half its traces failed, none elsewhere",
+                [(50, 0.1, 25), (50, 0.1, 0)],
+                [(100, 0.1, 0), (100, 0.1, 0)],
+                Some(0.5),
+            ),
+            (
+                "failures everywhere, a quarter more through it",
+                [(40, 0.1, 20), (40, 0.1, 0)],
+                [(100, 0.1, 25), (100, 0.1, 0)],
+                Some(0.25),
+            ),
+            (
+                "too few traces through it",
+                [(3, 0.2, 0), (50, 0.1, 0)],
+                [(100, 0.1, 0), (100, 0.1, 0)],
+                None,
+            ),
+        ];
+        for (name, through, elsewhere, expected) in cases {
+            let (through_now, through_before) = (stats(through[0]), stats(through[1]));
+            let (mut all_now, mut all_before) = (stats(elsewhere[0]), stats(elsewhere[1]));
+            all_now.merge(&through_now);
+            all_before.merge(&through_before);
+            let got = trace_spectrum(
+                "cart",
+                (&through_now, &through_before),
+                (&all_now, &all_before),
+                5,
+            );
+            match (got, expected) {
+                (None, None) => {}
+                (Some(e), Some(x)) => {
+                    assert!((e.change - x).abs() < 1e-9, "{name}: {} ≠ {x}", e.change);
+                    assert!(e.summary.contains("traces through cart"), "{}", e.summary);
+                }
+                (got, x) => panic!("{name}: {got:?}, expected {x:?}"),
+            }
+        }
     }
 }

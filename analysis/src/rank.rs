@@ -312,13 +312,14 @@ enum Feature {
     Cpu = 5,
     Memory = 6,
     LogPaths = 7,
+    TraceSpectrum = 8,
 }
 
 /// Number of [`Feature`]s.
 const FEATURES: usize = Feature::ALL.len();
 
 impl Feature {
-    const ALL: [Feature; 8] = [
+    const ALL: [Feature; 9] = [
         Self::SelfTime,
         Self::CallGap,
         Self::ErrorSpans,
@@ -327,12 +328,13 @@ impl Feature {
         Self::Cpu,
         Self::Memory,
         Self::LogPaths,
+        Self::TraceSpectrum,
     ];
 
     /// Floor of the spread: log ratios 0.1 (≈10%), z-scores 1, utilization 5 percentage points.
     fn floor(self) -> f64 {
         match self {
-            Self::SelfTime | Self::CallGap => 0.1,
+            Self::SelfTime | Self::CallGap | Self::TraceSpectrum => 0.1,
             Self::ErrorSpans | Self::ErrorLogs | Self::LogDeficit | Self::LogPaths => 1.0,
             Self::Cpu | Self::Memory => 5.0,
         }
@@ -713,6 +715,26 @@ pub fn analyze(
             .flatten()
             .max_by(|a, b| a.change.total_cmp(&b.change)),
         );
+        // The traces through it against the traces elsewhere; the pooled history stands in for
+        // a baseline with too few traces through it.
+        let no_traces = loupe_graph::TraceStats::default();
+        let through_before = b.map_or(&no_traces, |b| &b.traces);
+        let (through_before, all_before) = match reference
+            .and_then(|r| Some((r.service(&s.name)?, r)))
+            .filter(|_| through_before.traces < config.min_baseline_samples)
+        {
+            Some((rs, r)) if rs.traces.traces > through_before.traces => (&rs.traces, &r.traces),
+            _ => (through_before, &baseline.traces),
+        };
+        c.add(
+            Feature::TraceSpectrum,
+            evidence::trace_spectrum(
+                &s.name,
+                (&s.traces, through_before),
+                (&current.traces, all_before),
+                config.min_requests,
+            ),
+        );
         let base_logs = b.map_or(0, |b| b.logs.error_records);
         let reqs = (
             requests_now.get(s.name.as_str()).copied().unwrap_or(0),
@@ -1007,7 +1029,15 @@ fn inputs_of(
     for (x, z) in x.iter_mut().zip(z) {
         *x = *z as f32;
     }
-    x[CHANGE_X_EVIDENCE] = (change_weight * z.iter().sum::<f64>()) as f32;
+    // The change times the evidence the hand weights sum (the trace spectrum, which they leave
+    // out, included would let a red-herring change ride on a spectrum its service shares with
+    // the cause).
+    let summed: f64 = Feature::ALL
+        .iter()
+        .filter(|f| **f != Feature::TraceSpectrum)
+        .map(|f| z[*f as usize])
+        .sum();
+    x[CHANGE_X_EVIDENCE] = (change_weight * summed) as f32;
     x[CHANGE_WEIGHT] = change_weight as f32;
     x[RULES] = hypotheses.iter().map(|h| h.weight).sum::<f64>() as f32;
     let kind = match kind {

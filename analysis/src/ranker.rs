@@ -43,6 +43,9 @@ pub const EXTRA_INPUTS: [&str; 8] = [
     "kind_change",
 ];
 
+/// Position of `trace_spectrum` among the inputs.
+pub const TRACE_SPECTRUM: usize = 8;
+
 /// Position of `change_x_evidence` among the inputs.
 pub const CHANGE_X_EVIDENCE: usize = SCORE_VARIABLES.len();
 /// Position of `change_weight`.
@@ -110,10 +113,12 @@ pub struct ModelInfo {
 
 impl Ranker {
     /// The hand-set weights loupe used before it learned: the sum of the feature scores, times
-    /// `1 + proximity` of a nearby change; rules and kinds count for nothing.
+    /// `1 + proximity` of a nearby change; rules and kinds count for nothing. The trace
+    /// spectrum, added after loupe learned, starts at 0: only a fit gives it weight.
     pub fn hand() -> Self {
         let mut weights = [0.0; N_INPUTS];
         weights[..SCORE_VARIABLES.len()].fill(1.0);
+        weights[TRACE_SPECTRUM] = 0.0;
         weights[CHANGE_X_EVIDENCE] = 1.0;
         Self {
             rules: Rules::defaults(),

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_RULES: &str = include_str!("../rules.toml");
 
 /// Names of the per-feature scores a rule can test, in the ranker's feature order.
-pub const SCORE_VARIABLES: [&str; 8] = [
+pub const SCORE_VARIABLES: [&str; 9] = [
     "self_time",
     "call_gap",
     "error_spans",
@@ -48,10 +48,11 @@ pub const SCORE_VARIABLES: [&str; 8] = [
     "cpu",
     "memory",
     "log_paths",
+    "trace_spectrum",
 ];
 
 /// Evidence features a sentence can quote through `evidence.<name>`.
-const EVIDENCE_FEATURES: [&str; 15] = [
+const EVIDENCE_FEATURES: [&str; 16] = [
     "self_time_p50",
     "call_gap_p50",
     "error_spans",
@@ -67,6 +68,7 @@ const EVIDENCE_FEATURES: [&str; 15] = [
     "node_self_time_p50",
     "failed_calls_on_path",
     "log_path_shift",
+    "trace_spectrum",
 ];
 
 /// A rules file that cannot be used: where and why.
@@ -131,7 +133,7 @@ pub struct Facts {
     /// Candidate kind (`service`…).
     pub kind: String,
     /// Feature scores, in [`SCORE_VARIABLES`] order.
-    pub scores: [f64; 8],
+    pub scores: [f64; 9],
     /// Whether propagation damped any of its evidence.
     pub explained: bool,
     /// Its nearby change, if any: kind, summary, when (words), source, version from, version
@@ -196,7 +198,7 @@ impl Facts {
         Self {
             entity: "checkout".into(),
             kind: "service".into(),
-            scores: [1.0; 8],
+            scores: [1.0; 9],
             explained: false,
             change: Some(ChangeFacts {
                 kind: "deployment".into(),
@@ -258,7 +260,7 @@ impl Rules {
         let env = environment();
         let sample = Facts::sample().value();
         let quiet = Facts {
-            scores: [0.0; 8],
+            scores: [0.0; 9],
             change: None,
             ..Facts::sample()
         }
@@ -453,7 +455,7 @@ mod tests {
         let node = Facts {
             entity: "node-a".into(),
             kind: "node".into(),
-            scores: [0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0],
+            scores: [0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0],
             ..Facts::default()
         };
         let fired = rules.apply(&[node]);

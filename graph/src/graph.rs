@@ -14,6 +14,7 @@ use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
 use crate::templates::{template_of, Tally, TemplateCounts};
 use crate::temporal::{Validity, Widths};
+use crate::traces::{ClosedTrace, TraceStats, TraceTable};
 
 /// What an entity is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,6 +161,8 @@ pub(crate) struct Entity {
     pub logs: Series<LogStats>,
     /// An operation's spans per log template (see [`crate::templates`]).
     pub templates: Series<TemplateCounts>,
+    /// A service's traces: those that passed through it (see [`crate::traces`]).
+    pub traces: Series<TraceStats>,
     pub gauges: BTreeMap<String, Series<GaugeStats>>,
 }
 
@@ -188,6 +191,11 @@ pub struct KnowledgeGraph {
     operations: HashMap<NodeIndex, HashMap<String, NodeIndex>>,
     relations: HashMap<(NodeIndex, NodeIndex, RelationKind), EdgeIndex>,
     join: JoinBuffer,
+    /// Whole traces being assembled, for the trace spectrum.
+    trace_table: TraceTable,
+    closed_traces: Vec<ClosedTrace>,
+    /// Every trace, per bucket of its start.
+    pub(crate) all_traces: Series<TraceStats>,
     span_logs: SpanLogIndex,
     events: Vec<JoinEvent>,
     /// The record-time clock.
@@ -229,6 +237,9 @@ impl KnowledgeGraph {
             operations: HashMap::new(),
             relations: HashMap::new(),
             join: JoinBuffer::new(config.join),
+            trace_table: TraceTable::new(config.join.capacity, config.join.expiry_nanos),
+            closed_traces: Vec::new(),
+            all_traces: Series::default(),
             span_logs: SpanLogIndex::new(config.join.capacity),
             events: Vec::new(),
             recorded: clock.now_unix_nano(),
@@ -289,6 +300,7 @@ impl KnowledgeGraph {
             metric_red: Series::default(),
             logs: Series::default(),
             templates: Series::default(),
+            traces: Series::default(),
             gauges: BTreeMap::new(),
         })
     }
@@ -305,11 +317,13 @@ impl KnowledgeGraph {
             e.metric_red.compact(newest, &retention);
             e.logs.compact(newest, &retention);
             e.templates.compact(newest, &retention);
+            e.traces.compact(newest, &retention);
             e.gauges
                 .values_mut()
                 .for_each(|g| g.compact(newest, &retention));
             e.validity.compact(newest, &retention);
         }
+        self.all_traces.compact(newest, &retention);
         for r in self.graph.edge_weights_mut() {
             r.red.compact(newest, &retention);
             r.metric_red.compact(newest, &retention);
@@ -593,10 +607,19 @@ impl KnowledgeGraph {
                     facts,
                     &mut self.events,
                 );
+                self.trace_table.span(
+                    span.trace_id,
+                    service.index() as u32,
+                    t,
+                    span.end_time_unix_nano,
+                    error,
+                );
             }
         }
         self.join.expire(&mut self.events);
         self.drain_join_events();
+        self.trace_table.expire(&mut self.closed_traces);
+        self.count_traces();
         self.maybe_compact();
     }
 
@@ -607,6 +630,9 @@ impl KnowledgeGraph {
         self.stamp();
         self.join.expire_idle(now, idle_nanos, &mut self.events);
         self.drain_join_events();
+        self.trace_table
+            .expire_idle(now, idle_nanos, &mut self.closed_traces);
+        self.count_traces();
     }
 
     /// Lets every span out of the join buffer, finalizing self times. Call at the end of a
@@ -615,6 +641,23 @@ impl KnowledgeGraph {
         self.stamp();
         self.join.flush(&mut self.events);
         self.drain_join_events();
+        self.trace_table.flush(&mut self.closed_traces);
+        self.count_traces();
+    }
+
+    /// Counts the traces that left the trace table: in every service they passed through and
+    /// among all traces, in the bucket of their start.
+    fn count_traces(&mut self) {
+        for t in self.closed_traces.drain(..) {
+            let bucket = t.start / self.config.bucket_nanos;
+            let seconds = t.duration_nanos as f64 / 1e9;
+            self.all_traces.entry(bucket).add(seconds, t.error);
+            for s in t.services {
+                if let Some(e) = self.graph.node_weight_mut(NodeIndex::new(s as usize)) {
+                    e.traces.entry(bucket).add(seconds, t.error);
+                }
+            }
+        }
     }
 
     fn drain_join_events(&mut self) {
@@ -1084,6 +1127,17 @@ mod tests {
             Some(1)
         );
         assert!(merged.operation("cart", "op2").is_none());
+        // Each trace counts once overall and once in every service it passed through, with
+        // its end-to-end duration (3 ns, the entry span's), in the bucket of its start.
+        let traces = |s: &str| merged.service(s).map(|s| s.traces.traces);
+        assert_eq!(merged.traces.traces, 2);
+        assert_eq!(
+            (traces("payment"), traces("cart"), traces("checkout")),
+            (Some(2), Some(1), Some(1))
+        );
+        let (mean, _) = merged.traces.ln_moments().unwrap();
+        assert!((mean - 1e-6f64.ln()).abs() < 1e-9, "durations under 1 µs count as 1 µs");
+        assert_eq!(g.window(10 * second, 20 * second).traces.traces, 0);
     }
 
     /// A deployment with metrics and no traces: services' RED from their server-side

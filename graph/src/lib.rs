@@ -16,6 +16,7 @@ mod span_logs;
 mod stats;
 pub mod templates;
 mod temporal;
+mod traces;
 mod view;
 
 pub use changes::{ChangeQuery, ChangeRecord};
@@ -30,6 +31,7 @@ pub use join::JoinConfig;
 pub use series::{Merge, Retention};
 pub use stats::{DurationSketch, GaugeStats, LogStats, RedStats};
 pub use temporal::Interval;
+pub use traces::TraceStats;
 pub use view::{
     EdgeBucket, EdgeView, EdgeWindow, EntityId, GraphQuery, GraphSnapshot, NodeView,
     OperationWindow, PodWindow, QueryWindow, RedSource, RedSummary, ServiceSummary, ServiceWindow,

@@ -15,6 +15,7 @@ use crate::graph::{Entity, EntityKind, KnowledgeGraph, Relation, RelationKind};
 use crate::series::{Merge, Series};
 use crate::stats::{GaugeStats, LogStats, RedStats};
 use crate::templates::TemplateCounts;
+use crate::traces::TraceStats;
 
 /// A stable entity id: `<kind>:<name>`, e.g. `service:checkout`, `pod:checkout-7d9f-x2x`,
 /// `operation:checkout POST /cart`.
@@ -189,6 +190,8 @@ pub struct ServiceWindow {
     pub red_source: RedSource,
     /// Merged log counts.
     pub logs: LogStats,
+    /// The traces that passed through it, by the bucket of their start.
+    pub traces: TraceStats,
 }
 
 /// An operation's merged statistics over a window, for the analysis.
@@ -266,6 +269,8 @@ pub struct WindowStats {
     pub pods: Vec<PodWindow>,
     /// Service → database `queries` relations with queries in the window.
     pub queries: Vec<QueryWindow>,
+    /// Every trace that started in the window (see [`ServiceWindow::traces`]).
+    pub traces: TraceStats,
 }
 
 /// `items` mapped by `f`, in order, on up to as many threads as the machine has cores when the
@@ -497,6 +502,7 @@ impl KnowledgeGraph {
         let mut out = WindowStats {
             start,
             end,
+            traces: self.all_traces.merged(r.start, r.end),
             ..Default::default()
         };
         for (i, e) in self
@@ -514,6 +520,7 @@ impl KnowledgeGraph {
                         red,
                         red_source: source,
                         logs: e.logs.merged(r.start, r.end),
+                        traces: e.traces.merged(r.start, r.end),
                     });
                 }
                 EntityKind::Pod => out.pods.push(PodWindow {
@@ -709,6 +716,7 @@ impl WindowStats {
     /// reference made of several disjoint periods. The bounds become the hull of both.
     pub fn merge_from(&mut self, other: &WindowStats) {
         self.observed_nanos += other.observed_nanos;
+        self.traces.merge(&other.traces);
         if self.services.is_empty()
             && self.edges.is_empty()
             && self.pods.is_empty()
@@ -724,6 +732,7 @@ impl WindowStats {
                 Some(x) => {
                     x.red.merge(&s.red);
                     x.logs.merge(&s.logs);
+                    x.traces.merge(&s.traces);
                 }
                 None => self.services.push(s.clone()),
             }
