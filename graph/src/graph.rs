@@ -1136,7 +1136,10 @@ mod tests {
             (Some(2), Some(1), Some(1))
         );
         let (mean, _) = merged.traces.ln_moments().unwrap();
-        assert!((mean - 1e-6f64.ln()).abs() < 1e-9, "durations under 1 µs count as 1 µs");
+        assert!(
+            (mean - 1e-6f64.ln()).abs() < 1e-9,
+            "durations under 1 µs count as 1 µs"
+        );
         assert_eq!(g.window(10 * second, 20 * second).traces.traces, 0);
     }
 

@@ -19,6 +19,8 @@ use std::collections::{HashMap, VecDeque};
 
 use loupe_model::{SpanId, TraceId};
 
+use crate::traces::Ids;
+
 /// The parts of a span the join needs: who emitted it and when.
 #[derive(Debug, Clone)]
 pub(crate) struct SpanFacts {
@@ -94,8 +96,8 @@ type Key = (TraceId, SpanId);
 
 pub(crate) struct JoinBuffer {
     config: JoinConfig,
-    spans: HashMap<Key, Pending>,
-    waiting: HashMap<Key, Vec<SpanId>>,
+    spans: HashMap<Key, Pending, Ids>,
+    waiting: HashMap<Key, Vec<SpanId>, Ids>,
     order: VecDeque<Key>,
     watermark: u64,
     /// The time of the latest [`JoinBuffer::expire_idle`] call: spans arriving now are stamped
@@ -121,8 +123,8 @@ impl JoinBuffer {
     pub fn new(config: JoinConfig) -> Self {
         Self {
             config,
-            spans: HashMap::new(),
-            waiting: HashMap::new(),
+            spans: HashMap::default(),
+            waiting: HashMap::default(),
             order: VecDeque::new(),
             watermark: 0,
             tick: None,

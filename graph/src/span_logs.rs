@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use loupe_model::{SpanId, TraceId};
 
 use crate::templates::TemplateId;
+use crate::traces::Ids;
 
 type Key = (TraceId, SpanId);
 
@@ -43,9 +44,9 @@ fn write(written: &mut Written, template: TemplateId) -> u64 {
 pub(crate) struct SpanLogIndex {
     capacity: usize,
     /// Each known span's operation and its records so far per template.
-    operations: HashMap<Key, (usize, Written)>,
+    operations: HashMap<Key, (usize, Written), Ids>,
     order: VecDeque<Key>,
-    waiting: HashMap<Key, Vec<WaitingLog>>,
+    waiting: HashMap<Key, Vec<WaitingLog>, Ids>,
     waiting_order: VecDeque<Key>,
 }
 
@@ -54,9 +55,9 @@ impl SpanLogIndex {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            operations: HashMap::new(),
+            operations: HashMap::default(),
             order: VecDeque::new(),
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             waiting_order: VecDeque::new(),
         }
     }
