@@ -86,7 +86,8 @@ pub enum CauseKind {
     /// A network path between two services, named `caller->callee` (see [`path_ends`]).
     Edge,
     /// A change to a service shortly before or during the window (a deployment, a flag flip, a
-    /// configuration change, a Kubernetes event), named `<service>:<change kind>@<time>`
+    /// configuration change, a Kubernetes event), or a Kubernetes event about a node, named
+    /// `<service or node>:<change kind>@<time>`
     /// (`checkout:deployment@2026-11-21T14:02:00Z`, the time in RFC 3339 to the second; see
     /// [`change_target`]).
     Change,
@@ -136,8 +137,8 @@ pub fn path_ends(name: &str) -> Option<(&str, &str)> {
     name.split_once(EDGE_ARROW)
 }
 
-/// The name of a change candidate: `<service>:<change kind>@<time>`, the time in RFC 3339 to
-/// the second (UTC).
+/// The name of a change candidate: `<service or node>:<change kind>@<time>`, the time in RFC
+/// 3339 to the second (UTC).
 pub fn change_name(service: &str, change: &ChangeEvent) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(change.time_unix_nano);
     format!(
@@ -147,8 +148,8 @@ pub fn change_name(service: &str, change: &ChangeEvent) -> String {
     )
 }
 
-/// The service a change candidate's name (`<service>:<change kind>@<time>`, [`change_name`])
-/// says was changed; `None` when the name is not of that form.
+/// The service (or node) a change candidate's name (`<service or node>:<change kind>@<time>`,
+/// [`change_name`]) says was changed; `None` when the name is not of that form.
 pub fn change_target(name: &str) -> Option<&str> {
     let (head, _time) = name.rsplit_once('@')?;
     let (service, kind) = head.rsplit_once(':')?;
@@ -990,9 +991,11 @@ fn facts_of(
     raw: &[f64; FEATURES],
     near: Option<&Nearby>,
 ) -> Facts {
-    // A change's sentences speak of the service it changed.
-    let entity = match (cause.entity.kind, &cause.change) {
-        (CHANGE, Some(c)) => c.service.clone().unwrap_or_default(),
+    // A change's sentences speak of the service (or node) it changed.
+    let entity = match cause.entity.kind {
+        CHANGE => change_target(&cause.entity.name)
+            .unwrap_or_default()
+            .to_owned(),
         _ => cause.entity.name.clone(),
     };
     Facts {
@@ -1088,7 +1091,17 @@ fn is_rollback(change: &ChangeEvent, changes: &[ChangeEvent]) -> bool {
         })
 }
 
-/// Change candidates. A change to a candidate service in `[start − lookback, end)` weighs
+/// What a change changed: its service, else the node of a Kubernetes event about a Node object
+/// (`NodeNotReady`, disk pressure).
+fn changed_entity(change: &ChangeEvent) -> Option<(CauseKind, &str)> {
+    match (&change.service, &change.object) {
+        (Some(service), _) => Some((SERVICE, service)),
+        (None, Some(o)) if o.kind == "Node" => Some((NODE, &o.name)),
+        _ => None,
+    }
+}
+
+/// Change candidates. A change to a candidate service (or an event about a candidate node) in `[start − lookback, end)` weighs
 /// `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0 inside the window); the strongest
 /// change to each service with evidence (a positive summed score) becomes a candidate of kind
 /// [`CauseKind::Change`], returned with the index of the service in `causes`. Its evidence is
@@ -1111,12 +1124,12 @@ fn change_candidates(
         .iter()
         .enumerate()
         .filter_map(|(target, service)| {
-            if service.score <= 0.0 || service.entity.kind != SERVICE {
+            if service.score <= 0.0 || !matches!(service.entity.kind, SERVICE | NODE) {
                 return None;
             }
             let (weight, before, change) = changes
                 .iter()
-                .filter(|c| c.service.as_deref() == Some(service.entity.name.as_str()))
+                .filter(|c| changed_entity(c) == Some((service.entity.kind, &service.entity.name)))
                 .filter(|c| (from..end).contains(&c.time_unix_nano))
                 .filter(|c| !is_rollback(c, changes))
                 .map(|c| {
@@ -1791,6 +1804,83 @@ mod change_tests {
                     c.entity.name,
                     c.score
                 );
+            }
+        }
+    }
+
+    /// One line per case: a change's service and object, the candidates (kind, name) it can
+    /// weigh on, and which of them gets a change candidate (and its first suggested command).
+    #[test]
+    fn events_about_a_node_are_changes_to_the_node() {
+        let start: u64 = 3_600 * 1_000_000_000;
+        let end = start + 5 * 60 * 1_000_000_000;
+        let node = |name: &str| {
+            let mut c = service_cause(name, 2.0);
+            c.entity.kind = NODE;
+            c
+        };
+        #[allow(clippy::type_complexity)]
+        let cases: &[(
+            &str,
+            Option<&str>,
+            Option<(&str, &str)>,
+            Option<&str>,
+            Option<&str>,
+        )] = &[
+            (
+                "NodeNotReady on worker-2",
+                None,
+                Some(("Node", "worker-2")),
+                Some("worker-2"),
+                Some("kubectl get pods -A -o wide --field-selector spec.nodeName=worker-2"),
+            ),
+            (
+                "an event about another node",
+                None,
+                Some(("Node", "worker-9")),
+                None,
+                None,
+            ),
+            (
+                "a pod event without its service",
+                None,
+                Some(("Pod", "worker-2")),
+                None,
+                None,
+            ),
+            (
+                "a deployment of cart",
+                Some("cart"),
+                None,
+                Some("cart"),
+                Some("kubectl rollout undo deployment/cart"),
+            ),
+        ];
+        for (name, service, object, expected, command) in cases {
+            let mut c = ChangeEvent::new(ChangeKind::KubernetesEvent, start, "k8s_events");
+            if service.is_some() {
+                c.kind = ChangeKind::Deployment;
+            }
+            c.service = service.map(str::to_owned);
+            c.object = object.map(|(kind, name)| loupe_model::ObjectRef {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                namespace: None,
+            });
+            let causes = vec![service_cause("cart", 2.0), node("worker-2")];
+            let changed = change_candidates(&causes, &[c], start, end, &AnalysisConfig::default());
+            let got: Vec<&str> = changed
+                .iter()
+                .filter_map(|(_, c, _)| change_target(&c.entity.name))
+                .collect();
+            assert_eq!(got, expected.as_slice(), "{name}");
+            if let Some((_, cause, _)) = changed.first() {
+                let commands: Vec<String> =
+                    crate::remediation::remediations(cause, cause.change.as_ref(), None)
+                        .into_iter()
+                        .filter_map(|r| r.command)
+                        .collect();
+                assert_eq!(commands.first().map(String::as_str), *command, "{name}");
             }
         }
     }

@@ -48,8 +48,19 @@ pub fn remediations(
     change: Option<&ChangeEvent>,
     placement: Option<&Placement>,
 ) -> Vec<Remediation> {
-    let name = cause.entity.name.as_str();
-    match cause.entity.kind {
+    // A change is remedied where it was made: the service it changed, or the node an event was
+    // about.
+    let (kind, name) = match (cause.entity.kind, change) {
+        (CauseKind::Change, c) => (
+            match c {
+                Some(c) if c.service.is_none() => CauseKind::Node,
+                _ => CauseKind::Service,
+            },
+            crate::rank::change_target(&cause.entity.name).unwrap_or(&cause.entity.name),
+        ),
+        (kind, _) => (kind, cause.entity.name.as_str()),
+    };
+    match kind {
         CauseKind::Database => {
             return vec![
                 suggest(
@@ -96,10 +107,7 @@ pub fn remediations(
         }
         CauseKind::Service | CauseKind::Change => {}
     }
-    let service = match cause.entity.kind {
-        CauseKind::Change => crate::rank::change_target(name).unwrap_or(name),
-        _ => name,
-    };
+    let service = name;
     let ns = placement
         .and_then(|p| p.namespace.as_deref())
         .map(|ns| format!(" -n {ns}"))
