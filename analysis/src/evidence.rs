@@ -149,7 +149,7 @@ pub(crate) fn trace_spectrum(
         if !enough((now, before)) {
             return (0.0, 0.0);
         }
-        let mean = |t: &TraceStats| t.ln_moments().map_or(0.0, |m| m.0);
+        let mean = |t: &TraceStats| t.ln_mean().unwrap_or(0.0);
         let share = |t: &TraceStats| t.error_share().unwrap_or(0.0);
         (mean(now) - mean(before), share(now) - share(before))
     };

@@ -1,8 +1,8 @@
 //! Ranking: evidence on every signal for each candidate (services, the databases they query, the
-//! nodes their pods run on, the network paths between them), each feature turned into a robust
-//! z-score across the candidates of the analysis, propagation accounted for ("explained away"),
-//! nearby changes weighed, the correlation rules applied, and the candidates scored and ranked
-//! by the model ([`crate::ranker`]).
+//! nodes their pods run on, the network paths between them, the changes made to services and
+//! nodes shortly before), each feature turned into a robust z-score across the candidates of the
+//! analysis, propagation accounted for ("explained away"), the correlation rules applied, and
+//! the candidates scored and ranked by the model ([`crate::ranker`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -176,7 +176,7 @@ pub struct Cause {
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
     #[serde(skip)]
     pub inputs: Inputs,
-    /// The change that weighed in on it, if one did.
+    /// For a change candidate, the change (`None` for every other kind).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<ChangeEvent>,
     /// A later deployment of the service, before the window's end, back to the version that
@@ -642,8 +642,11 @@ fn seconds(w: &WindowStats) -> f64 {
 /// Features per service: self-time shift of its own spans; mean gap shift over all its call
 /// edges (a slowed network path shows on every edge of the slowed service, only on one of its
 /// neighbours'); bursts of error spans and error log records; a deficit of log records per
-/// request; change of pod CPU (peak) and memory (mean) utilization. Each feature becomes a
-/// robust z-score across the services of the analysis, and the score is their sum.
+/// request; change of pod CPU (peak) and memory (mean) utilization; the log-path shift
+/// ([`crate::log_paths`]); the trace spectrum ([`evidence::trace_spectrum`]). Each feature
+/// becomes a robust z-score across the candidates of the analysis. Databases, nodes and network
+/// paths join the services as candidates (`infrastructure`), and so does the nearest change to
+/// each service or node with evidence (`change_candidates`).
 ///
 /// Propagation: self time and gaps exclude downstream time by construction; a service's error
 /// evidence is multiplied by `explained_factor` when one of its callees shows at least
@@ -1101,11 +1104,12 @@ fn changed_entity(change: &ChangeEvent) -> Option<(CauseKind, &str)> {
     }
 }
 
-/// Change candidates. A change to a candidate service (or an event about a candidate node) in `[start − lookback, end)` weighs
-/// `0.5^(Δ / half-life)`, `Δ` its distance before `start` (0 inside the window); the strongest
-/// change to each service with evidence (a positive summed score) becomes a candidate of kind
-/// [`CauseKind::Change`], returned with the index of the service in `causes`. Its evidence is
-/// the change (first) and the service's evidence; its proximity weight is an input of the
+/// Change candidates. A change to a candidate service (or a Kubernetes event about a candidate
+/// node, [`changed_entity`]) in `[start − lookback, end)` weighs `0.5^(Δ / half-life)`, `Δ` its
+/// distance before `start` (0 inside the window); the strongest change to each service or node
+/// with evidence (a positive summed score) becomes a candidate of kind [`CauseKind::Change`],
+/// returned with the index of the changed candidate in `causes`. Its evidence is the change
+/// (first) and the changed candidate's evidence; its proximity weight is an input of the
 /// ranker (alone and times the service's evidence), so the change competes with the service it
 /// changed: it outranks it when the evidence began near the change. Most incidents follow a
 /// change (Google SRE book, "Managing Incidents"; DORA's change failure rate), but a change

@@ -1135,7 +1135,7 @@ mod tests {
             (traces("payment"), traces("cart"), traces("checkout")),
             (Some(2), Some(1), Some(1))
         );
-        let (mean, _) = merged.traces.ln_moments().unwrap();
+        let mean = merged.traces.ln_mean().unwrap();
         assert!(
             (mean - 1e-6f64.ln()).abs() < 1e-9,
             "durations under 1 µs count as 1 µs"

@@ -36,8 +36,6 @@ pub struct TraceStats {
     /// Sum of ln(end-to-end duration in seconds) over the traces (earliest start to latest
     /// end of their spans; a duration under 1 µs counts as 1 µs).
     pub ln_sum: f64,
-    /// Sum of its square.
-    pub ln_sq_sum: f64,
 }
 
 impl TraceStats {
@@ -47,7 +45,6 @@ impl TraceStats {
         self.traces += 1;
         self.error_traces += u64::from(error);
         self.ln_sum += ln;
-        self.ln_sq_sum += ln * ln;
     }
 
     /// Adds another bucket's traces.
@@ -55,7 +52,6 @@ impl TraceStats {
         self.traces += other.traces;
         self.error_traces += other.error_traces;
         self.ln_sum += other.ln_sum;
-        self.ln_sq_sum += other.ln_sq_sum;
     }
 
     /// These traces less `other`, a subset of them (the traces elsewhere than through a
@@ -65,20 +61,13 @@ impl TraceStats {
             traces: self.traces.saturating_sub(other.traces),
             error_traces: self.error_traces.saturating_sub(other.error_traces),
             ln_sum: self.ln_sum - other.ln_sum,
-            ln_sq_sum: (self.ln_sq_sum - other.ln_sq_sum).max(0.0),
         }
     }
 
-    /// Mean and variance (n − 1) of ln(duration), `None` below two traces.
-    pub fn ln_moments(&self) -> Option<(f64, f64)> {
-        (self.traces >= 2).then(|| {
-            let n = self.traces as f64;
-            let mean = self.ln_sum / n;
-            (
-                (mean),
-                ((self.ln_sq_sum - n * mean * mean) / (n - 1.0)).max(0.0),
-            )
-        })
+    /// Mean of ln(duration in seconds): the log of the geometric mean duration; `None` without
+    /// traces.
+    pub fn ln_mean(&self) -> Option<f64> {
+        (self.traces > 0).then(|| self.ln_sum / self.traces as f64)
     }
 
     /// Share of the traces that failed, `None` without traces.
@@ -270,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_give_moments_error_share_and_the_rest() {
+    fn stats_give_the_mean_error_share_and_the_rest() {
         let mut all = TraceStats::default();
         let mut through = TraceStats::default();
         for (seconds, error, via) in [(0.1, false, true), (0.4, true, true), (0.2, false, false)] {
@@ -279,15 +268,15 @@ mod tests {
                 through.add(seconds, error);
             }
         }
-        let (mean, var) = through.ln_moments().unwrap();
+        let mean = through.ln_mean().unwrap();
         assert!((mean - (0.04f64).ln() / 2.0).abs() < 1e-12, "{mean}");
-        assert!((var - 2.0 * (2f64.ln()).powi(2)).abs() < 1e-9, "{var}");
         assert_eq!(through.error_share(), Some(0.5));
         let rest = all.less(&through);
         assert_eq!(rest.traces, 1);
         assert_eq!(rest.error_traces, 0);
         assert!((rest.ln_sum - 0.2f64.ln()).abs() < 1e-12);
-        assert_eq!(rest.ln_moments(), None, "one trace has no variance");
+        assert!((rest.ln_mean().unwrap() - 0.2f64.ln()).abs() < 1e-12);
+        assert_eq!(TraceStats::default().ln_mean(), None);
         assert_eq!(TraceStats::default().error_share(), None);
     }
 }
