@@ -424,18 +424,20 @@ pub(crate) fn error_logs_against_history(
 /// Deficit of log records per call against the usual rate in a longer history (the median over
 /// past periods): a code path that stopped running, when the baseline already lacked it.
 /// `logs` counts routine records only (below ERROR): fewer error records means a problem went
-/// away, not work left undone.
+/// away, not work left undone. The score is the shortfall in standard deviations of a
+/// quasi-Poisson count, `(expected − logs) / √(φ·(expected + 1))`, `φ` the history's
+/// dispersion (≥ 1; 1 is Poisson).
 pub(crate) fn log_deficit_against_history(
     label: &str,
     (logs, requests): (u64, u64),
-    (usual_rate, periods): (f64, usize),
+    (usual_rate, periods, dispersion): (f64, usize, f64),
     min: u64,
 ) -> Option<Evidence> {
     if requests < min || usual_rate <= 0.0 {
         return None;
     }
     let expected = usual_rate * requests as f64;
-    let x = (expected - logs as f64) / (expected + 1.0).sqrt();
+    let x = (expected - logs as f64) / (dispersion.max(1.0) * (expected + 1.0)).sqrt();
     let pc = logs as f64 / requests as f64;
     let summary = format!("{label} wrote {pc:.2} routine log records per request (usually {usual_rate:.2}, the median over {periods} past periods): {logs} where {expected:.0} were expected");
     Some(Evidence::new(
@@ -450,19 +452,22 @@ pub(crate) fn log_deficit_against_history(
 
 /// Deficit of log records per request entering the service: a code path that stopped running
 /// stops logging while requests still arrive. `logs` counts routine records only (below
-/// ERROR).
+/// ERROR). The score is the shortfall in standard deviations of a quasi-Poisson count,
+/// `(expected − logs) / √(φ·(expected + 1))`, `φ` the `dispersion` of the records (≥ 1; 1 is
+/// Poisson).
 pub(crate) fn log_deficit(
     service: &str,
     logs: (u64, u64),
     requests: (u64, u64),
     min: u64,
+    dispersion: f64,
 ) -> Option<Evidence> {
     let ((logs_c, logs_b), (req_c, req_b)) = (logs, requests);
     if req_c < min || req_b < min || logs_b == 0 {
         return None;
     }
     let expected = logs_b as f64 * req_c as f64 / req_b as f64;
-    let x = (expected - logs_c as f64) / (expected + 1.0).sqrt();
+    let x = (expected - logs_c as f64) / (dispersion.max(1.0) * (expected + 1.0)).sqrt();
     let (pc, pb) = (logs_c as f64 / req_c as f64, logs_b as f64 / req_b as f64);
     let summary = format!("{service} wrote {pc:.2} routine log records per request (baseline {pb:.2}): {logs_c} where {expected:.0} were expected");
     Some(Evidence::new(
@@ -532,10 +537,13 @@ mod tests {
 
     #[test]
     fn log_deficit_against_history_expects_the_usual_rate() {
-        let e = log_deficit_against_history("s op", (10, 10), (2.0, 5), 5).unwrap();
+        let e = log_deficit_against_history("s op", (10, 10), (2.0, 5, 1.0), 5).unwrap();
         assert_eq!(e.change, 10.0 / 21f64.sqrt());
-        assert!(log_deficit_against_history("s op", (10, 4), (2.0, 5), 5).is_none());
-        assert!(log_deficit_against_history("s op", (10, 10), (0.0, 5), 5).is_none());
+        // Records that vary four times as much as Poisson counts: half the score.
+        let bundled = log_deficit_against_history("s op", (10, 10), (2.0, 5, 4.0), 5).unwrap();
+        assert_eq!(bundled.change, 10.0 / 84f64.sqrt());
+        assert!(log_deficit_against_history("s op", (10, 4), (2.0, 5, 1.0), 5).is_none());
+        assert!(log_deficit_against_history("s op", (10, 10), (0.0, 5, 1.0), 5).is_none());
     }
 
     #[test]
@@ -552,9 +560,9 @@ mod tests {
     #[test]
     fn log_deficit_counts_missing_records() {
         // Baseline: 100 records for 50 requests; now 50 requests but only 20 records.
-        let e = log_deficit("s", (20, 100), (50, 50), 5).unwrap();
+        let e = log_deficit("s", (20, 100), (50, 50), 5, 1.0).unwrap();
         assert!((e.change - 80.0 / 101f64.sqrt()).abs() < 1e-9);
-        assert!(log_deficit("s", (20, 100), (3, 50), 5).is_none());
+        assert!(log_deficit("s", (20, 100), (3, 50), 5, 1.0).is_none());
     }
 
     /// One line per case: the traces through the service and the traces elsewhere, each

@@ -259,17 +259,27 @@ impl History {
     }
 
     /// The usual log records per call of `service`'s operation `operation`, error records left
-    /// out, over the periods with at least `min_calls` calls of it.
+    /// out, over the periods with at least `min_calls` calls of it, and the dispersion of the
+    /// periods' record counts about it ([`dispersion`]).
     fn usual_operation_log_rate(
         &self,
         service: &str,
         operation: &str,
         min_calls: u64,
-    ) -> Option<(f64, usize)> {
-        self.usual(|p, _| {
+    ) -> Option<(f64, usize, f64)> {
+        let counts: Vec<(f64, f64)> = self
+            .periods
+            .iter()
+            .filter_map(|p| {
+                let o = p.operation(service, operation)?;
+                (o.red.calls >= min_calls).then(|| (o.logs.routine() as f64, o.red.calls as f64))
+            })
+            .collect();
+        let (rate, periods) = self.usual(|p, _| {
             let o = p.operation(service, operation)?;
             (o.red.calls >= min_calls).then(|| o.logs.routine() as f64 / o.red.calls as f64)
-        })
+        })?;
+        Some((rate, periods, dispersion(&counts, rate)))
     }
 
     /// `service`'s usual error log records per request, over the periods with at least
@@ -283,6 +293,25 @@ impl History {
             })
         })
     }
+}
+
+/// Robust quasi-Poisson dispersion of counts `(records, calls)` about `rate` records per call:
+/// the median squared Pearson residual `(records − rate·calls)² / (rate·calls)` over the
+/// periods, divided by 0.455 (the median of χ² with one degree of freedom), at least 1. Log
+/// records come in bundles (a call writes several, or a loop writes many), so their counts
+/// vary more than Poisson counts would; a deficit is measured in units of this spread
+/// (McCullagh & Nelder, "Generalized Linear Models", 2nd ed., §4.5, the quasi-likelihood
+/// dispersion; the median for robustness to a period a fault touched).
+fn dispersion(counts: &[(f64, f64)], rate: f64) -> f64 {
+    let mut residuals: Vec<f64> = counts
+        .iter()
+        .filter(|(_, calls)| rate * calls > 0.0)
+        .map(|(records, calls)| (records - rate * calls).powi(2) / (rate * calls))
+        .collect();
+    if residuals.is_empty() {
+        return 1.0;
+    }
+    (median(&mut residuals) / 0.455).max(1.0)
 }
 
 /// Fewest history periods for a usual rate: the median of three withstands one period a fault
@@ -539,24 +568,27 @@ fn operation_log_deficit(
         .iter()
         .flat_map(|now| {
             let label = format!("{service} {}", now.name);
+            let usual = history
+                .and_then(|h| h.usual_operation_log_rate(service, &now.name, config.min_requests));
+            // The dispersion is the operation's way of logging: it serves both comparisons.
+            let dispersion = usual.map_or(1.0, |(_, _, d)| d);
             let against_baseline = baseline.operation(service, &now.name).and_then(|before| {
                 evidence::log_deficit(
                     &label,
                     (now.logs.routine(), before.logs.routine()),
                     (now.red.calls, before.red.calls),
                     config.min_requests,
+                    dispersion,
                 )
             });
-            let against_history = history
-                .and_then(|h| h.usual_operation_log_rate(service, &now.name, config.min_requests))
-                .and_then(|usual| {
-                    evidence::log_deficit_against_history(
-                        &label,
-                        (now.logs.routine(), now.red.calls),
-                        usual,
-                        config.min_requests,
-                    )
-                });
+            let against_history = usual.and_then(|usual| {
+                evidence::log_deficit_against_history(
+                    &label,
+                    (now.logs.routine(), now.red.calls),
+                    usual,
+                    config.min_requests,
+                )
+            });
             [against_baseline, against_history]
         })
         .flatten()
@@ -769,7 +801,7 @@ pub fn analyze(
         c.add(
             Feature::LogDeficit,
             per_operation
-                .or_else(|| evidence::log_deficit(&s.name, logs, reqs, config.min_requests)),
+                .or_else(|| evidence::log_deficit(&s.name, logs, reqs, config.min_requests, 1.0)),
         );
         let no_pods = Vec::new();
         let now = pods_now.get(s.name.as_str()).unwrap_or(&no_pods);
@@ -1217,7 +1249,9 @@ fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
 ///
 /// - failure evidence (errors, log deficit) of a service, by anything downstream of it: a
 ///   service it calls, a database it queries, a network path it or a callee of it uses
-///   (failures propagate to callers, so the deepest failing candidate is the better one);
+///   (failures propagate to callers, so the deepest failing candidate is the better one). The
+///   downstream candidate's strength counts its log-path shift too: a callee that caught an
+///   exception or returned early answers wrongly without failing, and its caller fails;
 /// - the failed calls into a service, by the one network path they fail on;
 /// - a service's self time, by a database it queries whose queries slowed (the caller waits on
 ///   its queries, which count in its self time when the database is not instrumented);
@@ -1272,6 +1306,7 @@ fn explain_away(
     let strength = |z: &[[f64; FEATURES]], i: usize| {
         FAILURE_FEATURES
             .iter()
+            .chain(&[Feature::LogPaths])
             .map(|f| z[i][*f as usize])
             .fold(0.0, f64::max)
     };
@@ -1553,6 +1588,43 @@ mod tests {
             );
             let shown = e.as_ref().is_some_and(|e| e.change > 2.0);
             assert_eq!(shown, deficit, "{before:?} → {now:?}: {e:?}");
+        }
+    }
+
+    /// One line per case: the periods' (records, calls), the usual rate, the dispersion.
+    #[test]
+    fn dispersion_measures_bundled_records_robustly() {
+        type Counts<'a> = &'a [(f64, f64)];
+        let cases: [(Counts, f64, f64); 5] = [
+            (&[(140.0, 10.0), (141.0, 10.0), (139.0, 10.0)], 14.0, 1.0), // Poisson or less: 1
+            (
+                &[
+                    (140.0, 10.0),
+                    (100.0, 10.0),
+                    (180.0, 10.0),
+                    (120.0, 10.0),
+                    (160.0, 10.0),
+                ],
+                14.0,
+                400.0 / 140.0 / 0.455,
+            ), // bundles of records: the median squared residual
+            (
+                &[
+                    (140.0, 10.0),
+                    (142.0, 10.0),
+                    (138.0, 10.0),
+                    (140.0, 10.0),
+                    (0.0, 10.0),
+                ],
+                14.0,
+                1.0,
+            ), // one period a fault touched: outvoted
+            (&[], 14.0, 1.0),                                            // no period
+            (&[(5.0, 10.0)], 0.0, 1.0),                                  // no usual rate
+        ];
+        for (counts, rate, expected) in cases {
+            let d = dispersion(counts, rate);
+            assert!((d - expected).abs() < 1e-9, "{counts:?} at {rate}: {d}");
         }
     }
 
@@ -1939,16 +2011,19 @@ mod scenario_tests {
     }
 
     /// What each service of the chain frontend → checkout → payment does in one request: its own
-    /// work in ms and whether it logs an error.
+    /// work in ms, in which requests it logs an error instead of its line (every `error_every`-th;
+    /// 0: none), and the log line it writes.
     #[derive(Clone, Copy)]
     struct Step {
         self_ms: u64,
-        error_log: bool,
+        error_every: u64,
+        line: &'static str,
     }
 
     const OK: Step = Step {
         self_ms: 5,
-        error_log: false,
+        error_every: 0,
+        line: "handled",
     };
 
     /// One trace at `t` through the chain: each service is a server span whose child is the next
@@ -1978,19 +2053,25 @@ mod scenario_tests {
                 status: StatusCode::Unset,
                 attributes: Attributes::default(),
             };
+            let ids = (Some(span.trace_id), Some(span.span_id));
             graph.apply_spans(&[ResourceSpans {
                 resource: resource(service),
                 spans: vec![span],
             }]);
+            // Written inside the span, as an SDK's log bridge records it.
             let record = LogRecord {
                 time_unix_nano: start,
-                severity_number: if step.error_log { 17 } else { 9 },
+                severity_number: if step.error_every > 0 && n.is_multiple_of(step.error_every) {
+                    17
+                } else {
+                    9
+                },
                 severity_text: String::new(),
-                body: "handled".into(),
+                body: step.line.into(),
                 event_name: String::new(),
                 attributes: Attributes::default(),
-                trace_id: None,
-                span_id: None,
+                trace_id: ids.0,
+                span_id: ids.1,
             };
             graph.apply_logs(&[ResourceLogs {
                 resource: resource(service),
@@ -2028,10 +2109,7 @@ mod scenario_tests {
 
     #[test]
     fn slow_own_work_ranks_the_slow_service_not_its_callers() {
-        let slow = Step {
-            self_ms: 80,
-            error_log: false,
-        };
+        let slow = Step { self_ms: 80, ..OK };
         check([OK, OK, slow], "payment");
         check([OK, slow, OK], "checkout");
     }
@@ -2039,11 +2117,27 @@ mod scenario_tests {
     #[test]
     fn errors_logged_along_the_chain_are_blamed_on_the_deepest_service() {
         let failing = Step {
-            self_ms: 5,
-            error_log: true,
+            error_every: 1,
+            ..OK
         };
         check([failing, failing, failing], "payment");
         check([failing, failing, OK], "checkout");
+    }
+
+    /// A callee whose calls took another code path (an exception caught, a wrong early
+    /// return: no error of its own) explains the errors its caller logs about its answers: one
+    /// request in five here, a burst that outscores the callee's path shift unless explained.
+    #[test]
+    fn a_callee_whose_code_path_changed_explains_its_callers_errors() {
+        let failing_at_times = Step {
+            error_every: 5,
+            ..OK
+        };
+        let other_path = Step {
+            line: "no price for route, using the default",
+            ..OK
+        };
+        check([OK, failing_at_times, other_path], "payment");
     }
 
     /// A fault already active in the baseline (it outlived an earlier injection) shows against
@@ -2051,8 +2145,8 @@ mod scenario_tests {
     #[test]
     fn a_fault_that_tainted_the_baseline_shows_against_the_history() {
         let failing = Step {
-            self_ms: 5,
-            error_log: true,
+            error_every: 1,
+            ..OK
         };
         let mut graph = KnowledgeGraph::new(GraphConfig::default());
         // [0, 60 s) healthy; the fault from 60 s on, through baseline [60, 120) and window
