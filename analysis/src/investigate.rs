@@ -62,7 +62,7 @@ pub fn investigate(
             _ => None,
         };
         let placement = service.and_then(|s| graph.placement(s));
-        cause.remediation = remediations(cause, cause.change.as_ref(), placement.as_ref());
+        cause.remediation = remediations(cause, placement.as_ref());
     }
     Ok(analysis)
 }

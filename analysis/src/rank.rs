@@ -1744,11 +1744,10 @@ mod change_tests {
             );
             let summary = &cause.evidence[0].summary;
             assert!(summary.contains(words), "{deployments:?}: {summary}");
-            let commands: Vec<String> =
-                crate::remediation::remediations(cause, cause.change.as_ref(), None)
-                    .into_iter()
-                    .filter_map(|r| r.command)
-                    .collect();
+            let commands: Vec<String> = crate::remediation::remediations(cause, None)
+                .into_iter()
+                .filter_map(|r| r.command)
+                .collect();
             assert_eq!(
                 commands.first().map(String::as_str),
                 Some(command),
@@ -1951,11 +1950,10 @@ mod change_tests {
                 .collect();
             assert_eq!(got, expected.as_slice(), "{name}");
             if let Some((_, cause, _)) = changed.first() {
-                let commands: Vec<String> =
-                    crate::remediation::remediations(cause, cause.change.as_ref(), None)
-                        .into_iter()
-                        .filter_map(|r| r.command)
-                        .collect();
+                let commands: Vec<String> = crate::remediation::remediations(cause, None)
+                    .into_iter()
+                    .filter_map(|r| r.command)
+                    .collect();
                 assert_eq!(commands.first().map(String::as_str), *command, "{name}");
             }
         }

@@ -2,7 +2,7 @@
 //! where one exists. They are suggestions for a person to run; loupe never runs them.
 
 use loupe_graph::Placement;
-use loupe_model::{ChangeEvent, ChangeKind};
+use loupe_model::ChangeKind;
 use serde::{Deserialize, Serialize};
 
 use crate::rank::{path_ends, Cause, CauseKind};
@@ -38,16 +38,13 @@ fn deployed(workload: &Option<String>, service: &str) -> String {
         .unwrap_or_else(|| format!("deployment/{service}"))
 }
 
-/// Suggestions for one cause, given the change that weighed in on it (if any) and where its
-/// service runs (if known): roll back a deployment, revert a flag, undo a configuration change;
-/// scale out or restart on resource saturation; read the logs of a failing service; for a
-/// database, check it and fail it over; for a node, cordon and drain it; for a network path,
+/// Suggestions for one cause, given where its service runs (if known): for a change candidate
+/// ([`Cause::change`]), roll back the deployment, revert the flag, undo the configuration
+/// change; scale out or restart on resource saturation; read the logs of a failing service; for
+/// a database, check it and fail it over; for a node, cordon and drain it; for a network path,
 /// check its policies.
-pub fn remediations(
-    cause: &Cause,
-    change: Option<&ChangeEvent>,
-    placement: Option<&Placement>,
-) -> Vec<Remediation> {
+pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remediation> {
+    let change = cause.change.as_ref();
     // A change is remedied where it was made: the service it changed, or the node an event was
     // about.
     let (kind, name) = match (cause.entity.kind, change) {
@@ -224,6 +221,7 @@ mod tests {
     use super::*;
     use crate::evidence::{Evidence, EvidenceSignal};
     use crate::rank::EntityRef;
+    use loupe_model::ChangeEvent;
 
     fn cause(features: &[&'static str]) -> Cause {
         Cause {
@@ -313,7 +311,9 @@ mod tests {
             ("nothing to say", &[], None, &[], &[]),
         ];
         for (name, features, change, commands, actions) in cases {
-            let got = remediations(&cause(features), *change, Some(&placement()));
+            let mut c = cause(features);
+            c.change = change.cloned();
+            let got = remediations(&c, Some(&placement()));
             let got_commands: Vec<&str> = got.iter().filter_map(|r| r.command.as_deref()).collect();
             assert_eq!(&got_commands, commands, "{name}");
             for a in *actions {

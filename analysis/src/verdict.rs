@@ -344,6 +344,31 @@ mod tests {
         assert!(v.training_case().is_none(), "inputs of another model");
     }
 
+    /// A change is judged as itself: rejecting one deployment (the id names its time) demotes
+    /// it wherever it is ranked again, never a later deployment of the same service. One line
+    /// per ranked cause: its name, and the prior the rejection gives it.
+    #[test]
+    fn a_verdict_on_a_change_holds_for_that_change_only() {
+        let rejected = "checkout:deployment@2026-11-21T14:02:00Z";
+        let mut log = Verdicts::default();
+        log.record(verdict(
+            &format!("change:{rejected}"),
+            Judgement::Rejected,
+            "change_proximity",
+        ))
+        .unwrap();
+        let cases: [(&str, f64); 3] = [
+            (rejected, 1.0 / STEP),                              // the same change again
+            ("checkout:deployment@2026-11-21T15:30:00Z", 1.0),   // a later deployment
+            ("checkout:feature_flag@2026-11-21T14:02:00Z", 1.0), // another kind of change then
+        ];
+        for (name, expected) in cases {
+            let mut c = cause(name, 1.0, "change_proximity");
+            c.entity.kind = crate::rank::CauseKind::Change;
+            assert!((log.prior(&c) - expected).abs() < 1e-12, "{name}");
+        }
+    }
+
     #[test]
     fn priors_follow_matching_verdicts_and_survive_a_reload() {
         let path =

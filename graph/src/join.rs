@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 
 use loupe_model::{SpanId, TraceId};
 
-use crate::traces::Ids;
+use crate::id_hash::Ids;
 
 /// The parts of a span the join needs: who emitted it and when.
 #[derive(Debug, Clone)]

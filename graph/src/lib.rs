@@ -9,6 +9,7 @@ mod changes;
 mod diff;
 mod entity;
 mod graph;
+mod id_hash;
 mod join;
 mod request_metrics;
 mod series;

@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 
 use loupe_model::{SpanId, TraceId};
 
+use crate::id_hash::Ids;
 use crate::templates::TemplateId;
-use crate::traces::Ids;
 
 type Key = (TraceId, SpanId);
 

@@ -19,12 +19,8 @@ use std::collections::{HashMap, VecDeque};
 
 use loupe_model::TraceId;
 
+use crate::id_hash::Ids;
 use crate::series::Merge;
-
-/// The hasher of maps keyed by trace and span ids, on the ingest path: ids come from the wire,
-/// so the hash is seeded per map (foldhash), and it is faster than the standard SipHash on 16
-/// and 24 bytes.
-pub(crate) type Ids = foldhash::fast::RandomState;
 
 /// Traces of one bucket (through one service, or all of them).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
