@@ -173,6 +173,11 @@ pub struct Cause {
     /// The correlation rules that held for it, with their sentences ([`crate::rules`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<Hypothesis>,
+    /// Counter-evidence: why some of its evidence counts less, each a sentence naming the
+    /// candidate that accounts for it (a failing callee, a database whose queries slowed, a
+    /// node whose pods ran hot, a slower callee of a metrics-only service).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counter_evidence: Vec<String>,
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
     #[serde(skip)]
     pub inputs: Inputs,
@@ -394,6 +399,8 @@ fn robust_z(values: &[Option<f64>], floor: f64) -> Vec<f64> {
 struct Candidate {
     raw: BTreeMap<Feature, f64>,
     evidence: Vec<(Feature, Evidence)>,
+    /// Counter-evidence sentences ([`Cause::counter_evidence`]).
+    counter: Vec<String>,
 }
 
 impl Candidate {
@@ -496,21 +503,30 @@ impl<'a> Callees<'a> {
     /// Whether some service downstream of `from` (a callee, a callee's callee, …; `from`
     /// itself excluded) satisfies `test`.
     pub(crate) fn any_downstream(&self, from: &str, test: impl Fn(&str) -> bool) -> bool {
+        self.find_downstream(from, test).is_some()
+    }
+
+    /// The first service downstream of `from` (callees first, then theirs; `from` itself
+    /// excluded) that satisfies `test`.
+    pub(crate) fn find_downstream(
+        &self,
+        from: &str,
+        test: impl Fn(&str) -> bool,
+    ) -> Option<&'a str> {
         let mut seen: Vec<&str> = vec![from];
-        let mut frontier: Vec<&str> = vec![from];
-        while let Some(n) = frontier.pop() {
-            for &d in self.0.get(n).map_or(&[][..], Vec::as_slice) {
-                if seen.contains(&d) {
-                    continue;
-                }
-                if test(d) {
-                    return true;
-                }
-                seen.push(d);
-                frontier.push(d);
+        let mut frontier: Vec<&'a str> = self.0.get(from).cloned().unwrap_or_default();
+        frontier.reverse();
+        while let Some(d) = frontier.pop() {
+            if seen.contains(&d) {
+                continue;
             }
+            if test(d) {
+                return Some(d);
+            }
+            seen.push(d);
+            frontier.extend(self.0.get(d).map_or(&[][..], Vec::as_slice).iter().rev());
         }
-        false
+        None
     }
 }
 
@@ -531,23 +547,30 @@ fn discount_callers_latency(
             .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
             .unwrap_or(0.0)
     };
-    let explained: Vec<&str> = metrics_only
+    let explained: Vec<(&str, f64, &str)> = metrics_only
         .iter()
         .copied()
-        .filter(|name| {
+        .filter_map(|name| {
             let own = shift(candidates, name);
-            own > 0.0
-                && callees.any_downstream(name, |d| {
-                    shift(candidates, d) >= config.explained_share * own
-                })
+            let by = callees.find_downstream(name, |d| {
+                shift(candidates, d) >= config.explained_share * own
+            });
+            by.filter(|_| own > 0.0).map(|d| (name, own, d))
         })
         .collect();
-    for name in explained {
-        if let Some(x) = candidates
-            .get_mut(name)
-            .and_then(|c| c.raw.get_mut(&Feature::SelfTime))
-        {
-            *x *= config.explained_factor;
+    for (name, own, by) in explained {
+        let theirs = shift(candidates, by);
+        if let Some(c) = candidates.get_mut(name) {
+            if let Some(x) = c.raw.get_mut(&Feature::SelfTime) {
+                *x *= config.explained_factor;
+            }
+            c.counter.push(format!(
+                "its request duration (×{:.2}) is explained away by service {by} downstream \
+                 of it (×{:.2}), and counts ×{}: a request waits on its calls",
+                own.exp(),
+                theirs.exp(),
+                config.explained_factor
+            ));
         }
     }
 }
@@ -913,13 +936,14 @@ pub fn analyze(
         .map(|(i, (kind, name))| ((*kind, name.as_str()), i))
         .collect();
     let undamped = z.clone();
-    explain_away([baseline, current], &keys, &index, &mut z, config);
+    let mut counter = explain_away([baseline, current], &keys, &index, &mut z, config);
 
     let mut causes: Vec<Cause> = keys
         .iter()
-        .zip(&gathered)
+        .zip(gathered.iter_mut())
         .zip(&z)
-        .map(|(((kind, name), c), z)| {
+        .zip(counter.iter_mut())
+        .map(|((((kind, name), c), z), counter)| {
             let mut evidence: Vec<Evidence> = c
                 .evidence
                 .iter()
@@ -944,6 +968,10 @@ pub fn analyze(
                 probability: 0.0,
                 evidence,
                 hypotheses: Vec::new(),
+                counter_evidence: std::mem::take(&mut c.counter)
+                    .into_iter()
+                    .chain(std::mem::take(counter))
+                    .collect(),
                 inputs: [0.0; N_INPUTS],
                 change: None,
                 rolled_back_by: None,
@@ -1257,13 +1285,16 @@ fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
 ///   its queries, which count in its self time when the database is not instrumented);
 /// - a service's CPU and self time, by a node one of its pods runs on whose pods all ran hot
 ///   (a noisy neighbour: the node, not the service, changed).
+///
+/// Returns, per candidate, its counter-evidence: a sentence for each rule that damped it,
+/// naming the candidate that accounts for its evidence (the strongest one).
 fn explain_away(
     windows: [&WindowStats; 2],
     keys: &[(CauseKind, String)],
     index: &HashMap<(CauseKind, &str), usize>,
     z: &mut [[f64; FEATURES]],
     config: &AnalysisConfig,
-) {
+) -> Vec<Vec<String>> {
     let service = |name: &str| index.get(&(SERVICE, name)).copied();
     // What lies downstream of each candidate: a service's callees, databases and outgoing
     // network paths; a network path's callee's (not the callee itself).
@@ -1303,42 +1334,71 @@ fn explain_away(
             link(&mut explains, Some(i), Some(t));
         }
     }
-    let strength = |z: &[[f64; FEATURES]], i: usize| {
+    // What is damped: a candidate's failure evidence. What explains it: a failure as strong
+    // downstream, or a code path that changed there (a callee that caught an exception or
+    // returned early answers wrongly without failing).
+    let failure = |z: &[[f64; FEATURES]], i: usize| {
         FAILURE_FEATURES
             .iter()
-            .chain(&[Feature::LogPaths])
             .map(|f| z[i][*f as usize])
             .fold(0.0, f64::max)
     };
+    let strength =
+        |z: &[[f64; FEATURES]], i: usize| failure(z, i).max(z[i][Feature::LogPaths as usize]);
+    let what = |i: usize| format!("{} {}", keys[i].0.as_str(), keys[i].1);
+    let mut counter: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
     let before = z.to_vec();
     for (i, (kind, _)) in keys.iter().enumerate() {
         if *kind != SERVICE && *kind != EDGE {
             continue;
         }
-        let own = strength(&before, i);
-        let by_path_into = paths
+        let own = failure(&before, i);
+        if own <= 0.0 {
+            continue;
+        }
+        let path_into = paths
             .iter()
-            .any(|&(p, _, b)| b == Some(i) && strength(&before, p) >= config.explained_share * own);
-        if own > 0.0
-            && (by_path_into
-                || downstream(i, &explains)
-                    .iter()
-                    .any(|&d| strength(&before, d) >= config.explained_share * own))
-        {
+            .filter(|&&(_, _, b)| b == Some(i))
+            .map(|&(p, _, _)| p);
+        let by = path_into
+            .chain(downstream(i, &explains))
+            .map(|d| (d, strength(&before, d)))
+            .filter(|&(_, s)| s >= config.explained_share * own)
+            // The strongest; on a tie the infrastructure candidate (listed after the
+            // services), the more specific account.
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        if let Some((d, s)) = by {
             for f in FAILURE_FEATURES {
                 z[i][f as usize] *= config.explained_factor;
             }
+            counter[i].push(format!(
+                "its failure evidence ({own:.1}) is explained away by {} downstream of it \
+                 ({s:.1}), and counts ×{}: failures propagate to callers",
+                what(d),
+                config.explained_factor
+            ));
         }
     }
     // Slow queries: a database explains its callers' self time.
     let self_time = Feature::SelfTime as usize;
     for (i, targets) in explains.iter().enumerate() {
         let own = before[i][self_time];
-        let by_database = targets.iter().any(|&d| {
-            keys[d].0 == DATABASE && before[d][self_time] >= config.explained_share * own
-        });
-        if own > 0.0 && keys[i].0 == SERVICE && by_database {
+        let by_database = targets
+            .iter()
+            .copied()
+            .filter(|&d| {
+                keys[d].0 == DATABASE && before[d][self_time] >= config.explained_share * own
+            })
+            .max_by(|&a, &b| before[a][self_time].total_cmp(&before[b][self_time]));
+        if let (true, SERVICE, Some(d)) = (own > 0.0, keys[i].0, by_database) {
             z[i][self_time] *= config.explained_factor;
+            counter[i].push(format!(
+                "its self time ({own:.1}) is explained away by {}, whose queries slowed \
+                 ({:.1}), and counts ×{}",
+                what(d),
+                before[d][self_time],
+                config.explained_factor
+            ));
         }
     }
     // Noisy neighbours: a node whose pods all ran hot explains its services' CPU and self time.
@@ -1353,15 +1413,25 @@ fn explain_away(
         let Some(i) = service(s) else { continue };
         let hot = nodes
             .iter()
-            .filter_map(|n| index.get(&(NODE, *n)))
-            .any(|&n| {
+            .filter_map(|n| index.get(&(NODE, *n)).copied())
+            .find(|&n| {
                 before[n][cpu] > 0.0 && before[n][cpu] >= config.explained_share * before[i][cpu]
             });
-        if hot {
+        if let Some(n) = hot {
             z[i][cpu] *= config.explained_factor;
             z[i][self_time] *= config.explained_factor;
+            if before[i][cpu] > 0.0 || before[i][self_time] > 0.0 {
+                counter[i].push(format!(
+                    "its CPU and self time are explained away by {}, whose pods ran hot \
+                     together ({:.1}), and count ×{}",
+                    what(n),
+                    before[n][cpu],
+                    config.explained_factor
+                ));
+            }
         }
     }
+    counter
 }
 
 use CauseKind::{
@@ -1672,6 +1742,7 @@ mod change_tests {
             probability: 0.0,
             evidence: Vec::new(),
             hypotheses: Vec::new(),
+            counter_evidence: Vec::new(),
             inputs: [0.0; N_INPUTS],
             change: None,
             rolled_back_by: None,
@@ -2081,7 +2152,7 @@ mod scenario_tests {
     }
 
     /// Ranks the three services when the fault window's requests do `fault` instead of `OK`.
-    fn check(fault: [Step; 3], expected_first: &str) {
+    fn check(fault: [Step; 3], expected_first: &str) -> Analysis {
         let mut graph = KnowledgeGraph::new(GraphConfig::default());
         for n in 0..240u64 {
             let t = n * SECOND / 2;
@@ -2103,6 +2174,16 @@ mod scenario_tests {
             .collect();
         assert_eq!(ranking[0], expected_first, "ranking {ranking:?}");
         assert!(!analysis.causes[0].evidence.is_empty());
+        analysis
+    }
+
+    /// The counter-evidence sentences of `service` in `analysis`.
+    fn counter<'a>(analysis: &'a Analysis, service: &str) -> &'a [String] {
+        analysis
+            .causes
+            .iter()
+            .find(|c| c.entity.name == service)
+            .map_or(&[], |c| &c.counter_evidence)
     }
 
     #[test]
@@ -2118,7 +2199,13 @@ mod scenario_tests {
             error_every: 1,
             ..OK
         };
-        check([failing, failing, failing], "payment");
+        let analysis = check([failing, failing, failing], "payment");
+        let says = counter(&analysis, "checkout");
+        assert!(
+            says.len() == 1 && says[0].contains("explained away by service payment downstream"),
+            "{says:?}"
+        );
+        assert!(counter(&analysis, "payment").is_empty());
         check([failing, failing, OK], "checkout");
     }
 
@@ -2135,7 +2222,12 @@ mod scenario_tests {
             line: "no price for route, using the default",
             ..OK
         };
-        check([OK, failing_at_times, other_path], "payment");
+        let analysis = check([OK, failing_at_times, other_path], "payment");
+        let says = counter(&analysis, "checkout");
+        assert!(
+            says.len() == 1 && says[0].contains("by service payment"),
+            "{says:?}"
+        );
     }
 
     /// A fault already active in the baseline (it outlived an earlier injection) shows against
@@ -2309,7 +2401,9 @@ mod infrastructure_tests {
             pods: PODS,
         };
         #[allow(clippy::type_complexity)]
-        let cases: &[(&str, W, &str)] = &[
+        // (what, the window, the top cause, a service and what its counter-evidence names:
+        // nothing when `None`)
+        let cases: &[(&str, W, &str, (&str, Option<&str>))] = &[
             (
                 "slow queries: the database, not the service that waits on it",
                 W {
@@ -2323,6 +2417,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "database:postgresql/stock",
+                ("stock", Some("its self time (")),
             ),
             (
                 "failed queries: the database",
@@ -2343,6 +2438,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "database:postgresql/stock",
+                ("stock", Some("by database postgresql/stock downstream")),
             ),
             (
                 "one caller's calls fail unanswered, the other caller's do not: the path",
@@ -2362,6 +2458,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "edge:cart->stock",
+                ("cart", Some("by edge cart->stock downstream")),
             ),
             (
                 "every caller's calls fail unanswered (pods down): the callee",
@@ -2381,6 +2478,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:stock",
+                ("cart", Some("by service stock downstream")),
             ),
             (
                 "the callee's own spans fail for one caller: the callee, not the path",
@@ -2400,6 +2498,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:stock",
+                ("cart", Some("by service stock downstream")),
             ),
             (
                 "every pod on a node runs hot and its services slow: the node",
@@ -2421,6 +2520,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "node:n1",
+                (
+                    "shop",
+                    Some("explained away by node n1, whose pods ran hot"),
+                ),
             ),
             (
                 "one pod runs hot and its service slows: the service, not its node",
@@ -2442,9 +2545,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:shop",
+                ("shop", None),
             ),
         ];
-        for (what, current, expected) in cases {
+        for (what, current, expected, (service, names)) in cases {
             let a = analyze(
                 &window(&base, 0),
                 &window(current, 300_000_000_000),
@@ -2455,6 +2559,16 @@ mod infrastructure_tests {
             .unwrap();
             let top = a.causes.first().map(|c| c.entity.id());
             assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+            let says = a
+                .causes
+                .iter()
+                .find(|c| c.entity.kind == SERVICE && c.entity.name == *service)
+                .map(|c| c.counter_evidence.clone())
+                .unwrap_or_default();
+            match names {
+                Some(n) => assert!(says.iter().any(|s| s.contains(n)), "{what}: {says:?}"),
+                None => assert!(says.is_empty(), "{what}: {says:?}"),
+            }
         }
     }
 
@@ -2480,11 +2594,25 @@ mod infrastructure_tests {
     /// multiplied by `explained_factor`).
     #[test]
     fn a_callers_request_duration_is_discounted_by_its_callees() {
-        let cases: [([f64; 3], [f64; 3]); 4] = [
-            ([1.1, 1.6, 2.2], [0.33, 0.48, 2.2]),
-            ([1.1, 1.6, 0.5], [0.33, 1.6, 0.5]),
-            ([1.1, 0.0, 0.6], [0.33, 0.0, 0.6]),
-            ([1.1, 0.0, 0.5], [1.1, 0.0, 0.5]),
+        // (shifts, discounted shifts, the service named in each one's counter-evidence)
+        type Case = ([f64; 3], [f64; 3], [Option<&'static str>; 3]);
+        let cases: [Case; 4] = [
+            (
+                [1.1, 1.6, 2.2],
+                [0.33, 0.48, 2.2],
+                [Some("cart"), Some("stock"), None],
+            ),
+            (
+                [1.1, 1.6, 0.5],
+                [0.33, 1.6, 0.5],
+                [Some("cart"), None, None],
+            ),
+            (
+                [1.1, 0.0, 0.6],
+                [0.33, 0.0, 0.6],
+                [Some("stock"), None, None],
+            ),
+            ([1.1, 0.0, 0.5], [1.1, 0.0, 0.5], [None, None, None]),
         ];
         let names = ["front", "cart", "stock"];
         let w = window(
@@ -2496,7 +2624,7 @@ mod infrastructure_tests {
             },
             0,
         );
-        for (shifts, expected) in cases {
+        for (shifts, expected, by) in cases {
             let mut candidates: BTreeMap<&str, Candidate> = names
                 .iter()
                 .zip(shifts)
@@ -2516,6 +2644,16 @@ mod infrastructure_tests {
                     (g - e).abs() < 1e-9,
                     "{shifts:?}: got {got:?}, expected {expected:?}"
                 );
+            }
+            for (n, by) in names.iter().zip(by) {
+                let says = &candidates[n].counter;
+                match by {
+                    Some(d) => assert!(
+                        says.len() == 1 && says[0].contains(&format!("by service {d} downstream")),
+                        "{shifts:?}, {n}: {says:?}"
+                    ),
+                    None => assert!(says.is_empty(), "{shifts:?}, {n}: {says:?}"),
+                }
             }
         }
     }

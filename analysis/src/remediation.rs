@@ -233,6 +233,7 @@ mod tests {
             score: 5.0,
             probability: 0.0,
             hypotheses: Vec::new(),
+            counter_evidence: Vec::new(),
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: features
                 .iter()

@@ -300,6 +300,7 @@ mod tests {
             score,
             probability: 0.0,
             hypotheses: Vec::new(),
+            counter_evidence: Vec::new(),
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: vec![e],
             change: None,
