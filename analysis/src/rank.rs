@@ -174,8 +174,10 @@ pub struct Cause {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hypotheses: Vec<Hypothesis>,
     /// Counter-evidence: why some of its evidence counts less, each a sentence naming the
-    /// candidate that accounts for it (a failing callee, a database whose queries slowed, a
-    /// node whose pods ran hot, a slower callee of a metrics-only service).
+    /// candidate that accounts for it (a callee that fails or whose code path changed, the
+    /// network path its failed calls fail on, a database whose queries slowed, a node whose
+    /// pods ran hot, a slower callee of a metrics-only service). A change candidate carries
+    /// its service's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counter_evidence: Vec<String>,
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
@@ -306,7 +308,9 @@ impl History {
 /// records come in bundles (a call writes several, or a loop writes many), so their counts
 /// vary more than Poisson counts would; a deficit is measured in units of this spread
 /// (McCullagh & Nelder, "Generalized Linear Models", 2nd ed., §4.5, the quasi-likelihood
-/// dispersion; the median for robustness to a period a fault touched).
+/// dispersion; the median for robustness to a period a fault touched). 1 when no period has an
+/// expected count. With few periods the median is biased low (the period nearest the median
+/// rate has a residual near 0), so the estimate errs towards Poisson, the stricter score.
 fn dispersion(counts: &[(f64, f64)], rate: f64) -> f64 {
     let mut residuals: Vec<f64> = counts
         .iter()
@@ -506,8 +510,8 @@ impl<'a> Callees<'a> {
         self.find_downstream(from, test).is_some()
     }
 
-    /// The first service downstream of `from` (callees first, then theirs; `from` itself
-    /// excluded) that satisfies `test`.
+    /// The first service downstream of `from` (a callee, a callee's callee, …, depth first in
+    /// edge order; `from` itself excluded) that satisfies `test`.
     pub(crate) fn find_downstream(
         &self,
         from: &str,
@@ -547,7 +551,8 @@ fn discount_callers_latency(
             .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
             .unwrap_or(0.0)
     };
-    let explained: Vec<(&str, f64, &str)> = metrics_only
+    // Decided, and the figures quoted, before any discount.
+    let explained: Vec<(&str, f64, &str, f64)> = metrics_only
         .iter()
         .copied()
         .filter_map(|name| {
@@ -555,11 +560,11 @@ fn discount_callers_latency(
             let by = callees.find_downstream(name, |d| {
                 shift(candidates, d) >= config.explained_share * own
             });
-            by.filter(|_| own > 0.0).map(|d| (name, own, d))
+            by.filter(|_| own > 0.0)
+                .map(|d| (name, own, d, shift(candidates, d)))
         })
         .collect();
-    for (name, own, by) in explained {
-        let theirs = shift(candidates, by);
+    for (name, own, by, theirs) in explained {
         if let Some(c) = candidates.get_mut(name) {
             if let Some(x) = c.raw.get_mut(&Feature::SelfTime) {
                 *x *= config.explained_factor;
@@ -1287,7 +1292,7 @@ fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
 ///   (a noisy neighbour: the node, not the service, changed).
 ///
 /// Returns, per candidate, its counter-evidence: a sentence for each rule that damped it,
-/// naming the candidate that accounts for its evidence (the strongest one).
+/// naming the candidate that accounts for its evidence (the strongest one that does).
 fn explain_away(
     windows: [&WindowStats; 2],
     keys: &[(CauseKind, String)],
@@ -1356,27 +1361,41 @@ fn explain_away(
         if own <= 0.0 {
             continue;
         }
+        // (candidate, its strength, whether it is the path the calls into `i` fail on)
         let path_into = paths
             .iter()
             .filter(|&&(_, _, b)| b == Some(i))
-            .map(|&(p, _, _)| p);
+            .map(|&(p, _, _)| (p, true));
         let by = path_into
-            .chain(downstream(i, &explains))
-            .map(|d| (d, strength(&before, d)))
-            .filter(|&(_, s)| s >= config.explained_share * own)
+            .chain(downstream(i, &explains).into_iter().map(|d| (d, false)))
+            .map(|(d, into)| (d, strength(&before, d), into))
+            .filter(|&(_, s, _)| s >= config.explained_share * own)
             // The strongest; on a tie the infrastructure candidate (listed after the
             // services), the more specific account.
             .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        if let Some((d, s)) = by {
+        if let Some((d, s, into)) = by {
             for f in FAILURE_FEATURES {
                 z[i][f as usize] *= config.explained_factor;
             }
-            counter[i].push(format!(
-                "its failure evidence ({own:.1}) is explained away by {} downstream of it \
-                 ({s:.1}), and counts ×{}: failures propagate to callers",
-                what(d),
-                config.explained_factor
-            ));
+            let factor = config.explained_factor;
+            counter[i].push(if into {
+                format!(
+                    "its failure evidence ({own:.1}) is explained away by {}, the path its \
+                     failed calls fail on ({s:.1}), and counts ×{factor}",
+                    what(d)
+                )
+            } else {
+                let how = if failure(&before, d) >= config.explained_share * own {
+                    "fails"
+                } else {
+                    "changed its code path"
+                };
+                format!(
+                    "its failure evidence ({own:.1}) is explained away by {} downstream of it, \
+                     which {how} ({s:.1}), and counts ×{factor}: failures propagate to callers",
+                    what(d)
+                )
+            });
         }
     }
     // Slow queries: a database explains its callers' self time.
@@ -1414,9 +1433,10 @@ fn explain_away(
         let hot = nodes
             .iter()
             .filter_map(|n| index.get(&(NODE, *n)).copied())
-            .find(|&n| {
+            .filter(|&n| {
                 before[n][cpu] > 0.0 && before[n][cpu] >= config.explained_share * before[i][cpu]
-            });
+            })
+            .max_by(|&a, &b| before[a][cpu].total_cmp(&before[b][cpu]));
         if let Some(n) = hot {
             z[i][cpu] *= config.explained_factor;
             z[i][self_time] *= config.explained_factor;
@@ -2179,11 +2199,12 @@ mod scenario_tests {
 
     /// The counter-evidence sentences of `service` in `analysis`.
     fn counter<'a>(analysis: &'a Analysis, service: &str) -> &'a [String] {
-        analysis
+        &analysis
             .causes
             .iter()
             .find(|c| c.entity.name == service)
-            .map_or(&[], |c| &c.counter_evidence)
+            .expect("the service is a candidate")
+            .counter_evidence
     }
 
     #[test]
@@ -2206,7 +2227,13 @@ mod scenario_tests {
             "{says:?}"
         );
         assert!(counter(&analysis, "payment").is_empty());
-        check([failing, failing, OK], "checkout");
+        let analysis = check([failing, failing, OK], "checkout");
+        let says = counter(&analysis, "frontend");
+        assert!(
+            says.len() == 1
+                && says[0].contains("by service checkout downstream of it, which fails"),
+            "{says:?}"
+        );
     }
 
     /// A callee whose calls took another code path (an exception caught, a wrong early
@@ -2225,7 +2252,9 @@ mod scenario_tests {
         let analysis = check([OK, failing_at_times, other_path], "payment");
         let says = counter(&analysis, "checkout");
         assert!(
-            says.len() == 1 && says[0].contains("by service payment"),
+            says.len() == 1
+                && says[0]
+                    .contains("by service payment downstream of it, which changed its code path"),
             "{says:?}"
         );
     }
@@ -2401,9 +2430,9 @@ mod infrastructure_tests {
             pods: PODS,
         };
         #[allow(clippy::type_complexity)]
-        // (what, the window, the top cause, a service and what its counter-evidence names:
+        // (what, the window, the top cause, services and what their counter-evidence says:
         // nothing when `None`)
-        let cases: &[(&str, W, &str, (&str, Option<&str>))] = &[
+        let cases: &[(&str, W, &str, &[(&str, Option<&str>)])] = &[
             (
                 "slow queries: the database, not the service that waits on it",
                 W {
@@ -2417,7 +2446,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "database:postgresql/stock",
-                ("stock", Some("its self time (")),
+                &[(
+                    "stock",
+                    Some("by database postgresql/stock, whose queries slowed"),
+                )],
             ),
             (
                 "failed queries: the database",
@@ -2438,7 +2470,7 @@ mod infrastructure_tests {
                     ..base
                 },
                 "database:postgresql/stock",
-                ("stock", Some("by database postgresql/stock downstream")),
+                &[("stock", Some("by database postgresql/stock downstream"))],
             ),
             (
                 "one caller's calls fail unanswered, the other caller's do not: the path",
@@ -2458,7 +2490,13 @@ mod infrastructure_tests {
                     ..base
                 },
                 "edge:cart->stock",
-                ("cart", Some("by edge cart->stock downstream")),
+                &[
+                    ("cart", Some("by edge cart->stock downstream")),
+                    (
+                        "stock",
+                        Some("by edge cart->stock, the path its failed calls fail on"),
+                    ),
+                ],
             ),
             (
                 "every caller's calls fail unanswered (pods down): the callee",
@@ -2478,7 +2516,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:stock",
-                ("cart", Some("by service stock downstream")),
+                &[(
+                    "cart",
+                    Some("by service stock downstream of it, which fails"),
+                )],
             ),
             (
                 "the callee's own spans fail for one caller: the callee, not the path",
@@ -2498,7 +2539,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:stock",
-                ("cart", Some("by service stock downstream")),
+                &[(
+                    "cart",
+                    Some("by service stock downstream of it, which fails"),
+                )],
             ),
             (
                 "every pod on a node runs hot and its services slow: the node",
@@ -2520,10 +2564,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "node:n1",
-                (
+                &[(
                     "shop",
                     Some("explained away by node n1, whose pods ran hot"),
-                ),
+                )],
             ),
             (
                 "one pod runs hot and its service slows: the service, not its node",
@@ -2545,10 +2589,10 @@ mod infrastructure_tests {
                     ..base
                 },
                 "service:shop",
-                ("shop", None),
+                &[("shop", None)],
             ),
         ];
-        for (what, current, expected, (service, names)) in cases {
+        for (what, current, expected, says) in cases {
             let a = analyze(
                 &window(&base, 0),
                 &window(current, 300_000_000_000),
@@ -2559,15 +2603,17 @@ mod infrastructure_tests {
             .unwrap();
             let top = a.causes.first().map(|c| c.entity.id());
             assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
-            let says = a
-                .causes
-                .iter()
-                .find(|c| c.entity.kind == SERVICE && c.entity.name == *service)
-                .map(|c| c.counter_evidence.clone())
-                .unwrap_or_default();
-            match names {
-                Some(n) => assert!(says.iter().any(|s| s.contains(n)), "{what}: {says:?}"),
-                None => assert!(says.is_empty(), "{what}: {says:?}"),
+            for (service, expected) in *says {
+                let got = &a
+                    .causes
+                    .iter()
+                    .find(|c| c.entity.kind == SERVICE && c.entity.name == *service)
+                    .expect("the service is a candidate")
+                    .counter_evidence;
+                match expected {
+                    Some(n) => assert!(got.iter().any(|s| s.contains(n)), "{what}: {got:?}"),
+                    None => assert!(got.is_empty(), "{what}: {got:?}"),
+                }
             }
         }
     }
