@@ -274,6 +274,7 @@ impl History {
         operation: &str,
         min_calls: u64,
     ) -> Option<(f64, usize, f64)> {
+        // Each period's (records, calls), read once: the rate is their median ratio.
         let counts: Vec<(f64, f64)> = self
             .periods
             .iter()
@@ -282,11 +283,11 @@ impl History {
                 (o.red.calls >= min_calls).then(|| (o.logs.routine() as f64, o.red.calls as f64))
             })
             .collect();
-        let (rate, periods) = self.usual(|p, _| {
-            let o = p.operation(service, operation)?;
-            (o.red.calls >= min_calls).then(|| o.logs.routine() as f64 / o.red.calls as f64)
-        })?;
-        Some((rate, periods, dispersion(&counts, rate)))
+        if counts.len() < MIN_HISTORY_PERIODS {
+            return None;
+        }
+        let rate = median(&mut counts.iter().map(|(r, c)| r / c).collect::<Vec<_>>());
+        Some((rate, counts.len(), dispersion(&counts, rate)))
     }
 
     /// `service`'s usual error log records per request, over the periods with at least
