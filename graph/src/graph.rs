@@ -878,8 +878,7 @@ impl KnowledgeGraph {
     /// (split at anything but letters, digits, `-`, `_` and `.`) that is a service's name, or
     /// whose first DNS label is (`cart.shop.svc.cluster.local`). A name of one plain word
     /// (`cart`, `user`) counts only when `writer` is known to call that service, for the word
-    /// may be the message's own; a compound name (`ts-payment-service`) counts unless that
-    /// service is known only as a caller of `writer` (`rejected a request from ts-gateway`),
+    /// may be the message's own; a compound name (`ts-payment-service`) counts on its own,
     /// since the caller that fails to find a callee never made the call the edge comes from.
     fn names_callee(&self, writer: NodeIndex, body: &str) -> bool {
         let Some(services) = self.entities.get(&EntityKind::Service) else {
@@ -895,9 +894,11 @@ impl KnowledgeGraph {
                     .or_else(|| services.get_key_value(label))
             })
             .any(|(name, &peer)| {
-                let calls = |a, b| self.relations.contains_key(&(a, b, RelationKind::Calls));
                 peer != writer
-                    && (calls(writer, peer) || (name.contains(['-', '_']) && !calls(peer, writer)))
+                    && (name.contains(['-', '_'])
+                        || self
+                            .relations
+                            .contains_key(&(writer, peer, RelationKind::Calls)))
             })
     }
 
@@ -1306,13 +1307,6 @@ mod tests {
                 spans: vec![span(id, id, None, 0, 30, false)],
             }]);
         }
-        // ts-gateway-service calls checkout.
-        for (service, id, parent) in [("ts-gateway-service", 5, None), ("checkout", 6, Some(5))] {
-            g.apply_spans(&[ResourceSpans {
-                resource: resource(service, &format!("{service}-1")),
-                spans: vec![span(5, id, parent, 0, 30, false)],
-            }]);
-        }
         g.flush();
         let checkout = g.entities[&EntityKind::Service]["checkout"];
         let cases = [
@@ -1326,7 +1320,6 @@ mod tests {
                 true,
             ),
             ("user not found", false), // a plain word it does not call: the message's own
-            ("rejected a call from ts-gateway-service", false), // its caller
             ("checkout: invalid state", false), // its own name
             ("checkout-1 out of retries", false), // a pod, not a service
             ("NullPointerException at Cart.total", false),
@@ -1367,7 +1360,7 @@ mod tests {
                 logs.own_errors(),
                 logs.routine()
             ),
-            (9, 8, 5, 1)
+            (8, 7, 4, 1)
         );
     }
 
