@@ -243,7 +243,7 @@ mod tests {
                     name: (*name).into(),
                     logs: LogStats {
                         records: *records,
-                        ..Default::default()
+                        error_records: 0,
                     },
                     ..Default::default()
                 })

@@ -296,7 +296,7 @@ impl History {
         self.usual(|p, requests| {
             let reqs = requests.get(service).copied().unwrap_or(0);
             (reqs >= min_requests).then(|| {
-                let errors = p.service(service).map_or(0, |s| s.logs.own_errors());
+                let errors = p.service(service).map_or(0, |s| s.logs.error_records);
                 errors as f64 / reqs as f64
             })
         })
@@ -800,7 +800,7 @@ pub fn analyze(
                 config.min_requests,
             ),
         );
-        let base_logs = b.map_or(0, |b| b.logs.own_errors());
+        let base_logs = b.map_or(0, |b| b.logs.error_records);
         let reqs = (
             requests_now.get(s.name.as_str()).copied().unwrap_or(0),
             requests_before.get(s.name.as_str()).copied().unwrap_or(0),
@@ -811,21 +811,13 @@ pub fn analyze(
             ((seconds(current), seconds(baseline)), "second")
         };
         let against_baseline =
-            evidence::error_logs(&s.name, (s.logs.own_errors(), base_logs), exposure, unit);
+            evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit);
         let against_history = history
             .filter(|_| reqs.0 >= config.min_requests)
             .and_then(|h| h.usual_error_log_rate(&s.name, config.min_requests))
             .and_then(|usual| {
-                evidence::error_logs_against_history(&s.name, s.logs.own_errors(), reqs.0, usual)
+                evidence::error_logs_against_history(&s.name, s.logs.error_records, reqs.0, usual)
             });
-        if s.logs.peer_error_records > 0 {
-            c.counter.push(format!(
-                "{} of its {} error log records name a service it calls (\"No instances \
-                 available for …\", \"connection refused: …\"): errors about that callee, not \
-                 errors that originate in {}",
-                s.logs.peer_error_records, s.logs.error_records, s.name
-            ));
-        }
         c.add(
             Feature::ErrorLogs,
             [against_baseline, against_history]
@@ -1672,7 +1664,6 @@ mod tests {
                 logs: loupe_graph::LogStats {
                     records,
                     error_records,
-                    ..Default::default()
                 },
                 ..Default::default()
             }],
@@ -2111,20 +2102,18 @@ mod scenario_tests {
 
     /// What each service of the chain frontend → checkout → payment does in one request: its own
     /// work in ms, in which requests it logs an error instead of its line (every `error_every`-th;
-    /// 0: none), the log line it writes, and the error's own line (`None`: the same line).
+    /// 0: none), and the log line it writes.
     #[derive(Clone, Copy)]
     struct Step {
         self_ms: u64,
         error_every: u64,
         line: &'static str,
-        error_line: Option<&'static str>,
     }
 
     const OK: Step = Step {
         self_ms: 5,
         error_every: 0,
         line: "handled",
-        error_line: None,
     };
 
     /// One trace at `t` through the chain: each service is a server span whose child is the next
@@ -2160,15 +2149,15 @@ mod scenario_tests {
                 spans: vec![span],
             }]);
             // Written inside the span, as an SDK's log bridge records it.
-            let error = step.error_every > 0 && n.is_multiple_of(step.error_every);
             let record = LogRecord {
                 time_unix_nano: start,
-                severity_number: if error { 17 } else { 9 },
-                severity_text: String::new(),
-                body: match step.error_line {
-                    Some(line) if error => line.into(),
-                    _ => step.line.into(),
+                severity_number: if step.error_every > 0 && n.is_multiple_of(step.error_every) {
+                    17
+                } else {
+                    9
                 },
+                severity_text: String::new(),
+                body: step.line.into(),
                 event_name: String::new(),
                 attributes: Attributes::default(),
                 trace_id: ids.0,
@@ -2269,47 +2258,6 @@ mod scenario_tests {
                     .contains("by service payment downstream of it, which changed its code path"),
             "{says:?}"
         );
-    }
-
-    /// A caller that cannot reach a callee (client-side discovery, a refused connection) logs
-    /// errors naming it; those are not errors of the caller's own code, and do not outrank
-    /// the service that changed. The same errors naming nothing it calls are its own.
-    #[test]
-    fn errors_that_name_a_callee_are_not_the_writers_own() {
-        let slow = Step { self_ms: 80, ..OK };
-        let cases = [
-            // (checkout's error line, the top cause, checkout's counter-evidence)
-            (
-                "IllegalStateException: No instances available for payment",
-                "frontend",
-                true,
-            ),
-            (
-                "connect: connection refused (payment:8080)",
-                "frontend",
-                true,
-            ),
-            (
-                "IllegalStateException: order total is negative",
-                "checkout",
-                false,
-            ),
-        ];
-        for (error_line, first, about_callee) in cases {
-            let failing = Step {
-                error_every: 2,
-                error_line: Some(error_line),
-                ..OK
-            };
-            let analysis = check([slow, failing, OK], first);
-            let says = counter(&analysis, "checkout");
-            assert_eq!(
-                says.iter()
-                    .any(|s| s.contains("error log records name a service it calls")),
-                about_callee,
-                "{error_line}: {says:?}"
-            );
-        }
     }
 
     /// A fault already active in the baseline (it outlived an earlier injection) shows against

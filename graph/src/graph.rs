@@ -843,7 +843,6 @@ impl KnowledgeGraph {
             for record in &rl.records {
                 let bucket = self.bucket(record.time_unix_nano);
                 let error = record.is_error();
-                let about_callee = error && self.names_callee(service, &record.body);
                 let recorded = self.recorded;
                 for index in [Some(service), pod].into_iter().flatten() {
                     let e = &mut self.graph[index];
@@ -852,12 +851,10 @@ impl KnowledgeGraph {
                     let logs = e.logs.entry(bucket);
                     logs.records += 1;
                     logs.error_records += u64::from(error);
-                    logs.peer_error_records += u64::from(about_callee);
                 }
                 self.log_record_changes(&rl.resource, service, record);
                 if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
-                    // An error about a callee is the callee's code path, not the writer's.
-                    let template = (!about_callee).then(|| template_of(&record.body)).flatten();
+                    let template = template_of(&record.body);
                     if let Some((operation, prior)) =
                         self.span_logs.log((trace, span), bucket, error, template)
                     {
@@ -872,34 +869,6 @@ impl KnowledgeGraph {
             }
         }
         self.maybe_compact();
-    }
-
-    /// Whether a log body names another service as the one it failed on: a token of the body
-    /// (split at anything but letters, digits, `-`, `_` and `.`) that is a service's name, or
-    /// whose first DNS label is (`cart.shop.svc.cluster.local`). A name of one plain word
-    /// (`cart`, `user`) counts only when `writer` is known to call that service, for the word
-    /// may be the message's own; a compound name (`ts-payment-service`) counts on its own,
-    /// since the caller that fails to find a callee never made the call the edge comes from.
-    fn names_callee(&self, writer: NodeIndex, body: &str) -> bool {
-        let Some(services) = self.entities.get(&EntityKind::Service) else {
-            return false;
-        };
-        body.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-            .map(|t| t.trim_matches('.'))
-            .filter(|t| !t.is_empty())
-            .filter_map(|t| {
-                let label = t.split('.').next().unwrap_or(t);
-                services
-                    .get_key_value(t)
-                    .or_else(|| services.get_key_value(label))
-            })
-            .any(|(name, &peer)| {
-                peer != writer
-                    && (name.contains(['-', '_'])
-                        || self
-                            .relations
-                            .contains_key(&(writer, peer, RelationKind::Calls)))
-            })
     }
 
     /// Counts a log record on the operation whose span wrote it.
@@ -1291,77 +1260,6 @@ mod tests {
         g.flush();
         let cart = g.window(0, 30 * s).service("cart").cloned().expect("cart");
         assert_eq!((cart.red.calls, cart.red_source), (1, RedSource::Spans));
-    }
-
-    #[test]
-    fn an_error_that_names_a_callee_is_told_apart_from_the_writers_own() {
-        let mut g = KnowledgeGraph::new(GraphConfig::default());
-        // checkout calls payment; ts-shipping-service and user are known but never called.
-        g.apply_spans(&[ResourceSpans {
-            resource: resource("payment", "payment-1"),
-            spans: vec![span(1, 2, Some(1), 10, 20, false)],
-        }]);
-        for (service, id) in [("checkout", 1), ("ts-shipping-service", 3), ("user", 4)] {
-            g.apply_spans(&[ResourceSpans {
-                resource: resource(service, &format!("{service}-1")),
-                spans: vec![span(id, id, None, 0, 30, false)],
-            }]);
-        }
-        g.flush();
-        let checkout = g.entities[&EntityKind::Service]["checkout"];
-        let cases = [
-            ("connect: connection refused (payment:8080)", true),
-            (
-                "IllegalStateException: No instances available for ts-shipping-service]",
-                true,
-            ),
-            (
-                "GET http://payment.shop.svc.cluster.local/charge timed out",
-                true,
-            ),
-            ("user not found", false), // a plain word it does not call: the message's own
-            ("checkout: invalid state", false), // its own name
-            ("checkout-1 out of retries", false), // a pod, not a service
-            ("NullPointerException at Cart.total", false),
-        ];
-        for (body, about_callee) in cases {
-            assert_eq!(g.names_callee(checkout, body), about_callee, "{body}");
-        }
-        // Counted as error records, and apart as the ones about a callee.
-        let record = |severity_number, body: &str| loupe_model::LogRecord {
-            time_unix_nano: 5,
-            severity_number,
-            severity_text: String::new(),
-            body: body.into(),
-            event_name: String::new(),
-            attributes: Attributes::default(),
-            trace_id: None,
-            span_id: None,
-        };
-        let records = cases
-            .iter()
-            .map(|(body, _)| record(17, body))
-            .chain(std::iter::once(record(9, "charged via payment")))
-            .collect();
-        g.apply_logs(&[ResourceLogs {
-            resource: resource("checkout", "checkout-1"),
-            records,
-        }]);
-        g.flush();
-        let logs = g
-            .window(0, 10_000_000_000)
-            .service("checkout")
-            .unwrap()
-            .logs;
-        assert_eq!(
-            (
-                logs.records,
-                logs.error_records,
-                logs.own_errors(),
-                logs.routine()
-            ),
-            (8, 7, 4, 1)
-        );
     }
 
     #[test]

@@ -258,10 +258,6 @@ pub struct LogStats {
     pub records: u64,
     /// Records at ERROR or above, or carrying an exception.
     pub error_records: u64,
-    /// Of the error records, those that name a service the writer calls (`No instances
-    /// available for payment`, `connection refused: cart:7070`): errors reported about a
-    /// callee, not errors that originate in the writer.
-    pub peer_error_records: u64,
 }
 
 impl LogStats {
@@ -272,16 +268,10 @@ impl LogStats {
         self.records.saturating_sub(self.error_records)
     }
 
-    /// Error records that do not name a callee: the errors that originate in the writer.
-    pub fn own_errors(&self) -> u64 {
-        self.error_records.saturating_sub(self.peer_error_records)
-    }
-
     /// Adds another bucket's counts.
     pub fn merge(&mut self, other: &Self) {
         self.records += other.records;
         self.error_records += other.error_records;
-        self.peer_error_records += other.peer_error_records;
     }
 }
 

@@ -128,19 +128,15 @@ impl NezhaDataset {
         })
     }
 
-    /// All telemetry of one day's folder (`rca_data` or `construct_data`) within `range`:
-    /// the pod metrics first, then the spans, then the log records. Metrics first, so that
-    /// every pod's service is known when the logs arrive, as on a live system where each
-    /// service has reported for a while (an error record that names a callee is told apart
-    /// only when that callee is a known service).
+    /// All telemetry of one day's folder (`rca_data` or `construct_data`) within `range`.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
     pub fn load(&self, part: &str, day: &str, range: Range<u64>) -> Result<Vec<ExportRequest>> {
         let dir = self.root.join(part).join(day);
-        let mut requests = metrics::load(&dir, &range)?;
-        requests.extend(traces::load(&dir, day, &range)?);
+        let mut requests = traces::load(&dir, day, &range)?;
         requests.extend(logs::load(&dir, day, &range)?);
+        requests.extend(metrics::load(&dir, &range)?);
         Ok(requests)
     }
 
