@@ -258,6 +258,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         for e in cause.evidence.iter().take(3) {
             println!("      {:?}: {}", e.signal, e.summary);
         }
+        if let Some(onset) = &cause.onset {
+            println!("      onset: {}", onset.summary);
+        }
     }
     let api = server.http_addr;
     println!(

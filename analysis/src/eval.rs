@@ -247,6 +247,7 @@ mod tests {
             probability: 0.0,
             hypotheses: Vec::new(),
             counter_evidence: Vec::new(),
+            onset: None,
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: Vec::new(),
             change: None,

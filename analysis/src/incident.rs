@@ -245,8 +245,14 @@ pub struct Incident {
     pub status: Status,
     /// `detected` or `manual`.
     pub source: Cow<'static, str>,
-    /// When the degradation began (valid time), unix nanoseconds.
+    /// When the degradation began (valid time), unix nanoseconds: the start of the shortest
+    /// alert window that fired, or the window's start for an incident opened by hand.
     pub onset_unix_nano: u64,
+    /// When the symptoms' own signals left their baselines ([`crate::onset::symptom_onset`],
+    /// the earliest over the symptoms), unix nanoseconds; what the causes' onsets count from.
+    /// `None` until an analysis finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symptom_onset_unix_nano: Option<u64>,
     /// When loupe opened it (valid time), unix nanoseconds.
     pub opened_unix_nano: u64,
     /// When it resolved, unix nanoseconds.
@@ -450,6 +456,30 @@ impl Incidents {
             config,
         ) {
             Ok(mut a) => {
+                // The causes' onsets against the symptoms' (the baseline is investigate's).
+                let window = (start, end.max(start + 1));
+                let baseline = (start.saturating_sub(window.1 - start), start);
+                incident.symptom_onset_unix_nano = incident
+                    .symptoms
+                    .iter()
+                    .filter_map(|s| {
+                        crate::onset::symptom_onset(
+                            graph,
+                            &s.service,
+                            &s.objective,
+                            baseline,
+                            window,
+                        )
+                    })
+                    .min();
+                // Without a symptom onset (no baseline to read it against), the alert's.
+                let (reference, what) = match incident.symptom_onset_unix_nano {
+                    Some(t) => (t, "the symptoms began"),
+                    None => (incident.onset_unix_nano, "the incident's onset"),
+                };
+                for onset in a.causes.iter_mut().filter_map(|c| c.onset.as_mut()) {
+                    onset.measure_from(reference, what);
+                }
                 demote_rejected(&mut a, verdicts.of_incident(incident.id));
                 incident.analysis = Some(a);
                 incident.analysis_error = None;
@@ -548,6 +578,7 @@ impl Incidents {
             status: Status::Open,
             source: Cow::Borrowed("manual"),
             onset_unix_nano: start,
+            symptom_onset_unix_nano: None,
             opened_unix_nano: end,
             resolved_unix_nano: None,
             symptoms: Vec::new(),
@@ -605,6 +636,7 @@ impl Incidents {
                     status: Status::Open,
                     source: Cow::Borrowed("detected"),
                     onset_unix_nano: onset,
+                    symptom_onset_unix_nano: None,
                     opened_unix_nano: now,
                     resolved_unix_nano: None,
                     timeline: firing
@@ -840,6 +872,23 @@ mod tests {
                 .any(|h| h.rule == "errors_originate_here" && h.sentence.contains("payment")),
             "{:#?}",
             top.hypotheses
+        );
+        // The alert's window began long before the fault; the symptom (frontend's error
+        // ratio) and payment's errors both left their baselines in the fault's first step.
+        assert!(incident.onset_unix_nano < fault_start);
+        assert_eq!(incident.symptom_onset_unix_nano, Some(fault_start));
+        let onset = top.onset.as_ref().expect("an onset");
+        assert_eq!(
+            (
+                onset.signal.as_str(),
+                onset.at_unix_nano,
+                onset.seconds_from_onset
+            ),
+            ("error_ratio", fault_start, 0.0)
+        );
+        assert_eq!(
+            onset.summary,
+            "the error ratio of payment left its baseline as the symptoms began"
         );
         assert_eq!(incident.status, Status::Resolved);
         let resolved = incident.resolved_unix_nano.unwrap();

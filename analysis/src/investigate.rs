@@ -8,12 +8,16 @@ use crate::rank::{analyze, Analysis, AnalysisConfig, History};
 use crate::remediation::remediations;
 use crate::verdict::Verdicts;
 
+/// How many of the first causes get an onset.
+const ONSET_CAUSES: usize = 10;
+
 /// Ranks causes of `[start, end)` in `graph` against `[baseline_start, baseline_end)` (by
 /// default the window of equal length just before), the history of
 /// `config.history_periods` baseline-length periods before the baseline, and the changes from
 /// `config.change_lookback_nanos` before the window to its end; each cause gets its suggested
-/// remediations, with commands for where its service runs; `verdicts`, when given, reweigh the
-/// ranking by what people accepted and rejected before.
+/// remediations, with commands for where its service runs, and the first [`ONSET_CAUSES`]
+/// causes their onset ([`crate::onset`], seconds from `start`); `verdicts`, when given, reweigh
+/// the ranking by what people accepted and rejected before.
 ///
 /// # Errors
 /// As [`analyze`].
@@ -54,6 +58,16 @@ pub fn investigate(
     )?;
     if let Some(v) = verdicts {
         v.reweigh(&mut analysis.causes);
+    }
+    // Onsets of the causes people read first (each is two short series reads).
+    for cause in analysis.causes.iter_mut().take(ONSET_CAUSES) {
+        cause.onset = crate::onset::onset(
+            graph,
+            cause,
+            (baseline_start, baseline_end),
+            (start, end),
+            start,
+        );
     }
     for cause in &mut analysis.causes {
         let service = match cause.entity.kind {

@@ -9,6 +9,7 @@ mod evidence;
 pub mod incident;
 mod investigate;
 pub mod log_paths;
+pub mod onset;
 mod rank;
 pub mod ranker;
 pub mod remediation;

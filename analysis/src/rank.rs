@@ -180,6 +180,11 @@ pub struct Cause {
     /// its service's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counter_evidence: Vec<String>,
+    /// When its own signal left its baseline, relative to the incident's onset
+    /// ([`crate::onset`]); filled by analyses of the live graph for the causes with such a
+    /// signal, `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onset: Option<crate::onset::Onset>,
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
     #[serde(skip)]
     pub inputs: Inputs,
@@ -978,6 +983,7 @@ pub fn analyze(
                     .into_iter()
                     .chain(std::mem::take(counter))
                     .collect(),
+                onset: None,
                 inputs: [0.0; N_INPUTS],
                 change: None,
                 rolled_back_by: None,
@@ -1764,6 +1770,7 @@ mod change_tests {
             evidence: Vec::new(),
             hypotheses: Vec::new(),
             counter_evidence: Vec::new(),
+            onset: None,
             inputs: [0.0; N_INPUTS],
             change: None,
             rolled_back_by: None,

@@ -234,6 +234,7 @@ mod tests {
             probability: 0.0,
             hypotheses: Vec::new(),
             counter_evidence: Vec::new(),
+            onset: None,
             inputs: [0.0; crate::ranker::N_INPUTS],
             evidence: features
                 .iter()
