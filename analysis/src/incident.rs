@@ -456,9 +456,9 @@ impl Incidents {
             config,
         ) {
             Ok(mut a) => {
-                // The causes' onsets against the symptoms' (the baseline is investigate's).
-                let window = (start, end.max(start + 1));
-                let baseline = (start.saturating_sub(window.1 - start), start);
+                // The causes' onsets against the symptoms', over the analysis's own windows.
+                let (window, baseline) =
+                    ((a.window[0], a.window[1]), (a.baseline[0], a.baseline[1]));
                 incident.symptom_onset_unix_nano = incident
                     .symptoms
                     .iter()
