@@ -16,7 +16,7 @@
 use loupe_graph::{HistoryPoint, KnowledgeGraph};
 use serde::{Deserialize, Serialize};
 
-use crate::rank::{Cause, CauseKind};
+use crate::rank::{median, Cause, CauseKind};
 
 /// Robust standard deviations from the baseline median at which a step is out of band.
 pub const BAND: f64 = 3.0;
@@ -146,22 +146,10 @@ impl Signal {
         }
     }
 
-    /// +1 when only a rise counts, 0 for either way.
-    fn direction(self) -> f64 {
-        match self {
-            Self::LogsPerCall => 0.0,
-            _ => 1.0,
-        }
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    /// Whether a fall counts as well as a rise (fewer log records per call is work left
+    /// undone; a faster or cleaner service is no onset).
+    fn two_sided(self) -> bool {
+        matches!(self, Self::LogsPerCall)
     }
 }
 
@@ -182,10 +170,10 @@ fn first_sustained_departure(
     let out = |v: &Option<f64>| {
         v.is_some_and(|v| {
             let z = (v - center) / spread;
-            if signal.direction() > 0.0 {
-                z > BAND
-            } else {
+            if signal.two_sided() {
                 z.abs() > BAND
+            } else {
+                z > BAND
             }
         })
     };

@@ -180,9 +180,9 @@ pub struct Cause {
     /// its service's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counter_evidence: Vec<String>,
-    /// When its own signal left its baseline, relative to the incident's onset
-    /// ([`crate::onset`]); filled by analyses of the live graph for the causes with such a
-    /// signal, `None` otherwise.
+    /// When its own signal left its baseline, in seconds from the incident's symptom onset (from
+    /// the window's start for an analysis opened by hand; see [`crate::onset`]); filled by
+    /// analyses of the live graph for the first causes with such a signal, `None` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub onset: Option<crate::onset::Onset>,
     /// The model's inputs for it ([`crate::ranker::input_names`]), kept for training.
@@ -334,7 +334,7 @@ fn dispersion(counts: &[(f64, f64)], rate: f64) -> f64 {
 const MIN_HISTORY_PERIODS: usize = 3;
 
 /// Median of `v` (reordered); 0 when empty.
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     match n {
