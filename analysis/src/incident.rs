@@ -59,7 +59,11 @@ pub struct DetectConfig {
     /// Objectives by service name.
     #[serde(default)]
     pub slos: BTreeMap<String, Slo>,
-    /// Fewest requests in a short window for its burn rate to count.
+    /// Baseline detection of latency and traffic (see [`crate::anomaly`]).
+    #[serde(default)]
+    pub baseline: crate::anomaly::BaselineConfig,
+    /// Fewest requests in a short window for its burn rate (or a baseline window's latency)
+    /// to count.
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
     /// Fewest bad requests in a short window for an alert: at low traffic one failure can
@@ -88,6 +92,7 @@ impl Default for DetectConfig {
         Self {
             default_slo: Slo::default(),
             slos: BTreeMap::new(),
+            baseline: crate::anomaly::BaselineConfig::default(),
             min_requests: default_min_requests(),
             min_bad_requests: default_min_bad_requests(),
             resolve_after_nanos: default_resolve_after(),
@@ -101,25 +106,68 @@ pub const BURN_RATE_ALERTS: [(u64, u64, f64); 2] = [
     (360 * MINUTE, 30 * MINUTE, 6.0),
 ];
 
-/// An alert that fired: what degraded, and how fast it burns its budget.
+/// What raised an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// A service-level objective's multiwindow burn rate ([`detect`]).
+    #[default]
+    BurnRate,
+    /// A figure against its own baseline ([`crate::anomaly::detect`]).
+    Baseline,
+}
+
+/// An alert that fired: what degraded, and how fast it burns its budget (an objective's alert)
+/// or how far it stands from its baseline (a baseline alert).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Symptom {
     /// The user-facing service.
     pub service: String,
-    /// `error_ratio` or `latency`.
+    /// The root operation (span name) it concerns, when it is one operation's alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// `error_ratio` or `latency` for an objective; `latency` or `traffic` for a baseline.
     pub objective: Cow<'static, str>,
-    /// Bad share of requests in the short window.
-    pub bad_ratio: f64,
-    /// Burn rate over the long window.
-    pub long_burn_rate: f64,
-    /// Burn rate over the short window.
-    pub short_burn_rate: f64,
-    /// The alert's threshold.
-    pub threshold: f64,
-    /// Long and short window, nanoseconds.
+    /// What raised it (`burn_rate` when absent, as in files written before there was another).
+    #[serde(default)]
+    pub detector: Detector,
+    /// Bad share of requests in the short window (burn-rate alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_ratio: Option<f64>,
+    /// Burn rate over the long window (burn-rate alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_burn_rate: Option<f64>,
+    /// Burn rate over the short window (burn-rate alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_burn_rate: Option<f64>,
+    /// The alert's burn-rate threshold (burn-rate alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Long and short window, nanoseconds (for a baseline alert: the recent baseline's span
+    /// and the window read).
     pub windows: [u64; 2],
     /// When it was seen firing (valid time), unix nanoseconds.
     pub at_unix_nano: u64,
+    /// How the figure stood against its baseline (baseline alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deviation: Option<crate::anomaly::Deviation>,
+}
+
+impl Symptom {
+    /// Whether `other` is the same alert (entity, objective and detector) at another time.
+    fn same_alert(&self, other: &Self) -> bool {
+        (
+            &self.service,
+            &self.operation,
+            &self.objective,
+            self.detector,
+        ) == (
+            &other.service,
+            &other.operation,
+            &other.objective,
+            other.detector,
+        )
+    }
 }
 
 /// `bad / total / (1 − objective)`; 0 without requests.
@@ -131,7 +179,7 @@ pub fn burn_rate(bad: u64, total: u64, objective: f64) -> f64 {
     bad as f64 / total as f64 / budget
 }
 
-/// The alerts firing at `now` (valid time) on the graph's user-facing services.
+/// The objectives' alerts firing at `now` (valid time) on the graph's user-facing services.
 pub fn detect(graph: &KnowledgeGraph, now: u64, config: &DetectConfig) -> Vec<Symptom> {
     let mut out = Vec::new();
     for service in graph.entry_services(now.saturating_sub(60 * MINUTE), now) {
@@ -167,13 +215,16 @@ pub fn detect(graph: &KnowledgeGraph, now: u64, config: &DetectConfig) -> Vec<Sy
                 if firing && !already {
                     out.push(Symptom {
                         service: service.clone(),
+                        operation: None,
                         objective: Cow::Borrowed(objective),
-                        bad_ratio: short_bad as f64 / s.calls as f64,
-                        long_burn_rate,
-                        short_burn_rate,
-                        threshold,
+                        detector: Detector::BurnRate,
+                        bad_ratio: Some(short_bad as f64 / s.calls as f64),
+                        long_burn_rate: Some(long_burn_rate),
+                        short_burn_rate: Some(short_burn_rate),
+                        threshold: Some(threshold),
                         windows: [long, short],
                         at_unix_nano: now,
+                        deviation: None,
                     });
                 }
             }
@@ -613,7 +664,8 @@ impl Incidents {
             return false;
         }
         self.last_tick = now;
-        let firing = detect(graph, now, detect_config);
+        let mut firing = detect(graph, now, detect_config);
+        firing.extend(crate::anomaly::detect(graph, now, detect_config));
         let open = self
             .incidents
             .iter_mut()
@@ -629,7 +681,9 @@ impl Incidents {
                     .map(|s| now.saturating_sub(s.windows[1]))
                     .max()
                     .unwrap_or(now);
-                let services: Vec<&str> = firing.iter().map(|s| s.service.as_str()).collect();
+                let mut services: Vec<&str> = firing.iter().map(|s| s.service.as_str()).collect();
+                services.sort_unstable();
+                services.dedup();
                 let mut incident = Incident {
                     id,
                     title: format!("{} degraded", services.join(", ")),
@@ -663,10 +717,7 @@ impl Incidents {
                     newest_symptom_minute(incident),
                 );
                 for s in firing {
-                    let known = incident
-                        .symptoms
-                        .iter_mut()
-                        .find(|x| x.service == s.service && x.objective == s.objective);
+                    let known = incident.symptoms.iter_mut().find(|x| x.same_alert(&s));
                     match known {
                         Some(x) => *x = s,
                         None => {
@@ -757,16 +808,55 @@ fn demote_rejected(analysis: &mut Analysis, verdicts: Vec<&crate::verdict::Verdi
 }
 
 fn describe(s: &Symptom) -> String {
-    format!(
-        "{} {} burning its budget {:.1}× ({} min) and {:.1}× ({} min); {:.2}% bad",
-        s.service,
-        s.objective.replace('_', " "),
-        s.long_burn_rate,
-        s.windows[0] / MINUTE,
-        s.short_burn_rate,
-        s.windows[1] / MINUTE,
-        100.0 * s.bad_ratio
-    )
+    let what = match &s.operation {
+        Some(op) => format!("{} {op}", s.service),
+        None => s.service.clone(),
+    };
+    match (s.detector, &s.deviation) {
+        (Detector::Baseline, Some(d)) => {
+            let seasonal = match d.seasonal_lag_nanos {
+                Some(lag) => format!(
+                    ", scaled ×{:.2} as it moved {} ago",
+                    d.seasonal_factor,
+                    if lag % (24 * 60 * MINUTE) == 0 {
+                        format!("{} d", lag / (24 * 60 * MINUTE))
+                    } else {
+                        format!("{} min", lag / MINUTE)
+                    }
+                ),
+                None => String::new(),
+            };
+            let minutes = s.windows[1] / MINUTE;
+            let figures = if d.statistic == "requests" {
+                format!(
+                    "{:.0} requests in {minutes} min where {:.0} were expected",
+                    d.current, d.expected
+                )
+            } else {
+                format!(
+                    "p90 duration {:.1} ms over {minutes} min where {:.1} ms was expected",
+                    1e3 * d.current,
+                    1e3 * d.expected
+                )
+            };
+            format!(
+                "{what} {} off its baseline: {figures} (robust z {:.1}, the median of the {} \
+                 min before{seasonal})",
+                s.objective,
+                d.z,
+                s.windows[0] / MINUTE
+            )
+        }
+        _ => format!(
+            "{what} {} burning its budget {:.1}× ({} min) and {:.1}× ({} min); {:.2}% bad",
+            s.objective.replace('_', " "),
+            s.long_burn_rate.unwrap_or(0.0),
+            s.windows[0] / MINUTE,
+            s.short_burn_rate.unwrap_or(0.0),
+            s.windows[1] / MINUTE,
+            100.0 * s.bad_ratio.unwrap_or(0.0)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ enum Signal {
     /// The 90th-percentile duration (a latency objective's symptom).
     TailLatency,
     LogsPerCall,
+    /// Requests per step (a traffic symptom: only a fall counts).
+    Requests,
 }
 
 impl Signal {
@@ -116,6 +118,7 @@ impl Signal {
             Self::Latency { .. } => "latency",
             Self::TailLatency => "latency_p90",
             Self::LogsPerCall => "log_records_per_call",
+            Self::Requests => "requests",
         }
     }
 
@@ -131,6 +134,7 @@ impl Signal {
             Self::Latency { self_time: false } => p.red.duration_p50_seconds,
             Self::TailLatency => p.red.duration_p90_seconds,
             Self::LogsPerCall => per_call(p.log_records),
+            Self::Requests => Some(p.red.calls as f64),
         }
     }
 
@@ -140,16 +144,21 @@ impl Signal {
             // One failed call in a hundred.
             Self::ErrorRatio => 0.01,
             // Poisson counts.
-            Self::ErrorLogs => center.max(1.0).sqrt(),
+            Self::ErrorLogs | Self::Requests => center.max(1.0).sqrt(),
             Self::Latency { .. } | Self::TailLatency => 0.1 * center.abs().max(1e-4),
             Self::LogsPerCall => (0.1 * center.abs()).max(0.05),
         }
     }
 
-    /// Whether a fall counts as well as a rise (fewer log records per call is work left
-    /// undone; a faster or cleaner service is no onset).
-    fn two_sided(self) -> bool {
-        matches!(self, Self::LogsPerCall)
+    /// Whether a step `z` robust standard deviations from the baseline median is out of band:
+    /// a rise for most signals (a faster or cleaner service is no onset), a fall as well for
+    /// log records per call (fewer is work left undone), only a fall for requests.
+    fn out_of_band(self, z: f64) -> bool {
+        match self {
+            Self::LogsPerCall => z.abs() > BAND,
+            Self::Requests => z < -BAND,
+            _ => z > BAND,
+        }
     }
 }
 
@@ -167,16 +176,7 @@ fn first_sustained_departure(
     let center = median(&mut base);
     let mut deviations: Vec<f64> = base.iter().map(|v| (v - center).abs()).collect();
     let spread = (1.4826 * median(&mut deviations)).max(signal.floor(center));
-    let out = |v: &Option<f64>| {
-        v.is_some_and(|v| {
-            let z = (v - center) / spread;
-            if signal.two_sided() {
-                z.abs() > BAND
-            } else {
-                z > BAND
-            }
-        })
-    };
+    let out = |v: &Option<f64>| v.is_some_and(|v| signal.out_of_band((v - center) / spread));
     (0..window.len()).find(|&i| {
         let ahead = &window[i..window.len().min(i + 3)];
         out(&window[i]) && ahead.iter().filter(|v| out(v)).count() >= ahead.len().min(2)
@@ -219,7 +219,8 @@ pub fn onset(
 
 /// When an incident's symptom began: the onset (as in the module) of a user-facing `service`'s
 /// error ratio for the objective `error_ratio`, of its 90th-percentile duration for `latency`,
-/// in `window` against `baseline`; `None` for another objective or when neither departs.
+/// of its requests per step (a fall) for `traffic`, in `window` against `baseline`; `None` for
+/// another objective or when none departs.
 pub fn symptom_onset(
     graph: &KnowledgeGraph,
     service: &str,
@@ -230,6 +231,7 @@ pub fn symptom_onset(
     let signal = match objective {
         "error_ratio" => Signal::ErrorRatio,
         "latency" => Signal::TailLatency,
+        "traffic" => Signal::Requests,
         _ => return None,
     };
     Series::read(graph, service, baseline, window)?.departure(signal)

@@ -1035,6 +1035,46 @@ impl KnowledgeGraph {
         Some(e.metric_red.merged(r.start, r.end))
     }
 
+    /// The operations that received root spans in `[start, end)` (the endpoints requests
+    /// enter by), as `(service, span name)`, busiest first, at most `limit`.
+    pub fn entry_operations(&self, start: u64, end: u64, limit: usize) -> Vec<(String, String)> {
+        let r = self.buckets(start, end);
+        let mut out: Vec<(u64, String, String)> = Vec::new();
+        for (service, ops) in &self.operations {
+            for (span_name, i) in ops {
+                let red = self.graph[*i].red.merged_with(r.start, r.end, |a, b| {
+                    a.calls += b.calls;
+                    a.root_calls += b.root_calls;
+                });
+                if red.root_calls > 0 {
+                    out.push((
+                        red.calls,
+                        self.graph[*service].name.clone(),
+                        span_name.clone(),
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2))));
+        out.truncate(limit);
+        out.into_iter().map(|(_, s, o)| (s, o)).collect()
+    }
+
+    /// The RED figures of `service`'s operation `span_name` over `[start, end)`; `None` when
+    /// there is no such operation.
+    pub fn operation_red(
+        &self,
+        service: &str,
+        span_name: &str,
+        start: u64,
+        end: u64,
+    ) -> Option<RedStats> {
+        let r = self.buckets(start, end);
+        let s = self.entities.get(&EntityKind::Service)?.get(service)?;
+        let i = self.operations.get(s)?.get(span_name)?;
+        Some(self.graph[*i].red.merged(r.start, r.end))
+    }
+
     /// Number of entities.
     pub fn entity_count(&self) -> usize {
         self.graph.node_count()
