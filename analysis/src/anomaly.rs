@@ -17,6 +17,9 @@
 //!   seasonal naive forecast (Hyndman and Athanasopoulos, "Forecasting: Principles and
 //!   Practice", 3rd ed., §5.2), anchored on the recent level so that growth since last week is
 //!   not an anomaly.
+//! - **History needed.** A latency baseline needs `min_windows` (6) recent windows with
+//!   `min_requests` requests; a traffic baseline a median of `min_requests`, so at least half
+//!   the recent windows with that many. A service younger than half an hour raises nothing.
 //! - **Alerts.** `latency`: the window's 90th-percentile duration is more than `z` robust
 //!   standard deviations above the expected level and at least `latency_ratio` times it, over at
 //!   least `min_requests` requests. `traffic`: the window's requests are more than `z` robust
@@ -202,10 +205,6 @@ fn deviations(
             red(end.checked_sub(w)?, end)
         })
         .collect();
-    if recent.len() < b.recent_windows {
-        // Not an hour of history yet.
-        return Vec::new();
-    }
     let mut out = Vec::new();
     for statistic in [Statistic::LatencyP90, Statistic::Requests] {
         let Some(expected) = expected(red, &recent, now, statistic, b, min_requests) else {
@@ -518,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_fires_without_an_hour_of_history_or_when_disabled() {
+    fn nothing_fires_without_half_an_hour_of_history_or_when_disabled() {
         let mut graph = KnowledgeGraph::new(GraphConfig::default());
         let slow = Load {
             browse_ms: 400,
