@@ -93,6 +93,30 @@ pub(crate) fn poisson_z(observed: f64, lambda: f64) -> f64 {
     (observed - lambda) / (lambda + 1.0).sqrt()
 }
 
+/// z-score of `now` events over `exposure_now` against `before` events over `exposure_before`:
+/// the conditional binomial test of two Poisson counts (Przyborowski & Wileński, Biometrika
+/// 1940). Given `n = now + before` events, equal rates make `now` Binomial(`n`, `p₀`) with
+/// `p₀ = exposure_now / (exposure_now + exposure_before)`; the score is its normal approximation
+/// with a continuity correction, `(now − n·p₀ − ½) / √(n·p₀·(1 − p₀))` (towards zero by ½ on
+/// either side). Unlike a z-score against the baseline's rate taken as exact, the reference's
+/// own uncertainty counts: 4 records against none in a baseline twice the window's length
+/// score 2.3, not 4, and the score grows as the square root of the records, not linearly.
+/// 0 without events or exposure.
+pub(crate) fn rate_change_z(
+    now: u64,
+    before: u64,
+    (exposure_now, exposure_before): (f64, f64),
+) -> f64 {
+    let n = (now + before) as f64;
+    if n == 0.0 || exposure_now <= 0.0 || exposure_before <= 0.0 {
+        return 0.0;
+    }
+    let p0 = exposure_now / (exposure_now + exposure_before);
+    let excess = now as f64 - n * p0;
+    let corrected = excess.signum() * (excess.abs() - 0.5).max(0.0);
+    corrected / (n * p0 * (1.0 - p0)).sqrt()
+}
+
 /// Offset of latency log ratios for a service's own work, seconds (10 µs).
 pub(crate) const SELF_TIME_OFFSET_SECONDS: f64 = 10e-6;
 
@@ -363,7 +387,8 @@ pub(crate) fn failed_queries(
 }
 
 /// Burst of error log records: errors now against the baseline rate per unit of exposure
-/// (requests when both windows have enough of them, else seconds of observed time).
+/// (requests when both windows have enough of them, else seconds of observed time), scored by
+/// [`rate_change_z`].
 pub(crate) fn error_logs(
     service: &str,
     (current, baseline): (u64, u64),
@@ -373,10 +398,7 @@ pub(crate) fn error_logs(
     if (current == 0 && baseline == 0) || exposure_now <= 0.0 || exposure_before <= 0.0 {
         return None;
     }
-    let x = poisson_z(
-        current as f64,
-        baseline as f64 * exposure_now / exposure_before,
-    );
+    let x = rate_change_z(current, baseline, (exposure_now, exposure_before));
     let (rc, rb) = (
         current as f64 / exposure_now,
         baseline as f64 / exposure_before,
@@ -518,6 +540,28 @@ pub(crate) fn utilization_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `(now, before, exposures) → z`: the conditional binomial test's normal approximation.
+    #[test]
+    fn rate_change_z_counts_the_baselines_uncertainty() {
+        let check = |now, before, exposure, z: f64| {
+            let got = rate_change_z(now, before, exposure);
+            assert!(
+                (got - z).abs() < 0.005,
+                "{now} vs {before} over {exposure:?}: {got}"
+            );
+        };
+        // 4 records against none in twice the exposure: p₀ = ⅓, (4 − 4/3 − ½)/√(8/9).
+        check(4, 0, (1.0, 2.0), 2.298);
+        // Four times the records: the score grows as their square root, not fourfold.
+        check(16, 0, (1.0, 2.0), 5.392);
+        // The same rate on both sides, and fewer now: no burst.
+        check(10, 20, (1.0, 2.0), 0.0);
+        check(2, 20, (1.0, 2.0), -2.186);
+        // Nothing to compare.
+        check(0, 0, (1.0, 2.0), 0.0);
+        check(5, 0, (1.0, 0.0), 0.0);
+    }
 
     #[test]
     fn poisson_z_and_log_ratio() {
