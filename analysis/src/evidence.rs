@@ -255,15 +255,48 @@ pub(crate) fn self_time(
 /// give it (each point's mean), where it has no spans: a metric shows the whole request, the
 /// time in its callees included, so the ranking discounts it when a callee slowed as much (see
 /// `rank.rs`).
+///
+/// A point's mean stands for all the requests it counts, so the sketches hold the spread of
+/// the points, not of requests, and their counts overstate what is known: the samples are the
+/// points (`RedStats::points`). The shift counts only when it is more than
+/// [`crate::onset::BAND`] standard errors: the standard error of a difference of two medians of
+/// `k_now` and `k_before` points, `1.2533·σ·√(1/k_now + 1/k_before)` (the median's asymptotic
+/// efficiency, √(π/2)), `σ` the robust standard deviation of the baseline points' log durations
+/// (their interquartile range / 1.349); `None` within it. A gateway that answers a few requests
+/// a second, whose per-minute means wander ×2 in a quiet hour, then raises nothing on a ×1.8
+/// median of three minutes, while a service whose many points agree shows a ×1.2.
 pub(crate) fn server_duration(
     service: &str,
-    current: &DurationSketch,
-    baseline: &DurationSketch,
+    current: &RedStats,
+    baseline: &RedStats,
     min: u64,
 ) -> Option<Evidence> {
     let what = format!("median request duration of {service} (server metrics)");
-    duration_shift("server_duration_p50", &what, current, baseline, min)
-        .map(Evidence::read_from_metrics)
+    let e = duration_shift(
+        "server_duration_p50",
+        &what,
+        &current.duration,
+        &baseline.duration,
+        min,
+    )?;
+    let points = |r: &RedStats| r.points.max(1) as f64;
+    let se = 1.2533
+        * log_spread(&baseline.duration)?
+        * (1.0 / points(current) + 1.0 / points(baseline)).sqrt();
+    (e.change.abs() > crate::onset::BAND * se).then(|| Evidence {
+        summary: format!(
+            "{} over {} metric points ({} before)",
+            e.summary, current.points, baseline.points
+        ),
+        ..e.read_from_metrics()
+    })
+}
+
+/// Robust standard deviation of a sketch's log durations: the interquartile range of
+/// `ln(seconds + SELF_TIME_OFFSET_SECONDS)` over 1.349 (the normal's IQR in SDs).
+fn log_spread(sketch: &DurationSketch) -> Option<f64> {
+    let ln = |q| Some((sketch.quantile_seconds(q)? + SELF_TIME_OFFSET_SECONDS).ln());
+    Some((ln(0.75)? - ln(0.25)?) / 1.349)
 }
 
 /// Burst of failed requests of a service as its server-side request-duration metrics count
@@ -561,6 +594,48 @@ mod tests {
         // Nothing to compare.
         check(0, 0, (1.0, 2.0), 0.0);
         check(5, 0, (1.0, 0.0), 0.0);
+    }
+
+    /// A metrics-only service's per-minute points, `(mean seconds, requests)`.
+    fn points(points: &[(f64, u64)]) -> RedStats {
+        let mut red = RedStats::default();
+        for &(mean, n) in points {
+            red.duration.add_many(mean, n);
+            red.calls += n;
+            red.points += 1;
+        }
+        red
+    }
+
+    #[test]
+    fn a_metrics_duration_shift_must_leave_its_points_spread() {
+        let check = |baseline: &[(f64, u64)], current: &[(f64, u64)], shifted: bool| {
+            let e = server_duration("gw", &points(current), &points(baseline), 50);
+            assert_eq!(e.is_some(), shifted, "{baseline:?} -> {current:?}: {e:?}");
+        };
+        // A gateway whose minutes wander (Nezha Train-Ticket's UI, 08:47–08:55): ×1.8 is noise.
+        let wandering = [
+            (0.225, 60),
+            (0.35, 76),
+            (0.241, 88),
+            (0.405, 120),
+            (0.483, 52),
+        ];
+        check(&wandering, &[(0.633, 92), (0.717, 84), (0.421, 120)], false);
+        check(&wandering, &[(2.1, 92), (1.9, 84), (2.5, 120)], true);
+        // A steady service: ×1.5 is a shift, ±3% is not.
+        let steady = [(0.100, 600), (0.104, 600), (0.097, 600), (0.102, 600)];
+        check(&steady, &[(0.15, 600), (0.16, 600), (0.149, 600)], true);
+        check(&steady, &[(0.105, 600), (0.099, 600), (0.101, 600)], false);
+        // Many points that agree: a ×1.25 shift within one point's spread still shows.
+        let many: Vec<(f64, u64)> = (0..40)
+            .map(|i| (0.08 + 0.01 * (i % 5) as f64, 50))
+            .collect();
+        let later: Vec<(f64, u64)> = many.iter().map(|&(m, n)| (m * 1.25, n)).collect();
+        check(&many, &later, true);
+        check(&many[..2], &later[..2], false);
+        // Too few requests to read a median.
+        check(&steady, &[(0.15, 10)], false);
     }
 
     #[test]

@@ -476,22 +476,26 @@ fn server_duration_shift(
     reference: Option<&WindowStats>,
     config: &AnalysisConfig,
 ) -> Option<Evidence> {
-    fn find<'w>(w: &'w WindowStats, name: &str) -> Option<&'w DurationSketch> {
+    fn find<'w>(w: &'w WindowStats, name: &str) -> Option<&'w RedStats> {
         w.service(name)
             .filter(|b| b.red_source == RedSource::Metrics)
-            .map(|b| &b.red.duration)
+            .map(|b| &b.red)
     }
-    let before = pick(
+    // As `pick` chooses between sketches.
+    let before = match (
         find(baseline, &s.name),
         reference.and_then(|r| find(r, &s.name)),
-        config.min_baseline_samples,
-    )?;
-    evidence::server_duration(
-        &s.name,
-        &s.red.duration,
-        before,
-        config.min_self_time_samples,
-    )
+    ) {
+        (Some(b), Some(r))
+            if b.duration.count() < config.min_baseline_samples
+                && r.duration.count() > b.duration.count() =>
+        {
+            r
+        }
+        (Some(b), _) => b,
+        (None, r) => r?,
+    };
+    evidence::server_duration(&s.name, &s.red, before, config.min_self_time_samples)
 }
 
 /// Who calls whom in a window (its `calls` edges), for questions about what lies downstream.
@@ -2345,6 +2349,7 @@ mod infrastructure_tests {
             root_calls: 0,
             duration: sketch(ms, calls),
             self_time: sketch(ms, calls),
+            points: 0,
         }
     }
 

@@ -11,7 +11,8 @@
 //!
 //! A point's count is calls; the calls it marks failed (`error.type`, an HTTP status of 500
 //! or more on the server and 400 or more on the client, a non-OK `rpc.grpc.status_code`) are
-//! errors; its mean (sum / count) is recorded `count` times as the duration. Cumulative points
+//! errors; its mean (sum / count) is recorded `count` times as the duration, and the point is
+//! counted (`RedStats::points`), the sample size of that duration. Cumulative points
 //! are turned into deltas against the previous point of the same series; a series' first
 //! cumulative point only sets the start (what came before it is unknown), and a count that went
 //! down is a reset, whose point counts whole.
@@ -140,6 +141,7 @@ impl CumulativeState {
         let mut red = RedStats {
             calls: count,
             errors: if failed(point, side) { count } else { 0 },
+            points: 1,
             ..RedStats::default()
         };
         // A point without a sum (OTLP makes it optional) gives calls and errors, no duration.

@@ -228,6 +228,10 @@ pub struct RedStats {
     /// Self times, seconds (recorded when the span that closes a visit or call leaves the join
     /// buffer).
     pub self_time: DurationSketch,
+    /// Number of request-duration metric points behind figures read from metrics (0 for
+    /// spans'): each point's mean stands for all its calls, so the points, not the calls, are
+    /// the samples of its duration.
+    pub points: u64,
 }
 
 impl RedStats {
@@ -237,6 +241,7 @@ impl RedStats {
         self.calls += other.calls;
         self.errors += other.errors;
         self.root_calls += other.root_calls;
+        self.points += other.points;
         self.duration.merge(&other.duration);
         self.self_time.merge_moments(&other.self_time);
     }
@@ -246,6 +251,7 @@ impl RedStats {
         self.calls += other.calls;
         self.errors += other.errors;
         self.root_calls += other.root_calls;
+        self.points += other.points;
         self.duration.merge(&other.duration);
         self.self_time.merge(&other.self_time);
     }
