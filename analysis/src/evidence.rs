@@ -36,7 +36,7 @@ pub struct Evidence {
     /// `change_proximity`, and where a service has no spans `server_duration_p50` and
     /// `failed_requests` (its request-duration metrics); for databases `query_duration_p50`, `failed_queries`; for nodes
     /// `node_cpu_utilization`, `node_self_time_p50`; for network paths `failed_calls_on_path`;
-    /// `log_path_shift` and `trace_spectrum` for services.
+    /// `log_path_shift`, `call_path_shift` and `trace_spectrum` for services.
     pub feature: Cow<'static, str>,
     /// A sentence for people.
     pub summary: String,

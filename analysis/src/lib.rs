@@ -4,6 +4,7 @@
 //! user-facing services and operations, and keep incidents; plus the accuracy measures of the RCA literature (AC@k, Avg@k).
 
 pub mod anomaly;
+pub mod call_paths;
 mod error;
 pub mod eval;
 mod evidence;

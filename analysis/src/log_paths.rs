@@ -33,7 +33,7 @@ use crate::evidence::{Evidence, EvidenceSignal};
 pub const MIN_CALLS: u64 = 2;
 
 /// Family-wise false-alarm rate of the test over all elements of one analysis.
-const ALPHA: f64 = 0.05;
+pub(crate) const ALPHA: f64 = 0.05;
 
 /// The strongest shift of one service.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +95,7 @@ impl Shift {
 }
 
 /// One-sided standard-normal quantile: the `z` with `P(Z > z) = tail`, by bisection on `erfc`.
-fn upper_quantile(tail: f64) -> f64 {
+pub(crate) fn upper_quantile(tail: f64) -> f64 {
     let (mut lo, mut hi) = (0.0f64, 40.0f64);
     for _ in 0..100 {
         let mid = (lo + hi) / 2.0;
@@ -110,7 +110,7 @@ fn upper_quantile(tail: f64) -> f64 {
 
 /// The two-sample z statistic with pooled variance of the records per call, the reference's
 /// `(tally, calls)` against the window's (see the module).
-fn z_statistic((r, n_r): (Tally, u64), (f, n_f): (Tally, u64)) -> f64 {
+pub(crate) fn z_statistic((r, n_r): (Tally, u64), (f, n_f): (Tally, u64)) -> f64 {
     let (n_r, n_f) = (n_r as f64, n_f as f64);
     let m_r = (r.records as f64 + 0.5) / (n_r + 1.0);
     let m_f = (f.records as f64 + 0.5) / (n_f + 1.0);

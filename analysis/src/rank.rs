@@ -411,6 +411,9 @@ struct Candidate {
     evidence: Vec<(Feature, Evidence)>,
     /// Counter-evidence sentences ([`Cause::counter_evidence`]).
     counter: Vec<String>,
+    /// The service called right before the transition of its call-path shift, when that is
+    /// its code-path evidence (see `explain_reactions`).
+    after_callee: Option<String>,
 }
 
 impl Candidate {
@@ -884,6 +887,17 @@ pub fn analyze(
             c.add(Feature::LogPaths, Some(shift.evidence(&name)));
         }
     }
+    // Call paths: the same question asked of the calls a service's spans make, for services
+    // that write no log records. Where a service logs, its log paths read its code paths at
+    // the resolution of its log lines; reading its calls too would count one code path twice
+    // and widen the spread every other service's shift is scored against.
+    for (name, shift) in crate::call_paths::call_path_shift(&reference_windows, current) {
+        let logs = current.service(&name).map_or(0, |s| s.logs.records);
+        if let (Some(c), 0) = (candidates.get_mut(name.as_str()), logs) {
+            c.add(Feature::LogPaths, Some(shift.evidence(&name)));
+            c.after_callee = shift.after_callee;
+        }
+    }
 
     // Call gaps: each edge's shift; a service's feature is the mean over all its edges.
     let mut gaps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -952,6 +966,7 @@ pub fn analyze(
         .collect();
     let undamped = z.clone();
     let mut counter = explain_away([baseline, current], &keys, &index, &mut z, config);
+    explain_reactions(&gathered, &index, &undamped, &mut z, &mut counter, config);
 
     let mut causes: Vec<Cause> = keys
         .iter()
@@ -1272,6 +1287,41 @@ fn change_candidates(
 /// caller fail or log errors, or cut its work short and log less.
 const FAILURE_FEATURES: [Feature; 3] =
     [Feature::ErrorSpans, Feature::ErrorLogs, Feature::LogDeficit];
+
+/// A caller's call-path shift whose transition leaves a call into another service (it did
+/// something else right after that service answered: stopped, skipped the next call) is its
+/// reaction to the answer when that service shows evidence of its own: at least
+/// `explained_share` of the shift, over all its features (before any damping). The shift is
+/// then scaled by `explained_factor`, as propagated failures are ([`explain_away`]). A callee
+/// that looks as usual leaves it whole: the caller's own code changed its path.
+fn explain_reactions(
+    gathered: &[Candidate],
+    index: &HashMap<(CauseKind, &str), usize>,
+    undamped: &[[f64; FEATURES]],
+    z: &mut [[f64; FEATURES]],
+    counter: &mut [Vec<String>],
+    config: &AnalysisConfig,
+) {
+    let paths = Feature::LogPaths as usize;
+    for (i, c) in gathered.iter().enumerate() {
+        let Some(callee) = c.after_callee.as_deref() else {
+            continue;
+        };
+        let Some(&j) = index.get(&(SERVICE, callee)) else {
+            continue;
+        };
+        let (own, theirs) = (z[i][paths], undamped[j].iter().sum::<f64>());
+        if own > 0.0 && theirs >= config.explained_share * own {
+            z[i][paths] *= config.explained_factor;
+            counter[i].push(format!(
+                "its call-path shift ({own:.1}) is explained away by service {callee}, whose \
+                 answer it reacted to ({theirs:.1}), and counts ×{}: a caller changes its path \
+                 when its callee answers differently",
+                config.explained_factor
+            ));
+        }
+    }
+}
 
 /// Candidates reachable from `from` along `explains` links, `from` excluded.
 fn downstream(from: usize, explains: &[Vec<usize>]) -> Vec<usize> {
@@ -2113,18 +2163,21 @@ mod scenario_tests {
 
     /// What each service of the chain frontend → checkout → payment does in one request: its own
     /// work in ms, in which requests it logs an error instead of its line (every `error_every`-th;
-    /// 0: none), and the log line it writes.
+    /// 0: none), the log line it writes (none when empty), and whether the request ends there
+    /// (it calls no further).
     #[derive(Clone, Copy)]
     struct Step {
         self_ms: u64,
         error_every: u64,
         line: &'static str,
+        stops: bool,
     }
 
     const OK: Step = Step {
         self_ms: 5,
         error_every: 0,
         line: "handled",
+        stops: false,
     };
 
     /// One trace at `t` through the chain: each service is a server span whose child is the next
@@ -2174,10 +2227,15 @@ mod scenario_tests {
                 trace_id: ids.0,
                 span_id: ids.1,
             };
-            graph.apply_logs(&[ResourceLogs {
-                resource: resource(service),
-                records: vec![record],
-            }]);
+            if !step.line.is_empty() {
+                graph.apply_logs(&[ResourceLogs {
+                    resource: resource(service),
+                    records: vec![record],
+                }]);
+            }
+            if step.stops {
+                break;
+            }
             start += step.self_ms * MS / 2;
             duration -= step.self_ms * MS;
         }
@@ -2268,6 +2326,42 @@ mod scenario_tests {
                 && says[0]
                     .contains("by service payment downstream of it, which changed its code path"),
             "{says:?}"
+        );
+    }
+
+    /// Code that does not log: an exception thrown in checkout before it calls payment shows in
+    /// checkout's call paths (its spans end without calling payment), through the whole path
+    /// from spans to the ranking.
+    #[test]
+    fn a_service_that_stopped_calling_shows_in_its_call_paths() {
+        let quiet = Step { line: "", ..OK };
+        let thrown = Step {
+            stops: true,
+            ..quiet
+        };
+        let mut graph = KnowledgeGraph::new(GraphConfig::default());
+        for n in 0..240u64 {
+            let t = n * SECOND / 2;
+            let steps = if t < FAULT_START || n % 3 == 0 {
+                [quiet; 3]
+            } else {
+                [quiet, thrown, quiet]
+            };
+            trace(&mut graph, n, t, steps);
+        }
+        graph.flush();
+        let baseline = graph.window(0, FAULT_START);
+        let current = graph.window(FAULT_START, 2 * FAULT_START);
+        let analysis = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
+        let first = &analysis.causes[0];
+        assert_eq!(first.entity.name, "checkout", "{:?}", analysis.causes);
+        assert_eq!(first.evidence[0].feature, "call_path_shift");
+        assert!(
+            first.evidence[0].summary.starts_with(
+                "checkout GET /: 33% of spans called payment GET / first (100% of 120"
+            ),
+            "{}",
+            first.evidence[0].summary
         );
     }
 
@@ -2373,6 +2467,7 @@ mod infrastructure_tests {
                 red: red(ms, calls, errors),
                 logs,
                 templates: Default::default(),
+                call_paths: Vec::new(),
             });
         }
         for &(source, target, calls, errors) in w.edges {

@@ -7,6 +7,7 @@ use loupe_model::time::{SharedClock, SystemClock};
 use loupe_model::{PointValue, ResourceLogs, ResourceMetrics, ResourceSpans, SpanKind, StatusCode};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
+use crate::call_paths::{transitions, CallPaths, PathSpan};
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
 use crate::request_metrics::{CumulativeState, Side};
 use crate::series::{Retention, Series};
@@ -161,6 +162,8 @@ pub(crate) struct Entity {
     pub logs: Series<LogStats>,
     /// An operation's spans per log template (see [`crate::templates`]).
     pub templates: Series<TemplateCounts>,
+    /// An operation's spans per transition of their call paths (see [`crate::call_paths`]).
+    pub call_paths: Series<CallPaths>,
     /// A service's traces: those that passed through it (see [`crate::traces`]).
     pub traces: Series<TraceStats>,
     pub gauges: BTreeMap<String, Series<GaugeStats>>,
@@ -194,6 +197,8 @@ pub struct KnowledgeGraph {
     /// Whole traces being assembled, for the trace spectrum.
     trace_table: TraceTable,
     closed_traces: Vec<ClosedTrace>,
+    /// The call-path transitions of the trace being counted (kept to reuse its memory).
+    path_scratch: Vec<(u32, u64, (u32, u32))>,
     /// Every trace, per bucket of its start.
     pub(crate) all_traces: Series<TraceStats>,
     span_logs: SpanLogIndex,
@@ -239,6 +244,7 @@ impl KnowledgeGraph {
             join: JoinBuffer::new(config.join),
             trace_table: TraceTable::new(config.join.capacity, config.join.expiry_nanos),
             closed_traces: Vec::new(),
+            path_scratch: Vec::new(),
             all_traces: Series::default(),
             span_logs: SpanLogIndex::new(config.join.capacity),
             events: Vec::new(),
@@ -300,6 +306,7 @@ impl KnowledgeGraph {
             metric_red: Series::default(),
             logs: Series::default(),
             templates: Series::default(),
+            call_paths: Series::default(),
             traces: Series::default(),
             gauges: BTreeMap::new(),
         })
@@ -317,6 +324,7 @@ impl KnowledgeGraph {
             e.metric_red.compact(newest, &retention);
             e.logs.compact(newest, &retention);
             e.templates.compact(newest, &retention);
+            e.call_paths.compact(newest, &retention);
             e.traces.compact(newest, &retention);
             e.gauges
                 .values_mut()
@@ -607,12 +615,18 @@ impl KnowledgeGraph {
                     facts,
                     &mut self.events,
                 );
+                let path = PathSpan {
+                    span: span.span_id,
+                    parent: span.parent_span_id,
+                    start: t,
+                    operation: operation.index() as u32,
+                };
                 self.trace_table.span(
                     span.trace_id,
                     service.index() as u32,
-                    t,
                     span.end_time_unix_nano,
                     error,
+                    path,
                 );
             }
         }
@@ -646,9 +660,22 @@ impl KnowledgeGraph {
     }
 
     /// Counts the traces that left the trace table: in every service they passed through and
-    /// among all traces, in the bucket of their start.
+    /// among all traces, in the bucket of their start; and their spans' call paths on their
+    /// operations, in the bucket of each span's start.
     fn count_traces(&mut self) {
-        for t in self.closed_traces.drain(..) {
+        let mut paths = std::mem::take(&mut self.path_scratch);
+        for mut t in self.closed_traces.drain(..) {
+            paths.clear();
+            transitions(&mut t.spans, &mut paths);
+            for &(operation, start, transition) in &paths {
+                let bucket = start / self.config.bucket_nanos;
+                if let Some(e) = self
+                    .graph
+                    .node_weight_mut(NodeIndex::new(operation as usize))
+                {
+                    e.call_paths.entry(bucket).add(transition, 1);
+                }
+            }
             let bucket = t.start / self.config.bucket_nanos;
             let seconds = t.duration_nanos as f64 / 1e9;
             self.all_traces.entry(bucket).add(seconds, t.error);
@@ -658,6 +685,7 @@ impl KnowledgeGraph {
                 }
             }
         }
+        self.path_scratch = paths;
     }
 
     fn drain_join_events(&mut self) {

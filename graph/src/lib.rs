@@ -5,6 +5,7 @@
 //! The graph knows nothing of OTLP wire types: it consumes `loupe_model` batches. petgraph
 //! indices stay inside this crate; callers name entities by their [`EntityId`] strings.
 
+pub mod call_paths;
 mod changes;
 mod diff;
 mod entity;

@@ -14,11 +14,15 @@
 //! join buffer: it leaves when its last span's end is older than the event-time watermark less
 //! the expiry, when no span of it arrived for the idle time, when the table is over capacity
 //! (oldest first), or on flush. It is counted in the bucket of its earliest span's start.
+//!
+//! The table also keeps each trace's spans (their ids, parents, starts and operations, at most
+//! [`MAX_PATH_SPANS`] a trace) for the call paths of `call_paths.rs`, worked out as it leaves.
 
 use std::collections::{HashMap, VecDeque};
 
 use loupe_model::TraceId;
 
+use crate::call_paths::{PathSpan, MAX_PATH_SPANS};
 use crate::id_hash::Ids;
 use crate::series::Merge;
 
@@ -88,6 +92,10 @@ struct Open {
     error: bool,
     /// Receive tick of its latest span.
     received_at: u64,
+    /// Its spans for call paths; emptied for good when the trace grows past
+    /// [`MAX_PATH_SPANS`].
+    spans: Vec<PathSpan>,
+    too_long: bool,
 }
 
 /// A trace that left the table: what the graph counts.
@@ -101,6 +109,8 @@ pub(crate) struct ClosedTrace {
     pub duration_nanos: u64,
     /// Any span failed.
     pub error: bool,
+    /// Its spans for call paths (see `call_paths.rs`), empty past [`MAX_PATH_SPANS`].
+    pub spans: Vec<PathSpan>,
 }
 
 /// The traces being assembled, within bounded memory (see the module docs).
@@ -135,9 +145,10 @@ impl TraceTable {
         self.open.len()
     }
 
-    /// Takes one span of `trace` in: emitted by service number `service`, `[start, end]`,
-    /// failed or not.
-    pub fn span(&mut self, trace: TraceId, service: u32, start: u64, end: u64, error: bool) {
+    /// Takes one span of `trace` in: emitted by service number `service`, ending at `end`,
+    /// failed or not; `path` gives its start and what its parent's call path and its own need.
+    pub fn span(&mut self, trace: TraceId, service: u32, end: u64, error: bool, path: PathSpan) {
+        let start = path.start;
         let end = end.max(start);
         self.watermark = self.watermark.max(end);
         let received_at = self.tick.unwrap_or(0);
@@ -149,8 +160,16 @@ impl TraceTable {
                 end,
                 error: false,
                 received_at,
+                spans: Vec::new(),
+                too_long: false,
             }
         });
+        if t.spans.len() < MAX_PATH_SPANS && !t.too_long {
+            t.spans.push(path);
+        } else {
+            t.too_long = true;
+            t.spans = Vec::new();
+        }
         if !t.services.contains(&service) {
             t.services.push(service);
         }
@@ -198,6 +217,7 @@ impl TraceTable {
                     start: t.start,
                     duration_nanos: t.end - t.start,
                     error: t.error,
+                    spans: t.spans,
                 });
             }
         }
@@ -208,6 +228,24 @@ impl TraceTable {
 mod tests {
     use super::*;
 
+    /// A span of `trace` that is a root of its own, of operation 9, without calls.
+    fn span(
+        table: &mut TraceTable,
+        trace: TraceId,
+        service: u32,
+        start: u64,
+        end: u64,
+        error: bool,
+    ) {
+        let path = PathSpan {
+            span: loupe_model::SpanId(start.to_le_bytes()),
+            parent: None,
+            start,
+            operation: 9,
+        };
+        table.span(trace, service, end, error, path);
+    }
+
     const S: u64 = 1_000_000_000;
 
     #[test]
@@ -216,13 +254,27 @@ mod tests {
         let mut out = Vec::new();
         let id = |n: u8| TraceId([n; 16]);
         // Trace 1: services 0 → 1 → 0 (a callback), the callee failed; 100 ms end to end.
-        table.span(id(1), 0, 10 * S, 10 * S + 100_000_000, false);
-        table.span(id(1), 1, 10 * S + 20_000_000, 10 * S + 60_000_000, true);
-        table.span(id(1), 0, 10 * S + 30_000_000, 10 * S + 40_000_000, false);
+        span(&mut table, id(1), 0, 10 * S, 10 * S + 100_000_000, false);
+        span(
+            &mut table,
+            id(1),
+            1,
+            10 * S + 20_000_000,
+            10 * S + 60_000_000,
+            true,
+        );
+        span(
+            &mut table,
+            id(1),
+            0,
+            10 * S + 30_000_000,
+            10 * S + 40_000_000,
+            false,
+        );
         table.expire(&mut out);
         assert!(out.is_empty(), "the watermark has not passed it");
         // Trace 2 at 50 s moves the watermark past trace 1's end + 30 s.
-        table.span(id(2), 2, 50 * S, 50 * S + 1, false);
+        span(&mut table, id(2), 2, 50 * S, 50 * S + 1, false);
         table.expire(&mut out);
         assert_eq!(
             out,
@@ -231,12 +283,20 @@ mod tests {
                 start: 10 * S,
                 duration_nanos: 100_000_000,
                 error: true,
+                spans: [0, 20_000_000, 30_000_000]
+                    .map(|t| PathSpan {
+                        span: loupe_model::SpanId((10 * S + t).to_le_bytes()),
+                        parent: None,
+                        start: 10 * S + t,
+                        operation: 9,
+                    })
+                    .to_vec(),
             }]
         );
         // Over capacity, the oldest leaves first.
         out.clear();
-        table.span(id(3), 0, 51 * S, 51 * S + 1, false);
-        table.span(id(4), 0, 52 * S, 52 * S + 1, false);
+        span(&mut table, id(3), 0, 51 * S, 51 * S + 1, false);
+        span(&mut table, id(4), 0, 52 * S, 52 * S + 1, false);
         table.expire(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].services, [2]);

@@ -11,6 +11,7 @@ use petgraph::visit::{EdgeRef, NodeIndexable};
 
 use serde::Serialize;
 
+use crate::call_paths::{merge_transitions, CallTransition, PATH_END, PATH_START};
 use crate::graph::{Entity, EntityKind, KnowledgeGraph, Relation, RelationKind};
 use crate::series::{Merge, Series};
 use crate::stats::{GaugeStats, LogStats, RedStats};
@@ -207,6 +208,8 @@ pub struct OperationWindow {
     pub logs: LogStats,
     /// The operation's spans per log template: how many wrote at least one record of each.
     pub templates: TemplateCounts,
+    /// The transitions of its spans' call paths (see [`crate::call_paths`]).
+    pub call_paths: Vec<CallTransition>,
 }
 
 /// A `calls` relation's merged statistics over a window.
@@ -552,12 +555,30 @@ impl KnowledgeGraph {
                             .to_owned();
                         let logs = e.logs.merged(r.start, r.end);
                         let templates = e.templates.merged(r.start, r.end);
+                        let step = |id: u32| {
+                            (id != PATH_START && id != PATH_END)
+                                .then(|| self.graph.node_weight(NodeIndex::new(id as usize)))
+                                .flatten()
+                                .map(|e| e.name.clone())
+                        };
+                        let call_paths = e
+                            .call_paths
+                            .merged(r.start, r.end)
+                            .0
+                            .into_iter()
+                            .map(|((from, to), spans)| CallTransition {
+                                from: step(from),
+                                to: step(to),
+                                spans,
+                            })
+                            .collect();
                         out.operations.push(OperationWindow {
                             service,
                             name,
                             red,
                             logs,
                             templates,
+                            call_paths,
                         });
                     }
                 }
@@ -747,6 +768,7 @@ impl WindowStats {
                     x.red.merge(&o.red);
                     x.logs.merge(&o.logs);
                     x.templates.merge_from(&o.templates);
+                    merge_transitions(&mut x.call_paths, &o.call_paths);
                 }
                 None => self.operations.push(o.clone()),
             }
