@@ -2363,6 +2363,16 @@ mod scenario_tests {
             "{}",
             first.evidence[0].summary
         );
+        // The shipped rule says it with the call path's sentence.
+        assert!(
+            first
+                .hypotheses
+                .iter()
+                .any(|h| h.rule == "code_path_changed"
+                    && h.sentence.ends_with(&first.evidence[0].summary)),
+            "{:?}",
+            first.hypotheses
+        );
     }
 
     /// A fault already active in the baseline (it outlived an earlier injection) shows against

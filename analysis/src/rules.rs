@@ -23,7 +23,7 @@
 //! | `changed` | bool | a change to it lies shortly before or in the window |
 //! | `change_weight` | number | that change's proximity weight, 0–1 (0 when none) |
 //! | `change_kind`, `change_summary`, `change_when`, `change_source`, `version_from`, `version_to` | string | that change ("" when none) |
-//! | `evidence` | map | evidence feature name → its sentence, "" when the candidate has none: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`, `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`, `change_proximity`, `query_duration_p50`, `failed_queries`, `node_cpu_utilization`, `node_self_time_p50`, `failed_calls_on_path`, `log_path_shift` |
+//! | `evidence` | map | evidence feature name → its sentence, "" when the candidate has none: `self_time_p50`, `call_gap_p50`, `error_spans`, `failed_calls_into`, `error_log_records`, `log_records_per_request`, `cpu_utilization`, `memory_utilization`, `change_proximity`, `query_duration_p50`, `failed_queries`, `node_cpu_utilization`, `node_self_time_p50`, `failed_calls_on_path`, `log_path_shift`, `call_path_shift` |
 //!
 //! Every condition is checked when the file is loaded against facts with every variable set;
 //! an unknown variable, a syntax error or a condition that is not a yes/no question rejects the
@@ -52,7 +52,7 @@ pub const SCORE_VARIABLES: [&str; 9] = [
 ];
 
 /// Evidence features a sentence can quote through `evidence.<name>`.
-const EVIDENCE_FEATURES: [&str; 16] = [
+const EVIDENCE_FEATURES: [&str; 17] = [
     "self_time_p50",
     "call_gap_p50",
     "error_spans",
@@ -68,6 +68,7 @@ const EVIDENCE_FEATURES: [&str; 16] = [
     "node_self_time_p50",
     "failed_calls_on_path",
     "log_path_shift",
+    "call_path_shift",
     "trace_spectrum",
 ];
 
