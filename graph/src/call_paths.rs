@@ -12,7 +12,8 @@
 //! `c₁ → c₂`, …, `c_k → END`; a span without children has `START → END`. They are counted on the
 //! parent span's operation, in the bucket of its start, when its trace leaves the trace table
 //! (`traces.rs`): the children of a span arrive in any order and in any request. A trace of
-//! more than [`MAX_PATH_SPANS`] spans counts no paths (the memory held per trace is bounded).
+//! more than [`MAX_PATH_SPANS`] spans counts no paths, nor does one that arrives while the
+//! traces held keep [`MAX_HELD_PATH_SPANS`] (the memory held is bounded).
 
 use loupe_model::SpanId;
 
@@ -25,6 +26,10 @@ pub const PATH_END: u32 = u32::MAX - 1;
 
 /// Spans of one trace kept for call paths at most; a longer trace counts none.
 pub const MAX_PATH_SPANS: usize = 1024;
+
+/// Spans kept for call paths over all the traces held at most (4 Mi, 32 bytes each: 128 MiB);
+/// a trace that would pass it counts no paths.
+pub const MAX_HELD_PATH_SPANS: usize = 4 << 20;
 
 /// Per transition `(from, to)` between the children of an operation's spans, how many spans
 /// made it; steps are operations (their graph numbers), [`PATH_START`] or [`PATH_END`]. Sorted

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 
 use loupe_model::TraceId;
 
-use crate::call_paths::{PathSpan, MAX_PATH_SPANS};
+use crate::call_paths::{PathSpan, MAX_HELD_PATH_SPANS, MAX_PATH_SPANS};
 use crate::id_hash::Ids;
 use crate::series::Merge;
 
@@ -123,6 +123,9 @@ pub(crate) struct TraceTable {
     order: VecDeque<TraceId>,
     watermark: u64,
     tick: Option<u64>,
+    /// Spans kept for call paths over all open traces, and their bound.
+    path_spans: usize,
+    path_budget: usize,
 }
 
 impl TraceTable {
@@ -136,6 +139,8 @@ impl TraceTable {
             order: VecDeque::new(),
             watermark: 0,
             tick: None,
+            path_spans: 0,
+            path_budget: MAX_HELD_PATH_SPANS,
         }
     }
 
@@ -164,10 +169,13 @@ impl TraceTable {
                 too_long: false,
             }
         });
-        if t.spans.len() < MAX_PATH_SPANS && !t.too_long {
+        if !t.too_long && t.spans.len() < MAX_PATH_SPANS && self.path_spans < self.path_budget {
             t.spans.push(path);
-        } else {
+            self.path_spans += 1;
+        } else if !t.too_long {
+            // Partial paths would be wrong paths: the trace counts none.
             t.too_long = true;
+            self.path_spans -= t.spans.len();
             t.spans = Vec::new();
         }
         if !t.services.contains(&service) {
@@ -212,6 +220,7 @@ impl TraceTable {
             }
             self.order.pop_front();
             if let Some(t) = self.open.remove(&id) {
+                self.path_spans -= t.spans.len();
                 out.push(ClosedTrace {
                     services: t.services,
                     start: t.start,
@@ -312,6 +321,25 @@ mod tests {
         assert_eq!(out.len(), 2);
         table.flush(&mut out);
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn the_spans_kept_for_call_paths_are_bounded() {
+        let mut table = TraceTable::new(10, 30 * S);
+        table.path_budget = 3;
+        let mut out = Vec::new();
+        let id = |n: u8| TraceId([n; 16]);
+        span(&mut table, id(1), 0, S, S + 1, false);
+        span(&mut table, id(1), 0, 2 * S, 2 * S + 1, false);
+        // Trace 2's second span passes the budget: trace 2 keeps none, trace 3 fits again.
+        span(&mut table, id(2), 0, 3 * S, 3 * S + 1, false);
+        span(&mut table, id(2), 0, 4 * S, 4 * S + 1, false);
+        span(&mut table, id(3), 0, 5 * S, 5 * S + 1, false);
+        assert_eq!(table.path_spans, 3);
+        table.flush(&mut out);
+        let kept: Vec<usize> = out.iter().map(|t| t.spans.len()).collect();
+        assert_eq!(kept, [2, 0, 1]);
+        assert_eq!(table.path_spans, 0);
     }
 
     #[test]
