@@ -18,14 +18,14 @@
 //! largest `z·|x_F/n_F − x_R/n_R|` of its passing elements, halved when a service it calls,
 //! directly or not, also shifted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use loupe_graph::call_paths::{merge_transitions, CallTransition};
 use loupe_graph::templates::Tally;
 use loupe_graph::WindowStats;
 
 use crate::evidence::{Evidence, EvidenceSignal};
-use crate::log_paths::{upper_quantile, z_statistic, ALPHA, MIN_CALLS};
+use crate::log_paths::{strongest_per_service, z_statistic, MIN_CALLS};
 
 /// The strongest call-path shift of one service.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,33 +197,7 @@ pub fn call_path_shift(
             ));
         }
     }
-    if elements.is_empty() {
-        return HashMap::new();
-    }
-    let gate = upper_quantile(ALPHA / (2.0 * elements.len() as f64));
-    let mut best: BTreeMap<&str, PathShift> = BTreeMap::new();
-    for (service, shift) in elements.into_iter().filter(|(_, s)| s.z >= gate) {
-        match best.get(service) {
-            Some(b) if b.score >= shift.score => {}
-            _ => {
-                best.insert(service, shift);
-            }
-        }
-    }
-    let callees = crate::rank::Callees::of(current);
-    let halved: Vec<&str> = best
-        .keys()
-        .copied()
-        .filter(|s| callees.any_downstream(s, |d| best.contains_key(d)))
-        .collect();
-    best.into_iter()
-        .map(|(s, mut shift)| {
-            if halved.contains(&s) {
-                shift.score /= 2.0;
-            }
-            (s.to_owned(), shift)
-        })
-        .collect()
+    strongest_per_service(elements, current, |s| s.z, |s| &mut s.score)
 }
 
 #[cfg(test)]

@@ -189,17 +189,30 @@ pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> Hash
             ));
         }
     }
+    strongest_per_service(elements, current, |s| s.z, |s| &mut s.score)
+}
+
+/// What the log-path and the call-path shifts share once their elements are tested: the
+/// elements past the Bonferroni bound for all of them (`z ≥ Φ⁻¹(1 − α/(2m))`), the
+/// highest-scoring one per service, its score halved when a service it calls, directly or not,
+/// also has one (the caller's paths change because the callee's answers did).
+pub(crate) fn strongest_per_service<S>(
+    elements: Vec<(&str, S)>,
+    current: &WindowStats,
+    z: impl Fn(&S) -> f64,
+    score: impl Fn(&mut S) -> &mut f64,
+) -> HashMap<String, S> {
     if elements.is_empty() {
         return HashMap::new();
     }
     let gate = upper_quantile(ALPHA / (2.0 * elements.len() as f64));
-    let mut best: BTreeMap<&str, Shift> = BTreeMap::new();
-    for (service, shift) in elements.into_iter().filter(|(_, s)| s.z >= gate) {
-        match best.get(service) {
-            Some(b) if b.score >= shift.score => {}
-            _ => {
-                best.insert(service, shift);
-            }
+    let mut best: BTreeMap<&str, S> = BTreeMap::new();
+    for (service, mut shift) in elements.into_iter().filter(|(_, s)| z(s) >= gate) {
+        let stronger = best
+            .get_mut(service)
+            .is_none_or(|b| *score(b) < *score(&mut shift));
+        if stronger {
+            best.insert(service, shift);
         }
     }
     let callees = crate::rank::Callees::of(current);
@@ -208,13 +221,12 @@ pub fn log_path_shift(reference: &[&WindowStats], current: &WindowStats) -> Hash
         .copied()
         .filter(|s| callees.any_downstream(s, |d| best.contains_key(d)))
         .collect();
-    best.iter()
-        .map(|(s, shift)| {
-            let mut shift = shift.clone();
-            if halved.contains(s) {
-                shift.score /= 2.0;
+    best.into_iter()
+        .map(|(s, mut shift)| {
+            if halved.contains(&s) {
+                *score(&mut shift) /= 2.0;
             }
-            ((*s).to_owned(), shift)
+            (s.to_owned(), shift)
         })
         .collect()
 }

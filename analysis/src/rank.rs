@@ -484,20 +484,20 @@ fn server_duration_shift(
             .filter(|b| b.red_source == RedSource::Metrics)
             .map(|b| &b.red)
     }
-    // As `pick` chooses between sketches.
-    let before = match (
+    let (base, history) = (
         find(baseline, &s.name),
         reference.and_then(|r| find(r, &s.name)),
-    ) {
-        (Some(b), Some(r))
-            if b.duration.count() < config.min_baseline_samples
-                && r.duration.count() > b.duration.count() =>
-        {
-            r
-        }
-        (Some(b), _) => b,
-        (None, r) => r?,
-    };
+    );
+    let duration = pick(
+        base.map(|b| &b.duration),
+        history.map(|r| &r.duration),
+        config.min_baseline_samples,
+    )?;
+    // The figures whose durations `pick` chose (their metric points count too).
+    let before = [base, history]
+        .into_iter()
+        .flatten()
+        .find(|r| std::ptr::eq(&r.duration, duration))?;
     evidence::server_duration(&s.name, &s.red, before, config.min_self_time_samples)
 }
 
@@ -716,7 +716,10 @@ fn seconds(w: &WindowStats) -> f64 {
 /// edges (a slowed network path shows on every edge of the slowed service, only on one of its
 /// neighbours'); bursts of error spans and error log records; a deficit of log records per
 /// request; change of pod CPU (peak) and memory (mean) utilization; the log-path shift
-/// ([`crate::log_paths`]); the trace spectrum ([`evidence::trace_spectrum`]). Each feature
+/// ([`crate::log_paths`]), or for a service that writes no logs the call-path shift
+/// ([`crate::call_paths`]; a caller's shift right after calling a service with evidence of its
+/// own is explained away, `explain_reactions`); the trace spectrum
+/// ([`evidence::trace_spectrum`]). Each feature
 /// becomes a robust z-score across the candidates of the analysis. Databases, nodes and network
 /// paths join the services as candidates (`infrastructure`), and so does the nearest change to
 /// each service or node with evidence (`change_candidates`).
