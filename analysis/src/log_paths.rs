@@ -256,6 +256,7 @@ mod tests {
                     logs: LogStats {
                         records: *records,
                         error_records: 0,
+                        foreign_error_records: 0,
                     },
                     ..Default::default()
                 })

@@ -301,7 +301,7 @@ impl History {
         self.usual(|p, requests| {
             let reqs = requests.get(service).copied().unwrap_or(0);
             (reqs >= min_requests).then(|| {
-                let errors = p.service(service).map_or(0, |s| s.logs.error_records);
+                let errors = p.service(service).map_or(0, |s| s.logs.own_error_records());
                 errors as f64 / reqs as f64
             })
         })
@@ -815,7 +815,16 @@ pub fn analyze(
                 config.min_requests,
             ),
         );
-        let base_logs = b.map_or(0, |b| b.logs.error_records);
+        // Error records that name another service report its failure, not the writer's own.
+        let base_logs = b.map_or(0, |b| b.logs.own_error_records());
+        let own_errors = s.logs.own_error_records();
+        if s.logs.foreign_error_records > 0 {
+            c.counter.push(format!(
+                "{} of its {} error log records name another service, and count as that \
+                 service's failure, not as errors of its own code",
+                s.logs.foreign_error_records, s.logs.error_records
+            ));
+        }
         let reqs = (
             requests_now.get(s.name.as_str()).copied().unwrap_or(0),
             requests_before.get(s.name.as_str()).copied().unwrap_or(0),
@@ -826,12 +835,12 @@ pub fn analyze(
             ((seconds(current), seconds(baseline)), "second")
         };
         let against_baseline =
-            evidence::error_logs(&s.name, (s.logs.error_records, base_logs), exposure, unit);
+            evidence::error_logs(&s.name, (own_errors, base_logs), exposure, unit);
         let against_history = history
             .filter(|_| reqs.0 >= config.min_requests)
             .and_then(|h| h.usual_error_log_rate(&s.name, config.min_requests))
             .and_then(|usual| {
-                evidence::error_logs_against_history(&s.name, s.logs.error_records, reqs.0, usual)
+                evidence::error_logs_against_history(&s.name, own_errors, reqs.0, usual)
             });
         c.add(
             Feature::ErrorLogs,
@@ -1535,9 +1544,12 @@ const MIN_NODE_PODS: usize = 3;
 ///   it (at least [`MIN_NODE_PODS`]) of their self-time shift (as self time). Lower medians, so
 ///   that one pod's or one service's own fault does not make its node a suspect;
 /// - **network paths** (`caller->callee`): failed calls on one `calls` edge, counted only when
-///   the callee's other callers (at least `min_requests` calls) saw no such burst and the
-///   callee's own spans did not fail as much (each at most `explained_share` of it), so that
-///   the failure belongs to the path rather than to the callee (a partition, a network policy).
+///   the callee's other callers saw no such burst and the callee's own spans did not fail as
+///   much (each at most `explained_share` of it), so that the failure belongs to the path
+///   rather than to the callee (a partition, a network policy). Other callers with fewer than
+///   `min_requests` calls (a callee with one caller) count as calm: the path is then a
+///   candidate beside the callee, and the callee's own evidence (restarts, its own failures)
+///   decides between them.
 fn infrastructure(
     baseline: &WindowStats,
     current: &WindowStats,
@@ -1673,11 +1685,12 @@ fn infrastructure(
             others_than(incoming.0, &e.red, &e.target),
             others_than(incoming.1, b, &e.target),
         );
-        if others.0.calls < config.min_requests {
-            continue;
-        }
-        let others_change =
-            evidence::error_spans(&e.target, &others.0, &others.1).map_or(0.0, |x| x.change);
+        // Other callers too few to compare with (a callee with one caller) compare as calm:
+        // the callee's own evidence (its failures, restarts) then decides between the two.
+        let others_change = (others.0.calls >= config.min_requests)
+            .then(|| evidence::error_spans(&e.target, &others.0, &others.1))
+            .flatten()
+            .map_or(0.0, |x| x.change);
         // The callee's own failures: a path's calls fail without an answer from it.
         let answered = current.service(&e.target).and_then(|s| {
             let b = baseline.service(&e.target).map_or(&empty, |b| &b.red);
@@ -1727,6 +1740,7 @@ mod tests {
                 logs: loupe_graph::LogStats {
                     records,
                     error_records,
+                    foreign_error_records: 0,
                 },
                 ..Default::default()
             }],
@@ -2244,8 +2258,22 @@ mod scenario_tests {
         }
     }
 
-    /// Ranks the three services when the fault window's requests do `fault` instead of `OK`.
+    /// Ranks the three services when the fault window's requests do `fault` instead of `OK`;
+    /// `expected_first` must come first.
     fn check(fault: [Step; 3], expected_first: &str) -> Analysis {
+        let analysis = analyze_fault(fault);
+        let ranking: Vec<&str> = analysis
+            .causes
+            .iter()
+            .map(|c| c.entity.name.as_str())
+            .collect();
+        assert_eq!(ranking[0], expected_first, "ranking {ranking:?}");
+        assert!(!analysis.causes[0].evidence.is_empty());
+        analysis
+    }
+
+    /// The analysis of a fault window whose requests do `fault` instead of `OK`.
+    fn analyze_fault(fault: [Step; 3]) -> Analysis {
         let mut graph = KnowledgeGraph::new(GraphConfig::default());
         for n in 0..240u64 {
             let t = n * SECOND / 2;
@@ -2259,15 +2287,7 @@ mod scenario_tests {
         graph.flush();
         let baseline = graph.window(0, FAULT_START);
         let current = graph.window(FAULT_START, 2 * FAULT_START);
-        let analysis = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
-        let ranking: Vec<&str> = analysis
-            .causes
-            .iter()
-            .map(|c| c.entity.name.as_str())
-            .collect();
-        assert_eq!(ranking[0], expected_first, "ranking {ranking:?}");
-        assert!(!analysis.causes[0].evidence.is_empty());
-        analysis
+        analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap()
     }
 
     /// The counter-evidence sentences of `service` in `analysis`.
@@ -2278,6 +2298,45 @@ mod scenario_tests {
             .find(|c| c.entity.name == service)
             .expect("the service is a candidate")
             .counter_evidence
+    }
+
+    /// An error record that names another service reports that service's failure as the
+    /// writer met it: it is no error of the writer's own code. One line per case: the line
+    /// checkout writes at ERROR in every fault-window request, whether it is checkout's own.
+    #[test]
+    fn error_records_that_name_another_service_are_not_the_writers_own() {
+        for (line, own) in [
+            ("card declined", true),
+            ("No instances available for payment", false),
+            (
+                "dial tcp: lookup payment.shop.svc.cluster.local: no such host",
+                false,
+            ),
+        ] {
+            let failing = Step {
+                error_every: 1,
+                line,
+                ..OK
+            };
+            let analysis = analyze_fault([OK, failing, OK]);
+            let checkout = analysis
+                .causes
+                .iter()
+                .find(|c| c.entity.name == "checkout")
+                .expect("checkout is a candidate");
+            let error_logs = checkout
+                .evidence
+                .iter()
+                .any(|e| e.feature == "error_log_records");
+            assert_eq!(error_logs, own, "{line}: {:?}", checkout.evidence);
+            let says = counter(&analysis, "checkout");
+            assert_eq!(
+                says.iter()
+                    .any(|s| s.contains("120 of its 120 error log records name another service")),
+                !own,
+                "{line}: {says:?}"
+            );
+        }
     }
 
     #[test]
@@ -2618,6 +2677,28 @@ mod infrastructure_tests {
                         Some("by edge cart->stock, the path its failed calls fail on"),
                     ),
                 ],
+            ),
+            (
+                "its only caller's calls fail unanswered, nothing else of its own fails: the path",
+                W {
+                    services: &[
+                        ("front", 5.0, 600, 150),
+                        ("cart", 5.0, 300, 150),
+                        ("shop", 5.0, 300, 0),
+                        ("stock", 5.0, 0, 0),
+                    ],
+                    edges: &[
+                        ("front", "cart", 300, 150),
+                        ("front", "shop", 300, 0),
+                        ("cart", "stock", 150, 150),
+                    ],
+                    ..base
+                },
+                "edge:cart->stock",
+                &[(
+                    "stock",
+                    Some("by edge cart->stock, the path its failed calls fail on"),
+                )],
             ),
             (
                 "every caller's calls fail unanswered (pods down): the callee",

@@ -871,6 +871,7 @@ impl KnowledgeGraph {
             for record in &rl.records {
                 let bucket = self.bucket(record.time_unix_nano);
                 let error = record.is_error();
+                let about_other = error && self.names_other_service(service, record);
                 let recorded = self.recorded;
                 for index in [Some(service), pod].into_iter().flatten() {
                     let e = &mut self.graph[index];
@@ -879,10 +880,13 @@ impl KnowledgeGraph {
                     let logs = e.logs.entry(bucket);
                     logs.records += 1;
                     logs.error_records += u64::from(error);
+                    logs.foreign_error_records += u64::from(about_other);
                 }
                 self.log_record_changes(&rl.resource, service, record);
                 if let (Some(trace), Some(span)) = (record.trace_id, record.span_id) {
-                    let template = template_of(&record.body);
+                    // A record about another service's failure is no step of the writer's own
+                    // code path: it counts on the operation but in no template tally.
+                    let template = (!about_other).then(|| template_of(&record.body)).flatten();
                     if let Some((operation, prior)) =
                         self.span_logs.log((trace, span), bucket, error, template)
                     {
@@ -897,6 +901,35 @@ impl KnowledgeGraph {
             }
         }
         self.maybe_compact();
+    }
+
+    /// Whether an error record's message (its body or its `exception.message`) names another
+    /// known service: a token of it, or the first DNS label of a token
+    /// (`cart.shop.svc.cluster.local`), is the `service.name` of a service other than the
+    /// writer's. Such a record reports a failure of that service as the writer met it (`No
+    /// instances available for ts-payment-service`, `dial tcp: lookup cartservice: no such
+    /// host`, `call to payment/Charge failed`): the error did not originate in the writer's
+    /// code. Any known service counts, not only those it was seen calling: a callee that was
+    /// never reachable has no `calls` relation. Tokens are split at characters other than ASCII
+    /// letters, digits, `-`, `_` and `.`; tokens shorter than 3 bytes name nothing.
+    fn names_other_service(&self, service: NodeIndex, record: &loupe_model::LogRecord) -> bool {
+        let Some(services) = self.entities.get(&EntityKind::Service) else {
+            return false;
+        };
+        let exception = record
+            .attributes
+            .get_str(loupe_model::semconv::EXCEPTION_MESSAGE);
+        std::iter::once(record.body.as_str())
+            .chain(exception)
+            .flat_map(|text| {
+                text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            })
+            .map(|token| token.trim_matches('.'))
+            .filter(|token| token.len() >= 3)
+            .flat_map(|token| [Some(token), token.split_once('.').map(|(label, _)| label)])
+            .flatten()
+            .filter_map(|name| services.get(name).copied())
+            .any(|named| named != service)
     }
 
     /// Counts a log record on the operation whose span wrote it.
@@ -1123,7 +1156,7 @@ impl KnowledgeGraph {
 mod tests {
     use std::sync::Arc;
 
-    use loupe_model::{AttributeValue, Attributes, Resource, Span, SpanId, TraceId};
+    use loupe_model::{AttributeValue, Attributes, LogRecord, Resource, Span, SpanId, TraceId};
 
     use super::*;
     use crate::view::RedSource;
@@ -1160,6 +1193,93 @@ mod tests {
             },
             attributes: Attributes::default(),
         }
+    }
+
+    /// Error records that name another known service are counted apart (its failure as the
+    /// writer met it) and join no template tally; one line per record: body, exception
+    /// message, whether it reports an error, whether it names another service.
+    #[test]
+    fn error_records_naming_another_service_are_counted_apart() {
+        type Line = (&'static str, Option<&'static str>, bool, bool);
+        let cases: [Line; 9] = [
+            ("No instances available for payment", None, true, true),
+            (
+                "dial tcp: lookup payment.shop.svc.cluster.local: no such host",
+                None,
+                true,
+                true,
+            ),
+            ("call to payment/Charge failed", None, true, true),
+            (
+                "Request failed [nested: payment] with root cause",
+                None,
+                true,
+                true,
+            ),
+            (
+                "RPC failed",
+                Some("connection refused by payment:8080"),
+                true,
+                true,
+            ),
+            ("checkout failed: invalid card", None, true, false),
+            ("paymentservice is down", None, true, false),
+            ("NullPointerException in CardValidator", None, true, false),
+            ("called payment", None, false, false),
+        ];
+        let mut g = KnowledgeGraph::new(GraphConfig::default());
+        g.apply_spans(&[ResourceSpans {
+            resource: resource("checkout", "checkout-1"),
+            spans: vec![span(1, 1, None, 10, 90, false)],
+        }]);
+        g.apply_spans(&[ResourceSpans {
+            resource: resource("payment", "payment-1"),
+            spans: vec![span(1, 2, Some(1), 20, 30, false)],
+        }]);
+        let records = cases
+            .iter()
+            .map(|(body, exception, error, _)| LogRecord {
+                time_unix_nano: 50,
+                severity_number: if *error { 17 } else { 9 },
+                severity_text: String::new(),
+                body: (*body).to_owned(),
+                event_name: String::new(),
+                attributes: Attributes(
+                    exception
+                        .iter()
+                        .map(|m| {
+                            (
+                                "exception.message".to_owned(),
+                                AttributeValue::String((*m).to_owned()),
+                            )
+                        })
+                        .collect(),
+                ),
+                trace_id: Some(TraceId([1; 16])),
+                span_id: Some(SpanId([1; 8])),
+            })
+            .collect();
+        g.apply_logs(&[ResourceLogs {
+            resource: resource("checkout", "checkout-1"),
+            records,
+        }]);
+        g.flush();
+        let w = g.window(0, 60_000_000_000);
+        let logs = w.service("checkout").map(|s| s.logs).unwrap_or_default();
+        let count = |f: fn(&Line) -> bool| cases.iter().filter(|c| f(c)).count() as u64;
+        assert_eq!(logs.records, cases.len() as u64);
+        assert_eq!(logs.error_records, count(|c| c.2));
+        assert_eq!(logs.foreign_error_records, count(|c| c.3));
+        assert_eq!(logs.own_error_records(), count(|c| c.2 && !c.3));
+        let tallied: u64 = w
+            .operation("checkout", "op1")
+            .map(|o| o.templates.0.iter().map(|(_, t)| t.records).sum())
+            .unwrap_or(0);
+        assert_eq!(
+            tallied,
+            count(|c| !c.3),
+            "records naming another service join no template"
+        );
     }
 
     #[test]

@@ -264,6 +264,10 @@ pub struct LogStats {
     pub records: u64,
     /// Records at ERROR or above, or carrying an exception.
     pub error_records: u64,
+    /// Of the error records, those whose message names another known service (its failure as
+    /// this one met it: `No instances available for ts-payment-service`); counted on services
+    /// and pods, not on operations.
+    pub foreign_error_records: u64,
 }
 
 impl LogStats {
@@ -274,10 +278,17 @@ impl LogStats {
         self.records.saturating_sub(self.error_records)
     }
 
+    /// Error records that originate in the writer: all but those naming another service.
+    pub fn own_error_records(&self) -> u64 {
+        self.error_records
+            .saturating_sub(self.foreign_error_records)
+    }
+
     /// Adds another bucket's counts.
     pub fn merge(&mut self, other: &Self) {
         self.records += other.records;
         self.error_records += other.error_records;
+        self.foreign_error_records += other.foreign_error_records;
     }
 }
 

@@ -134,9 +134,12 @@ impl NezhaDataset {
     /// [`Error::Io`] or [`Error::Dataset`] for an unreadable or malformed file.
     pub fn load(&self, part: &str, day: &str, range: Range<u64>) -> Result<Vec<ExportRequest>> {
         let dir = self.root.join(part).join(day);
+        // Logs last: a log record that names another service is read against the services
+        // known when it arrives, and a pod's metrics make its service known even when it
+        // answered no span in the range (a callee with no instances available).
         let mut requests = traces::load(&dir, day, &range)?;
-        requests.extend(logs::load(&dir, day, &range)?);
         requests.extend(metrics::load(&dir, &range)?);
+        requests.extend(logs::load(&dir, day, &range)?);
         Ok(requests)
     }
 
