@@ -4,7 +4,7 @@
 //! analysis, propagation accounted for ("explained away"), the correlation rules applied, and
 //! the candidates scored and ranked by the model ([`crate::ranker`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use loupe_graph::{
@@ -980,7 +980,14 @@ pub fn analyze(
         .filter_map(|(n, c)| Some((*n, *c.raw.get(&Feature::SelfTime)?)))
         .collect();
     let incoming = (&incoming_now, &incoming_before);
-    let infra = infrastructure(baseline, current, reference, &self_time, incoming, config);
+    let stopped = stopped_serving(changes, current.start, current.end);
+    let infra = infrastructure(
+        (baseline, current, reference),
+        &self_time,
+        incoming,
+        &stopped,
+        config,
+    );
     let mut gathered: Vec<Candidate> = candidates.into_values().collect();
     for (key, c) in infra {
         keys.push(key);
@@ -1187,6 +1194,35 @@ fn inputs_of(
     };
     x[KIND + kind] = 1.0;
     x
+}
+
+/// Reasons of Kubernetes events that say a pod of the service stopped answering: killed for
+/// memory (`OOMKilling` as the kernel's OOM killer reports it through the node, `OOMKilled` as
+/// the container's last state), a crash loop, an eviction, failed probes. `Killing` is left
+/// out: a rollout kills the old pods on purpose.
+pub const STOPPED_SERVING_REASONS: &[&str] = &[
+    "OOMKilling",
+    "OOMKilled",
+    "BackOff",
+    "CrashLoopBackOff",
+    "Evicted",
+    "Unhealthy",
+];
+
+/// The services one of whose pods stopped answering between `start` and `end` (unix ns): a
+/// Kubernetes event with one of [`STOPPED_SERVING_REASONS`].
+fn stopped_serving(changes: &[ChangeEvent], start: u64, end: u64) -> HashSet<&str> {
+    changes
+        .iter()
+        .filter(|c| {
+            c.kind == ChangeKind::KubernetesEvent
+                && (start..end).contains(&c.time_unix_nano)
+                && c.reason
+                    .as_deref()
+                    .is_some_and(|r| STOPPED_SERVING_REASONS.contains(&r))
+        })
+        .filter_map(|c| c.service.as_deref())
+        .collect()
 }
 
 /// The rollback of deployment `change`: the last deployment of its service after it and
@@ -1577,16 +1613,20 @@ const MIN_NODE_PODS: usize = 3;
 ///   much (each at most `explained_share` of it), so that the failure belongs to the path
 ///   rather than to the callee (a partition, a network policy). Other callers with fewer than
 ///   `min_requests` calls (a callee with one caller) count as calm: the path is then a
-///   candidate beside the callee, and the callee's own evidence (restarts, its own failures)
-///   decides between them.
+///   candidate beside the callee, and the callee's own evidence (its own failures) decides
+///   between them, unless a pod of the callee stopped answering in the window (`stopped`, see
+///   [`STOPPED_SERVING_REASONS`]): then the calls failed because the callee was down, and
+///   the path is no candidate.
+///
+/// `windows` is (baseline, current, reference).
 fn infrastructure(
-    baseline: &WindowStats,
-    current: &WindowStats,
-    reference: Option<&WindowStats>,
+    windows: (&WindowStats, &WindowStats, Option<&WindowStats>),
     self_time: &HashMap<&str, f64>,
     incoming: (&HashMap<&str, RedStats>, &HashMap<&str, RedStats>),
+    stopped: &HashSet<&str>,
     config: &AnalysisConfig,
 ) -> Vec<((CauseKind, String), Candidate)> {
+    let (baseline, current, reference) = windows;
     let mut out = Vec::new();
     // Databases.
     fn pooled(w: &WindowStats) -> BTreeMap<&str, RedStats> {
@@ -1715,8 +1755,12 @@ fn infrastructure(
             others_than(incoming.1, b, &e.target),
         );
         // Other callers too few to compare with (a callee with one caller) compare as calm:
-        // the callee's own evidence (its failures, restarts) then decides between the two.
-        let others_change = (others.0.calls >= config.min_requests)
+        // the callee's own evidence (its failures, a pod that stopped answering) then decides.
+        let compared = others.0.calls >= config.min_requests;
+        if !compared && stopped.contains(e.target.as_str()) {
+            continue;
+        }
+        let others_change = compared
             .then(|| evidence::error_spans(&e.target, &others.0, &others.1))
             .flatten()
             .map_or(0.0, |x| x.change);
@@ -2898,6 +2942,72 @@ mod infrastructure_tests {
                     None => assert!(got.is_empty(), "{what}: {got:?}"),
                 }
             }
+        }
+    }
+
+    /// A callee with one caller whose calls fail unanswered: the path, unless a pod of the
+    /// callee stopped answering in the window. (what, the event's reason and time in seconds
+    /// after the window's start, whether `cart->stock` is a candidate.)
+    #[test]
+    fn a_one_caller_path_is_no_candidate_when_its_callee_stopped_serving() {
+        let base = W {
+            services: SVC,
+            edges: CALLS,
+            queries: DB,
+            pods: PODS,
+        };
+        let current = W {
+            services: &[
+                ("front", 5.0, 600, 150),
+                ("cart", 5.0, 300, 150),
+                ("shop", 5.0, 300, 0),
+                ("stock", 5.0, 0, 0),
+            ],
+            edges: &[
+                ("front", "cart", 300, 150),
+                ("front", "shop", 300, 0),
+                ("cart", "stock", 150, 150),
+            ],
+            ..base
+        };
+        // (reason, seconds after the window's start)
+        type Event = Option<(&'static str, u64)>;
+        let cases: [(&str, Event, bool); 5] = [
+            ("no event", None, true),
+            ("OOM-killed in the window", Some(("OOMKilling", 60)), false),
+            ("crash loop in the window", Some(("BackOff", 200)), false),
+            ("a rollout's pod kill", Some(("Killing", 60)), true),
+            (
+                "OOM-killed after the window",
+                Some(("OOMKilling", 400)),
+                true,
+            ),
+        ];
+        let start = 300_000_000_000;
+        for (what, event, path) in cases {
+            let changes: Vec<ChangeEvent> = event
+                .into_iter()
+                .map(|(reason, at)| {
+                    let mut e = ChangeEvent::new(
+                        ChangeKind::KubernetesEvent,
+                        start + at * 1_000_000_000,
+                        "k8s_events",
+                    );
+                    e.service = Some("stock".into());
+                    e.reason = Some(reason.into());
+                    e
+                })
+                .collect();
+            let a = analyze(
+                &window(&base, 0),
+                &window(&current, start),
+                None,
+                &changes,
+                &AnalysisConfig::default(),
+            )
+            .unwrap();
+            let has_path = a.causes.iter().any(|c| c.entity.id() == "edge:cart->stock");
+            assert_eq!(has_path, path, "{what}: {:#?}", a.causes);
         }
     }
 
