@@ -536,21 +536,17 @@ pub(crate) fn log_deficit(
 }
 
 /// Change of a pod utilization metric (a 0..1 share of the limit), in percentage points: the
-/// peak bucket now against the baseline mean, or the mean now when `use_peak` is false. Both
-/// directions count: a sudden drop means a restart.
+/// peak point now against the baseline mean (a memory leak is killed at its peak, and the
+/// restart pulls the window's mean back down). Both directions count: a peak below the usual
+/// mean means the pod restarted and stayed low.
 pub(crate) fn utilization_change(
     pod: &str,
     feature: &'static str,
     current: &GaugeStats,
     baseline: &GaugeStats,
-    use_peak: bool,
 ) -> Option<Evidence> {
     let b = baseline.mean()?;
-    let c = if use_peak {
-        current.max
-    } else {
-        current.mean()?
-    };
+    let c = current.max;
     if current.count == 0 {
         return None;
     }
@@ -573,6 +569,47 @@ pub(crate) fn utilization_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pod's utilization change in points, one line per case: the window's (mean, peak), the
+    /// baseline's mean, the change.
+    #[test]
+    fn utilization_change_reads_the_windows_peak() {
+        let cases: [((f64, f64), f64, f64); 4] = [
+            // A leak killed at its limit: the restart pulls the mean to 0.30, the peak stays.
+            ((0.30, 0.98), 0.25, 73.0),
+            // Steady: the peak a point above the usual mean.
+            ((0.25, 0.26), 0.25, 1.0),
+            // Restarted before the window and stayed low: the peak below the usual mean.
+            ((0.10, 0.12), 0.25, 13.0),
+            // A CPU burst.
+            ((0.20, 0.90), 0.20, 70.0),
+        ];
+        for ((mean, peak), before, want) in cases {
+            let gauge = |mean: f64, max: f64| GaugeStats {
+                sum: mean * 10.0,
+                count: 10,
+                max,
+            };
+            let e = utilization_change("p", "u", &gauge(mean, peak), &gauge(before, before))
+                .expect("both windows have points");
+            assert!(
+                (e.change - want).abs() < 1e-9,
+                "{mean} {peak} {before}: {e:?}"
+            );
+        }
+        let empty = GaugeStats::default();
+        assert!(utilization_change(
+            "p",
+            "u",
+            &empty,
+            &GaugeStats {
+                sum: 1.0,
+                count: 4,
+                max: 0.3
+            }
+        )
+        .is_none());
+    }
 
     /// `(now, before, exposures) → z`: the conditional binomial test's normal approximation.
     #[test]

@@ -884,26 +884,23 @@ pub fn analyze(
         let no_pods = Vec::new();
         let now = pods_now.get(s.name.as_str()).unwrap_or(&no_pods);
         let before = pods_before.get(s.name.as_str()).unwrap_or(&no_pods);
+        // The window's peak against the baseline's mean: a leak's OOM kill comes at the peak,
+        // and the restart that follows pulls the window's mean back down.
         let resources = [
             (
                 Feature::Cpu,
                 K8S_POD_CPU_LIMIT_UTILIZATION,
                 "cpu_utilization",
-                true,
             ),
             (
                 Feature::Memory,
                 K8S_POD_MEMORY_LIMIT_UTILIZATION,
                 "memory_utilization",
-                false,
             ),
         ];
-        for (feature, metric, name, peak) in resources {
+        for (feature, metric, name) in resources {
             if let (Some(n), Some(b)) = (merged_gauge(now, metric), merged_gauge(before, metric)) {
-                c.add(
-                    feature,
-                    evidence::utilization_change(&s.name, name, &n, &b, peak),
-                );
+                c.add(feature, evidence::utilization_change(&s.name, name, &n, &b));
             }
         }
     }
