@@ -536,9 +536,9 @@ pub(crate) fn log_deficit(
 }
 
 /// Change of a pod utilization metric (a 0..1 share of the limit), in percentage points: the
-/// peak point now against the baseline mean (a memory leak is killed at its peak, and the
-/// restart pulls the window's mean back down). Both directions count: a peak below the usual
-/// mean means the pod restarted and stayed low.
+/// peak bucket now ([`GaugeStats::max`], the largest bucket mean) against the baseline mean (a
+/// memory leak is killed at its peak, and the restart pulls the window's mean back down). Both
+/// directions count: a peak below the usual mean means the pod restarted and stayed low.
 pub(crate) fn utilization_change(
     pod: &str,
     feature: &'static str,

@@ -1197,7 +1197,7 @@ fn inputs_of(
 /// memory (`OOMKilling` as the kernel's OOM killer reports it through the node, `OOMKilled` as
 /// the container's last state), a crash loop, an eviction, failed probes. `Killing` is left
 /// out: a rollout kills the old pods on purpose.
-pub const STOPPED_SERVING_REASONS: &[&str] = &[
+const STOPPED_SERVING_REASONS: &[&str] = &[
     "OOMKilling",
     "OOMKilled",
     "BackOff",
@@ -2723,14 +2723,32 @@ mod infrastructure_tests {
         ("cart", "n2", 0.2),
     ];
 
+    const BASE: W<'static> = W {
+        services: SVC,
+        edges: CALLS,
+        queries: DB,
+        pods: PODS,
+    };
+    /// `stock`'s only caller `cart` sees half its calls fail; `stock` answers none of them and
+    /// fails nothing of its own.
+    const ONE_CALLER_UNANSWERED: W<'static> = W {
+        services: &[
+            ("front", 5.0, 600, 150),
+            ("cart", 5.0, 300, 150),
+            ("shop", 5.0, 300, 0),
+            ("stock", 5.0, 0, 0),
+        ],
+        edges: &[
+            ("front", "cart", 300, 150),
+            ("front", "shop", 300, 0),
+            ("cart", "stock", 150, 150),
+        ],
+        ..BASE
+    };
+
     #[test]
     fn infrastructure_cases() {
-        let base = W {
-            services: SVC,
-            edges: CALLS,
-            queries: DB,
-            pods: PODS,
-        };
+        let base = BASE;
         #[allow(clippy::type_complexity)]
         // (what, the window, the top cause, services and what their counter-evidence says:
         // nothing when `None`)
@@ -2802,20 +2820,7 @@ mod infrastructure_tests {
             ),
             (
                 "its only caller's calls fail unanswered, nothing else of its own fails: the path",
-                W {
-                    services: &[
-                        ("front", 5.0, 600, 150),
-                        ("cart", 5.0, 300, 150),
-                        ("shop", 5.0, 300, 0),
-                        ("stock", 5.0, 0, 0),
-                    ],
-                    edges: &[
-                        ("front", "cart", 300, 150),
-                        ("front", "shop", 300, 0),
-                        ("cart", "stock", 150, 150),
-                    ],
-                    ..base
-                },
+                ONE_CALLER_UNANSWERED,
                 "edge:cart->stock",
                 &[(
                     "stock",
@@ -2947,26 +2952,6 @@ mod infrastructure_tests {
     /// after the window's start, whether `cart->stock` is a candidate.)
     #[test]
     fn a_one_caller_path_is_no_candidate_when_its_callee_stopped_serving() {
-        let base = W {
-            services: SVC,
-            edges: CALLS,
-            queries: DB,
-            pods: PODS,
-        };
-        let current = W {
-            services: &[
-                ("front", 5.0, 600, 150),
-                ("cart", 5.0, 300, 150),
-                ("shop", 5.0, 300, 0),
-                ("stock", 5.0, 0, 0),
-            ],
-            edges: &[
-                ("front", "cart", 300, 150),
-                ("front", "shop", 300, 0),
-                ("cart", "stock", 150, 150),
-            ],
-            ..base
-        };
         // (reason, seconds after the window's start)
         type Event = Option<(&'static str, u64)>;
         let cases: [(&str, Event, bool); 5] = [
@@ -2996,8 +2981,8 @@ mod infrastructure_tests {
                 })
                 .collect();
             let a = analyze(
-                &window(&base, 0),
-                &window(&current, start),
+                &window(&BASE, 0),
+                &window(&ONE_CALLER_UNANSWERED, start),
                 None,
                 &changes,
                 &AnalysisConfig::default(),
