@@ -74,8 +74,9 @@ pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result
     let topology = std::sync::Arc::new(Topology::builtin("otel-demo")?);
     let api = format!("http://{}", server.http_addr);
     let topology_rate = topology.requests_per_second;
+    println!("open the investigation UI: {api}/");
     println!(
-        "loupe is serving: OTLP/gRPC {}, OTLP/HTTP {}, API and web page {api}",
+        "loupe is serving: OTLP/gRPC {}, OTLP/HTTP {}, REST API {api}/api/v1",
         server.otlp_grpc_addr, server.otlp_http_addr
     );
     println!(
@@ -138,7 +139,7 @@ pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result
         },
     );
     let watch = watch_incidents(api.clone());
-    println!("ctrl-c to stop; meanwhile: curl {api}/api/v1/incidents");
+    println!("ctrl-c to stop; incidents appear at {api}/incidents as loupe opens them");
     let result = tokio::select! {
         r = stream => r.map(|_| ()),
         r = watch => r,
@@ -177,7 +178,7 @@ async fn watch_incidents(api: String) -> anyhow::Result<()> {
                 Some(_) => "re-ranked",
             };
             println!(
-                "incident #{id} {what}: {} | top cause: {top} | {api}/api/v1/incidents/{id}",
+                "incident #{id} {what}: {} | top cause: {top} | {api}/incidents/{id}",
                 i["title"].as_str().unwrap_or("")
             );
             seen.insert(id, now);
@@ -194,6 +195,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     server
         .wait_ready(std::time::Duration::from_secs(60))
         .await?;
+    println!("open the investigation UI: http://{}/", server.http_addr);
     let dataset = NezhaDataset::open(demo_dataset_dir()).context("the vendored demo case")?;
     let cases = dataset.ground_truth()?;
     let case = cases.first().context("the demo dataset has no case")?;
@@ -263,6 +265,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     let api = server.http_addr;
+    let incident = open_incident(
+        &format!("http://{api}"),
+        (telemetry.fault.start, telemetry.fault.end),
+        &format!(
+            "Nezha {} ({}, {})",
+            case.case_id, case.fault_type, case.system
+        ),
+    )
+    .await?;
+    println!(
+        "\nopened incident #{incident} for the fault window: http://{api}/incidents/{incident}"
+    );
     println!(
         "\nthe server keeps running; explore it:\n  open http://{api}/\n  curl 'http://{api}/api/v1/services?at={}&window=10m'\n  curl -X POST http://{api}/api/v1/analyze -d '{{\"start\":{},\"end\":{}}}'\n  cargo run -- query --server http://{api} \"SELECT service_name, count(*) AS spans, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors FROM spans GROUP BY service_name ORDER BY errors DESC\"\nctrl-c to stop",
         telemetry.fault.end, telemetry.fault.start, telemetry.fault.end
@@ -270,4 +284,33 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;
     Ok(())
+}
+
+/// Opens an incident by hand for `window` through the API (`POST /api/v1/incidents`), so the
+/// web UI shows the replayed case; returns its id.
+///
+/// # Errors
+/// When the API cannot be reached or refuses the window.
+async fn open_incident(api: &str, window: (u64, u64), title: &str) -> anyhow::Result<u64> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = serde_json::json!({"start": window.0, "end": window.1, "title": title});
+    let request = hyper::Request::post(format!("{api}/api/v1/incidents"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            serde_json::to_vec(&body)?,
+        )))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "opening the incident: {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let incident: serde_json::Value = serde_json::from_slice(&bytes)?;
+    incident["id"]
+        .as_u64()
+        .context("the opened incident has no id")
 }

@@ -57,7 +57,8 @@ enum Command {
         #[command(subcommand)]
         mode: SimulateMode,
     },
-    /// Send a dataset to an OTLP/gRPC endpoint with its original timestamps.
+    /// Send a dataset to an OTLP/gRPC endpoint with its original timestamps (a simulated case
+    /// set's change webhooks go to --api).
     Replay {
         /// Dataset format.
         format: DatasetFormat,
@@ -66,6 +67,9 @@ enum Command {
         /// OTLP/gRPC endpoint.
         #[arg(long, default_value = "http://127.0.0.1:4317")]
         endpoint: String,
+        /// loupe's REST API, where a simulated case set's change webhooks go (sim only).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
         /// Comma-separated case ids to replay (default: every case).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
@@ -276,7 +280,7 @@ enum DatasetFormat {
     Nezha,
     /// A loupe data directory's Parquet segments (replay only).
     Loupe,
-    /// A simulated case set (`loupe simulate cases`; eval only).
+    /// A simulated case set (`loupe simulate cases`).
     Sim,
 }
 
@@ -512,19 +516,26 @@ async fn main() -> anyhow::Result<()> {
                 min_target_rate: loupe_simulate::scenario::MIN_TARGET_RATE,
                 duration: duration.map(Into::into),
             };
-            eprintln!("streaming {} to {endpoint}; ctrl-c to stop", system.topology);
+            eprintln!(
+                "streaming {} to {endpoint}; ctrl-c to stop",
+                system.topology
+            );
             let stream = loupe::simulate::stream(config, |event| {
                 use loupe::simulate::StreamEvent;
                 match event {
                     StreamEvent::FaultStarted(t) => println!(
                         "{}",
-                        serde_json::to_string(&serde_json::json!({"event": "fault_started", "truth": t}))
-                            .unwrap_or_default()
+                        serde_json::to_string(
+                            &serde_json::json!({"event": "fault_started", "truth": t})
+                        )
+                        .unwrap_or_default()
                     ),
                     StreamEvent::FaultEnded(t) => println!(
                         "{}",
-                        serde_json::to_string(&serde_json::json!({"event": "fault_ended", "case_id": t.case_id}))
-                            .unwrap_or_default()
+                        serde_json::to_string(
+                            &serde_json::json!({"event": "fault_ended", "case_id": t.case_id})
+                        )
+                        .unwrap_or_default()
                     ),
                     StreamEvent::Progress(p) => eprintln!(
                         "sent {} items in {} requests ({} rejected), {} changes",
@@ -583,10 +594,23 @@ async fn main() -> anyhow::Result<()> {
         } => loupe::query::run(&server, &sql, json, max_rows).await?,
         Command::Replay {
             format: DatasetFormat::Sim,
+            dir,
+            endpoint,
+            api,
+            cases,
+            from,
             ..
-        } => anyhow::bail!(
-            "replay reads nezha datasets and loupe data directories; a simulated case set is scored with `loupe eval sim DIR`, or streamed live with `loupe simulate stream`"
-        ),
+        } => {
+            anyhow::ensure!(
+                from.is_none(),
+                "a simulated case set is replayed case by case (--cases), not by time range"
+            );
+            let totals = replay::send_sim_cases(&dir, &cases, &endpoint, &api).await?;
+            println!(
+                "sent {} items in {} requests to {endpoint} and the change webhooks to {api}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
+        }
         Command::Replay {
             format: DatasetFormat::Loupe,
             dir,
@@ -612,6 +636,7 @@ async fn main() -> anyhow::Result<()> {
             cases,
             from,
             to,
+            ..
         } => {
             let dataset = NezhaDataset::open(&dir)?;
             let range = match (from, to) {
@@ -689,7 +714,8 @@ async fn main() -> anyhow::Result<()> {
             if baselines {
                 let all = dataset.ground_truth()?;
                 let selected = loupe::eval::select(&all, &cases)?;
-                match loupe::baselines::run(&dataset, &selected, &all, &python, eval_progress(json)) {
+                match loupe::baselines::run(&dataset, &selected, &all, &python, eval_progress(json))
+                {
                     Ok(b) => report.baselines = b,
                     Err(e) => baseline_error = Some(e),
                 }

@@ -163,3 +163,73 @@ async fn send_one(
     bar.inc(items);
     Ok(())
 }
+
+/// Sends the cases of a simulated case set (`loupe simulate cases`) to a running server, as its
+/// fleet would have: every OTLP request to `endpoint` over OTLP/gRPC and every change webhook
+/// (deployments, flag and config changes) to `api`'s `/api/v1/changes`, merged in the order
+/// of their event times, with their original timestamps. Cases go in the order of the set's
+/// `ground_truth.json`; `cases` selects some (empty: every case).
+///
+/// # Errors
+/// When a case id is unknown, a case's files cannot be read, or the endpoint or the API
+/// cannot be reached or refuses a request.
+pub async fn send_sim_cases(
+    dir: &std::path::Path,
+    cases: &[String],
+    endpoint: &str,
+    api: &str,
+) -> anyhow::Result<ReplayTotals> {
+    use loupe_simulate::cases::{read_case, read_ground_truth};
+    let truths = read_ground_truth(dir)?;
+    for id in cases {
+        anyhow::ensure!(
+            truths.iter().any(|t| &t.case_id == id),
+            "unknown case {id:?} in {}",
+            dir.display()
+        );
+    }
+    let selected: Vec<_> = truths
+        .iter()
+        .filter(|t| cases.is_empty() || cases.contains(&t.case_id))
+        .collect();
+    let mut client = OtlpGrpcClient::connect(endpoint).await?;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut totals = ReplayTotals::default();
+    for truth in selected {
+        let telemetry = read_case(dir, &truth.case_id)?;
+        let bar = ProgressBar::new(
+            telemetry
+                .requests
+                .iter()
+                .map(ExportRequest::item_count)
+                .sum::<usize>() as u64,
+        );
+        bar.set_message(truth.case_id.clone());
+        // One timeline of requests and webhooks; a stable sort keeps each signal's own order.
+        enum Step {
+            Request(ExportRequest),
+            Notice(loupe_simulate::Notice),
+        }
+        let mut steps: Vec<(u64, Step)> = telemetry
+            .requests
+            .into_iter()
+            .map(|r| (r.earliest_time_unix_nano().unwrap_or(0), Step::Request(r)))
+            .chain(
+                telemetry
+                    .notices
+                    .into_iter()
+                    .map(|n| (n.at_unix_nano, Step::Notice(n))),
+            )
+            .collect();
+        steps.sort_by_key(|(t, _)| *t);
+        for (_, step) in steps {
+            match step {
+                Step::Request(r) => send_one(&mut client, r, &mut totals, &bar).await?,
+                Step::Notice(n) => crate::simulate::post_notice(&http, api, &n).await?,
+            }
+        }
+        bar.finish_and_clear();
+    }
+    Ok(totals)
+}

@@ -152,6 +152,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         store: engine.store(),
         limits: config.query_limits,
         readiness: engine.clone(),
+        clock: clock.clone(),
     }));
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;

@@ -1,5 +1,6 @@
 //! The REST API on the knowledge graph, the analysis and the store: graph, diff, entities,
-//! changes, incidents, verdicts, SQL, traces (`routes.rs`, `sql.rs`), described in OpenAPI 3.1
+//! changes, incidents, verdicts, SQL, trace search and trace trees (`routes.rs`, `sql.rs`,
+//! `traces.rs`), described in OpenAPI 3.1
 //! at `GET /api/v1/openapi.json` (`api/openapi.json`); `/healthz`, `/readyz`, and the web page
 //! at `/`.
 //!
@@ -11,6 +12,7 @@ mod error;
 mod params;
 mod routes;
 mod sql;
+mod traces;
 
 pub use error::{ApiError, Result};
 pub use params::{parse_duration, parse_time, parse_time_str};

@@ -330,8 +330,18 @@ struct IncidentSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     resolved_unix_nano: Option<u64>,
     symptoms: usize,
+    /// The symptoms' objectives (`error_ratio`, `latency`, `traffic`), each once.
+    symptom_objectives: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_cause: Option<String>,
+    /// The top cause's id (`service:cart`, `edge:checkout->cart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_cause_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_cause_probability: Option<f64>,
+    /// Whether the top cause clears the confidence bar (absent until an analysis ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confident: Option<bool>,
 }
 
 fn incidents_of(state: &ApiState) -> Result<std::sync::MutexGuard<'_, Incidents>> {
@@ -347,20 +357,27 @@ async fn list_incidents(State(state): State<ApiState>) -> Result<Json<serde_json
     let list: Vec<IncidentSummary> = incidents
         .list()
         .into_iter()
-        .map(|i| IncidentSummary {
-            id: i.id,
-            title: i.title.clone(),
-            status: i.status,
-            source: i.source.to_string(),
-            onset_unix_nano: i.onset_unix_nano,
-            opened_unix_nano: i.opened_unix_nano,
-            resolved_unix_nano: i.resolved_unix_nano,
-            symptoms: i.symptoms.len(),
-            top_cause: i
-                .analysis
-                .as_ref()
-                .and_then(|a| a.causes.first())
-                .map(|c| c.entity.name.clone()),
+        .map(|i| {
+            let top = i.analysis.as_ref().and_then(|a| a.causes.first());
+            let mut objectives: Vec<String> =
+                i.symptoms.iter().map(|s| s.objective.to_string()).collect();
+            objectives.sort();
+            objectives.dedup();
+            IncidentSummary {
+                id: i.id,
+                title: i.title.clone(),
+                status: i.status,
+                source: i.source.to_string(),
+                onset_unix_nano: i.onset_unix_nano,
+                opened_unix_nano: i.opened_unix_nano,
+                resolved_unix_nano: i.resolved_unix_nano,
+                symptoms: i.symptoms.len(),
+                symptom_objectives: objectives,
+                top_cause: top.map(|c| c.entity.name.clone()),
+                top_cause_id: top.map(|c| c.entity.id()),
+                top_cause_probability: top.map(|c| c.probability),
+                confident: i.analysis.as_ref().map(|a| a.confident),
+            }
         })
         .collect();
     Ok(Json(serde_json::json!({ "incidents": list })))

@@ -1,16 +1,18 @@
 //! SQL over stored telemetry and the readiness probe: `POST /api/v1/query`,
-//! `GET /api/v1/traces/{trace_id}`, `GET /api/v1/store`, `GET /readyz`.
+//! `GET /api/v1/traces` (search, `traces.rs`), `GET /api/v1/traces/{trace_id}`,
+//! `GET /api/v1/store`, `GET /readyz`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use loupe_model::time::SharedClock;
 use loupe_store::datafusion::arrow::datatypes::SchemaRef;
 use loupe_store::datafusion::arrow::ipc::writer::StreamWriter;
 use loupe_store::datafusion::arrow::json::ArrayWriter;
@@ -43,6 +45,8 @@ pub struct SqlState {
     pub limits: QueryLimits,
     /// Recovery state.
     pub readiness: Arc<dyn Readiness>,
+    /// The clock behind default time ranges.
+    pub clock: SharedClock,
 }
 
 /// The SQL, trace, store and readiness routes.
@@ -50,6 +54,7 @@ pub fn sql_router(state: SqlState) -> Router {
     Router::new()
         .route("/readyz", get(readyz))
         .route("/api/v1/query", post(query))
+        .route("/api/v1/traces", get(search_traces))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/store", get(store_stats))
         .with_state(state)
@@ -215,6 +220,23 @@ async fn query(State(state): State<SqlState>, headers: HeaderMap, body: Bytes) -
         elapsed_ms: out.elapsed.as_secs_f64() * 1e3,
     })
     .into_response())
+}
+
+#[derive(Serialize)]
+struct TraceSearchResponse {
+    traces: Vec<crate::traces::TraceSummary>,
+}
+
+/// `GET /api/v1/traces?service=S…`: see [`crate::traces`].
+async fn search_traces(
+    State(state): State<SqlState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<TraceSearchResponse>> {
+    let search = crate::traces::TraceSearch::parse(&query, state.clock.now_unix_nano())?;
+    let out = run(&state, &search.sql(), Some(search.limit), None).await?;
+    Ok(Json(TraceSearchResponse {
+        traces: crate::traces::summaries(json_rows(&out.batches)?)?,
+    }))
 }
 
 /// One span of a trace tree.

@@ -172,6 +172,49 @@ impl ExportRequest {
         }
     }
 
+    /// The earliest event time the request carries, unix nanoseconds: spans' start times, log
+    /// records' times (their observed times when unset), data points' times; `None` when it
+    /// carries no item with a time. Replays order requests of different signals by it.
+    pub fn earliest_time_unix_nano(&self) -> Option<u64> {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let nonzero = |t: u64| (t > 0).then_some(t);
+        match &self.0 {
+            Inner::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .filter_map(|s| nonzero(s.start_time_unix_nano))
+                .min(),
+            Inner::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records)
+                .filter_map(|l| nonzero(l.time_unix_nano).or(nonzero(l.observed_time_unix_nano)))
+                .min(),
+            Inner::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .filter_map(|m| match &m.data {
+                    Some(Data::Gauge(g)) => g.data_points.iter().map(|p| p.time_unix_nano).min(),
+                    Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.time_unix_nano).min(),
+                    Some(Data::Histogram(h)) => {
+                        h.data_points.iter().map(|p| p.time_unix_nano).min()
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        h.data_points.iter().map(|p| p.time_unix_nano).min()
+                    }
+                    Some(Data::Summary(s)) => s.data_points.iter().map(|p| p.time_unix_nano).min(),
+                    None => None,
+                })
+                .filter_map(nonzero)
+                .min(),
+        }
+    }
+
     /// Feeds the request to a receiver in process, through the same decode path as the wire.
     ///
     /// # Errors
