@@ -73,7 +73,8 @@ enum Command {
         /// Comma-separated case ids to replay (default: every case).
         #[arg(long, value_delimiter = ',')]
         cases: Vec<String>,
-        /// Start of a time range to replay instead of cases (RFC 3339 or unix nanoseconds).
+        /// Start of a time range to replay instead of cases (RFC 3339 or unix nanoseconds; for
+        /// a simulated case set, within the selected cases).
         #[arg(long, requires = "to")]
         from: Option<String>,
         /// End of that time range.
@@ -599,13 +600,13 @@ async fn main() -> anyhow::Result<()> {
             api,
             cases,
             from,
-            ..
+            to,
         } => {
-            anyhow::ensure!(
-                from.is_none(),
-                "a simulated case set is replayed case by case (--cases), not by time range"
-            );
-            let totals = replay::send_sim_cases(&dir, &cases, &endpoint, &api).await?;
+            let range = match (from, to) {
+                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
+                _ => None,
+            };
+            let totals = replay::send_sim_cases(&dir, &cases, range, &endpoint, &api).await?;
             println!(
                 "sent {} items in {} requests to {endpoint} and the change webhooks to {api}; rejected {}",
                 totals.items, totals.requests, totals.rejected

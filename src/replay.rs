@@ -168,7 +168,8 @@ async fn send_one(
 /// fleet would have: every OTLP request to `endpoint` over OTLP/gRPC and every change webhook
 /// (deployments, flag and config changes) to `api`'s `/api/v1/changes`, merged in the order
 /// of their event times, with their original timestamps. Cases go in the order of the set's
-/// `ground_truth.json`; `cases` selects some (empty: every case).
+/// `ground_truth.json`; `cases` selects some (empty: every case); `range` keeps the requests
+/// whose earliest item and the webhooks whose time fall in it (to stop a case mid-fault, say).
 ///
 /// # Errors
 /// When a case id is unknown, a case's files cannot be read, or the endpoint or the API
@@ -176,6 +177,7 @@ async fn send_one(
 pub async fn send_sim_cases(
     dir: &std::path::Path,
     cases: &[String],
+    range: Option<Range<u64>>,
     endpoint: &str,
     api: &str,
 ) -> anyhow::Result<ReplayTotals> {
@@ -222,6 +224,7 @@ pub async fn send_sim_cases(
                     .map(|n| (n.at_unix_nano, Step::Notice(n))),
             )
             .collect();
+        steps.retain(|(t, _)| range.as_ref().is_none_or(|r| r.contains(t)));
         steps.sort_by_key(|(t, _)| *t);
         for (_, step) in steps {
             match step {
