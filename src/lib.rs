@@ -1,8 +1,9 @@
 //! The `loupe` binary's library half: the engine that wires ingest to the store and the graph,
-//! the server that binds the OTLP receivers and the API, and the commands (`eval`, `replay`,
-//! `demo`, `simulate`, `bench`). Kept as a library so end-to-end tests start a real server in process.
+//! the server that binds the OTLP receivers and the API, and the commands (`ask`, `eval`,
+//! `replay`, `demo`, `simulate`, `bench`, `query`). Kept as a library so end-to-end tests start a real server in process.
 
 pub mod ablation;
+pub mod ask;
 pub mod baselines;
 pub mod bench;
 pub mod bench_store;

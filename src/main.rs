@@ -122,6 +122,28 @@ enum Command {
         #[arg(long)]
         max_rows: Option<usize>,
     },
+    /// Ask a running server a question in plain English ("why is checkout slow since 14:00?",
+    /// "what changed in the last hour?", "help") and print its answer.
+    Ask {
+        /// The question.
+        question: String,
+        /// The server's REST API.
+        #[arg(long, env = "LOUPE_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Your IANA time zone, for the times you type and read (default: UTC).
+        #[arg(long, env = "LOUPE_TIME_ZONE")]
+        time_zone: Option<String>,
+        /// Who asks (the author of a verdict) [default: $USER].
+        #[arg(long)]
+        by: Option<String>,
+        /// Read the question as if asked at this time (RFC 3339 or unix nanoseconds; for
+        /// replayed data) [default: the server's now].
+        #[arg(long)]
+        now: Option<String>,
+        /// Print the JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
     Eval {
         /// Dataset format.
@@ -427,6 +449,17 @@ fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
     loupe_api::parse_time_str(name, value).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// `--from`/`--to` as a range of unix nanoseconds (clap makes them come together).
+fn range_args(
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<Option<std::ops::Range<u64>>> {
+    Ok(match (from, to) {
+        (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
+        _ => None,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -593,6 +626,25 @@ async fn main() -> anyhow::Result<()> {
             json,
             max_rows,
         } => loupe::query::run(&server, &sql, json, max_rows).await?,
+        Command::Ask {
+            question,
+            server,
+            time_zone,
+            by,
+            now,
+            json,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "loupe ask".into());
+            let now = now.map(|t| time_arg("now", &t)).transpose()?;
+            let asked = loupe::ask::Asked {
+                time_zone: time_zone.as_deref(),
+                by: &by,
+                now,
+            };
+            loupe::ask::run(&server, &question, &asked, json).await?
+        }
         Command::Replay {
             format: DatasetFormat::Sim,
             dir,
@@ -602,10 +654,7 @@ async fn main() -> anyhow::Result<()> {
             from,
             to,
         } => {
-            let range = match (from, to) {
-                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
-                _ => None,
-            };
+            let range = range_args(from, to)?;
             let totals = replay::send_sim_cases(&dir, &cases, range, &endpoint, &api).await?;
             println!(
                 "sent {} items in {} requests to {endpoint} and the change webhooks to {api}; rejected {}",
@@ -620,10 +669,7 @@ async fn main() -> anyhow::Result<()> {
             to,
             ..
         } => {
-            let range = match (from, to) {
-                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
-                _ => None,
-            };
+            let range = range_args(from, to)?;
             let totals = replay::send_stored(&endpoint, &dir, range).await?;
             println!(
                 "sent {} items in {} requests to {endpoint}; rejected {}",
@@ -640,10 +686,7 @@ async fn main() -> anyhow::Result<()> {
             ..
         } => {
             let dataset = NezhaDataset::open(&dir)?;
-            let range = match (from, to) {
-                (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
-                _ => None,
-            };
+            let range = range_args(from, to)?;
             let requests = replay::requests(&dataset, &ReplaySelection { cases, range })?;
             let totals = replay::send(&endpoint, requests, false).await?;
             println!(

@@ -20,7 +20,6 @@ pub async fn run(
     json: bool,
     max_rows: Option<usize>,
 ) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
     let mut body = serde_json::json!({ "sql": sql });
     if let Some(m) = max_rows {
         body["max_rows"] = m.into();
@@ -30,28 +29,8 @@ pub async fn run(
     } else {
         ARROW_STREAM
     };
-    let request = hyper::Request::post(&url)
-        .header("content-type", "application/json")
-        .header("accept", accept)
-        .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let response = client
-        .request(request)
-        .await
-        .with_context(|| format!("cannot reach loupe at {server} (is `loupe serve` running?)"))?;
-    let status = response.status();
-    let truncated = response
-        .headers()
-        .get("loupe-truncated")
-        .is_some_and(|v| v == "true");
-    let bytes = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        anyhow::bail!("{status}: {message}");
-    }
+    let (headers, bytes) = post_api(server, "/api/v1/query", &body, accept).await?;
+    let truncated = headers.get("loupe-truncated").is_some_and(|v| v == "true");
     if json {
         println!("{}", String::from_utf8_lossy(&bytes));
         return Ok(());
@@ -70,4 +49,38 @@ pub async fn run(
         }
     );
     Ok(())
+}
+
+/// POSTs `body` as JSON to `path` on the server at `server`, asking for `accept`; returns the
+/// answer's headers and body.
+///
+/// # Errors
+/// When the server cannot be reached, or answers with an error (its `error.message`).
+pub(crate) async fn post_api(
+    server: &str,
+    path: &str,
+    body: &serde_json::Value,
+    accept: &str,
+) -> anyhow::Result<(hyper::HeaderMap, Bytes)> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let request = hyper::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach loupe at {server} (is `loupe serve` running?)"))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        anyhow::bail!("{status}: {message}");
+    }
+    Ok((headers, bytes))
 }

@@ -137,23 +137,29 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         None => Incidents::default(),
     };
     let incidents = Arc::new(Mutex::new(incidents));
-    let api = loupe_api::router(ApiState {
+    let api_state = ApiState {
         graph: engine.graph(),
         clock: clock.clone(),
         analysis: config.analysis.clone(),
         incidents: incidents.clone(),
-    })
-    .merge(loupe_ingest::changes::changes_router(
-        engine.clone(),
-        clock.clone(),
-    ))
-    .merge(loupe_api::sql_router(SqlState {
+    };
+    let sql_state = SqlState {
         query: engine.query_engine(),
         store: engine.store(),
         limits: config.query_limits,
         readiness: engine.clone(),
         clock: clock.clone(),
-    }));
+    };
+    let api = loupe_api::router(api_state.clone())
+        .merge(loupe_ingest::changes::changes_router(
+            engine.clone(),
+            clock.clone(),
+        ))
+        .merge(loupe_api::ask_router(loupe_api::AskState {
+            api: api_state,
+            sql: sql_state.clone(),
+        }))
+        .merge(loupe_api::sql_router(sql_state));
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;

@@ -8,12 +8,14 @@
 //! humantime strings (`5m`, `90s`) or integer nanoseconds. Errors are
 //! `{"error":{"code":…,"message":…}}` with the matching HTTP status.
 
+pub mod ask;
 mod error;
 mod params;
 mod routes;
 mod sql;
 mod traces;
 
+pub use ask::{ask_router, AskState};
 pub use error::{ApiError, Result};
 pub use params::{parse_duration, parse_time, parse_time_str};
 pub use routes::{router, ApiState};

@@ -39,7 +39,7 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    fn read<T>(&self, f: impl FnOnce(&KnowledgeGraph) -> T) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&KnowledgeGraph) -> T) -> Result<T> {
         let graph = self
             .graph
             .read()

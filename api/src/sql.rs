@@ -119,7 +119,7 @@ fn query_error(e: QueryError) -> ApiError {
 }
 
 /// Rows as JSON objects (arrow-json: timestamps as RFC 3339, maps and structs as objects).
-fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
+pub(crate) fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
     let mut writer = ArrayWriter::new(Vec::new());
     for b in batches {
         writer
@@ -149,7 +149,7 @@ fn ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
 }
 
 /// Runs `sql` within the server's limits, narrowed by the request's.
-async fn run(
+pub(crate) async fn run(
     state: &SqlState,
     sql: &str,
     max_rows: Option<usize>,

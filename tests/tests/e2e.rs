@@ -2,6 +2,7 @@
 //! `opentelemetry-otlp` exporters over gRPC and HTTP/protobuf, raw HTTP requests for malformed
 //! input), a real Nezha case replayed over OTLP/gRPC, and a restart from the write-ahead log.
 
+mod ask;
 mod simulate;
 mod store;
 mod support;
@@ -829,6 +830,7 @@ async fn the_openapi_document_describes_every_route_and_only_routes() {
         include_str!("../../api/src/routes.rs"),
         include_str!("../../api/src/sql.rs"),
         include_str!("../../ingest/src/changes.rs"),
+        include_str!("../../api/src/ask/mod.rs"),
     ];
     for path in sources.iter().flat_map(|s| routed_paths(s)) {
         if path == "/api/v1/entities/{*path}" {

@@ -313,7 +313,7 @@ async fn stored_segments_replay_into_another_server() {
 }
 
 /// The `loupe` binary of this build: `target/<profile>/loupe`, built on demand.
-fn loupe_binary() -> PathBuf {
+pub(crate) fn loupe_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
     let bin = profile_dir.join(format!("loupe{}", std::env::consts::EXE_SUFFIX));

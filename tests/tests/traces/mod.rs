@@ -55,6 +55,16 @@ fn trace_id(t: u128) -> String {
     format!("{t:032x}")
 }
 
+/// The trace ids a search answered, in order.
+fn found(body: &Value) -> Vec<String> {
+    body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trace_search_finds_traces_by_service_operation_status_and_duration() {
     let dir = temp_dir("trace-search");
@@ -88,14 +98,8 @@ async fn the_trace_search_finds_traces_by_service_operation_status_and_duration(
     ];
     for (query, want) in cases {
         let body = get_json(server.http_addr, &format!("/api/v1/traces?{query}&{range}")).await;
-        let got: Vec<&str> = body["traces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["trace_id"].as_str().unwrap())
-            .collect();
         let want: Vec<String> = want.iter().map(|&t| trace_id(t)).collect();
-        assert_eq!(got, want, "{query}: {body:#}");
+        assert_eq!(found(&body), want, "{query}: {body:#}");
     }
     // A narrower range leaves the earlier traces out.
     let late = format!(
@@ -104,13 +108,11 @@ async fn the_trace_search_finds_traces_by_service_operation_status_and_duration(
         ns(10_000)
     );
     let body = get_json(server.http_addr, &late).await;
-    let got: Vec<&str> = body["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["trace_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(got, [trace_id(4), trace_id(3), trace_id(2)], "{body:#}");
+    assert_eq!(
+        found(&body),
+        [trace_id(4), trace_id(3), trace_id(2)],
+        "{body:#}"
+    );
     // A trace's summary: its root, its whole span, its spans and its errors.
     let body = get_json(
         server.http_addr,
