@@ -19,6 +19,9 @@
 //! [query]
 //! max_rows = 10000
 //! timeout = "30s"
+//!
+//! [mcp]
+//! allow_writes = false        # let MCP agents record verdicts
 //! ```
 
 use std::net::SocketAddr;
@@ -49,6 +52,17 @@ pub struct FileConfig {
     /// `[query]`.
     #[serde(default)]
     pub query: QuerySection,
+    /// `[mcp]`.
+    #[serde(default)]
+    pub mcp: McpSection,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSection {
+    /// Whether MCP agents may record verdicts (`record_verdict`).
+    pub allow_writes: Option<bool>,
 }
 
 /// `[store]`.

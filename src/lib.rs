@@ -13,6 +13,7 @@ pub mod edges_table;
 pub mod engine;
 pub mod eval;
 pub mod eval_sim;
+pub mod mcp;
 pub mod query;
 pub mod replay;
 pub mod server;

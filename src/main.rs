@@ -144,6 +144,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve loupe's MCP tools over stdio for an agent that spawns a process (Claude Code,
+    /// Cursor…), each tool a call to a running server's API.
+    Mcp {
+        /// The server's REST API.
+        #[arg(long, env = "LOUPE_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Let the agent record verdicts (`record_verdict`).
+        #[arg(long)]
+        allow_writes: bool,
+    },
     /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
     Eval {
         /// Dataset format.
@@ -347,6 +357,9 @@ struct ServeArgs {
     /// "latency_threshold_seconds": 0.5, "latency_target": 0.99}}}`.
     #[arg(long, env = "LOUPE_SLO_FILE")]
     slo_file: Option<PathBuf>,
+    /// Let MCP agents record verdicts (`/mcp`'s `record_verdict`; config `mcp.allow_writes`).
+    #[arg(long, env = "LOUPE_MCP_ALLOW_WRITES")]
+    mcp_allow_writes: bool,
     #[command(flatten)]
     model: loupe::config::ModelArgs,
     /// When the write-ahead log reaches the disk: `batch` (fsync before each acknowledgement)
@@ -415,6 +428,7 @@ impl ServeArgs {
             query_limits: loupe::config::query_limits(&file.query)?,
             detect,
             analysis: self.model.analysis_config()?,
+            mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),
             ..defaults
         })
     }
@@ -626,6 +640,10 @@ async fn main() -> anyhow::Result<()> {
             json,
             max_rows,
         } => loupe::query::run(&server, &sql, json, max_rows).await?,
+        Command::Mcp {
+            server,
+            allow_writes,
+        } => loupe::mcp::serve_stdio(&server, allow_writes).await?,
         Command::Ask {
             question,
             server,

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub detect: DetectConfig,
     /// Ranking settings and model (rules and weights), for incidents and `/analyze`.
     pub analysis: AnalysisConfig,
+    /// Whether MCP agents may record verdicts (`/mcp`'s `record_verdict`).
+    pub mcp_allow_writes: bool,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +59,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             detect: DetectConfig::default(),
             analysis: AnalysisConfig::default(),
+            mcp_allow_writes: false,
         }
     }
 }
@@ -160,6 +163,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             sql: sql_state.clone(),
         }))
         .merge(loupe_api::sql_router(sql_state));
+    // MCP at /mcp: its tools call the routes above in process. The Host header may also name
+    // the address the API listens on (rmcp refuses other hosts, against DNS rebinding).
+    let mcp = loupe_api::mcp::streamable_http_service(
+        Arc::new(loupe_api::mcp::RouterBackend(api.clone())),
+        clock.clone(),
+        config.mcp_allow_writes,
+        vec![
+            config.http_addr.ip().to_string(),
+            config.http_addr.to_string(),
+        ],
+    );
+    let api = api.nest_service("/mcp", mcp);
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;

@@ -10,6 +10,7 @@
 
 pub mod ask;
 mod error;
+pub mod mcp;
 mod params;
 mod routes;
 mod sql;
