@@ -317,14 +317,16 @@ impl LoupeMcp {
         if rest.is_empty() {
             return Ok(Some(now.to_string()));
         }
-        let (sign, d) = rest.split_at(1);
-        let nanos = humantime::parse_duration(d.trim())
+        let mut chars = rest.chars();
+        let sign = chars.next();
+        let nanos = humantime::parse_duration(chars.as_str().trim())
             .map_err(|e| format!("{v:?}: {e} (use now-1h, now-15m)"))?
-            .as_nanos() as u64;
+            .as_nanos();
+        let nanos = u64::try_from(nanos).map_err(|_| format!("{v:?}: too far"))?;
         Ok(Some(
             match sign {
-                "-" => now.saturating_sub(nanos),
-                "+" => now.saturating_add(nanos),
+                Some('-') => now.saturating_sub(nanos),
+                Some('+') => now.saturating_add(nanos),
                 _ => return Err(format!("{v:?}: use now-1h or now+5m")),
             }
             .to_string(),
@@ -364,7 +366,9 @@ impl LoupeMcp {
             Ok(n) => n,
             Err(e) => return Ok(bad(e)),
         };
-        let mut body = json!({ "question": a.question, "by": "mcp" });
+        // Without writes allowed, a verdict asked in words is refused too.
+        let mut body =
+            json!({ "question": a.question, "by": "mcp", "read_only": !self.allow_writes });
         if let Some(z) = a.time_zone {
             body["time_zone"] = z.into();
         }

@@ -301,9 +301,11 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
         ));
     }
     let worker = state.clone();
+    // The graph's read lock before the incidents' mutex, the order the incident ticker takes
+    // them in (the other order deadlocks behind a waiting writer).
     let analysis = tokio::task::spawn_blocking(move || {
-        let incidents = incidents_of(&worker)?;
         worker.read(|g| {
+            let incidents = incidents_of(&worker)?;
             investigate(
                 g,
                 (start, end),
@@ -311,6 +313,7 @@ async fn analyze_window(State(state): State<ApiState>, body: Bytes) -> Result<Js
                 Some(&incidents.verdicts),
                 &worker.analysis,
             )
+            .map_err(ApiError::from)
         })
     })
     .await

@@ -95,6 +95,10 @@ async def over_http(base, incident, truth):
         text = r.content[0].text if r.content else ""
         check("http: record_verdict is refused without writes allowed",
               r.is_error and "mcp-allow-writes" in text, text)
+        r = await client.call_tool("ask", {"question": f"reject cause service:{svc} of incident {incident['id']}"})
+        data = structured(r)
+        check("http: a verdict asked in words through ask is refused too",
+              data.get("understood") is False and "refused" in data.get("headline", ""), str(data)[:300])
         verdicts = get(base, "/api/v1/verdicts")["verdicts"]
         check("http: no verdict was recorded", verdicts == [], verdicts)
         r = await client.call_tool("get_incident", {"id": 999})

@@ -57,12 +57,11 @@ async fn asset(uri: Uri, headers: HeaderMap) -> Response {
     file(path, &headers)
 }
 
-/// `index.html` for a GET of an app path (not `/api/…`, no file extension in its last
-/// segment); a 404 otherwise.
+/// `index.html` for a GET of an app path (anything but `/api/…` and `/assets/…`: an entity id
+/// may hold dots, `/entities/node%3Aip-10-0-1-5.ec2.internal`); a 404 otherwise.
 async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
-    let last = path.rsplit('/').next().unwrap_or("");
-    let app_path = !path.starts_with("/api/") && path != "/api" && !last.contains('.');
+    let app_path = !path.starts_with("/api/") && path != "/api" && !path.starts_with("/assets/");
     if (method == Method::GET || method == Method::HEAD) && app_path {
         return file("index.html", &headers);
     }
@@ -120,10 +119,16 @@ fn content_type(path: &str, guessed: &str) -> String {
 }
 
 fn not_found(message: &str) -> Response {
-    let body = format!(
-        "{{\"error\":{{\"code\":\"not_found\",\"message\":\"{}\"}}}}",
-        message.escape_default()
-    );
+    let mut escaped = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            c if (c as u32) < 0x20 => escaped.push_str(&format!("\\u{:04x}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    let body = format!("{{\"error\":{{\"code\":\"not_found\",\"message\":\"{escaped}\"}}}}");
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "application/json")],
@@ -226,7 +231,12 @@ mod tests {
                 "application/json",
                 "no asset",
             ),
-            ("/favicon.ico", 404, "application/json", "no route"),
+            (
+                "/entities/node%3Aip-10-0-1-5.ec2.internal",
+                200,
+                "text/html",
+                "<html",
+            ),
             (
                 "/api/v1/no-such-route",
                 404,

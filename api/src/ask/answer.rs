@@ -106,12 +106,26 @@ fn help(question: &str, headline: String) -> Answer {
     a
 }
 
-/// Reads `question` and answers it; `by` is the asker (a verdict's author).
+/// Who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    /// A verdict's author.
+    pub by: &'a str,
+    /// Whether questions that write (verdicts) are refused.
+    pub read_only: bool,
+}
+
+/// Reads `question` and answers it for `asker`.
 ///
 /// # Errors
 /// When the graph or incidents cannot be read, or the analysis or SQL fails to run (an
 /// unreadable question is an answer, not an error).
-pub async fn run(state: &AskState, question: &str, clock: Clock, by: &str) -> Result<Answer> {
+pub async fn run(
+    state: &AskState,
+    question: &str,
+    clock: Clock,
+    asker: &Asker<'_>,
+) -> Result<Answer> {
     let known = known_names(&state.api, clock.now)?;
     let reading = match parse(question, clock, &known) {
         Parse::Read(r) => r,
@@ -153,6 +167,15 @@ pub async fn run(state: &AskState, question: &str, clock: Clock, by: &str) -> Re
         Intent::ListIncidents { open_only } => {
             incidents::list_incidents(state, question, *open_only, clock)?
         }
+        Intent::Verdict { incident, .. } if asker.read_only => {
+            let mut a = Answer::new(
+                question,
+                format!("I read this as: a verdict on a cause of incident #{incident}"),
+                "refused: this asker may not record verdicts (an MCP agent needs the server's --mcp-allow-writes)".into(),
+            );
+            a.understood = false;
+            a
+        }
         Intent::Verdict {
             incident,
             cause,
@@ -163,7 +186,7 @@ pub async fn run(state: &AskState, question: &str, clock: Clock, by: &str) -> Re
                 state,
                 question,
                 (*incident, cause, verdict, comment),
-                by,
+                asker.by,
                 clock,
             )
             .await?

@@ -118,22 +118,22 @@ pub(super) async fn diagnose(
     }
     let (start, end) = window_of(state, reading, clock, DIAGNOSE_WINDOW)?;
     let worker = state.api.clone();
+    // The graph's read lock first, then the incidents' mutex: the ticker's order.
     let analysis = tokio::task::spawn_blocking(move || {
-        let incidents = worker
-            .incidents
-            .lock()
-            .map_err(|_| ApiError::Internal("incidents lock poisoned".into()))?;
-        worker
-            .read(|g| {
-                investigate(
-                    g,
-                    (start, end),
-                    None,
-                    Some(&incidents.verdicts),
-                    &worker.analysis,
-                )
-            })?
+        worker.read(|g| {
+            let incidents = worker
+                .incidents
+                .lock()
+                .map_err(|_| ApiError::Internal("incidents lock poisoned".into()))?;
+            investigate(
+                g,
+                (start, end),
+                None,
+                Some(&incidents.verdicts),
+                &worker.analysis,
+            )
             .map_err(ApiError::from)
+        })?
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;

@@ -133,6 +133,7 @@ pub fn tokens(question: &str) -> Vec<String> {
         text.replace_range(open..=close, &label);
     }
     let text = text
+        .replace(['\u{2019}', '\u{2018}'], "'")
         .replace("&amp;", "&")
         .replace("&lt;", "<")
         .replace("&gt;", ">");
@@ -152,7 +153,10 @@ pub fn tokens(question: &str) -> Vec<String> {
 pub fn parse(question: &str, clock: Clock, known: &[Known]) -> Parse {
     let trimmed = question.trim();
     let lower = trimmed.to_lowercase();
-    if let Some(sql) = lower.strip_prefix("sql:").map(|_| trimmed[4..].trim()) {
+    if let Some(sql) = lower
+        .strip_prefix("sql:")
+        .map(|_| trimmed.get(4..).unwrap_or("").trim())
+    {
         return Parse::Read(bare(Intent::Sql {
             sql: sql.to_owned(),
         }));
@@ -271,8 +275,12 @@ pub fn parse(question: &str, clock: Clock, known: &[Known]) -> Parse {
         .iter()
         .map(|w| w.filter(|w| !STOP.contains(w)))
         .collect();
+    let mut entity_start = None;
     let entity = match resolve::find(&candidates, known) {
-        Some(Resolved::One(k, _)) => Some(k),
+        Some(Resolved::One(k, (start, _))) => {
+            entity_start = Some(start);
+            Some(k)
+        }
         Some(Resolved::Ambiguous(choices, _)) => {
             let names: Vec<String> = choices.iter().map(|k| k.name.clone()).collect();
             return Parse::Clarify {
@@ -306,6 +314,13 @@ pub fn parse(question: &str, clock: Clock, known: &[Known]) -> Parse {
         None
     };
     let joined = format!(" {} ", words.join(" "));
+    // "what calls payment", "which services call payment": the callers (the entity after the
+    // verb); "what does checkout call": its callees.
+    let calls_into = words
+        .iter()
+        .position(|w| w == "calls" || w == "call")
+        .zip(entity_start)
+        .is_some_and(|(c, e)| c < e);
     let intent = if incident.is_some() && !has_any(&["changed", "changes"]) {
         Some(Intent::ShowIncident {
             id: incident.unwrap_or_default(),
@@ -338,6 +353,7 @@ pub fn parse(question: &str, clock: Clock, known: &[Known]) -> Parse {
     ]) || joined.contains(" depends on ")
         || joined.contains(" depend on ") && !joined.contains(" does ") && !joined.contains(" do ")
         || joined.contains(" who calls ")
+        || calls_into && !joined.contains(" does ")
         || joined.contains(" who uses ")
         || joined.contains(" uses ")
     {

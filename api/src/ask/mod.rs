@@ -65,6 +65,9 @@ struct AskRequest {
     /// Who asks (the `by` of a verdict).
     #[serde(default)]
     by: Option<String>,
+    /// Refuse questions that write (verdicts); MCP sets it unless writes are allowed.
+    #[serde(default)]
+    read_only: bool,
 }
 
 /// Longest question read, in bytes.
@@ -97,8 +100,12 @@ async fn ask(State(state): State<AskState>, body: Bytes) -> Result<Json<Answer>>
     };
     let clock = Clock { now, zone };
     let by = request.by.unwrap_or_else(|| "loupe ask".into());
+    let asker = answer::Asker {
+        by: &by,
+        read_only: request.read_only,
+    };
     Ok(Json(
-        answer::run(&state, &request.question, clock, &by).await?,
+        answer::run(&state, &request.question, clock, &asker).await?,
     ))
 }
 

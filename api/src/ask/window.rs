@@ -115,6 +115,15 @@ fn at(t: &[&str], i: usize, clock: Clock) -> Step {
     // since T
     // ("since" without a time may mean "because": no window then.)
     if word == "since" {
+        // since 30 minutes ago
+        if let Some((nanos, end)) = span(t, i + 1) {
+            if t.get(end) == Some(&"ago") {
+                return Ok(Some((
+                    range(now - Duration::nanoseconds(nanos), now),
+                    end + 1,
+                )));
+            }
+        }
         let day = day_before(t, i, clock);
         if let Some((p, end)) = point(t, i + 1, clock, day) {
             return Ok(Some((range(p.min(now), now), end)));
@@ -148,13 +157,14 @@ fn at(t: &[&str], i: usize, clock: Clock) -> Step {
             if let Some(w) = between(t, (i, k), clock, day) {
                 return w.map(Some);
             }
-            if word == "between" {
+            // "between frontend and checkout" is no window; "between 2pm and" is a broken one.
+            if word == "between" && looks_like_time(t, i + 1, clock, day) {
                 return Err(format!(
                     "I could not read the times in \"{}\"",
                     t[i..].join(" ")
                 ));
             }
-        } else if word == "between" {
+        } else if word == "between" && looks_like_time(t, i + 1, clock, day) {
             return Err("\"between\" needs two times, as in \"between 14:00 and 15:00\"".into());
         }
     }
@@ -181,15 +191,18 @@ fn at(t: &[&str], i: usize, clock: Clock) -> Step {
                 };
             }
         }
-        let today = clock
-            .zone
-            .from_local_datetime(&now.date_naive().and_time(NaiveTime::MIN))
-            .earliest()
-            .unwrap_or(now);
+        // Local midnights (a day is not always 24 hours: daylight saving).
+        let midnight = |d: NaiveDate| local(clock, d, NaiveTime::MIN, false);
+        let today = now.date_naive();
+        let (Some(start_today), Some(start_yesterday)) =
+            (midnight(today), today.pred_opt().and_then(midnight))
+        else {
+            return Ok(None);
+        };
         return Ok(Some(if word == "today" {
-            (range(today, now), i + 1)
+            (range(start_today, now), i + 1)
         } else {
-            (range(today - Duration::days(1), today), i + 1)
+            (range(start_yesterday, start_today), i + 1)
         }));
     }
     // an RFC 3339 timestamp alone
@@ -243,6 +256,13 @@ fn between(
         )));
     }
     Some(Ok((range(p1, p2), end)))
+}
+
+/// Whether the word at `i` starts a time (`2pm`, `14:00`) or a number meant as one (`10`).
+fn looks_like_time(t: &[&str], i: usize, clock: Clock, day: Option<NaiveDate>) -> bool {
+    point(t, i, clock, day).is_some()
+        || t.get(i)
+            .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The day that `yesterday`/`today` just before token `i` names, if any.
@@ -334,6 +354,9 @@ fn point(
 ) -> Option<(DateTime<Tz>, usize)> {
     let now = clock.now();
     let w = *t.get(i)?;
+    if w == "now" {
+        return Some((now, i + 1));
+    }
     if let Ok(p) = DateTime::parse_from_rfc3339(&w.to_uppercase()) {
         return Some((p.with_timezone(&clock.zone), i + 1));
     }
@@ -355,15 +378,29 @@ fn point(
             None => Some((local(clock, date, NaiveTime::MIN, false)?, i + 1)),
         };
     }
-    let (time, end, utc) = clock_time(t, i)?;
-    let date = match day {
+    let (time, mut end, utc) = clock_time(t, i)?;
+    // The day: said before ("yesterday at 9am"), said after ("at 9am yesterday"), or the
+    // latest past one, on the clock the time was said in (a UTC time on UTC's date).
+    let today = if utc {
+        now.with_timezone(&Utc).date_naive()
+    } else {
+        now.date_naive()
+    };
+    let after = match t.get(end) {
+        Some(&"yesterday") => today.pred_opt(),
+        Some(&"today") => Some(today),
+        _ => None,
+    };
+    if after.is_some() {
+        end += 1;
+    }
+    let date = match day.or(after) {
         Some(d) => d,
         None => {
-            let today = local(clock, now.date_naive(), time, utc)?;
-            if today <= now {
-                now.date_naive()
+            if local(clock, today, time, utc)? <= now {
+                today
             } else {
-                now.date_naive().pred_opt()?
+                today.pred_opt()?
             }
         }
     };

@@ -3,6 +3,8 @@
 #[rustfmt::skip]
 /// Words that carry no name: grammar, filler, and every intent's trigger words.
 pub(super) const STOP: &[&str] = &[
+    "alert", "alerts", "alerting", "high", "higher", "low", "everything", "anything", "morning",
+    "afternoon", "evening", "tonight", "this", "requests", "request", "spiking", "spike",
     "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does",
     "did", "to", "of", "in", "on", "for", "with", "at", "by", "from", "and", "or", "it", "its",
     "it's", "this", "that", "these", "those", "there", "what", "what's", "whats", "who", "whom",
@@ -33,6 +35,6 @@ pub(super) const STOP: &[&str] = &[
 /// The grammar's own words, which a misspelling of is read as the word.
 pub(super) const VOCABULARY: &[&str] = &[
     "changed", "deployed", "deploys", "depends", "dependencies", "status", "healthy", "incidents",
-    "incident", "failing", "errors", "slow", "latency", "blast", "radius", "accept", "reject",
+    "incident", "failing", "errors", "slow", "latency", "blast", "radius",
     "yesterday", "minutes", "hours", "between", "since", "diagnose", "wrong", "happening",
 ];
