@@ -15,6 +15,9 @@ use crate::params::{parse_duration, parse_time_str};
 pub const DEFAULT_LIMIT: usize = 20;
 /// Most traces one search returns.
 pub const MAX_LIMIT: usize = 1000;
+/// How far before and after the searched range a found trace's other spans are read: a
+/// trace longer than an hour is summed from the spans within it.
+pub const TRACE_SPREAD_NANOS: u64 = 3600 * 1_000_000_000;
 /// Range searched when `from` is absent: the hour before `to`.
 const DEFAULT_RANGE_NANOS: u64 = 3600 * 1_000_000_000;
 
@@ -185,7 +188,9 @@ impl TraceSearch {
     }
 
     /// The SQL that finds the traces: the matching spans grouped by trace, ordered and cut to
-    /// `limit`, then every stored span of those traces summed up.
+    /// `limit`, then the stored spans of those traces that started within
+    /// [`TRACE_SPREAD_NANOS`] of the range summed up (the bound lets the store prune its
+    /// segments by time instead of reading every span).
     pub fn sql(&self) -> String {
         let mut filters = vec![
             format!("service_name = {}", literal(&self.service)),
@@ -217,9 +222,12 @@ impl TraceSearch {
              sum(CASE WHEN s.status_code = 'error' THEN 1 ELSE 0 END) AS error_count, \
              max(f.sort_key) AS sort_key \
              FROM spans s JOIN found f ON s.trace_id = f.trace_id \
+             WHERE s.start_time_unix_nano >= {spread_from} AND s.start_time_unix_nano < {spread_to} \
              GROUP BY s.trace_id ORDER BY sort_key DESC, s.trace_id",
             order_key = order,
             filters = filters.join(" AND "),
+            spread_from = timestamp(self.from.saturating_sub(TRACE_SPREAD_NANOS)),
+            spread_to = timestamp(self.to.saturating_add(TRACE_SPREAD_NANOS)),
             limit = self.limit,
         )
     }

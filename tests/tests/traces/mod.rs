@@ -48,6 +48,17 @@ fn fixture() -> (Vec<SpanData>, Vec<SpanData>, Vec<SpanData>) {
             _ => payment.push(server_span),
         }
     }
+    // A straggler of trace 4 two hours later: past the hour around a search, so no summary
+    // reads it.
+    cart.push(span(
+        4,
+        4 * 16 + 9,
+        4 * 16 + 3,
+        "Cleanup",
+        SpanKind::Internal,
+        7_204_000,
+        7_204_010,
+    ));
     (frontend, cart, payment)
 }
 
@@ -101,6 +112,13 @@ async fn the_trace_search_finds_traces_by_service_operation_status_and_duration(
         let want: Vec<String> = want.iter().map(|&t| trace_id(t)).collect();
         assert_eq!(found(&body), want, "{query}: {body:#}");
     }
+    // The summary reads the spans within an hour of the range, not the straggler.
+    let body = get_json(
+        server.http_addr,
+        &format!("/api/v1/traces?service=cart&limit=1&{range}"),
+    )
+    .await;
+    assert_eq!(body["traces"][0]["span_count"], 3, "{body:#}");
     // A narrower range leaves the earlier traces out.
     let late = format!(
         "/api/v1/traces?service=frontend&from={}&to={}",
