@@ -126,7 +126,11 @@ pub async fn run(
     clock: Clock,
     asker: &Asker<'_>,
 ) -> Result<Answer> {
-    let known = known_names(&state.api, clock.now)?;
+    // A week of the graph's names: read on a blocking thread, not on the async workers.
+    let api = state.api.clone();
+    let known = tokio::task::spawn_blocking(move || known_names(&api, clock.now))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let reading = match parse(question, clock, &known) {
         Parse::Read(r) => r,
         Parse::Clarify { message, options } => {

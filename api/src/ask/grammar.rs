@@ -161,7 +161,8 @@ pub fn parse(question: &str, clock: Clock, known: &[Known]) -> Parse {
             sql: sql.to_owned(),
         }));
     }
-    if lower.starts_with("select ") || lower.starts_with("with ") {
+    // SQL typed bare: SELECT …, or a WITH … AS ( … ) query (not "with cart, …").
+    if lower.starts_with("select ") || lower.starts_with("with ") && lower.contains(" as (") {
         return Parse::Read(bare(Intent::Sql {
             sql: trimmed.to_owned(),
         }));

@@ -330,6 +330,7 @@ fn span(t: &[&str], i: usize) -> Option<(i64, usize)> {
     let n = w
         .parse::<f64>()
         .ok()
+        .filter(|n| n.is_finite() && *n > 0.0)
         .or_else(|| words.iter().find(|(k, _)| *k == w).map(|(_, v)| *v as f64));
     if let (Some(n), Some(u)) = (n, t.get(i + 1).and_then(|u| unit(u))) {
         return Some(((n * u as f64) as i64, i + 2));
