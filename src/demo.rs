@@ -292,23 +292,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// # Errors
 /// When the API cannot be reached or refuses the window.
 async fn open_incident(api: &str, window: (u64, u64), title: &str) -> anyhow::Result<u64> {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
     let body = serde_json::json!({"start": window.0, "end": window.1, "title": title});
-    let request = hyper::Request::post(format!("{api}/api/v1/incidents"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            serde_json::to_vec(&body)?,
-        )))?;
-    let response = client.request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status.is_success(),
-        "opening the incident: {status}: {}",
-        String::from_utf8_lossy(&bytes)
-    );
+    let (_, bytes) = crate::query::post_api(api, "/api/v1/incidents", &body, "application/json")
+        .await
+        .context("opening the incident")?;
     let incident: serde_json::Value = serde_json::from_slice(&bytes)?;
     incident["id"]
         .as_u64()

@@ -3,7 +3,7 @@
 //! embedded in the binary and served here.
 //!
 //! Routes:
-//! - `GET /` and every other GET that is not an API route and names no file (`/incidents/3`,
+//! - `GET /` and every other GET outside `/api/` and `/assets/` (`/incidents/3`,
 //!   `/map?at=…`): `index.html`, so that deep links load the app, which routes on the path;
 //! - `GET /assets/{path}`: the file `ui/assets/{path}` with the content type of its extension;
 //!   404 when there is none;

@@ -270,7 +270,7 @@ pub(super) fn status(
     if let Some(k) = &reading.entity {
         a.link(
             format!("{} over time", k.name),
-            format!("/entities/{}", k.id.replace(':', "%3A")),
+            format!("/entities/{}", url_escape(&k.id)),
         );
     }
     a.data = serde_json::json!({ "services": shown, "baseline": before });

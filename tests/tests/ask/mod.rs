@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use loupe_ingest::OtlpGrpcClient;
 use loupe_simulate::cases::run_case;
 use loupe_simulate::{CaseSpec, FaultKind, Topology};
 use serde_json::{json, Value};
 
-use crate::support::{post, post_json, start, temp_dir};
+use crate::support::{feed_case, post_json, start, temp_dir};
 
 const MINUTE: u64 = 60_000_000_000;
 
@@ -44,19 +43,7 @@ async fn asking_in_plain_english_names_the_injected_cause_and_its_deployment() {
         fault_nanos: 4 * MINUTE,
     };
     let (truth, telemetry) = run_case(&spec);
-    let mut client = OtlpGrpcClient::connect(&format!("http://{}", server.otlp_grpc_addr))
-        .await
-        .unwrap();
-    for r in telemetry.requests {
-        assert_eq!(client.send(r).await.unwrap(), 0, "items rejected");
-    }
-    for n in &telemetry.notices {
-        let mut headers = vec![("content-type", "application/json")];
-        headers.extend(n.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let body = serde_json::to_vec(&n.body).unwrap();
-        let (status, _, _) = post(server.http_addr, "/api/v1/changes", &headers, body).await;
-        assert_eq!(status, 201);
-    }
+    feed_case(&server, telemetry).await;
     let root = truth.root_cause_service.as_str();
     let now = truth.fault_end_unix_ns;
 

@@ -10,7 +10,7 @@ use loupe_simulate::cases::run_case;
 use loupe_simulate::{CaseSpec, FaultKind, HerringKind, Topology};
 use serde_json::{json, Value};
 
-use crate::support::{get_json, post, post_json, start, temp_dir};
+use crate::support::{feed_case, get_json, post_json, start, temp_dir};
 
 const MINUTE: u64 = 60_000_000_000;
 
@@ -42,28 +42,11 @@ async fn a_simulated_case_is_valid_otlp_that_the_server_accepts_whole() {
         .filter(|r| r.signal() == loupe_ingest::Signal::Traces)
         .map(|r| r.item_count())
         .sum();
-    let mut client = OtlpGrpcClient::connect(&format!("http://{}", server.otlp_grpc_addr))
-        .await
-        .unwrap();
-    for r in telemetry.requests {
-        assert_eq!(client.send(r).await.unwrap(), 0, "items rejected");
-    }
     assert!(
         telemetry.notices.len() >= 2,
         "the deployment and the unrelated one"
     );
-    for n in &telemetry.notices {
-        let mut headers = vec![("content-type", "application/json")];
-        headers.extend(n.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let (status, _, body) = post(
-            server.http_addr,
-            "/api/v1/changes",
-            &headers,
-            serde_json::to_vec(&n.body).unwrap(),
-        )
-        .await;
-        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    }
+    feed_case(&server, telemetry).await;
     let changes = get_json(
         server.http_addr,
         &format!(

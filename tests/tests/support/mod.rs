@@ -69,6 +69,26 @@ pub async fn post(
     )
 }
 
+/// Sends a simulated case to `server` as its fleet would: every OTLP request over OTLP/gRPC
+/// (none may be rejected) and every change webhook to `/api/v1/changes` (each must be
+/// recorded, 201).
+pub async fn feed_case(server: &Server, telemetry: loupe_simulate::cases::CaseTelemetry) {
+    let endpoint = format!("http://{}", server.otlp_grpc_addr);
+    let mut client = loupe_ingest::OtlpGrpcClient::connect(&endpoint)
+        .await
+        .unwrap();
+    for r in telemetry.requests {
+        assert_eq!(client.send(r).await.unwrap(), 0, "items rejected");
+    }
+    for n in &telemetry.notices {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(n.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = serde_json::to_vec(&n.body).unwrap();
+        let (status, _, body) = post(server.http_addr, "/api/v1/changes", &headers, body).await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    }
+}
+
 /// POSTs `body` as `application/json`; returns status, headers and body.
 pub async fn post_json(
     addr: SocketAddr,
