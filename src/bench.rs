@@ -73,6 +73,17 @@ pub struct GraphBench {
     pub analysis_ms: f64,
     /// Candidates that analysis ranked.
     pub analysis_candidates: usize,
+    /// Median milliseconds of `POST /api/v1/analyze` for the last 5 minutes, through the
+    /// API's router in process (JSON in and out, the shipped settings).
+    pub analyze_api_ms: f64,
+    /// Median milliseconds of `POST /api/v1/ask` "why is svc-1 slow in the last 5
+    /// minutes?", the same analysis asked in words, through the same router.
+    pub ask_ms: f64,
+    /// Median milliseconds of reading that question alone: the graph's names of the last week
+    /// and the grammar (what `ask` adds before the analysis).
+    pub ask_parse_ms: f64,
+    /// How `ask` read the question (its "I read this as").
+    pub ask_reading: String,
 }
 
 const SECOND: u64 = 1_000_000_000;
@@ -277,18 +288,7 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
     let window = 5 * 60 * SECOND;
     // One untimed run first (the first query after the fill pays for cold caches and fresh
     // pages; it is reported apart), then the median of 7.
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        median(
-            (0..7)
-                .map(|_| {
-                    let s = Instant::now();
-                    f();
-                    s.elapsed().as_secs_f64() * 1000.0
-                })
-                .collect(),
-        )
-    };
+    let time = median_ms_of_7;
     let query = |known_at| GraphQuery {
         start: end - window,
         end,
@@ -330,14 +330,16 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
     let analysis_candidates = analyse().map_or(0, |a| a.causes.len());
     let analysis_ms = time(&mut || sink += analyse().map_or(0, |a| a.causes.len()));
     std::hint::black_box(sink);
+    let (entities, relations) = (graph.entity_count(), graph.relation_count());
+    let ask = ask_beside_analyze(graph, end, window);
     GraphBench {
         services: config.services,
         edges: edges.len(),
         minutes: config.minutes,
         fill_spans,
         fill_seconds,
-        entities: graph.entity_count(),
-        relations: graph.relation_count(),
+        entities,
+        relations,
         memory_mib,
         bytes_per_bucket_held: memory_mib * 1024.0 * 1024.0 / relation_buckets.max(1.0),
         update_ms_per_10k_spans,
@@ -348,5 +350,126 @@ pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
         diff_ms,
         analysis_ms,
         analysis_candidates,
+        analyze_api_ms: ask.analyze_ms,
+        ask_ms: ask.ask_ms,
+        ask_parse_ms: ask.parse_ms,
+        ask_reading: ask.reading,
+    }
+}
+
+/// Milliseconds of `f`: one untimed run, then the median of 7.
+fn median_ms_of_7(f: &mut dyn FnMut()) -> f64 {
+    f();
+    median(
+        (0..7)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    )
+}
+
+struct AskBench {
+    analyze_ms: f64,
+    ask_ms: f64,
+    parse_ms: f64,
+    reading: String,
+}
+
+struct AlwaysReady;
+
+impl loupe_api::Readiness for AlwaysReady {
+    fn ready(&self) -> bool {
+        true
+    }
+    fn progress(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// The same analysis of the last `window` before `end` asked as `POST /api/v1/analyze` and as
+/// `POST /api/v1/ask` in words, through the API's router in process; and the question's
+/// reading alone. Each the median of 7 after one untimed run.
+fn ask_beside_analyze(graph: KnowledgeGraph, end: u64, window: u64) -> AskBench {
+    use tower::ServiceExt;
+    let clock: loupe_model::time::SharedClock = Arc::new(loupe_model::time::SystemClock);
+    let api = loupe_api::ApiState {
+        graph: Arc::new(std::sync::RwLock::new(graph)),
+        clock: clock.clone(),
+        analysis: AnalysisConfig::default(),
+        incidents: Default::default(),
+    };
+    let ask_state = loupe_api::AskState {
+        api: api.clone(),
+        sql: loupe_api::SqlState {
+            query: None,
+            store: None,
+            limits: Default::default(),
+            readiness: Arc::new(AlwaysReady),
+            clock,
+        },
+    };
+    let router = loupe_api::router(api.clone()).merge(loupe_api::ask_router(ask_state));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return AskBench {
+                analyze_ms: f64::NAN,
+                ask_ms: f64::NAN,
+                parse_ms: f64::NAN,
+                reading: format!("no runtime: {e}"),
+            }
+        }
+    };
+    let call = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let request = axum::http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()));
+        runtime.block_on(async {
+            let Ok(request) = request else {
+                return serde_json::Value::Null;
+            };
+            let Ok(response) = router.clone().oneshot(request).await;
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+        })
+    };
+    let timed = median_ms_of_7;
+    let question = "why is svc-1 slow in the last 5 minutes?";
+    let analyze = serde_json::json!({"start": end - window, "end": end});
+    let asked = serde_json::json!({"question": question, "now": end});
+    let mut sink = 0usize;
+    let analyze_ms =
+        timed(&mut || sink += call("/api/v1/analyze", analyze.clone()).to_string().len());
+    let ask_ms = timed(&mut || sink += call("/api/v1/ask", asked.clone()).to_string().len());
+    let answer = call("/api/v1/ask", asked.clone());
+    let clock = loupe_api::ask::Clock {
+        now: end,
+        zone: chrono_tz::Tz::UTC,
+    };
+    let parse_ms = timed(&mut || {
+        let known = loupe_api::ask::known_names(&api, end).unwrap_or_default();
+        sink += matches!(
+            loupe_api::ask::parse(question, clock, &known),
+            loupe_api::ask::Parse::Read(_)
+        ) as usize;
+    });
+    std::hint::black_box(sink);
+    AskBench {
+        analyze_ms,
+        ask_ms,
+        parse_ms,
+        reading: format!(
+            "{}: {}",
+            answer["interpretation"].as_str().unwrap_or("no answer"),
+            answer["headline"].as_str().unwrap_or("")
+        ),
     }
 }

@@ -22,6 +22,12 @@
 //!
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
+//!
+//! [slack]                     # the /loupe slash command; off without a signing secret
+//! signing_secret = "…"        # better in LOUPE_SLACK_SIGNING_SECRET
+//! time_zone = "Europe/Berlin" # clock times in questions; default UTC
+//! public_url = "https://loupe.example.com"   # links in answers; default from the request
+//! response_url_hosts = []     # hosts besides *.slack.com that replies may go to
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +61,52 @@ pub struct FileConfig {
     /// `[mcp]`.
     #[serde(default)]
     pub mcp: McpSection,
+    /// `[slack]`.
+    #[serde(default)]
+    pub slack: SlackSection,
+}
+
+/// `[slack]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSection {
+    /// The Slack app's signing secret; the Slack routes answer 404 without one.
+    pub signing_secret: Option<String>,
+    /// IANA zone for clock times in questions (default UTC).
+    pub time_zone: Option<String>,
+    /// The web UI's address as Slack users reach it.
+    pub public_url: Option<String>,
+    /// Hosts besides `*.slack.com` that `response_url` may name.
+    #[serde(default)]
+    pub response_url_hosts: Vec<String>,
+}
+
+/// The Slack routes' settings, or `None` without a signing secret.
+///
+/// # Errors
+/// An empty secret or an unknown time zone.
+pub fn slack_config(
+    secret: Option<String>,
+    file: SlackSection,
+) -> anyhow::Result<Option<loupe_api::slack::SlackConfig>> {
+    let Some(secret) = secret.or(file.signing_secret) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !secret.trim().is_empty(),
+        "slack.signing_secret is empty: give the app's signing secret or leave it out"
+    );
+    let mut config = loupe_api::slack::SlackConfig::new(secret.trim());
+    if let Some(zone) = file.time_zone {
+        config.time_zone = zone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "slack.time_zone {zone:?} is not an IANA time zone such as Europe/Berlin"
+            )
+        })?;
+    }
+    config.public_url = file.public_url;
+    config.response_url_hosts = file.response_url_hosts;
+    Ok(Some(config))
 }
 
 /// `[mcp]`.

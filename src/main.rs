@@ -360,6 +360,10 @@ struct ServeArgs {
     /// Let MCP agents record verdicts (`/mcp`'s `record_verdict`; config `mcp.allow_writes`).
     #[arg(long, env = "LOUPE_MCP_ALLOW_WRITES")]
     mcp_allow_writes: bool,
+    /// The Slack app's signing secret: turns on `/slack/commands` and `/slack/interactions`
+    /// (config `slack.signing_secret`; prefer the variable to the flag, which `ps` shows).
+    #[arg(long, env = "LOUPE_SLACK_SIGNING_SECRET", hide_env_values = true)]
+    slack_signing_secret: Option<String>,
     #[command(flatten)]
     model: loupe::config::ModelArgs,
     /// When the write-ahead log reaches the disk: `batch` (fsync before each acknowledgement)
@@ -429,6 +433,10 @@ impl ServeArgs {
             detect,
             analysis: self.model.analysis_config()?,
             mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),
+            slack: loupe::config::slack_config(
+                self.slack_signing_secret.clone(),
+                std::mem::take(&mut file.slack),
+            )?,
             ..defaults
         })
     }
@@ -888,6 +896,10 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "analysis of the last 5 min ({} candidates ranked): {:.1} ms",
                     r.analysis_candidates, r.analysis_ms
+                );
+                println!(
+                    "the same through the API: POST /api/v1/analyze {:.1} ms; POST /api/v1/ask {:.1} ms, of which reading the question {:.2} ms ({})",
+                    r.analyze_api_ms, r.ask_ms, r.ask_parse_ms, r.ask_reading
                 );
             }
         }

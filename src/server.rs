@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub analysis: AnalysisConfig,
     /// Whether MCP agents may record verdicts (`/mcp`'s `record_verdict`).
     pub mcp_allow_writes: bool,
+    /// The Slack routes' settings; `None` leaves them unmounted.
+    pub slack: Option<loupe_api::slack::SlackConfig>,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +62,7 @@ impl Default for ServeConfig {
             detect: DetectConfig::default(),
             analysis: AnalysisConfig::default(),
             mcp_allow_writes: false,
+            slack: None,
         }
     }
 }
@@ -153,16 +156,20 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         readiness: engine.clone(),
         clock: clock.clone(),
     };
-    let api = loupe_api::router(api_state.clone())
+    let ask_state = loupe_api::AskState {
+        api: api_state.clone(),
+        sql: sql_state.clone(),
+    };
+    let mut api = loupe_api::router(api_state)
         .merge(loupe_ingest::changes::changes_router(
             engine.clone(),
             clock.clone(),
         ))
-        .merge(loupe_api::ask_router(loupe_api::AskState {
-            api: api_state,
-            sql: sql_state.clone(),
-        }))
+        .merge(loupe_api::ask_router(ask_state.clone()))
         .merge(loupe_api::sql_router(sql_state));
+    if let Some(slack) = config.slack.clone() {
+        api = api.merge(loupe_api::slack::slack_router(ask_state, slack));
+    }
     // MCP at /mcp: its tools call the routes above in process. The Host header may also name
     // the address the API listens on (rmcp refuses other hosts, against DNS rebinding).
     let mcp = loupe_api::mcp::streamable_http_service(

@@ -39,6 +39,12 @@ pub enum ApiError {
     /// The server cannot do this now or at all (recovering, no data directory).
     #[error("{0}")]
     Unavailable(String),
+    /// The request carries no valid credential (a bearer token, a Slack signature).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credential is valid but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A bug or a poisoned lock.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,6 +72,8 @@ impl ApiError {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::QueryTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "query_timeout"),
             Self::QueryFailed(_) => (StatusCode::BAD_REQUEST, "query_failed"),
+            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

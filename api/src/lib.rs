@@ -13,6 +13,7 @@ mod error;
 pub mod mcp;
 mod params;
 mod routes;
+pub mod slack;
 mod sql;
 mod traces;
 

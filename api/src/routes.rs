@@ -430,24 +430,39 @@ async fn post_verdict(
         return Err(ApiError::invalid("by", "say who gives the verdict"));
     }
     let now = state.clock.now_unix_nano();
+    let verdict = judge(
+        &state,
+        (id, cause),
+        (request.verdict, request.comment, request.by),
+        now,
+    )
+    .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(verdict)))
+}
+
+/// Records a verdict on cause `cause` of incident `incident`, durably, off the async workers:
+/// what the verdict route, `ask` and Slack's buttons share.
+///
+/// # Errors
+/// No such incident or cause (404), or the verdict could not be saved (500).
+pub(crate) async fn judge(
+    state: &ApiState,
+    (incident, cause): (u64, String),
+    (verdict, comment, by): (Judgement, String, String),
+    now: u64,
+) -> Result<Verdict> {
     let worker = state.clone();
-    let verdict = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut incidents = incidents_of(&worker)?;
         incidents
-            .judge(
-                id,
-                &cause,
-                (request.verdict, request.comment, request.by),
-                now,
-            )
+            .judge(incident, &cause, (verdict, comment, by), now)
             .map_err(|e| match e {
                 VerdictRejected::Io(e) => ApiError::Internal(e.to_string()),
                 other => ApiError::NotFound(other.to_string()),
             })
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok((axum::http::StatusCode::CREATED, Json(verdict)))
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `GET /api/v1/verdicts`: every verdict with its case window and evidence features, oldest

@@ -4,6 +4,7 @@
 
 mod ask;
 mod simulate;
+mod slack;
 mod store;
 mod support;
 mod traces;

@@ -24,6 +24,17 @@ pub struct Link {
     pub path: String,
 }
 
+/// A ranked cause an answer shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CauseRef {
+    /// Rank, from 1.
+    pub rank: usize,
+    /// Entity id (`service:payment`): the `{cause}` of a verdict.
+    pub id: String,
+    /// Probability, 0 to 1.
+    pub probability: f64,
+}
+
 /// An answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
@@ -47,6 +58,12 @@ pub struct Answer {
     /// Choices, when it asks back (entity ids).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// The incident the answer is about, when it is about one: its causes can take a verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<u64>,
+    /// The ranked causes the facts show, best first (at most three).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CauseRef>,
     /// The data the answer was read from, as the REST API returns it.
     #[serde(skip_serializing_if = "Value::is_null")]
     pub data: Value,
@@ -64,6 +81,8 @@ impl Answer {
             commands: Vec::new(),
             links: Vec::new(),
             options: Vec::new(),
+            incident: None,
+            causes: Vec::new(),
             data: Value::Null,
         }
     }

@@ -23,6 +23,11 @@ pub(super) fn explain(answer: &mut Answer, analysis: &Analysis) {
         );
     }
     for cause in analysis.causes.iter().take(CAUSES_SHOWN) {
+        answer.causes.push(super::answer::CauseRef {
+            rank: cause.rank,
+            id: cause.entity.id(),
+            probability: cause.probability,
+        });
         let change = cause
             .change
             .as_ref()
@@ -108,6 +113,7 @@ pub(super) async fn diagnose(
                 ),
             );
             explain(&mut a, analysis);
+            a.incident = Some(i.id);
             a.link(
                 format!("incident #{}", i.id),
                 format!("/incidents/{}", i.id),

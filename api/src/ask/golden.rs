@@ -47,6 +47,14 @@ fn known() -> Vec<Known> {
             name: name.into(),
         });
     }
+    // A service in a `service.namespace` is known by its full and its short name.
+    for name in ["shop/warehouse", "warehouse"] {
+        out.push(Known {
+            id: "service:shop/warehouse".into(),
+            kind: "service".into(),
+            name: name.into(),
+        });
+    }
     out.push(Known {
         id: "pod:otel-demo/cart-7d9f8-abcde@4f6a".into(),
         kind: "pod".into(),

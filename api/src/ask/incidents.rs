@@ -45,6 +45,7 @@ pub(super) fn show_incident(
     if let Some(analysis) = &i.analysis {
         explain(&mut a, analysis);
     }
+    a.incident = Some(id);
     a.link(format!("incident #{id}"), format!("/incidents/{id}"));
     a.data = serde_json::to_value(i).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(a)
@@ -172,25 +173,13 @@ pub(super) async fn record_verdict(
     } else {
         Judgement::Accepted
     };
-    let worker = state.api.clone();
-    let (id, comment_owned, by_owned) = (id.clone(), comment.to_owned(), by.to_owned());
-    let cause_id = id.clone();
-    let recorded = tokio::task::spawn_blocking(move || {
-        let mut incidents = worker
-            .incidents
-            .lock()
-            .map_err(|_| ApiError::Internal("incidents lock poisoned".into()))?;
-        incidents
-            .judge(
-                incident,
-                &cause_id,
-                (judgement, comment_owned, by_owned),
-                clock.now,
-            )
-            .map_err(|e| ApiError::NotFound(e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let recorded = crate::routes::judge(
+        &state.api,
+        (incident, id.clone()),
+        (judgement, comment.to_owned(), by.to_owned()),
+        clock.now,
+    )
+    .await?;
     let mut a = Answer::new(
         question,
         format!("I read this as: {verdict} cause {id} of incident #{incident}, by {by}"),

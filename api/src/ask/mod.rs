@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-pub use answer::{render_text, Answer, Link};
+pub use answer::{render_text, run, Answer, Asker, CauseRef, Link};
 pub use grammar::{parse, Intent, Parse, Reading};
 pub use resolve::Known;
 pub use window::{Clock, WindowSpec};
@@ -144,13 +144,24 @@ pub fn known_names(state: &ApiState, now: u64) -> Result<Vec<Known>> {
                 .to_owned(),
             _ => n.name.clone(),
         };
-        seen.entry(n.id.clone()).or_insert(Known {
+        // A service in a `service.namespace` is `shop/cart`: people type `cart` too.
+        if n.kind == "service" {
+            if let Some((_, short)) = n.name.rsplit_once('/') {
+                seen.entry((n.id.clone(), short.to_owned()))
+                    .or_insert(Known {
+                        id: n.id.clone(),
+                        kind: n.kind.to_owned(),
+                        name: short.to_owned(),
+                    });
+            }
+        }
+        seen.entry((n.id.clone(), name.clone())).or_insert(Known {
             id: n.id,
             kind: n.kind.to_owned(),
             name,
         });
     }
     let mut out: Vec<Known> = seen.into_values().collect();
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| (&a.id, &a.name).cmp(&(&b.id, &b.name)));
     Ok(out)
 }

@@ -119,11 +119,13 @@ pub fn find(words: &[Option<&str>], known: &[Known]) -> Option<Resolved> {
             let Some(&(best, first)) = found.first() else {
                 continue;
             };
-            let alike: Vec<Known> = found
-                .iter()
-                .take_while(|(s, _)| best - s < TIE)
-                .map(|(_, k)| (*k).clone())
-                .collect();
+            // One entity may be known by two names (`shop/cart` and `cart`): once.
+            let mut alike: Vec<Known> = Vec::new();
+            for (_, k) in found.iter().take_while(|(s, _)| best - s < TIE) {
+                if !alike.iter().any(|a| a.id == k.id) {
+                    alike.push((*k).clone());
+                }
+            }
             // The same name of several kinds (service cart, node cart): the service.
             let distinct_names = {
                 let mut n: Vec<String> = alike.iter().map(|k| key(&k.name)).collect();

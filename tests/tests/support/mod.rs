@@ -24,8 +24,16 @@ pub struct RpcStatus {
 /// A server on `127.0.0.1:0` with small limits (1 MiB bodies, 4 MiB decompressed), ready
 /// (recovery complete).
 pub async fn start(data_dir: Option<PathBuf>) -> Server {
+    start_with(data_dir, |_| {}).await
+}
+
+/// [`start`], with `settings` changing the configuration first.
+pub async fn start_with(
+    data_dir: Option<PathBuf>,
+    settings: impl FnOnce(&mut ServeConfig),
+) -> Server {
     let local = "127.0.0.1:0".parse().unwrap();
-    let server = server::start(ServeConfig {
+    let mut config = ServeConfig {
         otlp_grpc_addr: local,
         otlp_http_addr: local,
         http_addr: local,
@@ -35,9 +43,9 @@ pub async fn start(data_dir: Option<PathBuf>) -> Server {
             max_decompressed_bytes: 4 << 20,
         },
         ..ServeConfig::default()
-    })
-    .await
-    .expect("server starts");
+    };
+    settings(&mut config);
+    let server = server::start(config).await.expect("server starts");
     server
         .wait_ready(Duration::from_secs(60))
         .await
