@@ -23,6 +23,10 @@
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
 //!
+//! [auth]
+//! tokens_file = "tokens.txt"  # bearer tokens with scopes (`loupe token create`)
+//! insecure_no_auth = false    # listen beyond loopback without tokens
+//!
 //! [slack]                     # the /loupe slash command; off without a signing secret
 //! signing_secret = "…"        # better in LOUPE_SLACK_SIGNING_SECRET
 //! time_zone = "Europe/Berlin" # clock times in questions; default UTC
@@ -64,6 +68,19 @@ pub struct FileConfig {
     /// `[slack]`.
     #[serde(default)]
     pub slack: SlackSection,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// The tokens file (`loupe token create`).
+    pub tokens_file: Option<PathBuf>,
+    /// Listen beyond loopback without tokens.
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// `[slack]`.

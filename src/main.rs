@@ -154,6 +154,11 @@ enum Command {
         #[arg(long)]
         allow_writes: bool,
     },
+    /// Bearer tokens for a server beyond loopback (`--auth-tokens-file`).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Score the root-cause ranking on a labelled dataset (AC@1, AC@3, Avg@5).
     Eval {
         /// Dataset format.
@@ -332,6 +337,31 @@ enum DemoDataset {
     Nezha,
 }
 
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make a token, append its SHA-256 digest to the tokens file (created, mode 0600, when
+    /// missing) and print the token once: it is kept nowhere else.
+    Create {
+        /// The token's name, recorded with what it does (one word, unique in the file).
+        #[arg(long)]
+        name: String,
+        /// Its scopes, comma-separated: ingest (OTLP, changes), read (API, SQL, UI, MCP),
+        /// admin (verdicts, manual incidents; includes read).
+        #[arg(long, value_parser = parse_scope_list)]
+        scope: ScopeList,
+        /// The tokens file the server reads (`--auth-tokens-file`).
+        #[arg(long, env = "LOUPE_AUTH_TOKENS_FILE")]
+        tokens_file: PathBuf,
+    },
+}
+
+#[derive(Clone)]
+struct ScopeList(Vec<loupe_api::auth::Scope>);
+
+fn parse_scope_list(s: &str) -> Result<ScopeList, String> {
+    loupe_api::auth::parse_scopes(s).map(ScopeList)
+}
+
 /// Server settings. Each is also a key of the config file (`--config`, default `./loupe.toml`
 /// when present) and an environment variable; a flag wins over the variable, the variable over
 /// the file.
@@ -360,6 +390,14 @@ struct ServeArgs {
     /// Let MCP agents record verdicts (`/mcp`'s `record_verdict`; config `mcp.allow_writes`).
     #[arg(long, env = "LOUPE_MCP_ALLOW_WRITES")]
     mcp_allow_writes: bool,
+    /// Tokens file: one `sha256:<digest> <name> <scopes>` line per token (`loupe token
+    /// create`); every listener then requires a bearer token (config `auth.tokens_file`).
+    #[arg(long, env = "LOUPE_AUTH_TOKENS_FILE")]
+    auth_tokens_file: Option<PathBuf>,
+    /// Listen beyond loopback without tokens (refused otherwise; config
+    /// `auth.insecure_no_auth`).
+    #[arg(long, env = "LOUPE_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
     /// The Slack app's signing secret: turns on `/slack/commands` and `/slack/interactions`
     /// (config `slack.signing_secret`; prefer the variable to the flag, which `ps` shows).
     #[arg(long, env = "LOUPE_SLACK_SIGNING_SECRET", hide_env_values = true)]
@@ -433,6 +471,18 @@ impl ServeArgs {
             detect,
             analysis: self.model.analysis_config()?,
             mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),
+            tokens: match self
+                .auth_tokens_file
+                .clone()
+                .or(file.auth.tokens_file.take())
+            {
+                Some(path) => Some(std::sync::Arc::new(
+                    loupe_api::auth::Tokens::open(&path)
+                        .with_context(|| "reading the tokens file (--auth-tokens-file)")?,
+                )),
+                None => None,
+            },
+            insecure_no_auth: self.insecure_no_auth || file.auth.insecure_no_auth.unwrap_or(false),
             slack: loupe::config::slack_config(
                 self.slack_signing_secret.clone(),
                 std::mem::take(&mut file.slack),
@@ -652,6 +702,26 @@ async fn main() -> anyhow::Result<()> {
             server,
             allow_writes,
         } => loupe::mcp::serve_stdio(&server, allow_writes).await?,
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    name,
+                    scope,
+                    tokens_file,
+                },
+        } => {
+            let token = loupe_api::auth::create_token(&tokens_file, &name, &scope.0)?;
+            let scopes: Vec<&str> = scope.0.iter().map(|s| s.as_str()).collect();
+            eprintln!(
+                "token {name:?} ({}) added to {}; it is shown once, here:",
+                scopes.join(","),
+                tokens_file.display()
+            );
+            println!("{token}");
+            eprintln!(
+                "send it as `Authorization: Bearer <token>`: OTEL_EXPORTER_OTLP_HEADERS=\"Authorization=Bearer%20<token>\" for exporters, LOUPE_TOKEN=<token> for loupe ask/query/mcp; a running server reads the file again within a second"
+            );
+        }
         Command::Ask {
             question,
             server,

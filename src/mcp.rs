@@ -31,10 +31,14 @@ impl Backend for HttpBackend {
         Box::pin(async move {
             let url = format!("{}{path_and_query}", self.server);
             let body = body.map(|b| b.to_string()).unwrap_or_default();
-            let request = hyper::Request::builder()
+            let mut request = hyper::Request::builder()
                 .method(method)
                 .uri(&url)
-                .header("content-type", "application/json")
+                .header("content-type", "application/json");
+            if let Some(token) = crate::query::token_from_env() {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let request = request
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| format!("{url}: {e}"))?;
             let response = self.client.request(request).await.map_err(|e| {

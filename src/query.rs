@@ -52,7 +52,7 @@ pub async fn run(
 }
 
 /// POSTs `body` as JSON to `path` on the server at `server`, asking for `accept`; returns the
-/// answer's headers and body.
+/// answer's headers and body. The bearer token in `LOUPE_TOKEN`, if set, goes with it.
 ///
 /// # Errors
 /// When the server cannot be reached, or answers with an error (its `error.message`).
@@ -63,10 +63,13 @@ pub(crate) async fn post_api(
     accept: &str,
 ) -> anyhow::Result<(hyper::HeaderMap, Bytes)> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let request = hyper::Request::post(&url)
+    let mut request = hyper::Request::post(&url)
         .header("content-type", "application/json")
-        .header("accept", accept)
-        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        .header("accept", accept);
+    if let Some(token) = token_from_env() {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(request)
@@ -83,4 +86,12 @@ pub(crate) async fn post_api(
         anyhow::bail!("{status}: {message}");
     }
     Ok((headers, bytes))
+}
+
+/// The bearer token the client commands send (`LOUPE_TOKEN`), if set and not empty.
+pub(crate) fn token_from_env() -> Option<String> {
+    std::env::var("LOUPE_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }

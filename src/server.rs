@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents, Verdicts};
+use loupe_api::auth::{guard, Listener, Tokens};
 use loupe_api::{ApiState, Readiness, SqlState};
 use loupe_graph::GraphConfig;
 use loupe_ingest::{grpc_router, http_router, Limits, Receiver};
@@ -48,6 +49,11 @@ pub struct ServeConfig {
     pub mcp_allow_writes: bool,
     /// The Slack routes' settings; `None` leaves them unmounted.
     pub slack: Option<loupe_api::slack::SlackConfig>,
+    /// Bearer tokens every listener requires (see `loupe_api::auth`); `None`: no authentication,
+    /// which only a loopback address or `insecure_no_auth` allows.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Listen beyond loopback without tokens (logged as a warning at every start).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for ServeConfig {
@@ -63,6 +69,8 @@ impl Default for ServeConfig {
             analysis: AnalysisConfig::default(),
             mcp_allow_writes: false,
             slack: None,
+            tokens: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -114,7 +122,75 @@ fn spawn_serve(
 ///
 /// # Errors
 /// When the data directory cannot be opened or an address cannot be bound.
+/// Refuses a listener beyond loopback without tokens, unless `insecure_no_auth`.
+fn check_exposure(config: &ServeConfig) -> anyhow::Result<()> {
+    let exposed: Vec<String> = [
+        config.otlp_grpc_addr,
+        config.otlp_http_addr,
+        config.http_addr,
+    ]
+    .iter()
+    .filter(|a| !a.ip().is_loopback())
+    .map(ToString::to_string)
+    .collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    match &config.tokens {
+        Some(tokens) if tokens.is_empty() => tracing::warn!(
+            path = %tokens.path().display(),
+            "the tokens file holds no token: every request but /healthz, /readyz and the page is refused"
+        ),
+        Some(_) => {}
+        None if config.insecure_no_auth => tracing::warn!(
+            addresses = %exposed.join(", "),
+            "listening beyond loopback WITHOUT authentication (--insecure-no-auth): anyone who reaches these addresses can read every trace, run SQL, send data and record verdicts"
+        ),
+        None => anyhow::bail!(
+            "refusing to listen on {} without authentication: anyone who reaches it could read \
+             every trace, run SQL, send data and record verdicts. Create tokens \
+             (`loupe token create --name collector --scope ingest --tokens-file tokens.txt`) and \
+             start with --auth-tokens-file tokens.txt, listen on 127.0.0.1, or pass \
+             --insecure-no-auth",
+            exposed.join(", ")
+        ),
+    }
+    Ok(())
+}
+
+/// Reads the tokens file again on SIGHUP (it is also read again when it changes).
+fn spawn_tokens_reload(tokens: Arc<Tokens>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                let tokens = tokens.clone();
+                match tokio::task::spawn_blocking(move || tokens.reload()).await {
+                    Ok(Ok(n)) => tracing::info!(tokens = n, "SIGHUP: tokens file read again"),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "SIGHUP: the tokens file does not parse: keeping the tokens last read")
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (tokens, shutdown.wait_for(|s| *s).await);
+        }
+    })
+}
+
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
+    check_exposure(&config)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let engine = match &config.store {
         Some(store) => {
@@ -181,7 +257,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             config.http_addr.to_string(),
         ],
     );
-    let api = api.nest_service("/mcp", mcp);
+    let api = guard(
+        api.nest_service("/mcp", mcp),
+        config.tokens.clone(),
+        Listener::Api,
+    );
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
@@ -190,13 +270,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let mut tasks = vec![
         spawn_serve(
             grpc_listener,
-            grpc_router(receiver.clone()),
+            guard(
+                grpc_router(receiver.clone()),
+                config.tokens.clone(),
+                Listener::OtlpGrpc,
+            ),
             rx.clone(),
             "otlp-grpc",
         ),
         spawn_serve(
             http_listener,
-            http_router(receiver),
+            guard(
+                http_router(receiver),
+                config.tokens.clone(),
+                Listener::OtlpHttp,
+            ),
             rx.clone(),
             "otlp-http",
         ),
@@ -212,6 +300,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         ),
         rx.clone(),
     ));
+    if let Some(tokens) = &config.tokens {
+        tasks.push(spawn_tokens_reload(tokens.clone(), rx.clone()));
+    }
     tasks.push(spawn_recovery(engine.clone()));
     if engine.store().is_some() {
         tasks.push(spawn_maintenance(engine.clone(), clock, rx));

@@ -9,6 +9,7 @@
 //! `{"error":{"code":…,"message":…}}` with the matching HTTP status.
 
 pub mod ask;
+pub mod auth;
 mod error;
 pub mod mcp;
 mod params;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -361,14 +362,18 @@ impl LoupeMcp {
         description = "Ask loupe a question in plain English (why is X slow, what changed, what depends on X, how is X doing, show incident N). The answer says how the question was read, the facts, commands and links.",
         annotations(read_only_hint = true)
     )]
-    async fn ask(&self, Parameters(a): Parameters<AskArgs>) -> Result<CallToolResult, ErrorData> {
+    async fn ask(
+        &self,
+        Parameters(a): Parameters<AskArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
         let now = match self.time(a.now) {
             Ok(n) => n,
             Err(e) => return Ok(bad(e)),
         };
-        // Without writes allowed, a verdict asked in words is refused too.
-        let mut body =
-            json!({ "question": a.question, "by": "mcp", "read_only": !self.allow_writes });
+        // Without writes allowed (or an admin token), a verdict asked in words is refused too.
+        let read_only = !self.allow_writes || !may_write(&context);
+        let mut body = json!({ "question": a.question, "by": "mcp", "read_only": read_only });
         if let Some(z) = a.time_zone {
             body["time_zone"] = z.into();
         }
@@ -590,10 +595,16 @@ impl LoupeMcp {
     async fn record_verdict(
         &self,
         Parameters(a): Parameters<VerdictArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         if !self.allow_writes {
             return Ok(bad(
                 "record_verdict is off: start the server with --mcp-allow-writes (config mcp.allow_writes) to let agents record verdicts".into(),
+            ));
+        }
+        if !may_write(&context) {
+            return Ok(bad(
+                "record_verdict needs a token with the admin scope; this one has not".into(),
             ));
         }
         let body =
@@ -605,6 +616,17 @@ impl LoupeMcp {
         );
         Ok(self.post(path, body).await)
     }
+}
+
+/// Whether the HTTP request behind a tool call may write: true without authentication (no
+/// principal: auth is off, or stdio, where the REST API checks the token), else when the
+/// token has the admin scope.
+fn may_write(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
+        .is_none_or(|p| p.may(crate::auth::Scope::Admin))
 }
 
 #[tool_handler(router = self.tool_router)]

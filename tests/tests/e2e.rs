@@ -3,6 +3,7 @@
 //! input), a real Nezha case replayed over OTLP/gRPC, and a restart from the write-ahead log.
 
 mod ask;
+mod auth;
 mod simulate;
 mod slack;
 mod store;

@@ -51,6 +51,27 @@ async function until(what, seconds, probe) {
   throw new Error(`${what}: not within ${seconds}s${last ? ` (last error: ${last.message})` : ''}`);
 }
 
+/// Spawns `loupe serve` with `args` on three free loopback ports: `{base, grpc, stop, log}`;
+/// `stop()` also removes `work`.
+async function serve(work, args) {
+  const [grpc, otlpHttp, http] = [await freePort(), await freePort(), await freePort()];
+  const server = spawn(bin, [
+    'serve', ...args,
+    '--otlp-grpc-addr', `127.0.0.1:${grpc}`, '--otlp-http-addr', `127.0.0.1:${otlpHttp}`,
+    '--http-addr', `127.0.0.1:${http}`,
+  ], { stdio: ['ignore', 'inherit', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (d) => { log += d; });
+  const exited = new Promise((r) => server.on('exit', r));
+  const stop = async () => {
+    server.kill('SIGINT');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    server.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+  };
+  return { base: `http://127.0.0.1:${http}`, grpc, stop, log: () => log };
+}
+
 /// Starts loupe with the case replayed into it up to half a minute before the fault's end.
 /// Returns `{base, truth, incident, api, stop}`: `base` the web UI's origin, `truth` the case's
 /// ground truth (with `replayed_until_unix_ns`), `incident` the summary of the
@@ -68,29 +89,14 @@ export async function startLoupe() {
     default_slo: { availability: 0.999 },
     slos: { 'frontend-proxy': { availability: 0.999, latency_threshold_seconds: 0.5, latency_target: 0.99 } },
   }));
-  const [grpc, otlpHttp, http] = [await freePort(), await freePort(), await freePort()];
   const data = join(work, 'data');
   mkdirSync(data);
-  const server = spawn(bin, [
-    'serve', '--data-dir', data, '--slo-file', slo,
-    '--otlp-grpc-addr', `127.0.0.1:${grpc}`, '--otlp-http-addr', `127.0.0.1:${otlpHttp}`,
-    '--http-addr', `127.0.0.1:${http}`,
-  ], { stdio: ['ignore', 'inherit', 'pipe'] });
-  let log = '';
-  server.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((r) => server.on('exit', r));
-  const base = `http://127.0.0.1:${http}`;
+  const { base, grpc, stop, log } = await serve(work, ['--data-dir', data, '--slo-file', slo]);
   const api = async (path, init) => {
     const r = await fetch(base + path, init);
     const body = await r.json();
     if (!r.ok) throw new Error(`${path}: ${r.status} ${JSON.stringify(body)}`);
     return body;
-  };
-  const stop = async () => {
-    server.kill('SIGINT');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    server.kill('SIGKILL');
-    rmSync(work, { recursive: true, force: true });
   };
   try {
     await until('loupe ready', 60, async () => (await fetch(`${base}/readyz`)).ok);
@@ -108,11 +114,31 @@ export async function startLoupe() {
       const { incidents } = await api('/api/v1/incidents');
       return incidents.find((i) => i.top_cause_id);
     });
-    return { base, truth, incident, api, stop, log: () => log };
+    return { base, truth, incident, api, stop, log };
   } catch (e) {
     await stop();
-    throw new Error(`${e.message}\nloupe's log:\n${log.slice(-4000)}`);
+    throw new Error(`${e.message}\nloupe's log:\n${log().slice(-4000)}`);
   }
+}
+
+/// Starts an empty loupe that requires bearer tokens, with two made by `loupe token create`:
+/// `{base, tokens: {read, ingest}, stop}`.
+export async function startWithTokens() {
+  const work = mkdtempSync(join(tmpdir(), 'loupe-ui-auth-'));
+  const file = join(work, 'tokens.txt');
+  const tokens = {};
+  for (const [name, scope] of [['viewer', 'read'], ['collector', 'ingest']]) {
+    const { stdout } = await run(bin, ['token', 'create', '--name', name, '--scope', scope, '--tokens-file', file]);
+    tokens[scope] = stdout.trim();
+  }
+  const { base, stop, log } = await serve(work, ['--data-dir', join(work, 'data'), '--auth-tokens-file', file]);
+  try {
+    await until('loupe ready', 60, async () => (await fetch(`${base}/readyz`)).ok);
+  } catch (e) {
+    await stop();
+    throw new Error(`${e.message}\nloupe's log:\n${log().slice(-4000)}`);
+  }
+  return { base, tokens, stop };
 }
 
 /// A headless Chromium and a page that records page errors and console errors.

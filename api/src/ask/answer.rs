@@ -194,7 +194,7 @@ pub async fn run(
             let mut a = Answer::new(
                 question,
                 format!("I read this as: a verdict on a cause of incident #{incident}"),
-                "refused: this asker may not record verdicts (an MCP agent needs the server's --mcp-allow-writes)".into(),
+                "refused: this asker may not record verdicts (a token needs the admin scope; an MCP agent, the server's --mcp-allow-writes)".into(),
             );
             a.understood = false;
             a

@@ -76,7 +76,11 @@ const MAX_QUESTION_BYTES: usize = 4096;
 /// `POST /api/v1/ask` `{"question":…,"time_zone"?,"now"?,"by"?}` → [`Answer`]. A question it
 /// cannot read is still a 200, whose answer says so with the help; malformed JSON, an unknown
 /// zone or a question past 4 KiB is a 400.
-async fn ask(State(state): State<AskState>, body: Bytes) -> Result<Json<Answer>> {
+async fn ask(
+    State(state): State<AskState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+    body: Bytes,
+) -> Result<Json<Answer>> {
     let request: AskRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     if request.question.len() > MAX_QUESTION_BYTES {
@@ -102,7 +106,9 @@ async fn ask(State(state): State<AskState>, body: Bytes) -> Result<Json<Answer>>
     let by = request.by.unwrap_or_else(|| "loupe ask".into());
     let asker = answer::Asker {
         by: &by,
-        read_only: request.read_only,
+        // A token without the admin scope may ask, not record verdicts.
+        read_only: request.read_only
+            || principal.is_some_and(|p| !p.may(crate::auth::Scope::Admin)),
     };
     Ok(Json(
         answer::run(&state, &request.question, clock, &asker).await?,

@@ -60,8 +60,21 @@ pub async fn post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, hyper::HeaderMap, Bytes) {
+    request(hyper::Method::POST, addr, path, headers, body).await
+}
+
+/// Sends `method` `path` with `headers` and `body`; returns status, headers and body.
+pub async fn request(
+    method: hyper::Method,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = hyper::Request::post(format!("http://{addr}{path}"));
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         request = request.header(*k, *v);
     }

@@ -83,21 +83,79 @@ export class ApiError extends Error {
   }
 }
 
+// A server started with --auth-tokens-file answers 401 without a bearer token: the page asks
+// for one once, keeps it for the tab (sessionStorage, never localStorage) and sends it with
+// every call.
+const TOKEN_KEY = 'loupe.token';
+let tokenPrompt = null;
+
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+
+/** Asks for a token in a modal dialog; resolves to it (one dialog for concurrent calls). */
+function askToken(reason) {
+  if (tokenPrompt) return tokenPrompt;
+  tokenPrompt = new Promise((resolve) => {
+    const dialog = document.createElement('dialog');
+    dialog.className = 'token-dialog';
+    dialog.dataset.testid = 'token-dialog';
+    dialog.innerHTML = `
+      <form method="dialog">
+        <h2>This loupe needs a token</h2>
+        <p class="muted"></p>
+        <label>Bearer token
+          <input name="token" type="password" autocomplete="off" required data-testid="token-input"
+                 placeholder="loupe_…">
+        </label>
+        <p class="muted">A token with the <b>read</b> scope shows everything; <b>admin</b> also
+          records verdicts. <code>loupe token create --name you --scope admin --tokens-file …</code>
+          makes one. It is kept for this tab only.</p>
+        <menu><button type="submit" class="btn primary" data-testid="token-submit">Use token</button></menu>
+      </form>`;
+    dialog.querySelector('p.muted').textContent = reason;
+    dialog.addEventListener('cancel', (e) => e.preventDefault());
+    dialog.querySelector('form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const value = dialog.querySelector('input').value.trim();
+      if (!value) return;
+      try { sessionStorage.setItem(TOKEN_KEY, value); } catch { /* private mode: memory only */ }
+      dialog.close();
+      dialog.remove();
+      tokenPrompt = null;
+      resolve(value);
+    });
+    document.body.appendChild(dialog);
+    dialog.showModal();
+  });
+  return tokenPrompt;
+}
+
 /**
  * Calls the API; resolves to the parsed JSON, rejects with an ApiError carrying the server's
  * `{"error":{"code","message"}}`. `allow` lists non-2xx statuses whose body is an answer
- * (e.g. /readyz's 503 while recovering).
+ * (e.g. /readyz's 503 while recovering). A 401 asks for a token and tries again.
  */
 export async function api(path, { method = 'GET', body, allow = [], signal } = {}) {
   let r;
+  let token = storedToken();
   try {
-    r = await fetch(path, {
-      method,
-      signal,
-      headers: body === undefined ? { accept: 'application/json' }
-        : { 'content-type': 'application/json', accept: 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    for (;;) {
+      const headers = body === undefined ? { accept: 'application/json' }
+        : { 'content-type': 'application/json', accept: 'application/json' };
+      if (token) headers.authorization = `Bearer ${token}`;
+      r = await fetch(path, {
+        method,
+        signal,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (r.status !== 401) break;
+      let reason = 'The server asks for a bearer token.';
+      try { reason = (await r.json()).error.message; } catch { /* keep the default */ }
+      try { sessionStorage.removeItem(TOKEN_KEY); } catch { /* nothing kept */ }
+      token = await askToken(token ? `That token was refused: ${reason}` : reason);
+    }
   } catch (e) {
     if (e && e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `${method} ${path}: the server did not answer (${e.message})`);
