@@ -23,6 +23,11 @@
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
 //!
+//! [tls]                       # on all three listeners; reloaded when the files change
+//! cert_file = "server.pem"
+//! key_file = "server.key"
+//! client_ca_file = "ca.pem"   # mutual TLS on the OTLP listeners
+//!
 //! [auth]
 //! tokens_file = "tokens.txt"  # bearer tokens with scopes (`loupe token create`)
 //! insecure_no_auth = false    # listen beyond loopback without tokens
@@ -71,6 +76,39 @@ pub struct FileConfig {
     /// `[auth]`.
     #[serde(default)]
     pub auth: AuthSection,
+    /// `[tls]`.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: the OpenTelemetry Collector's key names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// CAs client certificates must chain to (mutual TLS on the OTLP listeners).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The listeners' TLS files, or `None` for plain TCP.
+///
+/// # Errors
+/// A key without a certificate or the reverse, or a client CA without both.
+pub fn tls_files(file: TlsSection) -> anyhow::Result<Option<crate::tls::TlsFiles>> {
+    match (file.cert_file, file.key_file) {
+        (Some(cert_file), Some(key_file)) => Ok(Some(crate::tls::TlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file: file.client_ca_file,
+        })),
+        (None, None) if file.client_ca_file.is_none() => Ok(None),
+        (None, None) => anyhow::bail!("tls.client_ca_file needs tls.cert_file and tls.key_file"),
+        (Some(_), None) => anyhow::bail!("tls.cert_file needs tls.key_file (its private key)"),
+        (None, Some(_)) => anyhow::bail!("tls.key_file needs tls.cert_file (its certificate)"),
+    }
 }
 
 /// `[auth]`.

@@ -18,4 +18,5 @@ pub mod query;
 pub mod replay;
 pub mod server;
 pub mod simulate;
+pub mod tls;
 pub mod train;

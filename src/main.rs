@@ -398,6 +398,16 @@ struct ServeArgs {
     /// `auth.insecure_no_auth`).
     #[arg(long, env = "LOUPE_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// TLS certificate chain (PEM) for all three listeners (config `tls.cert_file`).
+    #[arg(long, env = "LOUPE_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM) (config `tls.key_file`).
+    #[arg(long, env = "LOUPE_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that OTLP clients' certificates must chain to: mutual TLS on the
+    /// receivers (config `tls.client_ca_file`).
+    #[arg(long, env = "LOUPE_TLS_CLIENT_CA_FILE")]
+    tls_client_ca_file: Option<PathBuf>,
     /// The Slack app's signing secret: turns on `/slack/commands` and `/slack/interactions`
     /// (config `slack.signing_secret`; prefer the variable to the flag, which `ps` shows).
     #[arg(long, env = "LOUPE_SLACK_SIGNING_SECRET", hide_env_values = true)]
@@ -481,6 +491,13 @@ impl ServeArgs {
                         .with_context(|| "reading the tokens file (--auth-tokens-file)")?,
                 )),
                 None => None,
+            },
+            tls: {
+                let t = &mut file.tls;
+                t.cert_file = self.tls_cert_file.clone().or(t.cert_file.take());
+                t.key_file = self.tls_key_file.clone().or(t.key_file.take());
+                t.client_ca_file = self.tls_client_ca_file.clone().or(t.client_ca_file.take());
+                loupe::config::tls_files(std::mem::take(t))?
             },
             insecure_no_auth: self.insecure_no_auth || file.auth.insecure_no_auth.unwrap_or(false),
             slack: loupe::config::slack_config(

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
+use crate::tls::{Tls, TlsFiles, TlsListener};
 
 /// How long a span waits in the join buffer after it was received, when no later span pushes
 /// event time past its expiry.
@@ -54,6 +55,9 @@ pub struct ServeConfig {
     pub tokens: Option<Arc<Tokens>>,
     /// Listen beyond loopback without tokens (logged as a warning at every start).
     pub insecure_no_auth: bool,
+    /// TLS on all three listeners; its `client_ca_file` (mutual TLS) applies to the OTLP
+    /// listeners only, so browsers reach the UI without a client certificate.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +75,7 @@ impl Default for ServeConfig {
             slack: None,
             tokens: None,
             insecure_no_auth: false,
+            tls: None,
         }
     }
 }
@@ -99,29 +104,37 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, Sock
 
 fn spawn_serve(
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%error, what, "listener failed");
+) -> anyhow::Result<JoinHandle<()>> {
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    Ok(match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls)?;
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(%error, what, "listener failed");
+                }
+            })
         }
+        None => tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(%error, what, "listener failed");
+            }
+        }),
     })
 }
 
-/// Starts serving: opens the data directory, binds the three listeners, starts recovery in
-/// the background, and returns once the listeners accept connections (use `/readyz`, or
-/// [`Server::wait_ready`], to know when recovery is complete).
-///
-/// # Errors
-/// When the data directory cannot be opened or an address cannot be bound.
 /// Refuses a listener beyond loopback without tokens, unless `insecure_no_auth`.
 fn check_exposure(config: &ServeConfig) -> anyhow::Result<()> {
     let exposed: Vec<String> = [
@@ -158,8 +171,13 @@ fn check_exposure(config: &ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the tokens file again on SIGHUP (it is also read again when it changes).
-fn spawn_tokens_reload(tokens: Arc<Tokens>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Reads the tokens file and the TLS files again on SIGHUP (both are also read again when
+/// they change).
+fn spawn_reload_on_hangup(
+    tokens: Option<Arc<Tokens>>,
+    tls: Vec<Arc<Tls>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -172,19 +190,27 @@ fn spawn_tokens_reload(tokens: Arc<Tokens>, mut shutdown: watch::Receiver<bool>)
                     _ = hangup.recv() => {}
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
-                let tokens = tokens.clone();
-                match tokio::task::spawn_blocking(move || tokens.reload()).await {
-                    Ok(Ok(n)) => tracing::info!(tokens = n, "SIGHUP: tokens file read again"),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "SIGHUP: the tokens file does not parse: keeping the tokens last read")
+                let (tokens, tls) = (tokens.clone(), tls.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(tokens) = tokens {
+                        match tokens.reload() {
+                            Ok(n) => tracing::info!(tokens = n, "SIGHUP: tokens file read again"),
+                            Err(error) => tracing::warn!(%error, "SIGHUP: the tokens file does not parse: keeping the tokens last read"),
+                        }
                     }
-                    Err(_) => {}
-                }
+                    for t in tls {
+                        match t.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS files read again"),
+                            Err(error) => tracing::warn!(error = format!("{error:#}"), "SIGHUP: the TLS files do not load: keeping the certificate last read"),
+                        }
+                    }
+                })
+                .await;
             }
         }
         #[cfg(not(unix))]
         {
-            let _ = (tokens, shutdown.wait_for(|s| *s).await);
+            let _ = (tokens, tls, shutdown.wait_for(|s| *s).await);
         }
     })
 }
@@ -266,10 +292,25 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
     let (api_listener, http_addr) = bind(config.http_addr, "the REST API").await?;
+    // TLS: the API's without client certificates, the receivers' with them if asked.
+    let (api_tls, otlp_tls) = match &config.tls {
+        Some(files) => {
+            let api = TlsFiles {
+                client_ca_file: None,
+                ..files.clone()
+            };
+            (
+                Some(Arc::new(Tls::load(api)?)),
+                Some(Arc::new(Tls::load(files.clone())?)),
+            )
+        }
+        None => (None, None),
+    };
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = vec![
         spawn_serve(
             grpc_listener,
+            otlp_tls.clone(),
             guard(
                 grpc_router(receiver.clone()),
                 config.tokens.clone(),
@@ -277,9 +318,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             ),
             rx.clone(),
             "otlp-grpc",
-        ),
+        )?,
         spawn_serve(
             http_listener,
+            otlp_tls.clone(),
             guard(
                 http_router(receiver),
                 config.tokens.clone(),
@@ -287,8 +329,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             ),
             rx.clone(),
             "otlp-http",
-        ),
-        spawn_serve(api_listener, api, rx.clone(), "api"),
+        )?,
+        spawn_serve(api_listener, api_tls.clone(), api, rx.clone(), "api")?,
     ];
     tasks.push(spawn_ticker(
         engine.clone(),
@@ -300,8 +342,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         ),
         rx.clone(),
     ));
-    if let Some(tokens) = &config.tokens {
-        tasks.push(spawn_tokens_reload(tokens.clone(), rx.clone()));
+    if config.tokens.is_some() || config.tls.is_some() {
+        let tls = api_tls.into_iter().chain(otlp_tls).collect();
+        tasks.push(spawn_reload_on_hangup(
+            config.tokens.clone(),
+            tls,
+            rx.clone(),
+        ));
     }
     tasks.push(spawn_recovery(engine.clone()));
     if engine.store().is_some() {

@@ -8,6 +8,7 @@ mod simulate;
 mod slack;
 mod store;
 mod support;
+mod tls;
 mod traces;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -8,15 +8,13 @@ use std::sync::Arc;
 
 use loupe::server::{self, ServeConfig};
 use loupe_api::auth::{create_token, Scope, Tokens};
-use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::InstrumentationScope;
 use opentelemetry_otlp::{
     Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use opentelemetry_sdk::trace::SpanExporter as _;
 use serde_json::json;
 
-use crate::support::{post, request, start_with, temp_dir};
+use crate::support::{post, request, sdk_span, start_with, temp_dir};
 
 /// A credential of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,31 +51,6 @@ fn class(status: u16) -> &'static str {
         401 => "401",
         403 => "403",
         _ => "through",
-    }
-}
-
-fn span(n: u64) -> SpanData {
-    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
-    SpanData {
-        span_context: SpanContext::new(
-            TraceId::from(u128::from(n) + 1),
-            opentelemetry::trace::SpanId::from(n + 1),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id: opentelemetry::trace::SpanId::INVALID,
-        parent_span_is_remote: false,
-        span_kind: SpanKind::Server,
-        name: "GET /".into(),
-        start_time: t0,
-        end_time: t0 + std::time::Duration::from_millis(5),
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: Status::Unset,
-        instrumentation_scope: InstrumentationScope::builder("auth-e2e").build(),
     }
 }
 
@@ -241,7 +214,7 @@ async fn every_route_and_receiver_needs_its_scope() {
             .with_metadata(metadata)
             .build()
             .unwrap();
-        let result = over_grpc.export(vec![span(sent)]).await;
+        let result = over_grpc.export(vec![sdk_span(sent)]).await;
         assert_eq!(result.is_ok(), want_ok, "gRPC as {who:?}: {result:?}");
         if let Err(e) = &result {
             let text = format!("{e:?}");
@@ -260,7 +233,7 @@ async fn every_route_and_receiver_needs_its_scope() {
             .with_headers(headers)
             .build()
             .unwrap();
-        let result = over_http.export(vec![span(sent)]).await;
+        let result = over_http.export(vec![sdk_span(sent)]).await;
         assert_eq!(result.is_ok(), want_ok, "HTTP as {who:?}: {result:?}");
         sent += 1;
     }

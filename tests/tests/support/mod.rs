@@ -198,3 +198,33 @@ pub async fn status_before_upload(
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP status line: {line}"))
 }
+
+/// A one-span trace as the OpenTelemetry SDK hands it to an exporter: server span `n` (trace
+/// and span id from `n`) of 5 ms at 2026-01-01T00:00:00Z.
+pub fn sdk_span(n: u64) -> opentelemetry_sdk::trace::SpanData {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+    };
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    opentelemetry_sdk::trace::SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(u128::from(n) + 1),
+            SpanId::from(n + 1),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Server,
+        name: "GET /".into(),
+        start_time: t0,
+        end_time: t0 + Duration::from_millis(5),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: Default::default(),
+        links: Default::default(),
+        status: Status::Unset,
+        instrumentation_scope: opentelemetry::InstrumentationScope::builder("e2e").build(),
+    }
+}
