@@ -19,6 +19,7 @@
 //! [query]
 //! max_rows = 10000
 //! timeout = "30s"
+//! max_concurrent = 2          # queries and analyses at once (default: the CPUs)
 //!
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
@@ -198,6 +199,8 @@ pub struct QuerySection {
     pub max_rows: Option<usize>,
     /// Humantime duration.
     pub timeout: Option<String>,
+    /// SQL queries, analyses, asks, diffs and trace searches running at once.
+    pub max_concurrent: Option<usize>,
 }
 
 /// The default config file, read when present and no other is named.

@@ -433,6 +433,10 @@ struct ServeArgs {
     /// Time one SQL query may run before it is cancelled [default: 30s].
     #[arg(long, env = "LOUPE_QUERY_TIMEOUT")]
     query_timeout: Option<String>,
+    /// SQL queries, analyses, asks, diffs and trace searches running at once; up to 64 more
+    /// wait 30 s for a turn, the rest get 503 with Retry-After [default: the CPUs, at least 2].
+    #[arg(long, env = "LOUPE_QUERY_MAX_CONCURRENT")]
+    query_max_concurrent: Option<usize>,
 }
 
 impl ServeArgs {
@@ -447,6 +451,7 @@ impl ServeArgs {
         let q = &mut file.query;
         q.max_rows = self.query_max_rows.or(q.max_rows);
         q.timeout = self.query_timeout.clone().or(q.timeout.take());
+        q.max_concurrent = self.query_max_concurrent.or(q.max_concurrent);
         let data_dir = self
             .data_dir
             .clone()
@@ -478,6 +483,14 @@ impl ServeArgs {
                 .unwrap_or(defaults.http_addr),
             store: Some(loupe::config::store_config(data_dir, &file.store)?),
             query_limits: loupe::config::query_limits(&file.query)?,
+            gate: loupe_api::gate::GateConfig {
+                max_concurrent: match file.query.max_concurrent {
+                    Some(0) => anyhow::bail!("query.max_concurrent must be at least 1"),
+                    Some(n) => n,
+                    None => loupe_api::gate::GateConfig::default().max_concurrent,
+                },
+                ..Default::default()
+            },
             detect,
             analysis: self.model.analysis_config()?,
             mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),

@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub tokens: Option<Arc<Tokens>>,
     /// Listen beyond loopback without tokens (logged as a warning at every start).
     pub insecure_no_auth: bool,
+    /// How many expensive reads (SQL, analyses, asks) run at once, and how many wait.
+    pub gate: loupe_api::gate::GateConfig,
     /// TLS on all three listeners; its `client_ca_file` (mutual TLS) applies to the OTLP
     /// listeners only, so browsers reach the UI without a client certificate.
     pub tls: Option<TlsFiles>,
@@ -76,6 +78,7 @@ impl Default for ServeConfig {
             tokens: None,
             insecure_no_auth: false,
             tls: None,
+            gate: loupe_api::gate::GateConfig::default(),
         }
     }
 }
@@ -272,6 +275,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     if let Some(slack) = config.slack.clone() {
         api = api.merge(loupe_api::slack::slack_router(ask_state, slack));
     }
+    // Expensive reads take turns, whether they come over HTTP or from an MCP tool.
+    let api = loupe_api::gate::guard(api, loupe_api::gate::Gate::new(config.gate));
     // MCP at /mcp: its tools call the routes above in process. The Host header may also name
     // the address the API listens on (rmcp refuses other hosts, against DNS rebinding).
     let mcp = loupe_api::mcp::streamable_http_service(

@@ -11,6 +11,7 @@
 pub mod ask;
 pub mod auth;
 mod error;
+pub mod gate;
 pub mod mcp;
 mod params;
 mod routes;
