@@ -550,7 +550,22 @@ impl Incidents {
         &mut self,
         incident: u64,
         cause: &str,
+        verdict: (crate::verdict::Judgement, String, String),
+        now: u64,
+    ) -> Result<crate::verdict::Verdict, VerdictRejected> {
+        self.judge_with_token(incident, cause, verdict, None, now)
+    }
+
+    /// [`Incidents::judge`], recording the name of the bearer token the verdict came with.
+    ///
+    /// # Errors
+    /// As [`Incidents::judge`].
+    pub fn judge_with_token(
+        &mut self,
+        incident: u64,
+        cause: &str,
         (verdict, comment, by): (crate::verdict::Judgement, String, String),
+        token: Option<String>,
         now: u64,
     ) -> Result<crate::verdict::Verdict, VerdictRejected> {
         let i = self
@@ -573,6 +588,7 @@ impl Incidents {
             verdict,
             comment,
             by,
+            token,
             at_unix_nano: now,
             window: analysis.window,
             features: judged
@@ -1007,6 +1023,7 @@ mod tests {
                         verdict: Judgement::Rejected,
                         comment: "by design".into(),
                         by: "ana".into(),
+                        token: None,
                         at_unix_nano: 0,
                         window: [0, 1],
                         features: vec!["failed_calls_into".into()],
@@ -1175,15 +1192,20 @@ mod tests {
         // A verdict on an analysis read back from the file: no model inputs, no training case.
         let (mut reloaded, _) = open();
         let verdict = reloaded
-            .judge(
+            .judge_with_token(
                 second,
                 "service:cart",
                 (Judgement::Accepted, String::new(), "ana".into()),
+                Some("oncall".into()),
                 2,
             )
             .unwrap();
         assert!(verdict.candidates.is_empty() && verdict.training_case().is_none());
         drop(reloaded);
+        // The token's name is kept with the verdict (the audit trail), the first one had none.
+        let (kept, _) = Verdicts::open(&verdicts_file).unwrap();
+        let tokens: Vec<Option<&str>> = kept.all().iter().map(|v| v.token.as_deref()).collect();
+        assert_eq!(tokens, [None, Some("oncall")]);
         // A verdict on an incident the file does not hold (written before incidents were
         // kept): the next incident is numbered past it.
         let (mut verdicts, _) = Verdicts::open(&verdicts_file).unwrap();

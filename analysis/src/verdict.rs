@@ -36,6 +36,10 @@ pub struct Verdict {
     pub comment: String,
     /// Who.
     pub by: String,
+    /// The name of the bearer token the verdict came with, when the server requires tokens
+    /// (the audit trail beside `by`, which the sender states).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// When (wall clock), unix nanoseconds.
     pub at_unix_nano: u64,
     /// The incident's analysed window, `[start, end)` unix nanoseconds: the label's case.
@@ -317,6 +321,7 @@ mod tests {
             verdict,
             comment: String::new(),
             by: "sre".into(),
+            token: None,
             at_unix_nano: 0,
             window: [0, 1],
             features: vec![feature.into()],

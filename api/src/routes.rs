@@ -421,6 +421,7 @@ struct VerdictRequest {
 async fn post_verdict(
     State(state): State<ApiState>,
     Path((id, cause)): Path<(String, String)>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     body: Bytes,
 ) -> Result<(axum::http::StatusCode, Json<Verdict>)> {
     let id = incident_id(&id)?;
@@ -434,6 +435,7 @@ async fn post_verdict(
         &state,
         (id, cause),
         (request.verdict, request.comment, request.by),
+        principal.map(|p| p.0.name),
         now,
     )
     .await?;
@@ -449,13 +451,14 @@ pub(crate) async fn judge(
     state: &ApiState,
     (incident, cause): (u64, String),
     (verdict, comment, by): (Judgement, String, String),
+    token: Option<String>,
     now: u64,
 ) -> Result<Verdict> {
     let worker = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut incidents = incidents_of(&worker)?;
         incidents
-            .judge(incident, &cause, (verdict, comment, by), now)
+            .judge_with_token(incident, &cause, (verdict, comment, by), token, now)
             .map_err(|e| match e {
                 VerdictRejected::Io(e) => ApiError::Internal(e.to_string()),
                 other => ApiError::NotFound(other.to_string()),

@@ -132,6 +132,8 @@ pub struct Asker<'a> {
     pub by: &'a str,
     /// Whether questions that write (verdicts) are refused.
     pub read_only: bool,
+    /// The name of the bearer token the question came with (recorded with a verdict).
+    pub token: Option<&'a str>,
 }
 
 /// Reads `question` and answers it for `asker`.
@@ -209,7 +211,7 @@ pub async fn run(
                 state,
                 question,
                 (*incident, cause, verdict, comment),
-                asker.by,
+                (asker.by, asker.token),
                 clock,
             )
             .await?

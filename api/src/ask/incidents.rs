@@ -110,7 +110,7 @@ pub(super) async fn record_verdict(
     state: &AskState,
     question: &str,
     (incident, cause, verdict, comment): (u64, &str, &str, &str),
-    by: &str,
+    (by, token): (&str, Option<&str>),
     clock: Clock,
 ) -> Result<Answer> {
     // The cause among the incident's ranked causes: its id, its name, or the nearest name.
@@ -177,6 +177,7 @@ pub(super) async fn record_verdict(
         &state.api,
         (incident, id.clone()),
         (judgement, comment.to_owned(), by.to_owned()),
+        token.map(str::to_owned),
         clock.now,
     )
     .await?;

@@ -108,7 +108,10 @@ async fn ask(
         by: &by,
         // A token without the admin scope may ask, not record verdicts.
         read_only: request.read_only
-            || principal.is_some_and(|p| !p.may(crate::auth::Scope::Admin)),
+            || principal
+                .as_ref()
+                .is_some_and(|p| !p.may(crate::auth::Scope::Admin)),
+        token: principal.as_ref().map(|p| p.name.as_str()),
     };
     Ok(Json(
         answer::run(&state, &request.question, clock, &asker).await?,

@@ -180,6 +180,7 @@ async fn commands(
         let asker = Asker {
             by: &by,
             read_only: false,
+            token: None,
         };
         let result = ask::run(&worker.ask, &asked, clock, &asker).await;
         let message = reply(&result, &base);
@@ -266,6 +267,7 @@ async fn interactions(
         &state.ask.api,
         (incident, cause.clone()),
         (judgement, comment, by),
+        None,
         now,
     )
     .await;
