@@ -452,6 +452,35 @@ impl KnowledgeGraph {
         entity_id(&self.graph[index])
     }
 
+    /// The entities of `kinds` valid at some time in `[start, end)`, as `(kind, id, name)`
+    /// (the name a person reads: a pod's without its uid), in no order. Cheaper than a
+    /// structure-only [`Self::snapshot`]: no relations, no operations unless asked for.
+    pub fn names(
+        &self,
+        kinds: &[EntityKind],
+        start: u64,
+        end: u64,
+    ) -> Vec<(&'static str, String, String)> {
+        let widths = self.config.widths();
+        let mut out = Vec::new();
+        for kind in kinds {
+            let Some(by_name) = self.entities.get(kind) else {
+                continue;
+            };
+            for index in by_name.values() {
+                let e = &self.graph[*index];
+                if e.validity.valid_during(start, end, None, widths) {
+                    out.push((
+                        e.kind.as_str(),
+                        entity_id(e),
+                        e.display.clone().unwrap_or_else(|| e.name.clone()),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The entity with id `kind:name`.
     pub(crate) fn find(&self, id: &str) -> Option<NodeIndex> {
         let (kind, name) = id.split_once(':')?;

@@ -122,51 +122,43 @@ async fn ask(
 /// pod the graph has seen in the week before `now`.
 pub fn known_names(state: &ApiState, now: u64) -> Result<Vec<Known>> {
     const WEEK: u64 = 7 * 24 * 3600 * 1_000_000_000;
-    let snapshot = state.read(|g| {
-        g.snapshot(&loupe_graph::GraphQuery {
-            start: now.saturating_sub(WEEK),
-            end: now.max(1),
-            known_at: None,
-            focus: None,
-            depth: 1,
-            structure_only: true,
-        })
-    })??;
+    use loupe_graph::EntityKind as K;
+    let kinds = [
+        K::Service,
+        K::Database,
+        K::MessagingDestination,
+        K::External,
+        K::Node,
+        K::Pod,
+    ];
+    let names = state.read(|g| g.names(&kinds, now.saturating_sub(WEEK), now.max(1)))?;
     let mut seen = HashMap::new();
-    for n in snapshot.nodes {
-        if matches!(
-            n.kind,
-            "operation" | "service_instance" | "workload" | "namespace" | "change"
-        ) {
-            continue;
-        }
-        let name = match n.kind {
+    for (kind, id, full) in names {
+        let name = match kind {
             // `otel-demo/cart-7d9f8-abcde@uid`: people type `cart-7d9f8-abcde`.
-            "pod" => n
-                .name
+            "pod" => full
                 .rsplit('/')
                 .next()
-                .unwrap_or(&n.name)
+                .unwrap_or(&full)
                 .split('@')
                 .next()
-                .unwrap_or(&n.name)
+                .unwrap_or(&full)
                 .to_owned(),
-            _ => n.name.clone(),
+            _ => full.clone(),
         };
         // A service in a `service.namespace` is `shop/cart`: people type `cart` too.
-        if n.kind == "service" {
-            if let Some((_, short)) = n.name.rsplit_once('/') {
-                seen.entry((n.id.clone(), short.to_owned()))
-                    .or_insert(Known {
-                        id: n.id.clone(),
-                        kind: n.kind.to_owned(),
-                        name: short.to_owned(),
-                    });
+        if kind == "service" {
+            if let Some((_, short)) = full.rsplit_once('/') {
+                seen.entry((id.clone(), short.to_owned())).or_insert(Known {
+                    id: id.clone(),
+                    kind: kind.to_owned(),
+                    name: short.to_owned(),
+                });
             }
         }
-        seen.entry((n.id.clone(), name.clone())).or_insert(Known {
-            id: n.id,
-            kind: n.kind.to_owned(),
+        seen.entry((id.clone(), name.clone())).or_insert(Known {
+            id,
+            kind: kind.to_owned(),
             name,
         });
     }
