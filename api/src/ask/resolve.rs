@@ -69,12 +69,12 @@ fn score(word: &str, name: &str) -> f64 {
 
 /// Best matches of `words[from..to]` joined, among `known`: `(score, entity)`, best first,
 /// those at or above the fuzzy floor.
-fn matches<'a>(phrase: &str, known: &'a [Known]) -> Vec<(f64, &'a Known)> {
+fn matches<'a>(phrase: &str, known: &[(String, &'a Known)]) -> Vec<(f64, &'a Known)> {
     let word = key(phrase);
     let mut out: Vec<(f64, &Known)> = known
         .iter()
-        .filter_map(|k| {
-            let s = score(&word, &key(&k.name));
+        .filter_map(|&(ref name, k)| {
+            let s = score(&word, name);
             // A pod's name is generated: its own name, or a prefix that goes past the name of
             // its workload (`payment-67shm`), never a fuzzy match (a near miss is another pod).
             let keep = match k.kind.as_str() {
@@ -108,6 +108,8 @@ fn kind_rank(k: &Known) -> u8 {
 /// or its grammar; `None` marks a word taken). Runs of up to three words are tried, longest
 /// first, left to right.
 pub fn find(words: &[Option<&str>], known: &[Known]) -> Option<Resolved> {
+    // Each name's key once, not once per run of words tried.
+    let keyed: Vec<(String, &Known)> = known.iter().map(|k| (key(&k.name), k)).collect();
     for start in 0..words.len() {
         for len in (1..=3).rev() {
             let end = start + len;
@@ -115,7 +117,7 @@ pub fn find(words: &[Option<&str>], known: &[Known]) -> Option<Resolved> {
                 continue;
             }
             let phrase: Vec<&str> = words[start..end].iter().flatten().copied().collect();
-            let found = matches(&phrase.join("-"), known);
+            let found = matches(&phrase.join("-"), &keyed);
             let Some(&(best, first)) = found.first() else {
                 continue;
             };
