@@ -109,32 +109,36 @@ fn spawn_serve(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
     Ok(match tls {
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls)?;
-            tokio::spawn(async move {
-                if let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
-                    tracing::error!(%error, what, "listener failed");
-                }
-            })
+        Some(tls) => serve_on(TlsListener::new(listener, tls)?, router, shutdown, what),
+        None => serve_on(listener, router, shutdown, what),
+    })
+}
+
+/// `axum::serve` on `listener` until `shutdown`, in a task.
+fn serve_on<L>(
+    listener: L,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%error, what, "listener failed");
         }
-        None => tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(%error, what, "listener failed");
-            }
-        }),
     })
 }
 

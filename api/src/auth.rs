@@ -276,7 +276,8 @@ impl Tokens {
 
     fn reload_if_changed(&self) {
         {
-            let Ok(mut checked) = self.checked.lock() else {
+            // Never wait on the hot path: another request is looking at the file now.
+            let Ok(mut checked) = self.checked.try_lock() else {
                 return;
             };
             if checked.elapsed() < RECHECK {
