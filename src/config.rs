@@ -24,6 +24,18 @@
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
 //!
+//! [ingest]                    # admission control in front of the receivers' decoders
+//! max_inflight_bytes = 268435456  # request bytes held at once (256 MiB)
+//! max_waiters = 64            # requests that may wait for room; more are refused at once
+//! max_wait = "250ms"          # longest wait for room before a retryable refusal
+//! memory_limit_bytes = 0      # resident memory that stops ingest; 0: 80 % of RAM or cgroup
+//!
+//! [server]                    # each listener's connections
+//! max_connections = 1024      # open connections per listener
+//! max_concurrent_streams = 100  # HTTP/2 streams (gRPC calls) per connection
+//! read_header_timeout = "30s" # an HTTP/1 client's time to send its headers
+//! body_timeout = "30s"        # a request body's time to arrive (408 after)
+//!
 //! [tls]                       # on all three listeners; reloaded when the files change
 //! cert_file = "server.pem"
 //! key_file = "server.key"
@@ -80,6 +92,90 @@ pub struct FileConfig {
     /// `[tls]`.
     #[serde(default)]
     pub tls: TlsSection,
+    /// `[ingest]`.
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[ingest]`: admission control.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    /// Request bytes held at once.
+    pub max_inflight_bytes: Option<usize>,
+    /// Requests that may wait for room.
+    pub max_waiters: Option<usize>,
+    /// Humantime duration.
+    pub max_wait: Option<String>,
+    /// Bytes of resident memory; 0 for the default.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// `[server]`: each listener's connection limits (the Collector's key names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Open connections per listener.
+    pub max_connections: Option<usize>,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// Humantime duration.
+    pub read_header_timeout: Option<String>,
+    /// Humantime duration.
+    pub body_timeout: Option<String>,
+}
+
+/// The admission settings: `flag` (`--ingest-max-inflight-bytes`) over the file over the
+/// defaults.
+///
+/// # Errors
+/// A zero budget, or a duration that does not parse.
+pub fn admission(
+    file: &IngestSection,
+    flag: Option<usize>,
+) -> anyhow::Result<loupe_ingest::AdmissionConfig> {
+    let mut c = loupe_ingest::AdmissionConfig::default();
+    if let Some(v) = flag.or(file.max_inflight_bytes) {
+        anyhow::ensure!(
+            v >= 1 << 16,
+            "ingest.max_inflight_bytes ({v}) must be at least 65536: one request must fit"
+        );
+        c.max_inflight_bytes = v;
+    }
+    if let Some(v) = file.max_waiters {
+        c.max_waiters = v;
+    }
+    if let Some(v) = &file.max_wait {
+        c.max_wait = duration("ingest.max_wait", v)?;
+    }
+    c.memory_limit_bytes = file.memory_limit_bytes.filter(|v| *v > 0);
+    Ok(c)
+}
+
+/// Each listener's limits from the file, over the defaults.
+///
+/// # Errors
+/// A zero limit or a duration that does not parse.
+pub fn listen(file: &ServerSection) -> anyhow::Result<crate::listen::ListenConfig> {
+    let mut c = crate::listen::ListenConfig::default();
+    if let Some(v) = file.max_connections {
+        anyhow::ensure!(v > 0, "server.max_connections must be at least 1");
+        c.max_connections = v;
+    }
+    if let Some(v) = file.max_concurrent_streams {
+        anyhow::ensure!(v > 0, "server.max_concurrent_streams must be at least 1");
+        c.max_concurrent_streams = v;
+    }
+    if let Some(v) = &file.read_header_timeout {
+        c.read_header_timeout = duration("server.read_header_timeout", v)?;
+    }
+    if let Some(v) = &file.body_timeout {
+        c.body_timeout = duration("server.body_timeout", v)?;
+    }
+    Ok(c)
 }
 
 /// `[tls]`: the OpenTelemetry Collector's key names.

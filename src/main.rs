@@ -437,6 +437,11 @@ struct ServeArgs {
     /// wait 30 s for a turn, the rest get 503 with Retry-After [default: the CPUs, at least 2].
     #[arg(long, env = "LOUPE_QUERY_MAX_CONCURRENT")]
     query_max_concurrent: Option<usize>,
+    /// Request bytes (wire plus decompressed) the receivers hold at once; past it requests wait
+    /// up to 250 ms, then get gRPC UNAVAILABLE with RetryInfo / HTTP 503 with Retry-After
+    /// [default: 268435456 (256 MiB)].
+    #[arg(long, env = "LOUPE_INGEST_MAX_INFLIGHT_BYTES")]
+    ingest_max_inflight_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -517,6 +522,8 @@ impl ServeArgs {
                 self.slack_signing_secret.clone(),
                 std::mem::take(&mut file.slack),
             )?,
+            admission: loupe::config::admission(&file.ingest, self.ingest_max_inflight_bytes)?,
+            listen: loupe::config::listen(&file.server)?,
             ..defaults
         })
     }

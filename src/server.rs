@@ -12,7 +12,10 @@ use loupe_analysis::{AnalysisConfig, DetectConfig, Incidents, Verdicts};
 use loupe_api::auth::{guard, Listener, Tokens};
 use loupe_api::{ApiState, Readiness, SqlState};
 use loupe_graph::GraphConfig;
-use loupe_ingest::{grpc_router, http_router, Limits, Receiver};
+use loupe_ingest::{
+    grpc_router, http_router, Admission, AdmissionConfig, BodyLimits, Limits, Receiver,
+    ReceiverMetrics, Transport,
+};
 use loupe_model::time::{SharedClock, SystemClock};
 use loupe_store::{QueryLimits, StoreConfig};
 use tokio::net::TcpListener;
@@ -20,7 +23,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
+use crate::listen::{serve_on, ListenConfig};
 use crate::tls::{Tls, TlsFiles, TlsListener};
+
+/// Largest request body on the API listener, bytes (its routes set smaller limits of their own).
+const API_MAX_BODY_BYTES: usize = 16 << 20;
 
 /// How long a span waits in the join buffer after it was received, when no later span pushes
 /// event time past its expiry.
@@ -60,6 +67,10 @@ pub struct ServeConfig {
     /// TLS on all three listeners; its `client_ca_file` (mutual TLS) applies to the OTLP
     /// listeners only, so browsers reach the UI without a client certificate.
     pub tls: Option<TlsFiles>,
+    /// The ingest budget: bytes in flight, waiters, memory watermark.
+    pub admission: AdmissionConfig,
+    /// Connection limits and timeouts of each listener.
+    pub listen: ListenConfig,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +90,8 @@ impl Default for ServeConfig {
             insecure_no_auth: false,
             tls: None,
             gate: loupe_api::gate::GateConfig::default(),
+            admission: AdmissionConfig::default(),
+            listen: ListenConfig::default(),
         }
     }
 }
@@ -109,36 +122,18 @@ fn spawn_serve(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     router: axum::Router,
-    shutdown: watch::Receiver<bool>,
+    (config, shutdown): (ListenConfig, watch::Receiver<bool>),
     what: &'static str,
 ) -> anyhow::Result<JoinHandle<()>> {
     Ok(match tls {
-        Some(tls) => serve_on(TlsListener::new(listener, tls)?, router, shutdown, what),
-        None => serve_on(listener, router, shutdown, what),
-    })
-}
-
-/// `axum::serve` on `listener` until `shutdown`, in a task.
-fn serve_on<L>(
-    listener: L,
-    router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
-    what: &'static str,
-) -> JoinHandle<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%error, what, "listener failed");
-        }
+        Some(tls) => serve_on(
+            TlsListener::new(listener, tls)?,
+            router,
+            config,
+            shutdown,
+            what,
+        ),
+        None => serve_on(listener, router, config, shutdown, what),
     })
 }
 
@@ -234,7 +229,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         None => Engine::in_memory(GraphConfig::default()),
     };
     let engine = Arc::new(engine);
-    let receiver = Receiver::new(engine.clone(), config.limits);
+    // Self-telemetry: every part registers its metrics here; /metrics renders them.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let receiver_metrics = ReceiverMetrics::register(&mut registry);
+    if let Some(store) = engine.store() {
+        store.metrics().register(&mut registry);
+    }
+    let admission = Admission::new(config.admission, receiver_metrics.clone());
+    let receiver = Receiver::new(engine.clone(), config.limits).with_metrics(receiver_metrics);
     // Verdicts and incidents are kept beside the write-ahead log.
     let incidents = match &config.store {
         Some(store) => {
@@ -269,18 +271,26 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         api: api_state.clone(),
         sql: sql_state.clone(),
     };
+    let changes = loupe_ingest::guard(
+        loupe_ingest::changes::changes_router(engine.clone(), clock.clone()),
+        admission.clone(),
+        Transport::changes,
+        BodyLimits {
+            max_body_bytes: loupe_ingest::changes::MAX_BODY_BYTES,
+            body_timeout: config.listen.body_timeout,
+        },
+    );
     let mut api = loupe_api::router(api_state)
-        .merge(loupe_ingest::changes::changes_router(
-            engine.clone(),
-            clock.clone(),
-        ))
+        .merge(changes)
         .merge(loupe_api::ask_router(ask_state.clone()))
         .merge(loupe_api::sql_router(sql_state));
     if let Some(slack) = config.slack.clone() {
         api = api.merge(loupe_api::slack::slack_router(ask_state, slack));
     }
     // Expensive reads take turns, whether they come over HTTP or from an MCP tool.
-    let api = loupe_api::gate::guard(api, loupe_api::gate::Gate::new(config.gate));
+    let gate = loupe_api::gate::Gate::new(config.gate);
+    gate.register(&mut registry);
+    let api = loupe_api::gate::guard(api, gate);
     // MCP at /mcp: its tools call the routes above in process. The Host header may also name
     // the address the API listens on (rmcp refuses other hosts, against DNS rebinding).
     let mcp = loupe_api::mcp::streamable_http_service(
@@ -292,11 +302,25 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             config.http_addr.to_string(),
         ],
     );
-    let api = guard(
-        api.nest_service("/mcp", mcp),
-        config.tokens.clone(),
-        Listener::Api,
-    );
+    registry.register_collector(Box::new(crate::telemetry::ScrapeCollector::new(
+        engine.clone(),
+        incidents.clone(),
+    )));
+    let analysis_seconds = crate::telemetry::analysis_histogram(&mut registry);
+    let metrics = crate::telemetry::metrics_router(Arc::new(registry));
+    let api = api.nest_service("/mcp", mcp);
+    // /metrics needs the read scope, unless the API listens on loopback only (a local
+    // Prometheus scrapes it without a token).
+    let api = if config.http_addr.ip().is_loopback() {
+        guard(api, config.tokens.clone(), Listener::Api).merge(metrics)
+    } else {
+        guard(api.merge(metrics), config.tokens.clone(), Listener::Api)
+    };
+    let api = crate::listen::body_deadline(api, config.listen.body_timeout, API_MAX_BODY_BYTES);
+    let otlp_body = |max_body_bytes| BodyLimits {
+        max_body_bytes,
+        body_timeout: config.listen.body_timeout,
+    };
 
     let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
     let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
@@ -321,25 +345,41 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             grpc_listener,
             otlp_tls.clone(),
             guard(
-                grpc_router(receiver.clone()),
+                loupe_ingest::guard(
+                    grpc_router(receiver.clone()),
+                    admission.clone(),
+                    Transport::grpc,
+                    otlp_body(config.limits.max_decompressed_bytes),
+                ),
                 config.tokens.clone(),
                 Listener::OtlpGrpc,
             ),
-            rx.clone(),
+            (config.listen, rx.clone()),
             "otlp-grpc",
         )?,
         spawn_serve(
             http_listener,
             otlp_tls.clone(),
             guard(
-                http_router(receiver),
+                loupe_ingest::guard(
+                    http_router(receiver),
+                    admission,
+                    Transport::http,
+                    otlp_body(config.limits.max_body_bytes),
+                ),
                 config.tokens.clone(),
                 Listener::OtlpHttp,
             ),
-            rx.clone(),
+            (config.listen, rx.clone()),
             "otlp-http",
         )?,
-        spawn_serve(api_listener, api_tls.clone(), api, rx.clone(), "api")?,
+        spawn_serve(
+            api_listener,
+            api_tls.clone(),
+            api,
+            (config.listen, rx.clone()),
+            "api",
+        )?,
     ];
     tasks.push(spawn_ticker(
         engine.clone(),
@@ -349,6 +389,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             config.detect.clone(),
             config.analysis.clone(),
         ),
+        analysis_seconds,
         rx.clone(),
     ));
     if config.tokens.is_some() || config.tls.is_some() {
@@ -380,6 +421,7 @@ fn spawn_ticker(
     engine: Arc<Engine>,
     clock: SharedClock,
     (incidents, detect, analysis): (Arc<Mutex<Incidents>>, DetectConfig, AnalysisConfig),
+    analysis_seconds: prometheus_client::metrics::histogram::Histogram,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let detect = Arc::new(detect);
@@ -396,6 +438,7 @@ fn spawn_ticker(
             let idle = JOIN_IDLE.as_nanos() as u64;
             let (incidents, detect) = (incidents.clone(), detect.clone());
             let analysis = analysis.clone();
+            let analysis_seconds = analysis_seconds.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let graph = engine.graph();
                 graph
@@ -404,7 +447,10 @@ fn spawn_ticker(
                     .expire_idle(now, idle);
                 let graph = graph.read().unwrap_or_else(|p| p.into_inner());
                 let mut incidents = incidents.lock().unwrap_or_else(|p| p.into_inner());
-                if incidents.tick(&graph, &detect, &analysis) {
+                let started = std::time::Instant::now();
+                let changed = incidents.tick(&graph, &detect, &analysis);
+                analysis_seconds.observe(started.elapsed().as_secs_f64());
+                if changed {
                     if let Some(i) = incidents.list().first() {
                         tracing::info!(id = i.id, title = %i.title, status = ?i.status, "incident updated");
                     }

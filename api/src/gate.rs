@@ -6,12 +6,17 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
@@ -39,12 +44,26 @@ impl Default for GateConfig {
     }
 }
 
+/// The endpoint label of the query metrics: the route's path (one of the few [`expensive`]
+/// ones, so the series are few).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
 /// The gate's state.
 #[derive(Debug)]
 pub struct Gate {
     config: GateConfig,
     permits: Semaphore,
     waiting: AtomicUsize,
+    durations: Family<EndpointLabels, Histogram>,
+    refused: Family<EndpointLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms to ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
 impl Gate {
@@ -54,8 +73,41 @@ impl Gate {
             config,
             permits: Semaphore::new(config.max_concurrent.max(1)),
             waiting: AtomicUsize::new(0),
+            durations: Family::new_with_constructor(duration_histogram),
+            refused: Family::default(),
         })
     }
+
+    /// Adds the gate's metrics to `registry`: `loupe_query_duration_seconds{endpoint}` (time
+    /// running, not waiting) and `loupe_query_refused_total{endpoint}`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "loupe_query_duration",
+            "Expensive reads (SQL, analyses, asks, diffs, trace searches), time from their turn to their answer",
+            Unit::Seconds,
+            self.durations.clone(),
+        );
+        registry.register(
+            "loupe_query_refused",
+            "Expensive reads refused with 503 because every turn was taken",
+            self.refused.clone(),
+        );
+    }
+
+    fn labels(path: &str) -> EndpointLabels {
+        EndpointLabels {
+            endpoint: path.to_owned(),
+        }
+    }
+}
+
+async fn run_timed(gate: &Gate, path: &str, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    gate.durations
+        .get_or_create(&Gate::labels(path))
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Whether `method` `path` is an expensive read the gate holds.
@@ -88,27 +140,32 @@ pub async fn hold(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
     if !expensive(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
+    let path = request.uri().path().to_owned();
     if let Ok(permit) = gate.permits.try_acquire() {
-        let response = next.run(request).await;
+        let response = run_timed(&gate, &path, request, next).await;
         drop(permit);
         return response;
     }
     if gate.waiting.fetch_add(1, Ordering::SeqCst) >= gate.config.max_waiting {
         gate.waiting.fetch_sub(1, Ordering::SeqCst);
+        gate.refused.get_or_create(&Gate::labels(&path)).inc();
         return busy(&gate, &format!("{} more wait", gate.config.max_waiting));
     }
     let turn = tokio::time::timeout(gate.config.max_wait, gate.permits.acquire()).await;
     gate.waiting.fetch_sub(1, Ordering::SeqCst);
     match turn {
         Ok(Ok(permit)) => {
-            let response = next.run(request).await;
+            let response = run_timed(&gate, &path, request, next).await;
             drop(permit);
             response
         }
-        _ => busy(
-            &gate,
-            &format!("none finished within {:?}", gate.config.max_wait),
-        ),
+        _ => {
+            gate.refused.get_or_create(&Gate::labels(&path)).inc();
+            busy(
+                &gate,
+                &format!("none finished within {:?}", gate.config.max_wait),
+            )
+        }
     }
 }
 

@@ -328,6 +328,9 @@ struct ChangeState {
     limit_bytes: usize,
 }
 
+/// Largest body `POST /api/v1/changes` takes, bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
 /// `POST /api/v1/changes` on a router for the REST port.
 pub fn changes_router(sink: Arc<dyn ChangeSink>, clock: SharedClock) -> Router {
     Router::new()
@@ -335,7 +338,7 @@ pub fn changes_router(sink: Arc<dyn ChangeSink>, clock: SharedClock) -> Router {
         .with_state(ChangeState {
             sink,
             clock,
-            limit_bytes: 1 << 20,
+            limit_bytes: MAX_BODY_BYTES,
         })
 }
 

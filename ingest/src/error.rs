@@ -1,5 +1,9 @@
 //! Errors of the ingest path, and their single mapping to OTLP/HTTP and OTLP/gRPC statuses.
 
+/// The delay a transient refusal suggests: HTTP `Retry-After` and gRPC `RetryInfo.retry_delay`
+/// (OTLP specification, "OTLP/HTTP Throttling", "OTLP/gRPC Throttling").
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why a request could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +50,9 @@ pub enum Error {
         /// What is wrong, with the row where it applies.
         message: String,
     },
+    /// The body did not arrive within the request-body timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The consumer could not take the batch now; the client should retry.
     #[error("overloaded: {0}")]
     Overloaded(String),
@@ -67,12 +74,14 @@ impl Error {
             Self::Protobuf(_) | Self::Json(_) | Self::Gzip(_) | Self::Body(_) => 400,
             Self::UnsupportedContentType(_) | Self::UnsupportedContentEncoding(_) => 415,
             Self::TooLarge { .. } => 413,
+            Self::BodyTimeout(_) => 408,
             Self::Overloaded(_) => 503,
             Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } | Self::Client(_) => 500,
         }
     }
 
-    /// The gRPC status OTLP/gRPC prescribes (OTLP specification, "OTLP/gRPC Response").
+    /// The gRPC status OTLP/gRPC prescribes (OTLP specification, "OTLP/gRPC Response"); a
+    /// transient refusal is `UNAVAILABLE` with `google.rpc.RetryInfo` of [`RETRY_AFTER`].
     pub fn grpc_status(&self) -> tonic::Status {
         let message = self.to_string();
         match self {
@@ -83,7 +92,15 @@ impl Error {
             | Self::UnsupportedContentType(_)
             | Self::UnsupportedContentEncoding(_) => tonic::Status::invalid_argument(message),
             Self::TooLarge { .. } => tonic::Status::resource_exhausted(message),
-            Self::Overloaded(_) => tonic::Status::unavailable(message),
+            Self::BodyTimeout(_) => tonic::Status::deadline_exceeded(message),
+            Self::Overloaded(_) => {
+                use tonic_types::{ErrorDetails, StatusExt};
+                tonic::Status::with_error_details(
+                    tonic::Code::Unavailable,
+                    message,
+                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+                )
+            }
             Self::Internal(_) | Self::Io { .. } | Self::Dataset { .. } | Self::Client(_) => {
                 tonic::Status::internal(message)
             }

@@ -22,6 +22,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
+use crate::admission::Ticket;
+use crate::metrics::Transport;
 use crate::receiver::Receiver;
 use crate::signal::OtlpExport;
 use crate::sink::TelemetrySink;
@@ -33,7 +37,15 @@ impl<S: TelemetrySink + ?Sized> Grpc<S> {
         &self,
         request: Request<R>,
     ) -> Result<Response<R::Response>, Status> {
-        let response = self.0.export(request.into_inner()).await;
+        if let Some(ticket) = request.extensions().get::<Arc<Ticket>>().cloned() {
+            // Hold the decoded size too (gRPC decompresses before the handler runs).
+            let decoded = request.get_ref().encoded_len();
+            let held = ticket.bytes();
+            if decoded > held {
+                ticket.grow(decoded - held, Transport::grpc).await.map_err(|e| e.grpc_status())?;
+            }
+        }
+        let response = self.0.export(request.into_inner(), Transport::grpc).await;
         response.map(Response::new).map_err(|e| e.grpc_status())
     }
 }

@@ -6,6 +6,7 @@
 //! decompressed body past its limit 413; an overloaded sink 503 with `Retry-After`.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -17,7 +18,9 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::admission::Ticket;
 use crate::error::{Error, Result};
+use crate::metrics::Transport;
 use crate::receiver::{Limits, Receiver};
 use crate::signal::OtlpExport;
 use crate::sink::TelemetrySink;
@@ -163,6 +166,12 @@ fn respond<T: Message + Serialize>(
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+/// The OTLP/HTTP error response to a request with `headers` (its encoding from its content
+/// type, JSON when that is neither).
+pub(crate) fn refusal(headers: &HeaderMap, error: &Error) -> Response {
+    error_response(encoding(headers).unwrap_or(Encoding::Json), error)
+}
+
 fn error_response(encoding: Encoding, error: &Error) -> Response {
     let status =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -172,15 +181,17 @@ fn error_response(encoding: Encoding, error: &Error) -> Response {
     };
     let mut response = respond(encoding, status, &rpc);
     if matches!(error, Error::Overloaded(_)) {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let seconds = crate::error::RETRY_AFTER.as_secs().max(1);
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
     }
     response
 }
 
 async fn handle<S, R>(
     State(receiver): State<Receiver<S>>,
+    ticket: Option<axum::Extension<Arc<Ticket>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response
@@ -198,9 +209,15 @@ where
         let body = axum::body::to_bytes(body, limits.max_body_bytes)
             .await
             .map_err(|e| body_error(&e, limits.max_body_bytes))?;
+        let wire = body.len();
         let body = decompress(&headers, body, &limits)?;
+        if let Some(axum::Extension(ticket)) = &ticket {
+            if body.len() != wire {
+                ticket.grow(body.len(), Transport::http).await?;
+            }
+        }
         let request: R = decode(enc, &body)?;
-        receiver.export(request).await
+        receiver.export(request, Transport::http).await
     }
     .await;
     match result {

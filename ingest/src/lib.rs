@@ -1,18 +1,25 @@
-//! Telemetry intake: the OTLP/gRPC and OTLP/HTTP receivers, their limits and error mapping, the
+//! Telemetry intake: the OTLP/gRPC and OTLP/HTTP receivers, their admission control, limits,
+//! metrics and error mapping, the
 //! sink they feed, change intake (`POST /api/v1/changes`, Argo CD and GitHub webhooks), and
 //! importers that turn datasets (Nezha) into OTLP requests.
 
+pub mod admission;
 pub mod changes;
 mod error;
 mod grpc;
+mod guard;
 mod http;
+pub mod metrics;
 pub mod nezha;
 mod receiver;
 mod request;
 mod signal;
 mod sink;
 
-pub use error::{Error, Result};
+pub use admission::{Admission, AdmissionConfig};
+pub use error::{Error, Result, RETRY_AFTER};
+pub use guard::{guard, BodyLimits};
+pub use metrics::{ReceiverMetrics, Transport};
 pub use grpc::grpc_router;
 pub use http::http_router;
 pub use receiver::{Limits, Receiver};

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::metrics::{Reason, ReceiverMetrics, Transport};
 use crate::signal::OtlpExport;
 use crate::sink::{Accepted, TelemetrySink};
 
@@ -30,6 +31,7 @@ impl Default for Limits {
 pub struct Receiver<S: ?Sized> {
     sink: Arc<S>,
     limits: Limits,
+    metrics: ReceiverMetrics,
 }
 
 impl<S: ?Sized> Clone for Receiver<S> {
@@ -37,6 +39,7 @@ impl<S: ?Sized> Clone for Receiver<S> {
         Self {
             sink: self.sink.clone(),
             limits: self.limits,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -44,7 +47,16 @@ impl<S: ?Sized> Clone for Receiver<S> {
 impl<S: TelemetrySink + ?Sized> Receiver<S> {
     /// A receiver feeding `sink`.
     pub fn new(sink: Arc<S>, limits: Limits) -> Self {
-        Self { sink, limits }
+        Self {
+            sink,
+            limits,
+            metrics: ReceiverMetrics::default(),
+        }
+    }
+
+    /// The same receiver counting into `metrics` (see [`ReceiverMetrics::register`]).
+    pub fn with_metrics(self, metrics: ReceiverMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// The configured limits.
@@ -58,9 +70,16 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
     ///
     /// # Errors
     /// The sink's error; invalid items are not errors but `partial_success`.
-    pub(crate) async fn export<R: OtlpExport>(&self, request: R) -> Result<R::Response> {
+    pub(crate) async fn export<R: OtlpExport>(
+        &self,
+        request: R,
+        transport: Transport,
+    ) -> Result<R::Response> {
         let decoded = request.decode_items();
+        self.metrics
+            .refused(R::SIGNAL, transport, Reason::invalid, decoded.rejected);
         if let Some(batch) = decoded.batch {
+            let items = batch.len() as u64;
             let (protobuf, request) = match self.sink.wants_protobuf() {
                 true => (Some(request.encode_to_vec()), Some(request.into_request())),
                 false => (None, None),
@@ -73,9 +92,21 @@ impl<S: TelemetrySink + ?Sized> Receiver<S> {
                 request,
             };
             // The sink writes and updates the graph: CPU and disk work, off the async threads.
-            tokio::task::spawn_blocking(move || sink.consume(accepted))
+            let consumed = tokio::task::spawn_blocking(move || sink.consume(accepted))
                 .await
-                .map_err(|e| Error::Internal(format!("sink task failed: {e}")))??;
+                .map_err(|e| Error::Internal(format!("sink task failed: {e}")))
+                .and_then(|r| r);
+            match &consumed {
+                Ok(()) => self.metrics.accepted(R::SIGNAL, transport, items),
+                Err(Error::Overloaded(_)) => {
+                    self.metrics
+                        .refused(R::SIGNAL, transport, Reason::unavailable, items)
+                }
+                Err(_) => self
+                    .metrics
+                    .refused(R::SIGNAL, transport, Reason::internal, items),
+            }
+            consumed?;
         }
         if decoded.rejected == 0 {
             return Ok(R::Response::default());

@@ -14,6 +14,7 @@ use loupe_model::TelemetryBatch;
 use loupe_store::{convert, RecordBatch, Table};
 
 use crate::error::{Error, Result};
+use crate::metrics::Transport;
 use crate::receiver::Receiver;
 use crate::signal::OtlpExport;
 use crate::sink::{Signal, TelemetrySink};
@@ -224,7 +225,7 @@ impl ExportRequest {
             receiver: &Receiver<S>,
             request: R,
         ) -> Result<u64> {
-            Ok(R::rejected(&receiver.export(request).await?) as u64)
+            Ok(R::rejected(&receiver.export(request, Transport::in_process).await?) as u64)
         }
         match self.0 {
             Inner::Traces(r) => one(receiver, r).await,

@@ -353,3 +353,19 @@ pub enum TelemetryBatch {
     /// Metric data points.
     Metrics(Vec<ResourceMetrics>),
 }
+
+impl TelemetryBatch {
+    /// The number of items: spans, log records or data points.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Traces(r) => r.iter().map(|r| r.spans.len()).sum(),
+            Self::Logs(r) => r.iter().map(|r| r.records.len()).sum(),
+            Self::Metrics(r) => r.iter().map(|r| r.points.len()).sum(),
+        }
+    }
+
+    /// Whether it holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -12,6 +12,7 @@
 pub mod convert;
 mod error;
 pub mod functions;
+pub mod metrics;
 mod query;
 pub mod schema;
 pub mod segment;
@@ -21,6 +22,7 @@ pub mod wal;
 pub use error::{Error, QueryError, Result};
 pub use query::{time_bounds, QueryEngine, QueryLimits, QueryOutput};
 pub use schema::Table;
+pub use metrics::StoreMetrics;
 pub use segment::Segment;
 pub use store::{FlushReport, MaintenanceReport, Opened, Store, StoreConfig, StoreStats};
 pub use wal::{SyncPolicy, Wal, WalContents, WalRecord};

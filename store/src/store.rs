@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::schema::Table;
 use crate::segment::{self, Segment};
+use crate::metrics::StoreMetrics;
 use crate::wal::{io, SyncPolicy, Wal, WalContents};
 
 /// Store settings (README, "Configuration").
@@ -146,6 +147,7 @@ pub struct Store {
     config: StoreConfig,
     root: PathBuf,
     wal: Mutex<Wal>,
+    metrics: StoreMetrics,
     state: RwLock<State>,
     maintenance: Mutex<()>,
 }
@@ -179,6 +181,7 @@ impl Store {
             config,
             root,
             wal: Mutex::new(wal),
+            metrics: StoreMetrics::default(),
             state: RwLock::new(state),
             maintenance: Mutex::new(()),
         };
@@ -211,7 +214,16 @@ impl Store {
         batches: Vec<(Table, RecordBatch)>,
     ) -> Result<()> {
         let mut wal = lock(&self.wal);
-        wal.append_parts(tag, parts)?;
+        if let Err(e) = wal.append_parts(tag, parts) {
+            self.metrics.wal_errors.inc();
+            return Err(e);
+        }
+        self.metrics.wal_appends.inc();
+        let framed: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 9;
+        self.metrics.wal_bytes.inc_by(framed as u64);
+        if let Some(took) = wal.last_sync.take() {
+            self.metrics.wal_sync_seconds.observe(took.as_secs_f64());
+        }
         let mut state = self.write();
         batches
             .into_iter()
@@ -244,6 +256,18 @@ impl Store {
     /// [`Error::Io`] or [`Error::Segment`] when writing fails: the data stays hot and in the log,
     /// and the next flush retries.
     pub fn flush(&self) -> Result<FlushReport> {
+        let started = std::time::Instant::now();
+        let report = self.flush_hot()?;
+        if report.files > 0 {
+            self.metrics
+                .flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.segments_flushed.inc_by(report.files as u64);
+        }
+        Ok(report)
+    }
+
+    fn flush_hot(&self) -> Result<FlushReport> {
         let _m = lock(&self.maintenance);
         let (seq, hot) = {
             let mut wal = lock(&self.wal);
@@ -325,7 +349,11 @@ impl Store {
     pub fn maintain(&self, now_unix_nano: i64) -> Result<MaintenanceReport> {
         let _m = lock(&self.maintenance);
         let mut report = MaintenanceReport::default();
-        self.compact(now_unix_nano, &mut report)?;
+        let compacted = self.compact(now_unix_nano, &mut report);
+        self.metrics
+            .segments_compacted
+            .inc_by(report.compacted_inputs as u64);
+        compacted?;
         self.expire(now_unix_nano, &mut report)?;
         Ok(report)
     }
@@ -472,6 +500,11 @@ impl Store {
             .cloned()
             .collect();
         (hot, segments)
+    }
+
+    /// Its self-telemetry (write-ahead log, flushes, compaction).
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// The store's figures.

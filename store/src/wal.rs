@@ -70,6 +70,8 @@ pub struct Wal {
     path: PathBuf,
     seq: u64,
     sync: SyncPolicy,
+    /// How long the last append's sync took (taken by the store for its metrics).
+    pub(crate) last_sync: Option<std::time::Duration>,
 }
 
 pub(crate) fn io<'a>(
@@ -167,6 +169,7 @@ impl Wal {
             path,
             seq,
             sync,
+            last_sync: None,
         };
         Ok((wal, contents))
     }
@@ -215,7 +218,9 @@ impl Wal {
             .write_all(&frame)
             .map_err(io("append to", &self.path))?;
         if self.sync == SyncPolicy::Batch {
+            let started = std::time::Instant::now();
             self.file.sync_data().map_err(io("sync", &self.path))?;
+            self.last_sync = Some(started.elapsed());
         }
         Ok(())
     }
