@@ -42,7 +42,10 @@ impl<S: TelemetrySink + ?Sized> Grpc<S> {
             let decoded = request.get_ref().encoded_len();
             let held = ticket.bytes();
             if decoded > held {
-                ticket.grow(decoded - held, Transport::grpc).await.map_err(|e| e.grpc_status())?;
+                ticket
+                    .grow(decoded - held, Transport::grpc)
+                    .await
+                    .map_err(|e| e.grpc_status())?;
             }
         }
         let response = self.0.export(request.into_inner(), Transport::grpc).await;

@@ -18,10 +18,10 @@ mod sink;
 
 pub use admission::{Admission, AdmissionConfig};
 pub use error::{Error, Result, RETRY_AFTER};
-pub use guard::{guard, BodyLimits};
-pub use metrics::{ReceiverMetrics, Transport};
 pub use grpc::grpc_router;
+pub use guard::{guard, BodyLimits};
 pub use http::http_router;
+pub use metrics::{ReceiverMetrics, Transport};
 pub use receiver::{Limits, Receiver};
 pub use request::{ExportRequest, OtlpGrpcClient};
 pub use sink::{Accepted, Signal, TelemetrySink};

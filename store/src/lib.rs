@@ -20,9 +20,9 @@ mod store;
 pub mod wal;
 
 pub use error::{Error, QueryError, Result};
+pub use metrics::StoreMetrics;
 pub use query::{time_bounds, QueryEngine, QueryLimits, QueryOutput};
 pub use schema::Table;
-pub use metrics::StoreMetrics;
 pub use segment::Segment;
 pub use store::{FlushReport, MaintenanceReport, Opened, Store, StoreConfig, StoreStats};
 pub use wal::{SyncPolicy, Wal, WalContents, WalRecord};

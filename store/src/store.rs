@@ -16,9 +16,9 @@ use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::metrics::StoreMetrics;
 use crate::schema::Table;
 use crate::segment::{self, Segment};
-use crate::metrics::StoreMetrics;
 use crate::wal::{io, SyncPolicy, Wal, WalContents};
 
 /// Store settings (README, "Configuration").

@@ -4,6 +4,7 @@
 
 mod ask;
 mod auth;
+mod overload;
 mod simulate;
 mod slack;
 mod store;
