@@ -30,6 +30,9 @@
 //! max_wait = "250ms"          # longest wait for room before a retryable refusal
 //! memory_limit_bytes = 0      # resident memory that stops ingest; 0: 80 % of RAM or cgroup
 //!
+//! [changes]
+//! github_webhook_secret = "…" # GitHub deliveries signed with it need no token
+//!
 //! [server]                    # each listener's connections
 //! max_connections = 1024      # open connections per listener
 //! max_concurrent_streams = 100  # HTTP/2 streams (gRPC calls) per connection
@@ -98,6 +101,30 @@ pub struct FileConfig {
     /// `[server]`.
     #[serde(default)]
     pub server: ServerSection,
+    /// `[changes]`.
+    #[serde(default)]
+    pub changes: ChangesSection,
+}
+
+/// `[changes]`: change intake.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesSection {
+    /// The secret GitHub signs webhook deliveries with.
+    pub github_webhook_secret: Option<String>,
+}
+
+/// The GitHub webhook secret: `flag` over the file.
+///
+/// # Errors
+/// An empty secret.
+pub fn github_secret(flag: Option<String>, file: Option<String>) -> anyhow::Result<Option<String>> {
+    match flag.or(file) {
+        Some(s) if s.trim().is_empty() => anyhow::bail!(
+            "changes.github_webhook_secret is empty: give the webhook's secret or leave it out"
+        ),
+        other => Ok(other),
+    }
 }
 
 /// `[ingest]`: admission control.

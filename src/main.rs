@@ -442,6 +442,10 @@ struct ServeArgs {
     /// [default: 268435456 (256 MiB)].
     #[arg(long, env = "LOUPE_INGEST_MAX_INFLIGHT_BYTES")]
     ingest_max_inflight_bytes: Option<usize>,
+    /// The secret of a GitHub webhook posting deployment_status events to /api/v1/changes:
+    /// deliveries signed with it (X-Hub-Signature-256) need no bearer token.
+    #[arg(long, env = "LOUPE_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    github_webhook_secret: Option<String>,
 }
 
 impl ServeArgs {
@@ -524,6 +528,10 @@ impl ServeArgs {
             )?,
             admission: loupe::config::admission(&file.ingest, self.ingest_max_inflight_bytes)?,
             listen: loupe::config::listen(&file.server)?,
+            github_webhook_secret: loupe::config::github_secret(
+                self.github_webhook_secret.clone(),
+                file.changes.github_webhook_secret.take(),
+            )?,
             ..defaults
         })
     }

@@ -71,6 +71,9 @@ pub struct ServeConfig {
     pub admission: AdmissionConfig,
     /// Connection limits and timeouts of each listener.
     pub listen: ListenConfig,
+    /// The secret GitHub signs webhook deliveries to `POST /api/v1/changes` with
+    /// (`X-Hub-Signature-256`); such deliveries need no bearer token.
+    pub github_webhook_secret: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -92,6 +95,7 @@ impl Default for ServeConfig {
             gate: loupe_api::gate::GateConfig::default(),
             admission: AdmissionConfig::default(),
             listen: ListenConfig::default(),
+            github_webhook_secret: None,
         }
     }
 }
@@ -272,7 +276,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         sql: sql_state.clone(),
     };
     let changes = loupe_ingest::guard(
-        loupe_ingest::changes::changes_router(engine.clone(), clock.clone()),
+        loupe_ingest::changes::changes_router(
+            engine.clone(),
+            clock.clone(),
+            config.github_webhook_secret.as_deref(),
+        ),
         admission.clone(),
         Transport::changes,
         BodyLimits {

@@ -268,3 +268,56 @@ async fn a_listener_beyond_loopback_needs_tokens_or_the_insecure_flag() {
     .expect("starts with the flag");
     insecure.shutdown().await;
 }
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `secret`, as GitHub signs deliveries.
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_deliveries_signed_with_the_secret_need_no_token() {
+    let dir = temp_dir("auth-github");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.txt");
+    create_token(&file, "collector", &[Scope::Ingest]).unwrap();
+    let tokens = Arc::new(Tokens::open(&file).unwrap());
+    let server = start_with(None, |c| {
+        c.tokens = Some(tokens);
+        c.github_webhook_secret = Some("webhook secret".into());
+    })
+    .await;
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ingest/testdata/changes/github-deployment-status.json"),
+    )
+    .unwrap();
+    let send = |signature: Option<String>| {
+        let body = body.clone();
+        let api = server.http_addr;
+        async move {
+            let mut headers = vec![
+                ("content-type", "application/json".to_owned()),
+                ("x-github-event", "deployment_status".to_owned()),
+            ];
+            if let Some(s) = signature {
+                headers.push(("x-hub-signature-256", s));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, _, answer) = post(api, "/api/v1/changes", &headers, body).await;
+            (status, String::from_utf8_lossy(&answer).into_owned())
+        }
+    };
+    let (status, answer) = send(Some(github_signature("webhook secret", &body))).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = send(Some(github_signature("another secret", &body))).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("does not match"), "{answer}");
+    let (status, answer) = send(None).await;
+    assert_eq!(status, 401, "unsigned, no token: {answer}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
