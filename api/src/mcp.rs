@@ -33,6 +33,20 @@ pub trait Backend: Send + Sync + 'static {
         path_and_query: String,
         body: Option<Value>,
     ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + '_>>;
+
+    /// [`Backend::call`] on behalf of the token behind the tool call, so that what it writes
+    /// records the token's name (verdicts' `token`). The default ignores it: a backend that
+    /// sends its own token (stdio's HTTP client) is recorded by the API under that token.
+    fn call_as(
+        &self,
+        method: &'static str,
+        path_and_query: String,
+        body: Option<Value>,
+        principal: Option<crate::auth::Principal>,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + '_>> {
+        let _ = principal;
+        self.call(method, path_and_query, body)
+    }
 }
 
 /// A backend that calls an axum router in process (the server's own API).
@@ -44,6 +58,16 @@ impl Backend for RouterBackend {
         method: &'static str,
         path_and_query: String,
         body: Option<Value>,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + '_>> {
+        self.call_as(method, path_and_query, body, None)
+    }
+
+    fn call_as(
+        &self,
+        method: &'static str,
+        path_and_query: String,
+        body: Option<Value>,
+        principal: Option<crate::auth::Principal>,
     ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + '_>> {
         Box::pin(async move {
             use tower::ServiceExt;
@@ -57,6 +81,10 @@ impl Backend for RouterBackend {
                 .header("content-type", "application/json")
                 .body(body)
                 .map_err(|e| format!("building the request: {e}"))?;
+            let mut request = request;
+            if let Some(p) = principal {
+                request.extensions_mut().insert(p);
+            }
             let response = self
                 .0
                 .clone()
@@ -614,7 +642,12 @@ impl LoupeMcp {
             a.incident,
             segment(&a.cause).replace('/', "%2F")
         );
-        Ok(self.post(path, body).await)
+        let principal = principal(&context);
+        Ok(self.result(
+            self.backend
+                .call_as("POST", path, Some(body), principal)
+                .await,
+        ))
     }
 }
 
@@ -622,11 +655,16 @@ impl LoupeMcp {
 /// principal: auth is off, or stdio, where the REST API checks the token), else when the
 /// token has the admin scope.
 fn may_write(context: &RequestContext<RoleServer>) -> bool {
+    principal(context).is_none_or(|p| p.may(crate::auth::Scope::Admin))
+}
+
+/// The token behind the HTTP request of a tool call, when the server checks tokens.
+fn principal(context: &RequestContext<RoleServer>) -> Option<crate::auth::Principal> {
     context
         .extensions
         .get::<axum::http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
-        .is_none_or(|p| p.may(crate::auth::Scope::Admin))
+        .cloned()
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -667,4 +705,36 @@ pub fn streamable_http_service(
         Arc::new(LocalSessionManager::default()),
         config,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Principal, Scope};
+
+    #[tokio::test]
+    async fn calls_made_for_a_token_carry_its_principal_to_the_route() {
+        // A route that answers with the name of the token it was called for.
+        let router = axum::Router::new().route(
+            "/who",
+            axum::routing::post(|p: Option<axum::Extension<Principal>>| async move {
+                axum::Json(json!({ "token": p.map(|axum::Extension(p)| p.name) }))
+            }),
+        );
+        let backend = RouterBackend(router);
+        let oncall = Principal {
+            name: "oncall".into(),
+            scopes: vec![Scope::Admin],
+        };
+        let answer = backend
+            .call_as("POST", "/who".into(), Some(json!({})), Some(oncall))
+            .await
+            .unwrap();
+        assert_eq!(answer, json!({ "token": "oncall" }));
+        let anonymous = backend
+            .call("POST", "/who".into(), Some(json!({})))
+            .await
+            .unwrap();
+        assert_eq!(anonymous, json!({ "token": null }));
+    }
 }
