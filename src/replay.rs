@@ -101,13 +101,15 @@ pub async fn send_stored(
                 .is_none_or(|r| s.max_time >= r.start as i64 && s.min_time < r.end as i64)
         })
         .collect();
-    let mut client = OtlpGrpcClient::connect(endpoint).await?;
+    let mut client = OtlpGrpcClient::connect(endpoint)
+        .await?
+        .with_bearer_token(crate::query::token_from_env())?;
     let bar = ProgressBar::new(segments.iter().map(|s| s.rows).sum());
     let mut totals = ReplayTotals::default();
     for segment in &segments {
         let mut requests = Vec::new();
         for batch in loupe_store::segment::read(&segment.path)? {
-            requests.extend(ExportRequest::from_batch(segment.table, &batch)?);
+            requests.extend(crate::columnar::requests_from_batch(segment.table, &batch)?);
         }
         requests.sort_by_key(|(received, _)| *received);
         for (_, request) in requests {
@@ -127,7 +129,9 @@ pub async fn send(
     requests: Vec<ExportRequest>,
     quiet: bool,
 ) -> anyhow::Result<ReplayTotals> {
-    let mut client = OtlpGrpcClient::connect(endpoint).await?;
+    let mut client = OtlpGrpcClient::connect(endpoint)
+        .await?
+        .with_bearer_token(crate::query::token_from_env())?;
     let total_items: usize = requests.iter().map(ExportRequest::item_count).sum();
     let bar = if quiet {
         ProgressBar::hidden()
@@ -194,7 +198,9 @@ pub async fn send_sim_cases(
         .iter()
         .filter(|t| cases.is_empty() || cases.contains(&t.case_id))
         .collect();
-    let mut client = OtlpGrpcClient::connect(endpoint).await?;
+    let mut client = OtlpGrpcClient::connect(endpoint)
+        .await?
+        .with_bearer_token(crate::query::token_from_env())?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let mut totals = ReplayTotals::default();

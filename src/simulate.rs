@@ -80,6 +80,10 @@ pub struct StreamTotals {
     pub notices: u64,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one sender per stream, made once: its size does not matter"
+)]
 enum Sender {
     Grpc(OtlpGrpcClient),
     Http(Client<HttpConnector, Full<Bytes>>, String),
@@ -88,7 +92,11 @@ enum Sender {
 impl Sender {
     async fn connect(endpoint: &str, transport: Transport) -> anyhow::Result<Self> {
         Ok(match transport {
-            Transport::Grpc => Self::Grpc(OtlpGrpcClient::connect(endpoint).await?),
+            Transport::Grpc => Self::Grpc(
+                OtlpGrpcClient::connect(endpoint)
+                    .await?
+                    .with_bearer_token(crate::query::token_from_env())?,
+            ),
             Transport::Http => Self::Http(
                 Client::builder(TokioExecutor::new()).build_http(),
                 endpoint.trim_end_matches('/').to_owned(),
@@ -131,6 +139,10 @@ async fn post(
     let mut r = hyper::Request::post(url);
     for (k, v) in headers {
         r = r.header(k, v);
+    }
+    // A server with tokens: LOUPE_TOKEN (of the ingest scope) goes with every request.
+    if let Some(token) = crate::query::token_from_env() {
+        r = r.header("authorization", format!("Bearer {token}"));
     }
     let response = client
         .request(r.body(Full::new(Bytes::from(body)))?)

@@ -11,13 +11,23 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 
 use loupe_model::TelemetryBatch;
-use loupe_store::{convert, RecordBatch, Table};
 
 use crate::error::{Error, Result};
 use crate::metrics::Transport;
 use crate::receiver::Receiver;
 use crate::signal::OtlpExport;
 use crate::sink::{Signal, TelemetrySink};
+
+/// The OTLP message of an [`ExportRequest`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Proto<'a> {
+    /// `ExportTraceServiceRequest`.
+    Traces(&'a ExportTraceServiceRequest),
+    /// `ExportMetricsServiceRequest`.
+    Metrics(&'a ExportMetricsServiceRequest),
+    /// `ExportLogsServiceRequest`.
+    Logs(&'a ExportLogsServiceRequest),
+}
 
 /// One OTLP export request.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,33 +110,14 @@ impl ExportRequest {
         }
     }
 
-    /// The valid items as a record batch of their table, received at `received` (unix ns);
-    /// `None` when none is valid.
-    pub fn to_batch(&self, received: u64) -> Option<(Table, RecordBatch)> {
+    /// The protobuf message inside, for conversions that live outside this crate (the
+    /// columnar form of the store, `loupe::columnar`).
+    pub fn proto(&self) -> Proto<'_> {
         match &self.0 {
-            Inner::Traces(r) => convert::traces_to_batch(r, received).map(|b| (Table::Spans, b)),
-            Inner::Metrics(r) => {
-                convert::metrics_to_batch(r, received).map(|b| (Table::MetricPoints, b))
-            }
-            Inner::Logs(r) => convert::logs_to_batch(r, received).map(|b| (Table::Logs, b)),
+            Inner::Traces(r) => Proto::Traces(r),
+            Inner::Metrics(r) => Proto::Metrics(r),
+            Inner::Logs(r) => Proto::Logs(r),
         }
-    }
-
-    /// The requests stored in a record batch of `table` (one per receive time, oldest first),
-    /// with their receive times; `changes` batches give none.
-    ///
-    /// # Errors
-    /// The store's error when the batch does not have the table's schema.
-    pub fn from_batch(table: Table, batch: &RecordBatch) -> loupe_store::Result<Vec<(u64, Self)>> {
-        fn wrap<R: Into<ExportRequest>>(v: Vec<(u64, R)>) -> Vec<(u64, ExportRequest)> {
-            v.into_iter().map(|(t, r)| (t, r.into())).collect()
-        }
-        Ok(match table {
-            Table::Spans => wrap(convert::traces_from_batch(batch)?),
-            Table::Logs => wrap(convert::logs_from_batch(batch)?),
-            Table::MetricPoints => wrap(convert::metrics_from_batch(batch)?),
-            Table::Changes => Vec::new(),
-        })
     }
 
     /// The signal carried.
@@ -240,6 +231,7 @@ pub struct OtlpGrpcClient {
     traces: TraceServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
     logs: LogsServiceClient<Channel>,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl OtlpGrpcClient {
@@ -264,7 +256,35 @@ impl OtlpGrpcClient {
             logs: LogsServiceClient::new(channel)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_encoding_message_size(limit),
+            authorization: None,
         })
+    }
+
+    /// The same client sending `Authorization: Bearer <token>` with every request (a server
+    /// with tokens needs one of the `ingest` scope); `None` sends none.
+    ///
+    /// # Errors
+    /// [`Error::Client`] when the token cannot be a header value.
+    pub fn with_bearer_token(mut self, token: Option<String>) -> Result<Self> {
+        self.authorization = match token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| Error::Client("the token is not a valid header value".into()))?,
+            ),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
     }
 
     /// Sends one request; returns the number of items the server rejected.
@@ -275,15 +295,18 @@ impl OtlpGrpcClient {
         let status = |s: tonic::Status| Error::Client(format!("export failed: {s}"));
         let rejected = match request.0 {
             Inner::Traces(r) => {
-                let response = self.traces.export(r).await.map_err(status)?;
+                let request = self.request(r);
+                let response = self.traces.export(request).await.map_err(status)?;
                 ExportTraceServiceRequest::rejected(response.get_ref())
             }
             Inner::Metrics(r) => {
-                let response = self.metrics.export(r).await.map_err(status)?;
+                let request = self.request(r);
+                let response = self.metrics.export(request).await.map_err(status)?;
                 ExportMetricsServiceRequest::rejected(response.get_ref())
             }
             Inner::Logs(r) => {
-                let response = self.logs.export(r).await.map_err(status)?;
+                let request = self.request(r);
+                let response = self.logs.export(request).await.map_err(status)?;
                 ExportLogsServiceRequest::rejected(response.get_ref())
             }
         };

@@ -321,3 +321,32 @@ async fn github_deliveries_signed_with_the_secret_need_no_token() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loupes_own_otlp_client_sends_its_token() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let dir = temp_dir("auth-client");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.txt");
+    let ingest = create_token(&file, "replay", &[Scope::Ingest]).unwrap();
+    let tokens = Arc::new(Tokens::open(&file).unwrap());
+    let server = start_with(None, |c| c.tokens = Some(tokens)).await;
+    let endpoint = format!("http://{}", server.otlp_grpc_addr);
+    let request = || loupe_ingest::ExportRequest::from(ExportTraceServiceRequest::default());
+    // As `loupe replay` and `loupe simulate stream` connect, with LOUPE_TOKEN or without.
+    let mut with = loupe_ingest::OtlpGrpcClient::connect(&endpoint)
+        .await
+        .unwrap()
+        .with_bearer_token(Some(ingest))
+        .unwrap();
+    assert_eq!(with.send(request()).await.unwrap(), 0);
+    let mut without = loupe_ingest::OtlpGrpcClient::connect(&endpoint)
+        .await
+        .unwrap()
+        .with_bearer_token(None)
+        .unwrap();
+    let refused = without.send(request()).await.unwrap_err().to_string();
+    assert!(refused.contains("bearer token"), "{refused}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
