@@ -14,6 +14,7 @@
 //! CPU time is the process's user and system time from `/proc/self/stat` (Linux; the ingest runs
 //! on one thread, so CPU time and wall time agree closely).
 
+use crate::columnar::Columnar;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,6 +7,7 @@
 //! that are not in segments yet. Until then it refuses new data with "unavailable", which
 //! OTLP clients retry.
 
+use crate::columnar::Columnar;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -335,7 +336,7 @@ fn read_hour(segments: &[Segment]) -> (Vec<(u64, Item)>, u64, usize) {
                         .map(|(t, c)| (t, Item::Changes(vec![c])))
                         .collect::<Vec<_>>()
                 }),
-                table => ExportRequest::from_batch(table, batch).map(|rs| {
+                table => crate::columnar::requests_from_batch(table, batch).map(|rs| {
                     rs.into_iter()
                         .map(|(t, r)| (t, Item::Telemetry(r)))
                         .collect()

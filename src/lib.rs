@@ -7,6 +7,7 @@ pub mod ask;
 pub mod baselines;
 pub mod bench;
 pub mod bench_store;
+pub mod columnar;
 pub mod config;
 pub mod demo;
 pub mod edges_table;

@@ -96,6 +96,29 @@ fn declared_length_fits(headers: &HeaderMap, limit_bytes: usize) -> Result<()> {
     }
 }
 
+/// Decodes an OTLP/HTTP body as the receiver does (content type, then `Content-Encoding`
+/// bounded by the decompressed limit, then protobuf or JSON), without its items' validation,
+/// which [`OtlpExport::decode_items`] does.
+///
+/// # Errors
+/// As the receiver answers: 415 for a content type or encoding it does not take, 413 past a
+/// limit, 400 for a body that does not decode.
+pub(crate) fn decode_body<R: OtlpExport>(
+    headers: &HeaderMap,
+    body: Bytes,
+    limits: &Limits,
+) -> Result<R> {
+    let enc = encoding(headers)?;
+    if body.len() > limits.max_body_bytes {
+        return Err(Error::TooLarge {
+            what: "body",
+            limit_bytes: limits.max_body_bytes,
+        });
+    }
+    let body = decompress(headers, body, limits)?;
+    decode(enc, &body)
+}
+
 /// Undoes `Content-Encoding`, bounded by the decompressed-size limit.
 fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes> {
     let coding = headers

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod changes;
 mod error;
+pub mod fuzzing;
 mod grpc;
 mod guard;
 mod http;
@@ -23,5 +24,5 @@ pub use guard::{guard, BodyLimits};
 pub use http::http_router;
 pub use metrics::{ReceiverMetrics, Transport};
 pub use receiver::{Limits, Receiver};
-pub use request::{ExportRequest, OtlpGrpcClient};
+pub use request::{ExportRequest, OtlpGrpcClient, Proto};
 pub use sink::{Accepted, Signal, TelemetrySink};
