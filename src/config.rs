@@ -23,6 +23,7 @@
 //!
 //! [mcp]
 //! allow_writes = false        # let MCP agents record verdicts
+//! allowed_hosts = []          # Host names /mcp answers besides loopback and the listen address
 //!
 //! [ingest]                    # admission control in front of the receivers' decoders
 //! max_inflight_bytes = 268435456  # request bytes held at once (256 MiB)
@@ -294,6 +295,9 @@ pub fn slack_config(
 pub struct McpSection {
     /// Whether MCP agents may record verdicts (`record_verdict`).
     pub allow_writes: Option<bool>,
+    /// Host names `/mcp` may be reached by besides loopback and the listen address.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[store]`.

@@ -390,6 +390,16 @@ struct ServeArgs {
     /// Let MCP agents record verdicts (`/mcp`'s `record_verdict`; config `mcp.allow_writes`).
     #[arg(long, env = "LOUPE_MCP_ALLOW_WRITES")]
     mcp_allow_writes: bool,
+    /// A host name (with or without `:port`) that MCP clients may reach `/mcp` by, besides
+    /// loopback and the listen address, such as the name of a reverse proxy in front of
+    /// loupe; repeatable (config `mcp.allowed_hosts`). Other `Host` headers are refused,
+    /// against DNS rebinding.
+    #[arg(
+        long = "mcp-allowed-host",
+        env = "LOUPE_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    mcp_allowed_hosts: Vec<String>,
     /// Tokens file: one `sha256:<digest> <name> <scopes>` line per token (`loupe token
     /// create`); every listener then requires a bearer token (config `auth.tokens_file`).
     #[arg(long, env = "LOUPE_AUTH_TOKENS_FILE")]
@@ -503,6 +513,10 @@ impl ServeArgs {
             detect,
             analysis: self.model.analysis_config()?,
             mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),
+            mcp_allowed_hosts: match self.mcp_allowed_hosts.is_empty() {
+                true => std::mem::take(&mut file.mcp.allowed_hosts),
+                false => self.mcp_allowed_hosts.clone(),
+            },
             tokens: match self
                 .auth_tokens_file
                 .clone()

@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub analysis: AnalysisConfig,
     /// Whether MCP agents may record verdicts (`/mcp`'s `record_verdict`).
     pub mcp_allow_writes: bool,
+    /// `Host` names `/mcp` answers besides loopback and the listen address (a reverse proxy's).
+    pub mcp_allowed_hosts: Vec<String>,
     /// The Slack routes' settings; `None` leaves them unmounted.
     pub slack: Option<loupe_api::slack::SlackConfig>,
     /// Bearer tokens every listener requires (see `loupe_api::auth`); `None`: no authentication,
@@ -88,6 +90,7 @@ impl Default for ServeConfig {
             detect: DetectConfig::default(),
             analysis: AnalysisConfig::default(),
             mcp_allow_writes: false,
+            mcp_allowed_hosts: Vec::new(),
             slack: None,
             tokens: None,
             insecure_no_auth: false,
@@ -305,10 +308,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         Arc::new(loupe_api::mcp::RouterBackend(api.clone())),
         clock.clone(),
         config.mcp_allow_writes,
-        vec![
+        [
             config.http_addr.ip().to_string(),
             config.http_addr.to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(config.mcp_allowed_hosts.iter().cloned())
+        .collect(),
     );
     registry.register_collector(Box::new(crate::telemetry::ScrapeCollector::new(
         engine.clone(),

@@ -350,3 +350,39 @@ async fn loupes_own_otlp_client_sends_its_token() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_answers_the_host_names_it_is_told_and_no_other() {
+    let server = start_with(None, |c| {
+        c.mcp_allowed_hosts = vec!["loupe.example.com".into()];
+    })
+    .await;
+    // A stateless tools/list of the 2026-07-28 protocol.
+    let list = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+        "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}}))
+    .unwrap();
+    let ask = |host: &'static str| {
+        let list = list.clone();
+        let api = server.http_addr;
+        async move {
+            let headers = [
+                ("host", host),
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ];
+            let (status, _, body) = post(api, "/mcp", &headers, list).await;
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = ask("loupe.example.com").await;
+    assert!(
+        status == 200 && body.contains("record_verdict"),
+        "{status} {body}"
+    );
+    let (status, body) = ask("rebound.example.net").await;
+    assert_eq!(status, 403, "{body}");
+    server.shutdown().await;
+}
