@@ -145,6 +145,37 @@ pub fn change_webhook_target(data: &[u8]) {
     let _ = change_webhook(event, source, body);
 }
 
+/// The Nezha CSV target: byte 0 picks the file kind (trace, log, metric) and whether the
+/// bytes are a gzip stream; the rest is the file. Every request the reader makes must be a
+/// valid OTLP request whose items decode.
+pub fn nezha_csv_target(data: &[u8]) {
+    use crate::nezha::FileKind;
+    let (sel, body) = split(data, 1);
+    let sel = sel.first().copied().unwrap_or(0);
+    let kind = match sel % 3 {
+        0 => FileKind::Trace,
+        1 => FileKind::Log,
+        _ => FileKind::Metric,
+    };
+    let scratch = std::env::temp_dir().join(format!(
+        "loupe-fuzz-nezha-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if let Ok(requests) = crate::nezha::load_one_file(&scratch, kind, body, sel / 3 % 2 == 1) {
+        for r in requests {
+            let again = crate::ExportRequest::decode(r.signal(), &r.encode())
+                .expect("a request the reader made decodes");
+            assert!(
+                again.encode() == r.encode(),
+                "a request the reader made survives its encoding"
+            );
+            let _ = r.items();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -192,6 +223,29 @@ mod tests {
     }
 
     #[test]
+    fn the_nezha_csv_corpus_replays() {
+        assert!(
+            replay("nezha_csv", nezha_csv_target) > 0,
+            "no corpus committed"
+        );
+        // The seeds are real files' first lines: each reads into requests.
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/nezha_csv");
+        let scratch =
+            std::env::temp_dir().join(format!("loupe-nezha-seeds-{}", std::process::id()));
+        for (seed, kind) in [
+            ("trace", crate::nezha::FileKind::Trace),
+            ("log", crate::nezha::FileKind::Log),
+            ("metric", crate::nezha::FileKind::Metric),
+        ] {
+            let data = std::fs::read(corpus.join(seed)).unwrap();
+            let requests = crate::nezha::load_one_file(&scratch, kind, &data[1..], false).unwrap();
+            assert!(!requests.is_empty(), "{seed}: no request");
+        }
+        let _ = std::fs::remove_dir_all(scratch);
+    }
+
+    #[test]
     fn known_inputs_decode_as_the_receivers_take_them() {
         let json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /","kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2"},{"traceId":"00","spanId":"01","name":"bad ids"}]}]}]}"#;
         let outcome = otlp_http_body(Signal::Traces, "application/json", "", json).unwrap();
@@ -224,6 +278,7 @@ mod tests {
         fn random_bodies_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             otlp_http_target(&data);
             change_webhook_target(&data);
+            nezha_csv_target(&data);
         }
 
         #[test]

@@ -332,6 +332,54 @@ fn minute_files(dir: &Path, day: &str, range: &Range<u64>) -> Result<Vec<PathBuf
     Ok(files)
 }
 
+/// The kinds of Nezha file, for [`load_one_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `trace/HH_MM_trace.csv[.gz]`.
+    Trace,
+    /// `log/HH_MM_log.csv[.gz]`.
+    Log,
+    /// `metric/<pod>_metric.csv[.gz]`.
+    Metric,
+}
+
+/// Reads one file of `kind` holding `bytes` (gzip-compressed when `gzip`) as the dataset reader
+/// does, through a scratch dataset in `scratch` (emptied first); the requests it makes. For
+/// fuzzing the CSV readers.
+///
+/// # Errors
+/// The reader's [`Error::Dataset`] naming the row, or [`Error::Io`].
+pub fn load_one_file(
+    scratch: &Path,
+    kind: FileKind,
+    bytes: &[u8],
+    gzip: bool,
+) -> Result<Vec<ExportRequest>> {
+    let io = |source| Error::Io {
+        path: scratch.display().to_string(),
+        source,
+    };
+    let _ = std::fs::remove_dir_all(scratch);
+    let (sub, name) = match kind {
+        FileKind::Trace => ("trace", "00_01_trace.csv"),
+        FileKind::Log => ("log", "00_01_log.csv"),
+        FileKind::Metric => ("metric", "frontend-0_metric.csv"),
+    };
+    std::fs::create_dir_all(scratch.join(sub)).map_err(io)?;
+    let path = match gzip {
+        true => scratch.join(sub).join(format!("{name}.gz")),
+        false => scratch.join(sub).join(name),
+    };
+    std::fs::write(&path, bytes).map_err(io)?;
+    let day = "2022-08-22";
+    let all = 0..u64::MAX;
+    match kind {
+        FileKind::Trace => traces::load(scratch, day, &all),
+        FileKind::Log => logs::load(scratch, day, &all),
+        FileKind::Metric => metrics::load(scratch, &all),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
