@@ -243,6 +243,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         store.metrics().register(&mut registry);
     }
     let admission = Admission::new(config.admission, receiver_metrics.clone());
+    let resolved = admission.config();
+    tracing::info!(
+        max_inflight_bytes = resolved.max_inflight_bytes,
+        max_waiters = resolved.max_waiters,
+        memory_limit_bytes = ?resolved.memory_limit_bytes,
+        "ingest admission: refusals past these are retryable (UNAVAILABLE / 503)"
+    );
     let receiver = Receiver::new(engine.clone(), config.limits).with_metrics(receiver_metrics);
     // Verdicts and incidents are kept beside the write-ahead log.
     let incidents = match &config.store {

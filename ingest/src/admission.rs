@@ -96,7 +96,10 @@ pub struct Admission {
     budget: Arc<Semaphore>,
     waiting: AtomicUsize,
     rss: AtomicU64,
-    rss_read: Mutex<Option<Instant>>,
+    /// When the gate was made: `rss_read_at` counts milliseconds from it.
+    born: Instant,
+    /// When `rss` was last read (ms since `born`; `u64::MAX`: never).
+    rss_read_at: AtomicU64,
     metrics: ReceiverMetrics,
 }
 
@@ -121,7 +124,8 @@ impl Admission {
             budget: Arc::new(Semaphore::new(budget)),
             waiting: AtomicUsize::new(0),
             rss: AtomicU64::new(0),
-            rss_read: Mutex::new(None),
+            born: Instant::now(),
+            rss_read_at: AtomicU64::new(u64::MAX),
             metrics,
         })
     }
@@ -152,15 +156,18 @@ impl Admission {
         let Some(limit) = self.memory_limit else {
             return Ok(());
         };
-        let stale = {
-            let mut read = self.rss_read.lock().unwrap_or_else(|p| p.into_inner());
-            let stale = read.is_none_or(|t| t.elapsed() >= MEMORY_RECHECK);
-            if stale {
-                *read = Some(Instant::now());
-            }
-            stale
-        };
-        if stale {
+        // One request in a recheck period reads /proc (the one that wins the swap); the rest
+        // use the last reading, without a lock.
+        let now = self.born.elapsed().as_millis() as u64;
+        let last = self.rss_read_at.load(Ordering::Relaxed);
+        let stale =
+            last == u64::MAX || now.saturating_sub(last) >= MEMORY_RECHECK.as_millis() as u64;
+        if stale
+            && self
+                .rss_read_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
             if let Some(rss) = resident_memory() {
                 self.rss.store(rss, Ordering::Relaxed);
             }

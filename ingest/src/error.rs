@@ -4,6 +4,11 @@
 /// (OTLP specification, "OTLP/HTTP Throttling", "OTLP/gRPC Throttling").
 pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// [`RETRY_AFTER`] as an HTTP `Retry-After` value (whole seconds, at least 1).
+pub(crate) fn retry_after_header() -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from(RETRY_AFTER.as_secs().max(1))
+}
+
 /// Why a request could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -102,7 +102,7 @@ pub fn change_webhook(
 }
 
 /// One fuzz input split into the selector bytes a target needs and the rest.
-pub fn split(data: &[u8], selectors: usize) -> (Vec<u8>, &[u8]) {
+fn split(data: &[u8], selectors: usize) -> (Vec<u8>, &[u8]) {
     let n = selectors.min(data.len());
     (data[..n].to_vec(), &data[n..])
 }

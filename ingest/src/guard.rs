@@ -19,7 +19,7 @@ use axum::Router;
 use http_body_util::{BodyExt, Limited};
 
 use crate::admission::{Admission, Ticket};
-use crate::error::{Error, RETRY_AFTER};
+use crate::error::Error;
 use crate::metrics::{Reason, Transport};
 
 /// Body limits the guard enforces while reading.
@@ -74,10 +74,13 @@ pub(crate) fn refusal(transport: Transport, headers: &HeaderMap, error: &Error) 
             (status, axum::Json(body)).into_response()
         }
     };
-    if matches!(error, Error::Overloaded(_)) && transport != Transport::grpc {
-        if let Ok(value) = HeaderValue::from_str(&RETRY_AFTER.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    // OTLP/HTTP's refusal carries Retry-After already; gRPC's has RetryInfo instead.
+    if matches!(error, Error::Overloaded(_))
+        && matches!(transport, Transport::changes | Transport::in_process)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, crate::error::retry_after_header());
     }
     if matches!(error, Error::BodyTimeout(_)) {
         response
@@ -100,12 +103,10 @@ async fn admit(State(state): State<GuardState>, request: Request, next: Next) ->
         transport,
         limits,
     } = state;
-    let headers = request.headers().clone();
-    let refuse = |e: Error| refusal(transport, &headers, &e);
     if let Err(e) = admission.check_memory(transport) {
-        return refuse(e);
+        return refusal(transport, request.headers(), &e);
     }
-    let declared = declared_length(&headers);
+    let declared = declared_length(request.headers());
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
         // The route refuses it (413) without reading it.
         return next.run(request).await;
@@ -113,11 +114,12 @@ async fn admit(State(state): State<GuardState>, request: Request, next: Next) ->
     let mut ticket = match declared {
         Some(n) => match admission.admit(n, transport).await {
             Ok(t) => Some(t),
-            Err(e) => return refuse(e),
+            Err(e) => return refusal(transport, request.headers(), &e),
         },
         None => None,
     };
     let (parts, body) = request.into_parts();
+    let refuse = |e: Error| refusal(transport, &parts.headers, &e);
     let read = tokio::time::timeout(
         limits.body_timeout,
         Limited::new(body, limits.max_body_bytes).collect(),

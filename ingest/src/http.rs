@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -204,10 +204,9 @@ fn error_response(encoding: Encoding, error: &Error) -> Response {
     };
     let mut response = respond(encoding, status, &rpc);
     if matches!(error, Error::Overloaded(_)) {
-        let seconds = crate::error::RETRY_AFTER.as_secs().max(1);
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, crate::error::retry_after_header());
     }
     response
 }
@@ -269,6 +268,7 @@ pub fn http_router<S: TelemetrySink + ?Sized>(receiver: Receiver<S>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn responses_follow_the_proto3_json_mapping() {
