@@ -3,7 +3,7 @@
 //! AC@k: share of cases whose true cause is among the top k. Avg@k: the mean of AC@1..AC@k
 //! (Yu et al., "MicroRank", WWW 2021, §5.1; used by Nezha, FSE 2023, Table 3).
 
-use crate::rank::{path_ends, Cause, CauseKind, EntityRef};
+use crate::cause::{path_ends, Cause, CauseKind, EntityRef};
 
 /// Whether `entity` is the labelled root cause:
 /// - a service or node of that name;
@@ -26,7 +26,7 @@ pub fn names_root_cause(entity: &EntityRef, truth: &str, edge: Option<&[String; 
             edge.is_some_and(|[a, b]| path_ends(&entity.name) == Some((a.as_str(), b.as_str())))
         }
         CauseKind::Service | CauseKind::Node => entity.name == truth,
-        CauseKind::Change => crate::rank::change_target(&entity.name) == Some(truth),
+        CauseKind::Change => crate::cause::change_target(&entity.name) == Some(truth),
     }
 }
 

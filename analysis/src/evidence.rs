@@ -259,7 +259,7 @@ pub(crate) fn self_time(
 /// A point's mean stands for all the requests it counts, so the sketches hold the spread of
 /// the points, not of requests, and their counts overstate what is known: the samples are the
 /// points (`RedStats::points`). The shift counts only when it is more than
-/// [`crate::onset::BAND`] standard errors: the standard error of a difference of two medians of
+/// [`crate::stats::BAND`] standard errors: the standard error of a difference of two medians of
 /// `k_now` and `k_before` points, `1.2533·σ·√(1/k_now + 1/k_before)` (the median's asymptotic
 /// efficiency, √(π/2)), `σ` the robust standard deviation of the baseline points' log durations
 /// (their interquartile range / 1.349); `None` within it. A gateway that answers a few requests
@@ -283,7 +283,7 @@ pub(crate) fn server_duration(
     let se = 1.2533
         * log_spread(&baseline.duration)?
         * (1.0 / points(current) + 1.0 / points(baseline)).sqrt();
-    (e.change.abs() > crate::onset::BAND * se).then(|| Evidence {
+    (e.change.abs() > crate::stats::BAND * se).then(|| Evidence {
         summary: format!(
             "{} over {} metric points ({} before)",
             e.summary, current.points, baseline.points

@@ -3,8 +3,11 @@
 
 use loupe_graph::{ChangeQuery, KnowledgeGraph};
 
+use crate::analyze::analyze;
+use crate::cause::Analysis;
+use crate::config::AnalysisConfig;
 use crate::error::Result;
-use crate::rank::{analyze, Analysis, AnalysisConfig, History};
+use crate::history::History;
 use crate::remediation::remediations;
 use crate::verdict::Verdicts;
 
@@ -71,8 +74,8 @@ pub fn investigate(
     }
     for cause in &mut analysis.causes {
         let service = match cause.entity.kind {
-            crate::rank::CauseKind::Service => Some(cause.entity.name.as_str()),
-            crate::rank::CauseKind::Change => crate::rank::change_target(&cause.entity.name),
+            crate::cause::CauseKind::Service => Some(cause.entity.name.as_str()),
+            crate::cause::CauseKind::Change => crate::cause::change_target(&cause.entity.name),
             _ => None,
         };
         let placement = service.and_then(|s| graph.placement(s));

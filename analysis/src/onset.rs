@@ -5,7 +5,7 @@
 //! cause, the signal of its strongest evidence that has a per-step series (error ratio, error
 //! log records, latency, log records per call) is read in buckets over the baseline and the
 //! analysed window. The onset is the first step of the window outside the baseline's band that
-//! the signal stays outside: a step is out when it is more than [`BAND`] robust standard
+//! the signal stays outside: a step is out when it is more than `BAND` (3) robust standard
 //! deviations (1.4826 × the median absolute deviation of the baseline steps, with a floor per
 //! signal: Poisson for counts, a share of the level for ratios of time and records) from the
 //! baseline steps' median, in the direction the evidence moved; it stays out when at least two
@@ -14,70 +14,12 @@
 //! a sustained burn rather than one bad step), not a model fit.
 
 use loupe_graph::{HistoryPoint, KnowledgeGraph};
-use serde::{Deserialize, Serialize};
 
-use crate::rank::{median, Cause, CauseKind};
-
-/// Robust standard deviations from the baseline median at which a step is out of band.
-pub const BAND: f64 = 3.0;
+use crate::cause::{Cause, CauseKind, Onset};
+use crate::stats::{median, BAND};
 
 /// Fewest baseline steps with data for a band.
 const MIN_BASELINE_STEPS: usize = 3;
-
-/// What [`onset`] counts from until an incident's symptoms say otherwise.
-pub const WINDOW_START: &str = "the window's start";
-
-/// When a cause's signal left its baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Onset {
-    /// Start of the first step (one graph bucket, 10 s by default) of the window where the
-    /// signal left its baseline band and stayed out, unix nanoseconds.
-    pub at_unix_nano: u64,
-    /// Seconds from the incident's symptom onset ([`symptom_onset`]; the incident's onset when
-    /// the symptoms have no baseline to read it against; the window's start for an analysis
-    /// opened by hand) to `at_unix_nano`: negative when the cause moved before the symptoms did.
-    pub seconds_from_onset: f64,
-    /// The service whose signal it is (a change's service for a change).
-    pub service: String,
-    /// The signal read: `error_ratio`, `error_log_records` (per step), `latency` (self time
-    /// where spans give it, else the median duration, seconds) or `log_records_per_call`.
-    pub signal: String,
-    /// A sentence for people.
-    pub summary: String,
-}
-
-impl Onset {
-    fn new(at_unix_nano: u64, service: &str, signal: &str, reference: u64) -> Self {
-        let mut onset = Self {
-            at_unix_nano,
-            seconds_from_onset: 0.0,
-            service: service.to_owned(),
-            signal: signal.to_owned(),
-            summary: String::new(),
-        };
-        onset.measure_from(reference, WINDOW_START);
-        onset
-    }
-
-    /// Counts [`Onset::seconds_from_onset`] from `reference` (unix ns), and says so, naming the
-    /// reference `what` (`the symptoms began`).
-    pub fn measure_from(&mut self, reference: u64, what: &str) {
-        let seconds = (self.at_unix_nano as f64 - reference as f64) / 1e9;
-        let when = if seconds.abs() < 0.5 {
-            format!("as {what}")
-        } else if seconds < 0.0 {
-            format!("{:.0} s before {what}", -seconds)
-        } else {
-            format!("{seconds:.0} s after {what}")
-        };
-        self.seconds_from_onset = seconds;
-        self.summary = format!(
-            "the {} of {} left its baseline {when}",
-            self.signal.replace('_', " "),
-            self.service
-        );
-    }
-}
 
 /// A per-step signal of a service and the direction its evidence moved.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,7 +139,7 @@ pub fn onset(
 ) -> Option<Onset> {
     let service = match cause.entity.kind {
         CauseKind::Service => cause.entity.name.as_str(),
-        CauseKind::Change => crate::rank::change_target(&cause.entity.name)?,
+        CauseKind::Change => crate::cause::change_target(&cause.entity.name)?,
         _ => return None,
     };
     let series = Series::read(graph, service, baseline, window)?;

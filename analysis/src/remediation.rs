@@ -2,24 +2,9 @@
 //! where one exists. They are suggestions for a person to run; loupe never runs them.
 
 use loupe_graph::Placement;
-use loupe_model::ChangeKind;
-use serde::{Deserialize, Serialize};
+use loupe_model::{ChangeEvent, ChangeKind};
 
-use crate::rank::{path_ends, Cause, CauseKind};
-
-/// One suggested action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Remediation {
-    /// What to do, for people.
-    pub action: String,
-    /// The command, when there is one to run as is (`kubectl …`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// Why this action follows from the evidence.
-    pub why: String,
-    /// Always true: loupe suggests, people decide and run.
-    pub suggestion: bool,
-}
+use crate::cause::{path_ends, Cause, CauseKind, Remediation};
 
 fn suggest(action: String, command: Option<String>, why: &str) -> Remediation {
     Remediation {
@@ -53,56 +38,12 @@ pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remedia
                 Some(c) if c.service.is_none() => CauseKind::Node,
                 _ => CauseKind::Service,
             },
-            crate::rank::change_target(&cause.entity.name).unwrap_or(&cause.entity.name),
+            crate::cause::change_target(&cause.entity.name).unwrap_or(&cause.entity.name),
         ),
         (kind, _) => (kind, cause.entity.name.as_str()),
     };
-    match kind {
-        CauseKind::Database => {
-            return vec![
-                suggest(
-                    format!("Check {name}: slow queries, locks, connections, replication lag"),
-                    None,
-                    "queries to it slowed or failed for its callers",
-                ),
-                suggest(
-                    format!("Fail {name} over to a healthy replica if its primary is degraded"),
-                    None,
-                    "its callers wait on it; a failover restores them if the primary is at fault",
-                ),
-            ]
-        }
-        CauseKind::Node => {
-            return vec![
-                suggest(
-                    format!("See what runs on node {name}"),
-                    Some(format!(
-                        "kubectl get pods -A -o wide --field-selector spec.nodeName={name}"
-                    )),
-                    "the pods on it ran hot together: look for the neighbour that eats its CPU",
-                ),
-                suggest(
-                    format!("Cordon node {name} and move its pods elsewhere"),
-                    Some(format!(
-                        "kubectl cordon {name} && kubectl drain {name} --ignore-daemonsets \
-                         --delete-emptydir-data"
-                    )),
-                    "the services slowed on this node only",
-                ),
-            ]
-        }
-        CauseKind::Edge => {
-            let (from, to) = path_ends(name).unwrap_or((name, name));
-            return vec![suggest(
-                format!(
-                    "Check the network path from {from} to {to}: network policies, DNS, \
-                     service mesh routes"
-                ),
-                Some("kubectl get networkpolicy -A".into()),
-                "calls on this path failed while the callee answered others",
-            )];
-        }
-        CauseKind::Service | CauseKind::Change => {}
+    if let Some(out) = infrastructure_remediations(kind, name) {
+        return out;
     }
     let service = name;
     let ns = placement
@@ -114,62 +55,141 @@ pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remedia
         .map(|(kind, name)| format!("{kind}/{name}"));
     let mut out = Vec::new();
     if let Some(c) = change {
-        match c.kind {
-            ChangeKind::Deployment if cause.rolled_back_by.is_some() => {
-                let target = deployed(&workload, service);
-                let back = cause
-                    .rolled_back_by
-                    .as_ref()
-                    .and_then(|r| r.version_to.as_deref())
-                    .unwrap_or("the previous version");
-                out.push(suggest(
-                    format!("Check that the rollback of {target} to {back} recovered it"),
-                    Some(format!("kubectl rollout status {target}{ns}")),
-                    "the deployment before the anomaly was already rolled back: rolling back \
-                     again would bring the bad version back",
-                ));
-            }
-            ChangeKind::Deployment => {
-                let target = deployed(&workload, service);
-                let to = c
-                    .version_from
-                    .as_deref()
-                    .map(|v| format!(" (back to {v})"))
-                    .unwrap_or_default();
-                out.push(suggest(
-                    format!("Roll back {target}{to}"),
-                    Some(format!("kubectl rollout undo {target}{ns}")),
-                    "the service was deployed shortly before the anomaly began",
-                ));
-                out.push(suggest(
-                    "Find the revision to roll back to".into(),
-                    Some(format!("kubectl rollout history {target}{ns}")),
-                    "`rollout undo --to-revision=N` picks a revision other than the previous one",
-                ));
-            }
-            ChangeKind::FeatureFlag => {
-                let flag = c.flag.as_deref().unwrap_or("the flag");
-                let back = c.version_from.as_deref().unwrap_or("its previous variant");
-                out.push(suggest(
-                    format!("Revert feature flag {flag} to {back} in your flag provider"),
-                    None,
-                    "the flag's variant flipped shortly before the anomaly began",
-                ));
-            }
-            ChangeKind::Config => out.push(suggest(
-                format!(
-                    "Revert the configuration change to {service}{}",
-                    c.commit
-                        .as_deref()
-                        .map(|x| format!(" (commit {x})"))
-                        .unwrap_or_default()
-                ),
-                None,
-                "its configuration changed shortly before the anomaly began",
-            )),
-            ChangeKind::Scaling | ChangeKind::KubernetesEvent => {}
-        }
+        out.extend(change_remediations(cause, c, service, &workload, &ns));
     }
+    out.extend(evidence_remediations(
+        cause, service, placement, &workload, &ns,
+    ));
+    out
+}
+
+/// The suggestions for a database, a node or a network path named `name`; `None` for a
+/// service or a change, whose suggestions depend on its evidence and placement.
+fn infrastructure_remediations(kind: CauseKind, name: &str) -> Option<Vec<Remediation>> {
+    match kind {
+        CauseKind::Database => Some(vec![
+            suggest(
+                format!("Check {name}: slow queries, locks, connections, replication lag"),
+                None,
+                "queries to it slowed or failed for its callers",
+            ),
+            suggest(
+                format!("Fail {name} over to a healthy replica if its primary is degraded"),
+                None,
+                "its callers wait on it; a failover restores them if the primary is at fault",
+            ),
+        ]),
+        CauseKind::Node => Some(vec![
+            suggest(
+                format!("See what runs on node {name}"),
+                Some(format!(
+                    "kubectl get pods -A -o wide --field-selector spec.nodeName={name}"
+                )),
+                "the pods on it ran hot together: look for the neighbour that eats its CPU",
+            ),
+            suggest(
+                format!("Cordon node {name} and move its pods elsewhere"),
+                Some(format!(
+                    "kubectl cordon {name} && kubectl drain {name} --ignore-daemonsets \
+                         --delete-emptydir-data"
+                )),
+                "the services slowed on this node only",
+            ),
+        ]),
+        CauseKind::Edge => {
+            let (from, to) = path_ends(name).unwrap_or((name, name));
+            Some(vec![suggest(
+                format!(
+                    "Check the network path from {from} to {to}: network policies, DNS, \
+                     service mesh routes"
+                ),
+                Some("kubectl get networkpolicy -A".into()),
+                "calls on this path failed while the callee answered others",
+            )])
+        }
+        CauseKind::Service | CauseKind::Change => None,
+    }
+}
+
+/// The suggestions that undo change `c` to `service`: roll back a deployment (or check that a
+/// rollback recovered it), revert a flag or a configuration change.
+fn change_remediations(
+    cause: &Cause,
+    c: &ChangeEvent,
+    service: &str,
+    workload: &Option<String>,
+    ns: &str,
+) -> Vec<Remediation> {
+    let mut out = Vec::new();
+    match c.kind {
+        ChangeKind::Deployment if cause.rolled_back_by.is_some() => {
+            let target = deployed(workload, service);
+            let back = cause
+                .rolled_back_by
+                .as_ref()
+                .and_then(|r| r.version_to.as_deref())
+                .unwrap_or("the previous version");
+            out.push(suggest(
+                format!("Check that the rollback of {target} to {back} recovered it"),
+                Some(format!("kubectl rollout status {target}{ns}")),
+                "the deployment before the anomaly was already rolled back: rolling back \
+                 again would bring the bad version back",
+            ));
+        }
+        ChangeKind::Deployment => {
+            let target = deployed(workload, service);
+            let to = c
+                .version_from
+                .as_deref()
+                .map(|v| format!(" (back to {v})"))
+                .unwrap_or_default();
+            out.push(suggest(
+                format!("Roll back {target}{to}"),
+                Some(format!("kubectl rollout undo {target}{ns}")),
+                "the service was deployed shortly before the anomaly began",
+            ));
+            out.push(suggest(
+                "Find the revision to roll back to".into(),
+                Some(format!("kubectl rollout history {target}{ns}")),
+                "`rollout undo --to-revision=N` picks a revision other than the previous one",
+            ));
+        }
+        ChangeKind::FeatureFlag => {
+            let flag = c.flag.as_deref().unwrap_or("the flag");
+            let back = c.version_from.as_deref().unwrap_or("its previous variant");
+            out.push(suggest(
+                format!("Revert feature flag {flag} to {back} in your flag provider"),
+                None,
+                "the flag's variant flipped shortly before the anomaly began",
+            ));
+        }
+        ChangeKind::Config => out.push(suggest(
+            format!(
+                "Revert the configuration change to {service}{}",
+                c.commit
+                    .as_deref()
+                    .map(|x| format!(" (commit {x})"))
+                    .unwrap_or_default()
+            ),
+            None,
+            "its configuration changed shortly before the anomaly began",
+        )),
+        ChangeKind::Scaling | ChangeKind::KubernetesEvent => {}
+    }
+
+    out
+}
+
+/// The suggestions that follow from `cause`'s evidence on `service`: scale out or restart on
+/// resource saturation, read the logs of a failing service.
+fn evidence_remediations(
+    cause: &Cause,
+    service: &str,
+    placement: Option<&Placement>,
+    workload: &Option<String>,
+    ns: &str,
+) -> Vec<Remediation> {
+    let mut out = Vec::new();
     let has = |feature: &str| {
         cause
             .evidence
@@ -177,7 +197,7 @@ pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remedia
             .any(|e| e.feature == feature && e.score > 0.0)
     };
     if has("cpu_utilization") || has("memory_utilization") || has("self_time_p50") {
-        if let Some(w) = &workload {
+        if let Some(w) = workload {
             out.push(suggest(
                 format!("Scale {w} out"),
                 Some(format!("kubectl scale {w}{ns} --replicas=<current + 1>")),
@@ -185,7 +205,7 @@ pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remedia
             ));
         }
         if has("memory_utilization") {
-            if let Some(w) = &workload {
+            if let Some(w) = workload {
                 out.push(suggest(
                     format!("Restart {w} to reclaim memory"),
                     Some(format!("kubectl rollout restart {w}{ns}")),
@@ -219,8 +239,8 @@ pub fn remediations(cause: &Cause, placement: Option<&Placement>) -> Vec<Remedia
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::EntityRef;
     use crate::evidence::{Evidence, EvidenceSignal};
-    use crate::rank::EntityRef;
     use loupe_model::ChangeEvent;
 
     fn cause(features: &[&'static str]) -> Cause {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rank::Cause;
+use crate::cause::Cause;
 
 /// Accepted or rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,8 +282,8 @@ pub(crate) fn rerank(causes: &mut [Cause]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cause::EntityRef;
     use crate::evidence::{Evidence, EvidenceSignal};
-    use crate::rank::EntityRef;
 
     fn cause(name: &str, score: f64, feature: &'static str) -> Cause {
         let mut e = Evidence::new(
@@ -298,7 +298,7 @@ mod tests {
         Cause {
             rank: 0,
             entity: EntityRef {
-                kind: crate::rank::CauseKind::Service,
+                kind: crate::cause::CauseKind::Service,
                 name: name.into(),
             },
             score,
@@ -371,7 +371,7 @@ mod tests {
         ];
         for (name, expected) in cases {
             let mut c = cause(name, 1.0, "change_proximity");
-            c.entity.kind = crate::rank::CauseKind::Change;
+            c.entity.kind = crate::cause::CauseKind::Change;
             assert!((log.prior(&c) - expected).abs() < 1e-12, "{name}");
         }
     }

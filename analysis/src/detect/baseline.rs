@@ -1,7 +1,7 @@
 //! Baseline detection: the RED figures of user-facing entities (services and the operations
 //! that receive root spans) against their own robust, seasonally adjusted baselines, so that a
 //! latency regression or a fall in traffic opens an incident without anyone writing an
-//! objective for it. Error ratios are the objectives' job ([`crate::incident`]).
+//! objective for it. Error ratios are the objectives' job ([`super::slo`]).
 //!
 //! At each evaluation, for each entity, the current window (5 min) is read against the
 //! `recent_windows` windows of the same length before it (12: the hour before):
@@ -31,74 +31,11 @@
 use std::borrow::Cow;
 
 use loupe_graph::{KnowledgeGraph, RedStats};
-use serde::{Deserialize, Serialize};
 
-use crate::incident::{DetectConfig, Detector, Symptom};
-use crate::rank::median;
+use super::{BaselineConfig, DetectConfig, Detector, Deviation, Symptom};
+use crate::stats::median;
 
 const MINUTE: u64 = 60 * 1_000_000_000;
-
-/// Settings of baseline detection (the `baseline` section of the SLO file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BaselineConfig {
-    /// Whether it runs.
-    pub enabled: bool,
-    /// The window each figure is read over, nanoseconds (5 min).
-    pub window_nanos: u64,
-    /// Windows before the current one that make the recent baseline (12: the hour before).
-    pub recent_windows: usize,
-    /// Fewest recent windows with `min_requests` requests for a latency baseline (6).
-    pub min_windows: usize,
-    /// Robust standard deviations past which a window deviates (4).
-    pub z: f64,
-    /// Least ratio of the 90th-percentile duration to its expected level that alerts (1.5).
-    pub latency_ratio: f64,
-    /// Least share of the expected requests that must be missing for a traffic alert (0.5).
-    pub traffic_drop: f64,
-    /// Seasonal lags tried in order, nanoseconds (one week, one day); the first the graph
-    /// holds data for is used.
-    pub seasonal_lags_nanos: Vec<u64>,
-    /// Most root operations watched, the busiest over the last hour (50).
-    pub max_operations: usize,
-}
-
-impl Default for BaselineConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            window_nanos: 5 * MINUTE,
-            recent_windows: 12,
-            min_windows: 6,
-            z: 4.0,
-            latency_ratio: 1.5,
-            traffic_drop: 0.5,
-            seasonal_lags_nanos: vec![7 * 24 * 60 * MINUTE, 24 * 60 * MINUTE],
-            max_operations: 50,
-        }
-    }
-}
-
-/// How a window's figure stood against its baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Deviation {
-    /// The figure: `duration_p90_seconds` or `requests` (in the window).
-    pub statistic: Cow<'static, str>,
-    /// Its value in the current window.
-    pub current: f64,
-    /// Its expected value: the recent windows' median, seasonally scaled.
-    pub expected: f64,
-    /// The robust standard deviation it was measured in.
-    pub spread: f64,
-    /// `(current − expected) / spread`.
-    pub z: f64,
-    /// The seasonal lag whose movement scaled the baseline, nanoseconds; absent when the graph
-    /// held no data that far back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seasonal_lag_nanos: Option<u64>,
-    /// The seasonal scale applied (1 without a lag).
-    pub seasonal_factor: f64,
-}
 
 /// Which figure.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -27,6 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use loupe_graph::templates::{template_text, Tally, TemplateId};
 use loupe_graph::{Merge, OperationWindow, WindowStats};
 
+use super::Windows;
+use crate::candidate::{Candidate, Feature};
 use crate::evidence::{Evidence, EvidenceSignal};
 
 /// Fewest calls of an operation, in the reference and in the window, for its templates to count.
@@ -215,7 +217,7 @@ pub(crate) fn strongest_per_service<S>(
             best.insert(service, shift);
         }
     }
-    let callees = crate::rank::Callees::of(current);
+    let callees = crate::window::Callees::of(current);
     let halved: Vec<&str> = best
         .keys()
         .copied()
@@ -229,6 +231,16 @@ pub(crate) fn strongest_per_service<S>(
             (s.to_owned(), shift)
         })
         .collect()
+}
+
+/// Adds the log-path feature: which code paths an operation's calls run, as the log templates
+/// they write, each service's shift against the baseline and the pooled history.
+pub(crate) fn add_log_paths(candidates: &mut BTreeMap<&str, Candidate>, w: &Windows) {
+    for (name, shift) in log_path_shift(&w.references(), w.current) {
+        if let Some(c) = candidates.get_mut(name.as_str()) {
+            c.add(Feature::LogPaths, Some(shift.evidence(&name)));
+        }
+    }
 }
 
 #[cfg(test)]

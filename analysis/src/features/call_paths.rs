@@ -12,20 +12,22 @@
 //! from `a` and `x` of them to `b`, in the reference `R` (the baseline and the history) and the
 //! window `F`: the share `x/n` of `a`'s successors that are `b` (the confidence of the pattern
 //! `a → b`, as Nezha compares patterns: Yu et al., ESEC/FSE 2023) is compared by the
-//! two-proportion z test of [`crate::log_paths`], with the same Bonferroni bound over all
+//! two-proportion z test of [`crate::features::log_paths`], with the same Bonferroni bound over all
 //! elements of the analysis (α = 0.05) and [`MIN_CALLS`] spans from `a` on each side. A step
 //! with one successor in both windows can not shift and is no element. A service's shift is the
 //! largest `z·|x_F/n_F − x_R/n_R|` of its passing elements, halved when a service it calls,
 //! directly or not, also shifted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use loupe_graph::call_paths::{merge_transitions, CallTransition};
 use loupe_graph::templates::Tally;
 use loupe_graph::WindowStats;
 
+use super::log_paths::{strongest_per_service, z_statistic, MIN_CALLS};
+use super::Windows;
+use crate::candidate::{Candidate, Feature};
 use crate::evidence::{Evidence, EvidenceSignal};
-use crate::log_paths::{strongest_per_service, z_statistic, MIN_CALLS};
 
 /// The strongest call-path shift of one service.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +200,21 @@ pub fn call_path_shift(
         }
     }
     strongest_per_service(elements, current, |s| s.z, |s| &mut s.score)
+}
+
+/// Adds the call-path shift as the log-path feature of the services that write no log
+/// records. Where a service logs, its log paths read its code paths at the resolution of its log
+/// lines; reading its calls too would count one code path twice and widen the spread every
+/// other service's shift is scored against. The service called right before the shift's
+/// transition is kept for propagation ([`crate::propagation::explain_reactions`]).
+pub(crate) fn add_call_paths(candidates: &mut BTreeMap<&str, Candidate>, w: &Windows) {
+    for (name, shift) in call_path_shift(&w.references(), w.current) {
+        let logs = w.current.service(&name).map_or(0, |s| s.logs.records);
+        if let (Some(c), 0) = (candidates.get_mut(name.as_str()), logs) {
+            c.add(Feature::LogPaths, Some(shift.evidence(&name)));
+            c.after_callee = shift.after_callee;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,553 @@
+//! Candidates beyond services and the rules that explain services away by them, on small
+//! hand-built windows: one line per case.
+
+use loupe_graph::{
+    DurationSketch, EdgeWindow, GaugeStats, LogStats, OperationWindow, PodWindow, QueryWindow,
+    ServiceWindow,
+};
+
+use loupe_model::semconv::K8S_POD_CPU_LIMIT_UTILIZATION;
+use loupe_model::{ChangeEvent, ChangeKind};
+
+use super::*;
+use crate::propagation::discount_callers_latency;
+
+use CauseKind::Service as SERVICE;
+
+/// One window: services `(name, self time ms, spans, failed spans)`, calls edges
+/// `(caller, callee, calls, failed)`, queries `(service, database, ms, queries, failed)` and
+/// pods `(service, node, CPU utilization)`.
+struct W<'a> {
+    services: &'a [(&'a str, f64, u64, u64)],
+    edges: &'a [(&'a str, &'a str, u64, u64)],
+    queries: &'a [(&'a str, &'a str, f64, u64, u64)],
+    pods: &'a [(&'a str, &'a str, f64)],
+}
+
+fn sketch(ms: f64, n: u64) -> DurationSketch {
+    let mut d = DurationSketch::default();
+    // A little spread, as real durations have.
+    (0..n).for_each(|i| d.add_nanos((ms * (1.0 + (i % 7) as f64 * 0.02) * 1e6) as u64));
+    d
+}
+
+fn red(ms: f64, calls: u64, errors: u64) -> RedStats {
+    RedStats {
+        calls,
+        errors,
+        root_calls: 0,
+        duration: sketch(ms, calls),
+        self_time: sketch(ms, calls),
+        points: 0,
+    }
+}
+
+fn window(w: &W, start: u64) -> WindowStats {
+    let logs = LogStats::default();
+    let mut out = WindowStats {
+        start,
+        end: start + 300_000_000_000,
+        ..Default::default()
+    };
+    for &(name, ms, calls, errors) in w.services {
+        out.services.push(ServiceWindow {
+            name: name.into(),
+            red: red(ms, calls, errors),
+            logs,
+            ..Default::default()
+        });
+        out.operations.push(OperationWindow {
+            service: name.into(),
+            name: "op".into(),
+            red: red(ms, calls, errors),
+            logs,
+            templates: Default::default(),
+            call_paths: Vec::new(),
+        });
+    }
+    for &(source, target, calls, errors) in w.edges {
+        out.edges.push(EdgeWindow {
+            source: source.into(),
+            target: target.into(),
+            red: red(1.0, calls, errors),
+            ..Default::default()
+        });
+    }
+    for &(source, database, ms, calls, errors) in w.queries {
+        out.queries.push(QueryWindow {
+            source: source.into(),
+            database: database.into(),
+            red: red(ms, calls, errors),
+        });
+    }
+    for (i, &(service, node, cpu)) in w.pods.iter().enumerate() {
+        let gauge = GaugeStats {
+            sum: cpu * 20.0,
+            count: 20,
+            max: cpu,
+        };
+        out.pods.push(PodWindow {
+            name: format!("{service}-{i}"),
+            service: Some(service.into()),
+            node: Some(node.into()),
+            logs,
+            gauges: [(K8S_POD_CPU_LIMIT_UTILIZATION.to_owned(), gauge)].into(),
+        });
+    }
+    out.services.sort_by(|a, b| a.name.cmp(&b.name));
+    out.pods.sort_by(|a, b| a.name.cmp(&b.name));
+    out.operations.sort_by(|a, b| a.service.cmp(&b.service));
+    out.edges
+        .sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+    out
+}
+
+const SVC: &[(&str, f64, u64, u64)] = &[
+    ("front", 5.0, 600, 0),
+    ("cart", 5.0, 300, 0),
+    ("shop", 5.0, 300, 0),
+    ("stock", 5.0, 300, 0),
+];
+const CALLS: &[(&str, &str, u64, u64)] = &[
+    ("front", "cart", 300, 0),
+    ("front", "shop", 300, 0),
+    ("cart", "stock", 150, 0),
+    ("shop", "stock", 150, 0),
+];
+const DB: &[(&str, &str, f64, u64, u64)] = &[("stock", "postgresql/stock", 2.0, 300, 0)];
+const PODS: &[(&str, &str, f64)] = &[
+    ("front", "n1", 0.2),
+    ("cart", "n1", 0.2),
+    ("shop", "n1", 0.2),
+    ("stock", "n2", 0.2),
+    ("front", "n2", 0.2),
+    ("cart", "n2", 0.2),
+];
+
+const BASE: W<'static> = W {
+    services: SVC,
+    edges: CALLS,
+    queries: DB,
+    pods: PODS,
+};
+/// `stock`'s only caller `cart` sees half its calls fail; `stock` answers none of them and
+/// fails nothing of its own.
+const ONE_CALLER_UNANSWERED: W<'static> = W {
+    services: &[
+        ("front", 5.0, 600, 150),
+        ("cart", 5.0, 300, 150),
+        ("shop", 5.0, 300, 0),
+        ("stock", 5.0, 0, 0),
+    ],
+    edges: &[
+        ("front", "cart", 300, 150),
+        ("front", "shop", 300, 0),
+        ("cart", "stock", 150, 150),
+    ],
+    ..BASE
+};
+
+#[test]
+fn infrastructure_cases() {
+    let base = BASE;
+    #[allow(clippy::type_complexity)]
+    // (what, the window, the top cause, services and what their counter-evidence says:
+    // nothing when `None`)
+    let cases: &[(&str, W, &str, &[(&str, Option<&str>)])] = &[
+        (
+            "slow queries: the database, not the service that waits on it",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 0),
+                    ("cart", 5.0, 300, 0),
+                    ("shop", 5.0, 300, 0),
+                    ("stock", 40.0, 300, 0),
+                ],
+                queries: &[("stock", "postgresql/stock", 40.0, 300, 0)],
+                ..base
+            },
+            "database:postgresql/stock",
+            &[(
+                "stock",
+                Some("by database postgresql/stock, whose queries slowed"),
+            )],
+        ),
+        (
+            "failed queries: the database",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 90),
+                    ("cart", 5.0, 300, 45),
+                    ("shop", 5.0, 300, 45),
+                    ("stock", 5.0, 300, 90),
+                ],
+                edges: &[
+                    ("front", "cart", 300, 45),
+                    ("front", "shop", 300, 45),
+                    ("cart", "stock", 150, 45),
+                    ("shop", "stock", 150, 45),
+                ],
+                queries: &[("stock", "postgresql/stock", 2.0, 300, 90)],
+                ..base
+            },
+            "database:postgresql/stock",
+            &[("stock", Some("by database postgresql/stock downstream"))],
+        ),
+        (
+            "one caller's calls fail unanswered, the other caller's do not: the path",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 150),
+                    ("cart", 5.0, 300, 150),
+                    ("shop", 5.0, 300, 0),
+                    ("stock", 5.0, 150, 0),
+                ],
+                edges: &[
+                    ("front", "cart", 300, 150),
+                    ("front", "shop", 300, 0),
+                    ("cart", "stock", 150, 150),
+                    ("shop", "stock", 150, 0),
+                ],
+                ..base
+            },
+            "edge:cart->stock",
+            &[
+                ("cart", Some("by edge cart->stock downstream")),
+                (
+                    "stock",
+                    Some("by edge cart->stock, the path its failed calls fail on"),
+                ),
+            ],
+        ),
+        (
+            "its only caller's calls fail unanswered, nothing else of its own fails: the path",
+            ONE_CALLER_UNANSWERED,
+            "edge:cart->stock",
+            &[(
+                "stock",
+                Some("by edge cart->stock, the path its failed calls fail on"),
+            )],
+        ),
+        (
+            "every caller's calls fail unanswered (pods down): the callee",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 300),
+                    ("cart", 5.0, 300, 150),
+                    ("shop", 5.0, 300, 150),
+                    ("stock", 5.0, 0, 0),
+                ],
+                edges: &[
+                    ("front", "cart", 300, 150),
+                    ("front", "shop", 300, 150),
+                    ("cart", "stock", 150, 150),
+                    ("shop", "stock", 150, 150),
+                ],
+                ..base
+            },
+            "service:stock",
+            &[(
+                "cart",
+                Some("by service stock downstream of it, which fails"),
+            )],
+        ),
+        (
+            "the callee's own spans fail for one caller: the callee, not the path",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 150),
+                    ("cart", 5.0, 300, 150),
+                    ("shop", 5.0, 300, 0),
+                    ("stock", 5.0, 300, 150),
+                ],
+                edges: &[
+                    ("front", "cart", 300, 150),
+                    ("front", "shop", 300, 0),
+                    ("cart", "stock", 150, 150),
+                    ("shop", "stock", 150, 0),
+                ],
+                ..base
+            },
+            "service:stock",
+            &[(
+                "cart",
+                Some("by service stock downstream of it, which fails"),
+            )],
+        ),
+        (
+            "every pod on a node runs hot and its services slow: the node",
+            W {
+                services: &[
+                    ("front", 10.0, 600, 0),
+                    ("cart", 10.0, 300, 0),
+                    ("shop", 15.0, 300, 0),
+                    ("stock", 5.0, 300, 0),
+                ],
+                pods: &[
+                    ("front", "n1", 0.5),
+                    ("cart", "n1", 0.5),
+                    ("shop", "n1", 0.5),
+                    ("stock", "n2", 0.2),
+                    ("front", "n2", 0.2),
+                    ("cart", "n2", 0.2),
+                ],
+                ..base
+            },
+            "node:n1",
+            &[(
+                "shop",
+                Some("explained away by node n1, whose pods ran hot"),
+            )],
+        ),
+        (
+            "one pod runs hot and its service slows: the service, not its node",
+            W {
+                services: &[
+                    ("front", 5.0, 600, 0),
+                    ("cart", 5.0, 300, 0),
+                    ("shop", 15.0, 300, 0),
+                    ("stock", 5.0, 300, 0),
+                ],
+                pods: &[
+                    ("front", "n1", 0.2),
+                    ("cart", "n1", 0.2),
+                    ("shop", "n1", 0.6),
+                    ("stock", "n2", 0.2),
+                    ("front", "n2", 0.2),
+                    ("cart", "n2", 0.2),
+                ],
+                ..base
+            },
+            "service:shop",
+            &[("shop", None)],
+        ),
+    ];
+    for (what, current, expected, says) in cases {
+        let a = analyze(
+            &window(&base, 0),
+            &window(current, 300_000_000_000),
+            None,
+            &[],
+            &AnalysisConfig::default(),
+        )
+        .unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+        for (service, expected) in *says {
+            let got = &a
+                .causes
+                .iter()
+                .find(|c| c.entity.kind == SERVICE && c.entity.name == *service)
+                .expect("the service is a candidate")
+                .counter_evidence;
+            match expected {
+                Some(n) => assert!(got.iter().any(|s| s.contains(n)), "{what}: {got:?}"),
+                None => assert!(got.is_empty(), "{what}: {got:?}"),
+            }
+        }
+    }
+}
+
+/// A callee with one caller whose calls fail unanswered: the path, unless a pod of the
+/// callee stopped answering in the window. (what, the event's reason and time in seconds
+/// after the window's start, whether `cart->stock` is a candidate.)
+#[test]
+fn a_one_caller_path_is_no_candidate_when_its_callee_stopped_serving() {
+    // (reason, seconds after the window's start)
+    type Event = Option<(&'static str, u64)>;
+    let cases: [(&str, Event, bool); 5] = [
+        ("no event", None, true),
+        ("OOM-killed in the window", Some(("OOMKilling", 60)), false),
+        ("crash loop in the window", Some(("BackOff", 200)), false),
+        ("a rollout's pod kill", Some(("Killing", 60)), true),
+        (
+            "OOM-killed after the window",
+            Some(("OOMKilling", 400)),
+            true,
+        ),
+    ];
+    let start = 300_000_000_000;
+    for (what, event, path) in cases {
+        let changes: Vec<ChangeEvent> = event
+            .into_iter()
+            .map(|(reason, at)| {
+                let mut e = ChangeEvent::new(
+                    ChangeKind::KubernetesEvent,
+                    start + at * 1_000_000_000,
+                    "k8s_events",
+                );
+                e.service = Some("stock".into());
+                e.reason = Some(reason.into());
+                e
+            })
+            .collect();
+        let a = analyze(
+            &window(&BASE, 0),
+            &window(&ONE_CALLER_UNANSWERED, start),
+            None,
+            &changes,
+            &AnalysisConfig::default(),
+        )
+        .unwrap();
+        let has_path = a.causes.iter().any(|c| c.entity.id() == "edge:cart->stock");
+        assert_eq!(has_path, path, "{what}: {:#?}", a.causes);
+    }
+}
+
+/// A window as a metrics-only deployment shows it: each service's RED from its server
+/// metrics (the duration includes its calls; no self time, no operations, no queries), each
+/// edge's from its caller's client metrics.
+fn metrics_only(mut w: WindowStats) -> WindowStats {
+    for s in &mut w.services {
+        s.red_source = RedSource::Metrics;
+        s.red.self_time = DurationSketch::default();
+    }
+    for e in &mut w.edges {
+        e.red_source = RedSource::Metrics;
+        e.red.self_time = DurationSketch::default();
+    }
+    w.operations.clear();
+    w.queries.clear();
+    w
+}
+
+/// One line a case: the request-duration shifts of front → cart → stock → the shifts after
+/// the discount (a caller whose callee, however deep, shifted at least half as much is
+/// multiplied by `explained_factor`).
+#[test]
+fn a_callers_request_duration_is_discounted_by_its_callees() {
+    // (shifts, discounted shifts, the service named in each one's counter-evidence)
+    type Case = ([f64; 3], [f64; 3], [Option<&'static str>; 3]);
+    let cases: [Case; 4] = [
+        (
+            [1.1, 1.6, 2.2],
+            [0.33, 0.48, 2.2],
+            [Some("cart"), Some("stock"), None],
+        ),
+        (
+            [1.1, 1.6, 0.5],
+            [0.33, 1.6, 0.5],
+            [Some("cart"), None, None],
+        ),
+        (
+            [1.1, 0.0, 0.6],
+            [0.33, 0.0, 0.6],
+            [Some("stock"), None, None],
+        ),
+        ([1.1, 0.0, 0.5], [1.1, 0.0, 0.5], [None, None, None]),
+    ];
+    let names = ["front", "cart", "stock"];
+    let w = window(
+        &W {
+            services: &[],
+            edges: &[("front", "cart", 1, 0), ("cart", "stock", 1, 0)],
+            queries: &[],
+            pods: &[],
+        },
+        0,
+    );
+    for (shifts, expected, by) in cases {
+        let mut candidates: BTreeMap<&str, Candidate> = names
+            .iter()
+            .zip(shifts)
+            .map(|(n, x)| {
+                let mut c = Candidate::default();
+                c.raw.insert(Feature::SelfTime, x);
+                (*n, c)
+            })
+            .collect();
+        discount_callers_latency(&mut candidates, &names, &w, &AnalysisConfig::default());
+        let got: Vec<f64> = names
+            .iter()
+            .map(|n| candidates[n].raw[&Feature::SelfTime])
+            .collect();
+        for (g, e) in got.iter().zip(expected) {
+            assert!(
+                (g - e).abs() < 1e-9,
+                "{shifts:?}: got {got:?}, expected {expected:?}"
+            );
+        }
+        for (n, by) in names.iter().zip(by) {
+            let says = &candidates[n].counter;
+            match by {
+                Some(d) => assert!(
+                    says.len() == 1 && says[0].contains(&format!("by service {d} downstream")),
+                    "{shifts:?}, {n}: {says:?}"
+                ),
+                None => assert!(says.is_empty(), "{shifts:?}, {n}: {says:?}"),
+            }
+        }
+    }
+}
+
+/// One line a case: services' request durations (ms, callees included), calls and errors
+/// as their server metrics give them → the expected top cause.
+#[test]
+fn metrics_only_ranks_by_request_duration_and_failed_requests() {
+    let base = W {
+        services: &[
+            ("front", 20.0, 600, 0),
+            ("cart", 10.0, 300, 0),
+            ("shop", 10.0, 300, 0),
+            ("stock", 5.0, 300, 0),
+        ],
+        edges: CALLS,
+        queries: &[],
+        pods: &[],
+    };
+    #[allow(clippy::type_complexity)]
+    let cases: &[(&str, &[(&str, f64, u64, u64)], &str)] = &[
+        (
+            "the callee slows and its callers with it: the callee",
+            &[
+                ("front", 60.0, 600, 0),
+                ("cart", 50.0, 300, 0),
+                ("shop", 50.0, 300, 0),
+                ("stock", 45.0, 300, 0),
+            ],
+            "service:stock",
+        ),
+        (
+            "a caller slows on its own: the caller, not the entry",
+            &[
+                ("front", 50.0, 600, 0),
+                ("cart", 40.0, 300, 0),
+                ("shop", 10.0, 300, 0),
+                ("stock", 5.0, 300, 0),
+            ],
+            "service:cart",
+        ),
+        (
+            "the callee fails and its callers fail with it: the callee",
+            &[
+                ("front", 20.0, 600, 120),
+                ("cart", 10.0, 300, 60),
+                ("shop", 10.0, 300, 60),
+                ("stock", 5.0, 300, 120),
+            ],
+            "service:stock",
+        ),
+    ];
+    for (what, services, expected) in cases {
+        let current = W { services, ..base };
+        let a = analyze(
+            &metrics_only(window(&base, 0)),
+            &metrics_only(window(&current, 300_000_000_000)),
+            None,
+            &[],
+            &AnalysisConfig::default(),
+        )
+        .unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(*expected), "{what}: {:#?}", a.causes);
+        let evidence: Vec<&str> = a.causes[0]
+            .evidence
+            .iter()
+            .map(|e| e.feature.as_ref())
+            .collect();
+        assert!(
+            evidence.contains(&"server_duration_p50") || evidence.contains(&"failed_requests"),
+            "{what}: the metric evidence names itself: {evidence:?}"
+        );
+    }
+}
