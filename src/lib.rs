@@ -1,25 +1,15 @@
-//! The `loupe` binary's library half: the engine that wires ingest to the store and the graph,
-//! the server that binds the OTLP receivers and the API, and the commands (`ask`, `eval`,
-//! `replay`, `demo`, `simulate`, `bench`, `query`). Kept as a library so end-to-end tests start a real server in process.
+//! The `loupe` binary's library half: the runtime (the engine that wires ingest to the store
+//! and the graph, the server that binds the OTLP receivers and the API, its configuration,
+//! listeners, TLS and self-telemetry) and the commands ([`cli`]) that use it. Kept as a library
+//! so end-to-end tests start a real server in process. Commands use the runtime; the runtime
+//! never uses a command.
 
-pub mod ablation;
-pub mod ask;
-pub mod baselines;
-pub mod bench;
-pub mod bench_store;
+pub mod cli;
 pub mod columnar;
 pub mod config;
-pub mod demo;
 pub mod edges_table;
 pub mod engine;
-pub mod eval;
-pub mod eval_sim;
 pub mod listen;
-pub mod mcp;
-pub mod query;
-pub mod replay;
 pub mod server;
-pub mod simulate;
 pub mod telemetry;
 pub mod tls;
-pub mod train;

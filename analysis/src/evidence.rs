@@ -1,6 +1,6 @@
 //! Evidence: what changed for one service between the baseline and the analysed window, on
 //! each signal, as a raw change with the figures behind it. The ranking turns raw changes into
-//! comparable scores (see `rank.rs`).
+//! comparable scores (see `normalize.rs`).
 //!
 //! Shifts in latency are log ratios of medians (DDSketch quantiles) with an additive offset that
 //! keeps tiny absolute changes from looking large; bursts and deficits of counts (error spans,
@@ -254,7 +254,7 @@ pub(crate) fn self_time(
 /// Shift of a service's median request duration as its server-side request-duration metrics
 /// give it (each point's mean), where it has no spans: a metric shows the whole request, the
 /// time in its callees included, so the ranking discounts it when a callee slowed as much (see
-/// `rank.rs`).
+/// `propagation.rs`).
 ///
 /// A point's mean stands for all the requests it counts, so the sketches hold the spread of
 /// the points, not of requests, and their counts overstate what is known: the samples are the

@@ -311,12 +311,12 @@ async fn malformed_input_gets_its_specified_error_and_the_server_keeps_serving()
 async fn a_replayed_nezha_case_names_its_root_cause_in_the_top_three() {
     use loupe_ingest::nezha::NezhaDataset;
     let server = start(None).await;
-    let dataset = NezhaDataset::open(loupe::demo::demo_dataset_dir()).unwrap();
+    let dataset = NezhaDataset::open(loupe::cli::demo::demo_dataset_dir()).unwrap();
     let cases = dataset.ground_truth().unwrap();
     let case = &cases[0];
     let telemetry = dataset.case(case, &cases).unwrap();
     let endpoint = format!("http://{}", server.otlp_grpc_addr);
-    let totals = loupe::replay::send(&endpoint, telemetry.requests, true)
+    let totals = loupe::cli::replay::send(&endpoint, telemetry.requests, true)
         .await
         .unwrap();
     assert!(totals.items > 10_000 && totals.rejected == 0, "{totals:?}");

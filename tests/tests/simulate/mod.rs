@@ -163,10 +163,10 @@ async fn metrics_alone_give_the_graph_red_and_the_cause() {
 async fn the_live_stream_reaches_the_server_over_otlp_http() {
     let dir = temp_dir("simulate-live");
     let server = start(Some(dir.clone())).await;
-    let totals = loupe::simulate::stream(
-        loupe::simulate::StreamConfig {
+    let totals = loupe::cli::simulate::stream(
+        loupe::cli::simulate::StreamConfig {
             endpoint: format!("http://{}", server.otlp_http_addr),
-            transport: loupe::simulate::Transport::Http,
+            transport: loupe::cli::simulate::Transport::Http,
             api: Some(format!("http://{}", server.http_addr)),
             topology: Arc::new(Topology::builtin("random-small").unwrap()),
             seed: 9,

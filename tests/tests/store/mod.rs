@@ -294,7 +294,7 @@ async fn stored_segments_replay_into_another_server() {
     let target = start(Some(target_dir.clone())).await;
     let endpoint = format!("http://{}", target.otlp_grpc_addr);
     // The source keeps running: replay only reads its segments.
-    let totals = loupe::replay::send_stored(&endpoint, &dir, None)
+    let totals = loupe::cli::replay::send_stored(&endpoint, &dir, None)
         .await
         .unwrap();
     assert_eq!((totals.items, totals.rejected), (12, 0));

@@ -2,8 +2,14 @@
 //! a fresh engine through the receivers' decode path, analyze the fault window, and score the
 //! ranking against the label (AC@1, AC@3, Avg@5 overall, per system and per fault type).
 
+pub mod ablation;
+pub mod baselines;
+pub mod sim;
+
+use crate::cli::replay::DatasetFormat;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use loupe_analysis::eval::{names_root_cause, rank_of_cause, Accuracy};
@@ -14,7 +20,7 @@ use loupe_ingest::nezha::{GroundTruthCase, NezhaDataset};
 use loupe_ingest::{ExportRequest, Limits, Receiver};
 use serde::Serialize;
 
-use crate::ablation::{AblationArm, SignalSet};
+use self::ablation::{AblationArm, SignalSet};
 use crate::engine::Engine;
 
 /// The outcome of one case.
@@ -94,7 +100,7 @@ pub struct EvalReport {
     pub cases: Vec<CaseResult>,
     /// Published baselines run on the same cases (`--baselines`), one entry a case and method.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub baselines: Vec<crate::baselines::BaselineCase>,
+    pub baselines: Vec<baselines::BaselineCase>,
     /// The signals fed (`all` unless `--signals` said otherwise).
     pub signals: SignalSet,
     /// The ablation's arms (`--ablation`), this run's among them.
@@ -335,7 +341,7 @@ fn render_baselines(report: &EvalReport) -> String {
             seconds * 1e3
         ));
     };
-    let baselines = crate::baselines::summarize(&report.baselines);
+    let baselines = baselines::summarize(&report.baselines);
     let mut failures = Vec::new();
     for (system, a) in &report.per_system {
         let of: Vec<&CaseResult> = report
@@ -407,7 +413,7 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
         out.push_str(&render_baselines(report));
     }
     if !report.ablation.is_empty() {
-        out.push_str(&crate::ablation::render(&report.ablation));
+        out.push_str(&ablation::render(&report.ablation));
     }
     let points: Vec<(f64, bool)> = report
         .cases
@@ -437,4 +443,141 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
         }
     }
     out
+}
+
+/// Completes `report` (this run's arm) with the ablation's ([`ablation`]) other arms, each scored by `run`.
+///
+/// # Errors
+/// The first arm whose run fails.
+pub async fn complete_ablation<F, Fut>(report: &mut EvalReport, mut run: F) -> anyhow::Result<()>
+where
+    F: FnMut(SignalSet) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<EvalReport>>,
+{
+    report.ablation = vec![report.arm()];
+    let this = report.signals;
+    for arm in SignalSet::ARMS.into_iter().filter(|a| *a != this) {
+        report.ablation.push(run(arm).await?.arm());
+    }
+    Ok(())
+}
+
+/// `loupe eval` arguments.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Dataset format.
+    pub format: DatasetFormat,
+    /// Dataset directory with ground_truth.json.
+    pub dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Comma-separated case ids (default: every case usable for RCA).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Also run the published baselines BARO and NSigma (RCAEval) on the same cases' pod
+    /// metrics, and print them beside loupe (nezha only; needs Python with `pip install
+    /// rcaeval networkx causal-learn requests tqdm`).
+    #[arg(long)]
+    pub baselines: bool,
+    /// The Python interpreter for --baselines.
+    #[arg(long, env = "LOUPE_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+    /// The telemetry signals fed to the engine (change events are always fed).
+    #[arg(long, value_enum, default_value = "all")]
+    pub signals: SignalSet,
+    /// Also score the cases with traces only, metrics only and logs only, and print the
+    /// ablation table beside this run's figures.
+    #[arg(long)]
+    pub ablation: bool,
+    #[command(flatten)]
+    pub model: crate::config::ModelArgs,
+}
+
+/// Progress of an evaluation on stderr, unless JSON goes to a pipe.
+pub fn eval_progress(json: bool) -> impl FnMut(usize, usize, &str) {
+    let show = !json || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    move |done, total, id| {
+        if show {
+            eprint!("\r\x1b[Kevaluating {done}/{total} {id}");
+        }
+    }
+}
+
+/// Prints an evaluation as JSON or as a table (`published`: with the Nezha paper's figures).
+pub fn print_report(report: &EvalReport, json: bool, published: bool) -> anyhow::Result<()> {
+    eprintln!();
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render_with(report, published));
+    }
+    Ok(())
+}
+
+/// `loupe eval`: scores the ranking on a Nezha dataset ([`run`], with the published baselines
+/// on request) or a simulated case set ([`sim::run`]), with the ablation's arms on request,
+/// and prints the report.
+///
+/// # Errors
+/// A loupe data directory (it holds no labels), `--baselines` on a simulated set, an
+/// unreadable dataset; or the baselines failing to run, after loupe's figures are printed.
+pub async fn execute(args: EvalArgs) -> anyhow::Result<()> {
+    let EvalArgs {
+        format,
+        dir,
+        json,
+        cases,
+        baselines,
+        python,
+        model,
+        signals,
+        ablation,
+    } = args;
+    match format {
+        DatasetFormat::Loupe => anyhow::bail!(
+            "eval scores labelled datasets (nezha, sim); a loupe data directory holds no labels"
+        ),
+        DatasetFormat::Sim => {
+            anyhow::ensure!(
+                !baselines,
+                "--baselines runs on the Nezha metric matrices; simulated sets have none yet"
+            );
+            let config = model.analysis_config()?;
+            let mut report = sim::run(&dir, &cases, &config, signals, eval_progress(json)).await?;
+            if ablation {
+                complete_ablation(&mut report, |arm| {
+                    sim::run(&dir, &cases, &config, arm, eval_progress(json))
+                })
+                .await?;
+            }
+            print_report(&report, json, false)?;
+        }
+        DatasetFormat::Nezha => {
+            let config = model.analysis_config()?;
+            let dataset = NezhaDataset::open(&dir)?;
+            let mut report = run(&dataset, &cases, &config, signals, eval_progress(json)).await?;
+            if ablation {
+                complete_ablation(&mut report, |arm| {
+                    run(&dataset, &cases, &config, arm, eval_progress(json))
+                })
+                .await?;
+            }
+            // A baseline that cannot run loses none of loupe's figures: they print first.
+            let mut baseline_error = None;
+            if baselines {
+                let all = dataset.ground_truth()?;
+                let selected = select(&all, &cases)?;
+                match baselines::run(&dataset, &selected, &all, &python, eval_progress(json)) {
+                    Ok(b) => report.baselines = b,
+                    Err(e) => baseline_error = Some(e),
+                }
+            }
+            print_report(&report, json, true)?;
+            if let Some(e) = baseline_error {
+                return Err(e.context("the baselines did not run; loupe's figures above stand"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! collector).
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use loupe_ingest::nezha::NezhaDataset;
@@ -103,7 +104,7 @@ pub async fn send_stored(
         .collect();
     let mut client = OtlpGrpcClient::connect(endpoint)
         .await?
-        .with_bearer_token(crate::query::token_from_env())?;
+        .with_bearer_token(crate::cli::query::token_from_env())?;
     let bar = ProgressBar::new(segments.iter().map(|s| s.rows).sum());
     let mut totals = ReplayTotals::default();
     for segment in &segments {
@@ -131,7 +132,7 @@ pub async fn send(
 ) -> anyhow::Result<ReplayTotals> {
     let mut client = OtlpGrpcClient::connect(endpoint)
         .await?
-        .with_bearer_token(crate::query::token_from_env())?;
+        .with_bearer_token(crate::cli::query::token_from_env())?;
     let total_items: usize = requests.iter().map(ExportRequest::item_count).sum();
     let bar = if quiet {
         ProgressBar::hidden()
@@ -200,7 +201,7 @@ pub async fn send_sim_cases(
         .collect();
     let mut client = OtlpGrpcClient::connect(endpoint)
         .await?
-        .with_bearer_token(crate::query::token_from_env())?;
+        .with_bearer_token(crate::cli::query::token_from_env())?;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let mut totals = ReplayTotals::default();
@@ -235,10 +236,111 @@ pub async fn send_sim_cases(
         for (_, step) in steps {
             match step {
                 Step::Request(r) => send_one(&mut client, r, &mut totals, &bar).await?,
-                Step::Notice(n) => crate::simulate::post_notice(&http, api, &n).await?,
+                Step::Notice(n) => crate::cli::simulate::post_notice(&http, api, &n).await?,
             }
         }
         bar.finish_and_clear();
     }
     Ok(totals)
+}
+
+/// `loupe replay` arguments.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Dataset format.
+    pub format: DatasetFormat,
+    /// Dataset directory.
+    pub dir: PathBuf,
+    /// OTLP/gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    /// loupe's REST API, where a simulated case set's change webhooks go (sim only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// Comma-separated case ids to replay (default: every case).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Start of a time range to replay instead of cases (RFC 3339 or unix nanoseconds; for
+    /// a simulated case set, within the selected cases).
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// End of that time range.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+}
+
+/// A dataset's layout, as `loupe replay` and `loupe eval` read it.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetFormat {
+    /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
+    Nezha,
+    /// A loupe data directory's Parquet segments (replay only).
+    Loupe,
+    /// A simulated case set (`loupe simulate cases`).
+    Sim,
+}
+
+/// A time argument (`--from`, `--now`): RFC 3339 or unix nanoseconds.
+///
+/// # Errors
+/// When it is neither.
+pub fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
+    loupe_api::parse_time_str(name, value).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `--from`/`--to` as a range of unix nanoseconds (clap makes them come together).
+fn range_args(
+    from: Option<String>,
+    to: Option<String>,
+) -> anyhow::Result<Option<std::ops::Range<u64>>> {
+    Ok(match (from, to) {
+        (Some(f), Some(t)) => Some(time_arg("from", &f)?..time_arg("to", &t)?),
+        _ => None,
+    })
+}
+
+/// `loupe replay`: sends a simulated case set ([`send_sim_cases`]), a loupe data directory
+/// ([`send_stored`]) or Nezha cases ([`send`]) and prints the totals.
+///
+/// # Errors
+/// The dataset unreadable, or the endpoint refusing.
+pub async fn execute(args: ReplayArgs) -> anyhow::Result<()> {
+    let ReplayArgs {
+        format,
+        dir,
+        endpoint,
+        api,
+        cases,
+        from,
+        to,
+    } = args;
+    match format {
+        DatasetFormat::Sim => {
+            let range = range_args(from, to)?;
+            let totals = send_sim_cases(&dir, &cases, range, &endpoint, &api).await?;
+            println!(
+                "sent {} items in {} requests to {endpoint} and the change webhooks to {api}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
+        }
+        DatasetFormat::Loupe => {
+            let range = range_args(from, to)?;
+            let totals = send_stored(&endpoint, &dir, range).await?;
+            println!(
+                "sent {} items in {} requests to {endpoint}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
+        }
+        DatasetFormat::Nezha => {
+            let dataset = NezhaDataset::open(&dir)?;
+            let range = range_args(from, to)?;
+            let requests = requests(&dataset, &ReplaySelection { cases, range })?;
+            let totals = send(&endpoint, requests, false).await?;
+            println!(
+                "sent {} items in {} requests to {endpoint}; rejected {}",
+                totals.items, totals.requests, totals.rejected
+            );
+        }
+    }
+    Ok(())
 }

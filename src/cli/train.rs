@@ -22,7 +22,7 @@ use loupe_analysis::eval::{reliability, render_reliability, Accuracy, Bin};
 use loupe_analysis::ranker::{self, input_names, Ranker, TrainConfig, TrainingCase};
 use loupe_analysis::AnalysisConfig;
 
-use crate::ablation::SignalSet;
+use crate::cli::eval::ablation::SignalSet;
 use loupe_ingest::nezha::NezhaDataset;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -125,7 +125,8 @@ pub async fn examples(
     let mut out = Vec::new();
     if let Some(dir) = &args.nezha {
         let dataset = NezhaDataset::open(dir)?;
-        let report = crate::eval::run(&dataset, &[], config, SignalSet::All, &mut progress).await?;
+        let report =
+            crate::cli::eval::run(&dataset, &[], config, SignalSet::All, &mut progress).await?;
         out.extend(report.cases.into_iter().map(|c| Example {
             system: format!("nezha/{}", c.system),
             case_id: c.case_id,
@@ -133,7 +134,8 @@ pub async fn examples(
         }));
     }
     for dir in &args.sim {
-        let report = crate::eval_sim::run(dir, &[], config, SignalSet::All, &mut progress).await?;
+        let report =
+            crate::cli::eval::sim::run(dir, &[], config, SignalSet::All, &mut progress).await?;
         out.extend(report.cases.into_iter().map(|c| Example {
             system: format!("sim/{}", c.system),
             case_id: c.case_id,

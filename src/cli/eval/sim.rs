@@ -15,9 +15,9 @@ use loupe_ingest::changes::ChangeSink;
 use loupe_simulate::cases::{read_case, read_ground_truth, CaseTelemetry};
 use loupe_simulate::GroundTruth;
 
-use crate::ablation::SignalSet;
+use super::ablation::SignalSet;
+use super::{load, report, CaseResult, EvalReport};
 use crate::engine::Engine;
-use crate::eval::{load, report, CaseResult, EvalReport};
 
 /// Loads a case's telemetry of `signals` and its changes into a fresh in-memory engine.
 ///

@@ -2,6 +2,7 @@
 //! HTTP) with a fault every few minutes and the change webhooks a CI/CD system would send (case
 //! sets are written by `loupe_simulate::cases::write_suite`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ impl Sender {
             Transport::Grpc => Self::Grpc(
                 OtlpGrpcClient::connect(endpoint)
                     .await?
-                    .with_bearer_token(crate::query::token_from_env())?,
+                    .with_bearer_token(crate::cli::query::token_from_env())?,
             ),
             Transport::Http => Self::Http(
                 Client::builder(TokioExecutor::new()).build_http(),
@@ -141,7 +142,7 @@ async fn post(
         r = r.header(k, v);
     }
     // A server with tokens: LOUPE_TOKEN (of the ingest scope) goes with every request.
-    if let Some(token) = crate::query::token_from_env() {
+    if let Some(token) = crate::cli::query::token_from_env() {
         r = r.header("authorization", format!("Bearer {token}"));
     }
     let response = client
@@ -263,4 +264,246 @@ pub async fn stream(
         }
     }
     Ok(totals)
+}
+
+/// What `loupe simulate` does.
+#[derive(clap::Subcommand)]
+pub enum SimulateMode {
+    /// Stream live, in real time, until interrupted (or --duration passes).
+    Stream(StreamArgs),
+    /// Write a labelled case set (ground_truth.json and OTLP files per case) to a directory.
+    Cases(CasesArgs),
+}
+
+/// `loupe simulate stream` arguments.
+#[derive(clap::Args)]
+pub struct StreamArgs {
+    /// OTLP endpoint (gRPC: http://HOST:4317; HTTP: http://HOST:4318).
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    /// OTLP transport.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: OtlpProtocol,
+    /// loupe's REST API, where change webhooks go (`none` to send none).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    #[command(flatten)]
+    pub system: SystemArgs,
+    /// Fault types injected in turn (`none` for none) [default: every type].
+    #[arg(long, value_delimiter = ',')]
+    pub faults: Vec<String>,
+    /// Time to the first fault.
+    #[arg(long, default_value = "2m")]
+    pub first_fault: humantime::Duration,
+    /// Time between the starts of two faults.
+    #[arg(long, default_value = "5m")]
+    pub fault_every: humantime::Duration,
+    /// How long each fault lasts.
+    #[arg(long, default_value = "3m")]
+    pub fault_duration: humantime::Duration,
+    /// No red herrings.
+    #[arg(long)]
+    pub no_herrings: bool,
+    /// Stop after this long.
+    #[arg(long)]
+    pub duration: Option<humantime::Duration>,
+}
+
+/// `loupe simulate cases` arguments.
+#[derive(clap::Args)]
+pub struct CasesArgs {
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of cases.
+    #[arg(long, default_value_t = 300)]
+    pub cases: usize,
+    /// Seed of the whole set.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Systems, used in turn: built-in names or topology files.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "otel-demo,random-small,random-large"
+    )]
+    pub topologies: Vec<String>,
+    /// Fault types, used in turn [default: every type].
+    #[arg(long, value_delimiter = ',')]
+    pub faults: Vec<String>,
+    /// Chance of each kind of red herring in a case.
+    #[arg(long, default_value_t = 0.5)]
+    pub herring_chance: f64,
+    /// Fault-free time before each fault.
+    #[arg(long, default_value = "6m")]
+    pub baseline: humantime::Duration,
+    /// Length of each fault.
+    #[arg(long, default_value = "4m")]
+    pub fault_duration: humantime::Duration,
+}
+
+/// The simulated system.
+#[derive(clap::Args, Clone)]
+pub struct SystemArgs {
+    /// A built-in topology (otel-demo, random-small, random-large) or a topology file (TOML).
+    #[arg(long, default_value = "otel-demo")]
+    pub topology: String,
+    /// Requests per second entering the system [default: the topology's].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The OTLP transport of `loupe simulate stream`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
+
+/// A built-in topology by name, else a topology file.
+pub fn topology(arg: &str) -> anyhow::Result<std::sync::Arc<loupe_simulate::Topology>> {
+    use loupe_simulate::topology::BUILTIN;
+    let t = if BUILTIN.contains(&arg) {
+        loupe_simulate::Topology::builtin(arg)?
+    } else {
+        let text = std::fs::read_to_string(arg).with_context(|| {
+            format!("{arg:?} is neither a built-in topology ({BUILTIN:?}) nor a readable file")
+        })?;
+        loupe_simulate::Topology::parse(&text, arg)?
+    };
+    Ok(std::sync::Arc::new(t))
+}
+
+/// Fault types from their names; every type when none is given, none for `none`.
+pub fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<loupe_simulate::FaultKind>> {
+    if names.is_empty() {
+        return Ok(loupe_simulate::FaultKind::ALL.to_vec());
+    }
+    if names == ["none"] {
+        return Ok(Vec::new());
+    }
+    names
+        .iter()
+        .map(|n| n.parse().map_err(|e: String| anyhow::anyhow!(e)))
+        .collect()
+}
+
+/// `loupe simulate`: streams live ([`stream`]) or writes a labelled case set
+/// (`loupe_simulate::cases::write_suite`).
+///
+/// # Errors
+/// Bad arguments (an unknown topology or fault type, no cases), or the stream or the writing
+/// failing.
+pub async fn execute(mode: SimulateMode) -> anyhow::Result<()> {
+    match mode {
+        SimulateMode::Stream(args) => stream_command(args).await,
+        SimulateMode::Cases(args) => cases_command(args).await,
+    }
+}
+
+/// `loupe simulate stream`.
+async fn stream_command(args: StreamArgs) -> anyhow::Result<()> {
+    let StreamArgs {
+        endpoint,
+        protocol,
+        api,
+        system,
+        faults,
+        first_fault,
+        fault_every,
+        fault_duration,
+        no_herrings,
+        duration,
+    } = args;
+    let mut t = (*topology(&system.topology)?).clone();
+    if let Some(rate) = system.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive");
+        t.requests_per_second = rate;
+    }
+    let config = StreamConfig {
+        endpoint: endpoint.clone(),
+        transport: match protocol {
+            OtlpProtocol::Grpc => Transport::Grpc,
+            OtlpProtocol::Http => Transport::Http,
+        },
+        api: (api != "none").then_some(api),
+        topology: std::sync::Arc::new(t),
+        seed: system.seed,
+        faults: fault_kinds(&faults)?,
+        first_fault: first_fault.into(),
+        fault_every: fault_every.into(),
+        fault_duration: fault_duration.into(),
+        herrings: !no_herrings,
+        min_target_rate: loupe_simulate::scenario::MIN_TARGET_RATE,
+        duration: duration.map(Into::into),
+    };
+    eprintln!(
+        "streaming {} to {endpoint}; ctrl-c to stop",
+        system.topology
+    );
+    let stream = stream(config, |event| match event {
+        StreamEvent::FaultStarted(t) => println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"event": "fault_started", "truth": t}))
+                .unwrap_or_default()
+        ),
+        StreamEvent::FaultEnded(t) => println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({"event": "fault_ended", "case_id": t.case_id})
+            )
+            .unwrap_or_default()
+        ),
+        StreamEvent::Progress(p) => eprintln!(
+            "sent {} items in {} requests ({} rejected), {} changes",
+            p.items, p.requests, p.rejected, p.notices
+        ),
+    });
+    tokio::select! {
+        r = stream => { r?; }
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}
+
+/// `loupe simulate cases`.
+async fn cases_command(args: CasesArgs) -> anyhow::Result<()> {
+    let CasesArgs {
+        out,
+        cases,
+        seed,
+        topologies,
+        faults,
+        herring_chance,
+        baseline,
+        fault_duration,
+    } = args;
+    anyhow::ensure!(cases > 0, "--cases must be at least 1");
+    let faults = fault_kinds(&faults)?;
+    anyhow::ensure!(!faults.is_empty(), "--faults names no fault type");
+    let spec = loupe_simulate::cases::SuiteSpec {
+        topologies: topologies
+            .iter()
+            .map(|t| topology(t))
+            .collect::<anyhow::Result<_>>()?,
+        faults,
+        cases,
+        seed,
+        herring_chance,
+        baseline_nanos: baseline.as_nanos() as u64,
+        fault_nanos: fault_duration.as_nanos() as u64,
+    };
+    let bar = indicatif::ProgressBar::new(cases as u64);
+    let dir = out.clone();
+    let truths = tokio::task::spawn_blocking(move || {
+        loupe_simulate::cases::write_suite(&dir, &spec, |done, _, _| bar.set_position(done as u64))
+    })
+    .await??;
+    println!("wrote {} labelled cases to {}", truths.len(), out.display());
+    Ok(())
 }

@@ -35,7 +35,7 @@ impl Backend for HttpBackend {
                 .method(method)
                 .uri(&url)
                 .header("content-type", "application/json");
-            if let Some(token) = crate::query::token_from_env() {
+            if let Some(token) = crate::cli::query::token_from_env() {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
             let request = request

@@ -68,26 +68,6 @@ pub struct AblationArm {
     pub per_system: BTreeMap<String, Accuracy>,
 }
 
-/// Completes `report` (this run's arm) with the ablation's other arms, each scored by `run`.
-///
-/// # Errors
-/// The first arm whose run fails.
-pub async fn complete<F, Fut>(
-    report: &mut crate::eval::EvalReport,
-    mut run: F,
-) -> anyhow::Result<()>
-where
-    F: FnMut(SignalSet) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<crate::eval::EvalReport>>,
-{
-    report.ablation = vec![report.arm()];
-    let this = report.signals;
-    for arm in SignalSet::ARMS.into_iter().filter(|a| *a != this) {
-        report.ablation.push(run(arm).await?.arm());
-    }
-    Ok(())
-}
-
 /// The ablation as a table: a row per system (and all cases) and arm.
 pub fn render(arms: &[AblationArm]) -> String {
     let mut out = String::from(

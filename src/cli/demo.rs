@@ -3,6 +3,7 @@
 //! opens printed as they come (`run_live`); or one real labelled fault case replayed into it
 //! over OTLP/gRPC with its ranked causes printed (`run`, `loupe demo --replay nezha`).
 
+use crate::cli::serve::ServeArgs;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -12,9 +13,9 @@ use loupe_ingest::nezha::NezhaDataset;
 use loupe_analysis::Slo;
 use loupe_simulate::{FaultKind, Topology};
 
-use crate::replay::{self, ReplaySelection};
+use crate::cli::replay::{self, ReplaySelection};
+use crate::cli::simulate::{StreamConfig, StreamEvent, Transport};
 use crate::server::{self, ServeConfig};
-use crate::simulate::{StreamConfig, StreamEvent, Transport};
 
 /// The vendored case: a Train-Ticket fault from the Nezha dataset (MIT, see its LICENSE).
 pub fn demo_dataset_dir() -> PathBuf {
@@ -86,7 +87,7 @@ pub async fn run_live(mut config: ServeConfig, demo: LiveDemo) -> anyhow::Result
         demo.first_fault.as_secs(),
         demo.fault_every.as_secs()
     );
-    let stream = crate::simulate::stream(
+    let stream = crate::cli::simulate::stream(
         StreamConfig {
             endpoint: format!("http://{}", server.otlp_grpc_addr),
             transport: Transport::Grpc,
@@ -293,11 +294,86 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// When the API cannot be reached or refuses the window.
 async fn open_incident(api: &str, window: (u64, u64), title: &str) -> anyhow::Result<u64> {
     let body = serde_json::json!({"start": window.0, "end": window.1, "title": title});
-    let (_, bytes) = crate::query::post_api(api, "/api/v1/incidents", &body, "application/json")
-        .await
-        .context("opening the incident")?;
+    let (_, bytes) =
+        crate::cli::query::post_api(api, "/api/v1/incidents", &body, "application/json")
+            .await
+            .context("opening the incident")?;
     let incident: serde_json::Value = serde_json::from_slice(&bytes)?;
     incident["id"]
         .as_u64()
         .context("the opened incident has no id")
+}
+
+/// `loupe demo` arguments: the server's settings and the simulation's.
+#[derive(clap::Args, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Replay a real dataset instead of the live simulation (the vendored Nezha case).
+    #[arg(long, value_enum)]
+    pub replay: Option<DemoDataset>,
+    /// Seed of the simulation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Time to the first fault.
+    #[arg(long, default_value = "90s")]
+    pub first_fault: humantime::Duration,
+    /// Time between the starts of two faults.
+    #[arg(long, default_value = "5m")]
+    pub fault_every: humantime::Duration,
+    /// How long each fault lasts.
+    #[arg(long, default_value = "3m")]
+    pub fault_duration: humantime::Duration,
+    /// Stop after this long (default: at ctrl-c).
+    #[arg(long)]
+    pub duration: Option<humantime::Duration>,
+}
+
+/// A real dataset `loupe demo --replay` replays.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DemoDataset {
+    /// The vendored Nezha Train-Ticket case.
+    Nezha,
+}
+
+/// `loupe demo`: serves with its data in a fresh temporary directory, removed at the end, and
+/// streams the live simulation into it ([`run_live`]) or replays the Nezha case ([`run`]).
+///
+/// # Errors
+/// The server's configuration, start or the run failing.
+pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
+    let DemoArgs {
+        serve,
+        replay,
+        seed,
+        first_fault,
+        fault_every,
+        fault_duration,
+        duration,
+    } = args;
+    // The demo replays the same case on every run: it keeps its data in a fresh
+    // temporary directory (removed when it ends) so a second run does not count the
+    // case twice.
+    let mut config = serve.config()?;
+    let dir = std::env::temp_dir().join(format!("loupe-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    config.store = config.store.map(|mut s| {
+        s.dir = dir.clone();
+        s
+    });
+    let result = match replay {
+        Some(DemoDataset::Nezha) => run(config).await,
+        None => {
+            let demo = LiveDemo {
+                seed,
+                first_fault: first_fault.into(),
+                fault_every: fault_every.into(),
+                fault_duration: fault_duration.into(),
+                duration: duration.map(Into::into),
+            };
+            run_live(config, demo).await
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

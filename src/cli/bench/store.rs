@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::bench::{median, resident_mib};
+use super::{median, resident_mib};
 
 /// Size of the run.
 #[derive(Debug, Clone)]
