@@ -224,9 +224,146 @@ fn spawn_reload_on_hangup(
     })
 }
 
+/// Starts a server: opens the engine (recovery then runs in the background), binds the three
+/// listeners and spawns their accept loops, the incident ticker, the store's maintenance and,
+/// with tokens or TLS, their reload on SIGHUP.
+///
+/// # Errors
+/// An exposure without tokens that `--insecure-no-auth` does not allow, a store, verdict or
+/// incident file that cannot be opened, an address that cannot be bound, TLS files that do not
+/// load.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     check_exposure(&config)?;
     let clock: SharedClock = Arc::new(SystemClock);
+    let engine = open_engine(&config).await?;
+    // Self-telemetry: every part registers its metrics here; /metrics renders them.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let receiver_metrics = ReceiverMetrics::register(&mut registry);
+    if let Some(store) = engine.store() {
+        store.metrics().register(&mut registry);
+    }
+    let admission = admission(&config, receiver_metrics.clone());
+    let receiver = Receiver::new(engine.clone(), config.limits).with_metrics(receiver_metrics);
+    let incidents = open_incidents(&config)?;
+    let (api, analysis_seconds) = api_router(
+        &config,
+        (engine.clone(), clock.clone(), incidents.clone()),
+        admission.clone(),
+        registry,
+    );
+    let (otlp_grpc, otlp_http) = otlp_routers(&config, receiver, admission);
+
+    let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
+    let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
+    let (api_listener, http_addr) = bind(config.http_addr, "the REST API").await?;
+    let (api_tls, otlp_tls) = load_tls(&config)?;
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = vec![
+        spawn_serve(
+            grpc_listener,
+            otlp_tls.clone(),
+            otlp_grpc,
+            (config.listen, rx.clone()),
+            "otlp-grpc",
+        )?,
+        spawn_serve(
+            http_listener,
+            otlp_tls.clone(),
+            otlp_http,
+            (config.listen, rx.clone()),
+            "otlp-http",
+        )?,
+        spawn_serve(
+            api_listener,
+            api_tls.clone(),
+            api,
+            (config.listen, rx.clone()),
+            "api",
+        )?,
+    ];
+    tasks.push(spawn_ticker(
+        engine.clone(),
+        clock.clone(),
+        (
+            incidents.clone(),
+            config.detect.clone(),
+            config.analysis.clone(),
+        ),
+        analysis_seconds,
+        rx.clone(),
+    ));
+    if config.tokens.is_some() || config.tls.is_some() {
+        let tls = api_tls.into_iter().chain(otlp_tls).collect();
+        tasks.push(spawn_reload_on_hangup(
+            config.tokens.clone(),
+            tls,
+            rx.clone(),
+        ));
+    }
+    tasks.push(spawn_recovery(engine.clone()));
+    if engine.store().is_some() {
+        tasks.push(spawn_maintenance(engine.clone(), clock, rx));
+    }
+    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, "loupe is serving");
+    Ok(Server {
+        otlp_grpc_addr,
+        otlp_http_addr,
+        http_addr,
+        engine,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The ingest admission gate ([`Admission`]) of `config`, its resolved limits logged.
+fn admission(config: &ServeConfig, metrics: ReceiverMetrics) -> Arc<Admission> {
+    let admission = Admission::new(config.admission, metrics);
+    let resolved = admission.config();
+    tracing::info!(
+        max_inflight_bytes = resolved.max_inflight_bytes,
+        max_waiters = resolved.max_waiters,
+        memory_limit_bytes = ?resolved.memory_limit_bytes,
+        "ingest admission: refusals past these are retryable (UNAVAILABLE / 503)"
+    );
+    admission
+}
+
+/// The OTLP/gRPC and OTLP/HTTP receivers' routers, each behind the admission gate (with its
+/// body limits) and the tokens guard.
+fn otlp_routers(
+    config: &ServeConfig,
+    receiver: Receiver<Engine>,
+    admission: Arc<Admission>,
+) -> (axum::Router, axum::Router) {
+    let otlp_body = |max_body_bytes| BodyLimits {
+        max_body_bytes,
+        body_timeout: config.listen.body_timeout,
+    };
+    let grpc = guard(
+        loupe_ingest::guard(
+            grpc_router(receiver.clone()),
+            admission.clone(),
+            Transport::grpc,
+            otlp_body(config.limits.max_decompressed_bytes),
+        ),
+        config.tokens.clone(),
+        Listener::OtlpGrpc,
+    );
+    let http = guard(
+        loupe_ingest::guard(
+            http_router(receiver),
+            admission,
+            Transport::http,
+            otlp_body(config.limits.max_body_bytes),
+        ),
+        config.tokens.clone(),
+        Listener::OtlpHttp,
+    );
+    (grpc, http)
+}
+
+/// The engine over `config.store`'s directory (opened off the async threads), else in memory.
+async fn open_engine(config: &ServeConfig) -> anyhow::Result<Arc<Engine>> {
     let engine = match &config.store {
         Some(store) => {
             let store = store.clone();
@@ -235,23 +372,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         }
         None => Engine::in_memory(GraphConfig::default()),
     };
-    let engine = Arc::new(engine);
-    // Self-telemetry: every part registers its metrics here; /metrics renders them.
-    let mut registry = prometheus_client::registry::Registry::default();
-    let receiver_metrics = ReceiverMetrics::register(&mut registry);
-    if let Some(store) = engine.store() {
-        store.metrics().register(&mut registry);
-    }
-    let admission = Admission::new(config.admission, receiver_metrics.clone());
-    let resolved = admission.config();
-    tracing::info!(
-        max_inflight_bytes = resolved.max_inflight_bytes,
-        max_waiters = resolved.max_waiters,
-        memory_limit_bytes = ?resolved.memory_limit_bytes,
-        "ingest admission: refusals past these are retryable (UNAVAILABLE / 503)"
-    );
-    let receiver = Receiver::new(engine.clone(), config.limits).with_metrics(receiver_metrics);
-    // Verdicts and incidents are kept beside the write-ahead log.
+    Ok(Arc::new(engine))
+}
+
+/// The incidents and the verdicts, kept beside the write-ahead log (`verdicts.jsonl`,
+/// `incidents.jsonl`) when there is a data directory; lines that do not parse are skipped with
+/// a warning.
+fn open_incidents(config: &ServeConfig) -> anyhow::Result<Arc<Mutex<Incidents>>> {
     let incidents = match &config.store {
         Some(store) => {
             let (verdicts, skipped) = Verdicts::open(&store.dir.join("verdicts.jsonl"))?;
@@ -267,7 +394,23 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         }
         None => Incidents::default(),
     };
-    let incidents = Arc::new(Mutex::new(incidents));
+    Ok(Arc::new(Mutex::new(incidents)))
+}
+
+/// The REST API's router: the API, the change intake (behind the admission gate), ask, SQL,
+/// Slack when configured, all behind the query gate; `/mcp`, whose tools call those routes in
+/// process; `/metrics` (open on loopback, else needing `read`); the tokens guard and the body
+/// deadline. Registers the gate's, the scrape-time and the analysis metrics in `registry`, which
+/// `/metrics` then renders, and returns the analysis histogram for the ticker.
+fn api_router(
+    config: &ServeConfig,
+    (engine, clock, incidents): (Arc<Engine>, SharedClock, Arc<Mutex<Incidents>>),
+    admission: Arc<Admission>,
+    mut registry: prometheus_client::registry::Registry,
+) -> (
+    axum::Router,
+    prometheus_client::metrics::histogram::Histogram,
+) {
     let api_state = ApiState {
         graph: engine.graph(),
         clock: clock.clone(),
@@ -338,16 +481,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         guard(api.merge(metrics), config.tokens.clone(), Listener::Api)
     };
     let api = crate::listen::body_deadline(api, config.listen.body_timeout, API_MAX_BODY_BYTES);
-    let otlp_body = |max_body_bytes| BodyLimits {
-        max_body_bytes,
-        body_timeout: config.listen.body_timeout,
-    };
+    (api, analysis_seconds)
+}
 
-    let (grpc_listener, otlp_grpc_addr) = bind(config.otlp_grpc_addr, "OTLP/gRPC").await?;
-    let (http_listener, otlp_http_addr) = bind(config.otlp_http_addr, "OTLP/HTTP").await?;
-    let (api_listener, http_addr) = bind(config.http_addr, "the REST API").await?;
-    // TLS: the API's without client certificates, the receivers' with them if asked.
-    let (api_tls, otlp_tls) = match &config.tls {
+/// A listener's TLS, when it has one.
+type ListenerTls = Option<Arc<Tls>>;
+
+/// The API's TLS (without client certificates) and the receivers' (with them, if asked).
+fn load_tls(config: &ServeConfig) -> anyhow::Result<(ListenerTls, ListenerTls)> {
+    Ok(match &config.tls {
         Some(files) => {
             let api = TlsFiles {
                 client_ca_file: None,
@@ -359,80 +501,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
             )
         }
         None => (None, None),
-    };
-    let (shutdown, rx) = watch::channel(false);
-    let mut tasks = vec![
-        spawn_serve(
-            grpc_listener,
-            otlp_tls.clone(),
-            guard(
-                loupe_ingest::guard(
-                    grpc_router(receiver.clone()),
-                    admission.clone(),
-                    Transport::grpc,
-                    otlp_body(config.limits.max_decompressed_bytes),
-                ),
-                config.tokens.clone(),
-                Listener::OtlpGrpc,
-            ),
-            (config.listen, rx.clone()),
-            "otlp-grpc",
-        )?,
-        spawn_serve(
-            http_listener,
-            otlp_tls.clone(),
-            guard(
-                loupe_ingest::guard(
-                    http_router(receiver),
-                    admission,
-                    Transport::http,
-                    otlp_body(config.limits.max_body_bytes),
-                ),
-                config.tokens.clone(),
-                Listener::OtlpHttp,
-            ),
-            (config.listen, rx.clone()),
-            "otlp-http",
-        )?,
-        spawn_serve(
-            api_listener,
-            api_tls.clone(),
-            api,
-            (config.listen, rx.clone()),
-            "api",
-        )?,
-    ];
-    tasks.push(spawn_ticker(
-        engine.clone(),
-        clock.clone(),
-        (
-            incidents.clone(),
-            config.detect.clone(),
-            config.analysis.clone(),
-        ),
-        analysis_seconds,
-        rx.clone(),
-    ));
-    if config.tokens.is_some() || config.tls.is_some() {
-        let tls = api_tls.into_iter().chain(otlp_tls).collect();
-        tasks.push(spawn_reload_on_hangup(
-            config.tokens.clone(),
-            tls,
-            rx.clone(),
-        ));
-    }
-    tasks.push(spawn_recovery(engine.clone()));
-    if engine.store().is_some() {
-        tasks.push(spawn_maintenance(engine.clone(), clock, rx));
-    }
-    tracing::info!(%otlp_grpc_addr, %otlp_http_addr, %http_addr, "loupe is serving");
-    Ok(Server {
-        otlp_grpc_addr,
-        otlp_http_addr,
-        http_addr,
-        engine,
-        shutdown,
-        tasks,
     })
 }
 

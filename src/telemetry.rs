@@ -62,6 +62,7 @@ fn cpu_seconds() -> Option<f64> {
 
 impl Collector for ScrapeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Long: a flat list, one gauge or counter of the scrape after another.
         let (entities, relations, pending) = {
             let graph = self.engine.graph();
             let graph = graph.read().unwrap_or_else(|p| p.into_inner());

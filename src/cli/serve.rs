@@ -110,6 +110,7 @@ impl ServeArgs {
     /// # Errors
     /// An unreadable or invalid config file, SLO file, model or tokens file.
     pub fn config(&self) -> anyhow::Result<ServeConfig> {
+        // Long: a flat table, each setting's flag or variable over its key in the file.
         let mut file = crate::config::read(self.config.as_deref())?;
         // Flags and variables over the file.
         let s = &mut file.store;

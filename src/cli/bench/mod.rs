@@ -178,6 +178,8 @@ pub(crate) fn resident_mib() -> f64 {
 
 /// Runs the benchmark, reporting progress through `progress(message)`.
 pub fn run(config: BenchConfig, mut progress: impl FnMut(&str)) -> GraphBench {
+    // Long: a measurement script read top to bottom; each phase's timer brackets its own
+    // lines, and the result gathers every phase's figures.
     let mut rng = StdRng::seed_from_u64(config.seed);
     let edges = topology(config.services, config.edges, &mut rng);
     let mut callees: Vec<Vec<usize>> = vec![Vec::new(); config.services];
@@ -543,29 +545,7 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
-                    "ingest ({} spans per request, {:.0} bytes per span):",
-                    r.spans_per_request, r.span_bytes
-                );
-                println!(
-                    "  decode only:        {:>10.0} spans per CPU-second",
-                    r.decode_spans_per_cpu_second
-                );
-                println!(
-                    "  decode and store:   {:>10.0} spans per CPU-second ({:.0}% of decode only)",
-                    r.store_spans_per_cpu_second,
-                    r.store_share_of_decode * 100.0
-                );
-                println!(
-                    "memory: {:.0} MiB resident per million hot spans ({:.0} MiB of Arrow arrays)",
-                    r.rss_mib_per_million_hot_spans, r.arrow_mib_per_million_hot_spans
-                );
-                println!("load: {} spans and {} log records; flush {:.1} s, compaction {:.1} s, {} segment files", r.spans_total, r.logs_total, r.flush_seconds, r.compact_seconds, r.segments);
-                println!(
-                    "disk: {:.1} bytes per span after compaction",
-                    r.disk_bytes_per_span
-                );
-                println!("query: trace by id {:.1} ms; RED per service over 1 h {:.1} ms; error logs of one pod over 1 h {:.1} ms", r.trace_by_id_ms, r.red_per_service_ms, r.pod_error_logs_ms);
+                print_store(&r);
             }
         }
         BenchTarget::Graph => {
@@ -586,42 +566,79 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
-                let r = &result;
-                println!("graph: {} services, {} edges, {} entities, {} relations, {} minutes of 10 s buckets", r.services, r.edges, r.entities, r.relations, r.minutes);
-                println!(
-                    "fill: {} spans in {:.1} s ({:.0} spans/s)",
-                    r.fill_spans,
-                    r.fill_seconds,
-                    r.fill_spans as f64 / r.fill_seconds
-                );
-                println!(
-                    "update: {:.1} ms per 10 000 spans of realistic traces",
-                    r.update_ms_per_10k_spans
-                );
-                if r.memory_mib > 0.0 {
-                    println!(
-                        "memory: {:.0} MiB resident ({:.0} bytes per bucket held)",
-                        r.memory_mib, r.bytes_per_bucket_held
-                    );
-                } else {
-                    // The allocator handed back the first graph's pages during the fill.
-                    println!("memory: too small to measure against the freed update graph");
-                }
-                println!(
-                    "as-of (5 min window): {:.1} ms (the first after the fill: {:.1} ms); with known_at: {:.1} ms; structure only: {:.1} ms",
-                    r.as_of_ms, r.as_of_first_ms, r.as_of_known_at_ms, r.as_of_structure_ms
-                );
-                println!("diff (two 5 min windows 30 min apart): {:.1} ms", r.diff_ms);
-                println!(
-                    "analysis of the last 5 min ({} candidates ranked): {:.1} ms",
-                    r.analysis_candidates, r.analysis_ms
-                );
-                println!(
-                    "the same through the API: POST /api/v1/analyze {:.1} ms; POST /api/v1/ask {:.1} ms, of which reading the question {:.2} ms ({})",
-                    r.analyze_api_ms, r.ask_ms, r.ask_parse_ms, r.ask_reading
-                );
+                print_graph(&result);
             }
         }
     }
     Ok(())
+}
+
+/// `loupe bench store`'s figures as lines of text.
+fn print_store(r: &store::StoreBench) {
+    println!(
+        "ingest ({} spans per request, {:.0} bytes per span):",
+        r.spans_per_request, r.span_bytes
+    );
+    println!(
+        "  decode only:        {:>10.0} spans per CPU-second",
+        r.decode_spans_per_cpu_second
+    );
+    println!(
+        "  decode and store:   {:>10.0} spans per CPU-second ({:.0}% of decode only)",
+        r.store_spans_per_cpu_second,
+        r.store_share_of_decode * 100.0
+    );
+    println!(
+        "memory: {:.0} MiB resident per million hot spans ({:.0} MiB of Arrow arrays)",
+        r.rss_mib_per_million_hot_spans, r.arrow_mib_per_million_hot_spans
+    );
+    println!(
+        "load: {} spans and {} log records; flush {:.1} s, compaction {:.1} s, {} segment files",
+        r.spans_total, r.logs_total, r.flush_seconds, r.compact_seconds, r.segments
+    );
+    println!(
+        "disk: {:.1} bytes per span after compaction",
+        r.disk_bytes_per_span
+    );
+    println!("query: trace by id {:.1} ms; RED per service over 1 h {:.1} ms; error logs of one pod over 1 h {:.1} ms", r.trace_by_id_ms, r.red_per_service_ms, r.pod_error_logs_ms);
+}
+
+/// `loupe bench graph`'s figures as lines of text.
+fn print_graph(r: &GraphBench) {
+    println!(
+        "graph: {} services, {} edges, {} entities, {} relations, {} minutes of 10 s buckets",
+        r.services, r.edges, r.entities, r.relations, r.minutes
+    );
+    println!(
+        "fill: {} spans in {:.1} s ({:.0} spans/s)",
+        r.fill_spans,
+        r.fill_seconds,
+        r.fill_spans as f64 / r.fill_seconds
+    );
+    println!(
+        "update: {:.1} ms per 10 000 spans of realistic traces",
+        r.update_ms_per_10k_spans
+    );
+    if r.memory_mib > 0.0 {
+        println!(
+            "memory: {:.0} MiB resident ({:.0} bytes per bucket held)",
+            r.memory_mib, r.bytes_per_bucket_held
+        );
+    } else {
+        // The allocator handed back the first graph's pages during the fill.
+        println!("memory: too small to measure against the freed update graph");
+    }
+    println!(
+        "as-of (5 min window): {:.1} ms (the first after the fill: {:.1} ms); with known_at: {:.1} ms; structure only: {:.1} ms",
+        r.as_of_ms, r.as_of_first_ms, r.as_of_known_at_ms, r.as_of_structure_ms
+    );
+    println!("diff (two 5 min windows 30 min apart): {:.1} ms", r.diff_ms);
+    println!(
+        "analysis of the last 5 min ({} candidates ranked): {:.1} ms",
+        r.analysis_candidates, r.analysis_ms
+    );
+    println!(
+        "the same through the API: POST /api/v1/analyze {:.1} ms; POST /api/v1/ask {:.1} ms, of which reading the question {:.2} ms ({})",
+        r.analyze_api_ms, r.ask_ms, r.ask_parse_ms, r.ask_reading
+    );
 }

@@ -265,6 +265,8 @@ fn log_request(rng: &mut StdRng, services: usize, t0: u64) -> ExportLogsServiceR
 /// # Errors
 /// When the store cannot be written or a query fails.
 pub async fn run(config: StoreBenchConfig, progress: impl Fn(&str)) -> anyhow::Result<StoreBench> {
+    // Long: a measurement script read top to bottom; each phase's timer brackets its own
+    // lines, and the result gathers every phase's figures.
     let mut rng = StdRng::seed_from_u64(config.seed);
     let t0: u64 = 1_790_208_000_000_000_000;
     let _ = std::fs::remove_dir_all(&config.dir);
