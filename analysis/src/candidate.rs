@@ -1,7 +1,7 @@
 //! A candidate while its evidence is gathered: each feature's raw value and evidence, its
 //! counter-evidence so far; and the features themselves ([`Feature`]), each on its own scale.
-//! Features write candidates; only propagation ([`crate::propagation`]) reads other
-//! candidates' evidence.
+//! Features write candidates; explain-away ([`crate::propagation`]) weighs candidates' scores
+//! against each other.
 
 use std::collections::BTreeMap;
 

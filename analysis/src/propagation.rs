@@ -1,6 +1,8 @@
 //! Propagation, "explained away": evidence that a deeper candidate accounts for counts less.
 //! Every rule that damps a candidate's evidence because of another candidate's lives here, and
-//! each leaves a sentence of counter-evidence naming that candidate.
+//! each leaves a sentence of counter-evidence naming that candidate. (A code-path shift halved
+//! because a callee shifted too is part of the code-path feature itself,
+//! [`crate::features::log_paths`], and leaves no counter-evidence.)
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,8 +1,9 @@
 //! The analysis as a pipeline: candidates gathered feature by feature
 //! ([`crate::features`]), normalized ([`crate::normalize`]), propagation accounted for
-//! ([`crate::propagation`]), change candidates added ([`crate::features::changes`]), and the
-//! candidates scored and ranked by the rules and the model ([`crate::score`]). This module only
-//! runs the stages in order; each stage lives in its own module.
+//! ([`crate::propagation`]), the candidates made causes ([`crate::score`]), change candidates
+//! added with the evidence of what they changed ([`crate::features::changes`]), and every cause
+//! scored and ranked by the rules and the model ([`crate::score`]). This module only runs the
+//! stages in order; each stage lives in its own module.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -2,8 +2,11 @@
 //! evidence to the candidates (`candidate`). One module per family: latency (self time,
 //! request duration, call gaps), failures, logs, log paths and call paths (code paths), resources
 //! (CPU, memory), the trace spectrum, infrastructure (databases, nodes, network paths) and
-//! changes. Features never read other candidates' evidence; propagation
-//! (`propagation`) does.
+//! changes. Features read the windows, not other candidates' scores; explain-away is
+//! `propagation`'s. Three readings across candidates stay with their feature: a node's self
+//! time is the median of its services' ([`infrastructure`]), a change candidate carries its
+//! service's evidence ([`changes`]), and a code-path shift is halved when a callee's shifted
+//! too ([`log_paths`]).
 
 use loupe_graph::WindowStats;
 
