@@ -86,7 +86,7 @@ pub async fn execute(args: AskArgs) -> anyhow::Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "loupe ask".into());
     let now = now
-        .map(|t| crate::cli::replay::time_arg("now", &t))
+        .map(|t| crate::cli::values::time_arg("now", &t))
         .transpose()?;
     let asked = Asked {
         time_zone: time_zone.as_deref(),

@@ -3,7 +3,6 @@
 //! opens printed as they come (`run_live`); or one real labelled fault case replayed into it
 //! over OTLP/gRPC with its ranked causes printed (`run`, `loupe demo --replay nezha`).
 
-use crate::cli::serve::ServeArgs;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,6 +13,7 @@ use loupe_analysis::Slo;
 use loupe_simulate::{FaultKind, Topology};
 
 use crate::cli::replay::{self, ReplaySelection};
+use crate::cli::serve::ServeArgs;
 use crate::cli::simulate::{StreamConfig, StreamEvent, Transport};
 use crate::server::{self, ServeConfig};
 

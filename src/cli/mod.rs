@@ -13,6 +13,7 @@ pub mod serve;
 pub mod simulate;
 pub mod token;
 pub mod train;
+pub mod values;
 
 use clap::{Parser, Subcommand};
 

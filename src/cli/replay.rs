@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loupe_ingest::nezha::NezhaDataset;
 use loupe_ingest::{ExportRequest, OtlpGrpcClient};
 
+use crate::cli::values::{time_arg, DatasetFormat};
+
 /// What to replay.
 #[derive(Debug, Clone, Default)]
 pub struct ReplaySelection {
@@ -267,25 +269,6 @@ pub struct ReplayArgs {
     /// End of that time range.
     #[arg(long, requires = "from")]
     pub to: Option<String>,
-}
-
-/// A dataset's layout, as `loupe replay` and `loupe eval` read it.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DatasetFormat {
-    /// The Nezha layout (rca_data/, construct_data/, ground_truth.json).
-    Nezha,
-    /// A loupe data directory's Parquet segments (replay only).
-    Loupe,
-    /// A simulated case set (`loupe simulate cases`).
-    Sim,
-}
-
-/// A time argument (`--from`, `--now`): RFC 3339 or unix nanoseconds.
-///
-/// # Errors
-/// When it is neither.
-pub fn time_arg(name: &str, value: &str) -> anyhow::Result<u64> {
-    loupe_api::parse_time_str(name, value).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `--from`/`--to` as a range of unix nanoseconds (clap makes them come together).

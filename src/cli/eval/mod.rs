@@ -6,7 +6,6 @@ pub mod ablation;
 pub mod baselines;
 pub mod sim;
 
-use crate::cli::replay::DatasetFormat;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -21,6 +20,7 @@ use loupe_ingest::{ExportRequest, Limits, Receiver};
 use serde::Serialize;
 
 use self::ablation::{AblationArm, SignalSet};
+use crate::cli::values::DatasetFormat;
 use crate::engine::Engine;
 
 /// The outcome of one case.
