@@ -9,7 +9,7 @@ use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 
 use crate::call_paths::{transitions, CallPaths, PathSpan};
 use crate::join::{JoinBuffer, JoinConfig, JoinEvent, SpanFacts};
-use crate::request_metrics::{CumulativeState, Side};
+use crate::request_metrics::{Callee, CumulativeState, Side};
 use crate::series::{Retention, Series};
 use crate::span_logs::SpanLogIndex;
 use crate::stats::{GaugeStats, LogStats, RedStats};
@@ -795,11 +795,7 @@ impl KnowledgeGraph {
             if span.kind != SpanKind::Client {
                 return facts;
             }
-            let scope = attr(sc::DB_NAMESPACE)
-                .or(attr("db.name"))
-                .or(attr(sc::SERVER_ADDRESS))
-                .unwrap_or("default");
-            let key = format!("{system}/{scope}");
+            let key = database_key(system, &span.attributes);
             (
                 self.entity(EntityKind::Database, &key, None, t),
                 RelationKind::Queries,
@@ -810,8 +806,7 @@ impl KnowledgeGraph {
                 SpanKind::Consumer => RelationKind::Consumes,
                 _ => return facts,
             };
-            let system = attr(sc::MESSAGING_SYSTEM).unwrap_or("messaging");
-            let key = format!("{system}/{destination}");
+            let key = destination_key(destination, &span.attributes);
             (
                 self.entity(EntityKind::MessagingDestination, &key, None, t),
                 kind,
@@ -997,44 +992,96 @@ impl KnowledgeGraph {
     }
 
     /// RED figures from a request-duration metric point (see [`crate::request_metrics`]): a
-    /// server-side point on the service; a client-side point on the `calls` relation to its
-    /// `server.address` (HTTP and RPC client metric semantic conventions), which it also
-    /// observes, so that a deployment with metrics and no traces still has its dependency graph.
-    /// `series` owns the point's cumulative series (the pod, else the service).
+    /// server-side point on the service (an error counter's point adds to its errors); a
+    /// client-side point on the relation to the callee it names, an endpoint, a database or a
+    /// messaging destination (HTTP, RPC, database and messaging client metric semantic
+    /// conventions), which it also observes, so that a deployment with metrics and no traces
+    /// still has its dependency graph, uninstrumented dependencies included. `series` owns the
+    /// point's cumulative series (the pod, else the service).
     fn request_metric(
         &mut self,
         service: NodeIndex,
         series: NodeIndex,
         point: &loupe_model::DataPoint,
     ) {
+        let t = point.time_unix_nano;
+        let bucket = self.bucket(t);
+        if crate::request_metrics::is_error_counter(&point.metric_name) {
+            if let Some(errors) = self.request_metrics.errors(series.index(), point) {
+                self.graph[service].metric_red.entry(bucket).errors += errors;
+            }
+            return;
+        }
         let Some(side) = crate::request_metrics::side(&point.metric_name) else {
             return;
         };
-        let t = point.time_unix_nano;
-        let bucket = self.bucket(t);
-        match side {
+        let (target, kind) = match side {
             Side::Server => {
                 if let Some(red) = self.request_metrics.red(series.index(), point, side) {
                     self.graph[service].metric_red.entry(bucket).merge(&red);
                 }
+                return;
             }
-            Side::Client => {
-                let address = point
-                    .attributes
-                    .get_str(loupe_model::semconv::SERVER_ADDRESS)
-                    .or_else(|| point.attributes.get_str("net.peer.name"));
-                let Some(address) = address else {
-                    return;
+            Side::Client(callee) => match self.callee(callee, &point.attributes, t) {
+                Some(callee) => callee,
+                None => return,
+            },
+        };
+        if target == service {
+            return;
+        }
+        let relation = self.relation(service, target, kind, t);
+        // The point's attributes name the callee: one series per pod and callee.
+        if let Some(red) = self.request_metrics.red(series.index(), point, side) {
+            self.graph[relation].metric_red.entry(bucket).merge(&red);
+        }
+    }
+
+    /// The entity a client metric's point names, and the relation its caller has with it;
+    /// `None` when the point names none.
+    fn callee(
+        &mut self,
+        callee: Callee,
+        attrs: &loupe_model::Attributes,
+        t: u64,
+    ) -> Option<(NodeIndex, RelationKind)> {
+        use loupe_model::semconv as sc;
+        match callee {
+            Callee::Address => {
+                let system = attrs
+                    .get_str(sc::RPC_SYSTEM_NAME)
+                    .or_else(|| attrs.get_str(sc::RPC_SYSTEM));
+                let cloud_api = (system == Some("aws-api"))
+                    .then(|| attrs.get_str(sc::RPC_SERVICE))
+                    .flatten();
+                let address = attrs
+                    .get_str(sc::SERVER_ADDRESS)
+                    .or_else(|| attrs.get_str("net.peer.name"))
+                    .or(cloud_api)?;
+                Some((self.endpoint(address, t), RelationKind::Calls))
+            }
+            Callee::Database => {
+                let system = attrs
+                    .get_str(sc::DB_SYSTEM_NAME)
+                    .or_else(|| attrs.get_str("db.system"))
+                    .unwrap_or("other_sql");
+                let key = database_key(system, attrs);
+                Some((
+                    self.entity(EntityKind::Database, &key, None, t),
+                    RelationKind::Queries,
+                ))
+            }
+            Callee::Messaging => {
+                let destination = attrs.get_str(sc::MESSAGING_DESTINATION_NAME)?;
+                let key = destination_key(destination, attrs);
+                let kind = match attrs.get_str(sc::MESSAGING_OPERATION_TYPE) {
+                    Some("receive" | "process" | "settle") => RelationKind::Consumes,
+                    _ => RelationKind::Publishes,
                 };
-                let target = self.endpoint(address, t);
-                if target == service {
-                    return;
-                }
-                let relation = self.relation(service, target, RelationKind::Calls, t);
-                // The point's attributes hold the address: one series per pod and callee.
-                if let Some(red) = self.request_metrics.red(series.index(), point, side) {
-                    self.graph[relation].metric_red.entry(bucket).merge(&red);
-                }
+                Some((
+                    self.entity(EntityKind::MessagingDestination, &key, None, t),
+                    kind,
+                ))
             }
         }
     }
@@ -1150,6 +1197,30 @@ impl KnowledgeGraph {
     pub fn relation_count(&self) -> usize {
         self.graph.edge_count()
     }
+}
+
+/// The key of the database a client span or metric names (database client semantic
+/// conventions): `{db.system.name}/{scope}`, the scope being `db.namespace` (the older
+/// `db.name`), else `db.collection.name` (a managed table such as DynamoDB's has no namespace),
+/// else `server.address`, else `default`.
+fn database_key(system: &str, attrs: &loupe_model::Attributes) -> String {
+    use loupe_model::semconv as sc;
+    let scope = attrs
+        .get_str(sc::DB_NAMESPACE)
+        .or_else(|| attrs.get_str("db.name"))
+        .or_else(|| attrs.get_str(sc::DB_COLLECTION_NAME))
+        .or_else(|| attrs.get_str(sc::SERVER_ADDRESS))
+        .unwrap_or("default");
+    format!("{system}/{scope}")
+}
+
+/// The key of a messaging destination: `{messaging.system}/{messaging.destination.name}`
+/// (`messaging` when the system is not named).
+fn destination_key(destination: &str, attrs: &loupe_model::Attributes) -> String {
+    let system = attrs
+        .get_str(loupe_model::semconv::MESSAGING_SYSTEM)
+        .unwrap_or("messaging");
+    format!("{system}/{destination}")
 }
 
 #[cfg(test)]
@@ -1332,6 +1403,88 @@ mod tests {
     }
 
     /// A deployment with metrics and no traces: services' RED from their server-side
+    /// What is not instrumented becomes an entity from its callers' client metrics: a managed
+    /// table from `db.client.operation.duration` (named by its collection), a queue from
+    /// `messaging.client.operation.duration`, a cloud API from `rpc.client.duration` with
+    /// `rpc.system` = `aws-api`; and a function's calls and failures from
+    /// `faas.invoke_duration` and `faas.errors`.
+    #[test]
+    fn client_metrics_make_uninstrumented_dependencies_entities() {
+        let s = 1_000_000_000u64;
+        let point = |name: &str, count: u64, attrs: &[(&str, &str)]| {
+            crate::request_metrics::test_point(
+                name,
+                "s",
+                5 * s,
+                (count, count as f64 * 0.02),
+                attrs,
+            )
+        };
+        let mut g = KnowledgeGraph::new(GraphConfig::default());
+        let table = [
+            ("db.system.name", "aws.dynamodb"),
+            ("db.collection.name", "orders"),
+            ("db.operation.name", "PutItem"),
+            ("server.address", "dynamodb.us-east-1.amazonaws.com"),
+        ];
+        let queue = [
+            ("messaging.system", "aws_sqs"),
+            ("messaging.destination.name", "order-events"),
+            ("messaging.operation.type", "send"),
+        ];
+        let ssm = [
+            ("rpc.system", "aws-api"),
+            ("rpc.service", "SSM"),
+            ("rpc.method", "GetParameter"),
+        ];
+        let errors = loupe_model::DataPoint {
+            metric_name: "faas.errors".into(),
+            value: PointValue::Number(2.0),
+            ..point("faas.errors", 0, &[])
+        };
+        g.apply_metrics(&[ResourceMetrics {
+            resource: resource("checkout", "checkout-1"),
+            points: vec![
+                point("db.client.operation.duration", 8, &table),
+                point("messaging.client.operation.duration", 3, &queue),
+                point("rpc.client.duration", 5, &ssm),
+                point("faas.invoke_duration", 10, &[]),
+                errors,
+            ],
+        }]);
+        let w = g.window(0, 10 * s);
+        let query = w
+            .queries
+            .iter()
+            .find(|q| q.source == "checkout")
+            .expect("the table");
+        assert_eq!(
+            (query.database.as_str(), query.red.calls),
+            ("aws.dynamodb/orders", 8)
+        );
+        let edge = w
+            .edge("checkout", "SSM")
+            .expect("the cloud API, named by its service");
+        assert_eq!(edge.red.calls, 5);
+        let checkout = w.service("checkout").expect("checkout");
+        assert_eq!((checkout.red.calls, checkout.red.errors), (10, 2));
+        let snapshot = g
+            .snapshot(&crate::GraphQuery {
+                start: 0,
+                end: 10 * s,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(
+            snapshot
+                .nodes
+                .iter()
+                .any(|n| n.id == "messaging_destination:aws_sqs/order-events"),
+            "{:?}",
+            snapshot.nodes.iter().map(|n| &n.id).collect::<Vec<_>>()
+        );
+    }
+
     /// request-duration histograms (delta and cumulative), the dependency and its RED from the
     /// caller's client-side histogram; spans, where there are any, take precedence.
     #[test]

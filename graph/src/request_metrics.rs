@@ -1,24 +1,40 @@
-//! RED figures from request-duration metrics, for services and `calls` relations that send
-//! metrics and no spans: a metrics-only deployment still has calls, errors and latency.
+//! RED figures from request-duration metrics, for services and their dependencies that send
+//! metrics and no spans: a metrics-only deployment still has calls, errors and latency, and
+//! what is not instrumented (a load balancer, a managed table, a cloud API) is still an entity,
+//! known from its callers' client metrics.
 //!
 //! The metrics are those of the OpenTelemetry semantic conventions, as histograms,
 //! exponential histograms or summaries:
 //! - server side: `http.server.request.duration` (seconds), the older `http.server.duration`
-//!   (milliseconds), `rpc.server.duration` (milliseconds) and `rpc.server.call.duration`
-//!   (seconds);
-//! - client side, with `server.address` naming the callee: `http.client.request.duration`,
-//!   `http.client.duration`, `rpc.client.duration`, `rpc.client.call.duration`.
+//!   (milliseconds), `rpc.server.duration` (milliseconds), `rpc.server.call.duration`
+//!   (seconds), and a function's `faas.invoke_duration` (seconds; FaaS metrics conventions),
+//!   whose failures come from the `faas.errors` counter;
+//! - client side: `http.client.request.duration`, `http.client.duration`,
+//!   `rpc.client.duration` and `rpc.client.call.duration` name the callee by `server.address`
+//!   (a cloud SDK's call, `rpc.system` = `aws-api`, by `rpc.service` when it has no address);
+//!   `db.client.operation.duration` names a database (`db.system.name` and `db.namespace`,
+//!   else `db.collection.name`, else `server.address`), and
+//!   `messaging.client.operation.duration` a messaging destination
+//!   (`messaging.destination.name`).
 //!
 //! A point's count is calls; the calls it marks failed (`error.type`, an HTTP status of 500
 //! or more on the server and 400 or more on the client, a non-OK `rpc.grpc.status_code`) are
 //! errors; its mean (sum / count) is recorded `count` times as the duration, and the point is
-//! counted (`RedStats::points`), the sample size of that duration. Cumulative points
-//! are turned into deltas against the previous point of the same series; a series' first
-//! cumulative point only sets the start (what came before it is unknown), and a count that went
-//! down is a reset, whose point counts whole.
+//! counted (`RedStats::points`), the sample size of that duration.
+//!
+//! Cumulative points (cumulative histograms and sums, and summaries, which OTLP makes
+//! cumulative) are turned into deltas against the previous point of the same series, as the
+//! OTLP metrics data model's "Temporality" and "Resets and Gaps" sections define them: a point
+//! whose `start_time_unix_nano` differs from the previous point's starts a new count (a reset:
+//! it counts whole, as do the per-interval summaries of cloud-metric converters, each with its
+//! own start), as does a count that went down. A series' first point counts whole when its
+//! start time is known and at most [`FIRST_POINT_MAX_INTERVAL`] before it (a series that
+//! started in that interval); otherwise it only sets the start (what came before is unknown).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use loupe_model::semconv as sc;
 use loupe_model::{DataPoint, PointValue};
 
 use crate::stats::RedStats;
@@ -28,21 +44,62 @@ use crate::stats::RedStats;
 pub(crate) enum Side {
     /// The callee's: the service's own calls.
     Server,
-    /// The caller's: a `calls` relation to `server.address`.
-    Client,
+    /// The caller's: a relation to the callee the point names.
+    Client(Callee),
+}
+
+/// How a client-side metric names its callee, and so what entity the callee is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callee {
+    /// `server.address` (else `net.peer.name`, else a cloud API's `rpc.service`): a known
+    /// service of that name, else an external endpoint; a `calls` relation.
+    Address,
+    /// A database: a `queries` relation.
+    Database,
+    /// A messaging destination: a `publishes` or `consumes` relation by
+    /// `messaging.operation.type`.
+    Messaging,
 }
 
 /// Metric name → (side, seconds per unit when the point has no unit).
-const METRICS: [(&str, Side, f64); 8] = [
+const METRICS: [(&str, Side, f64); 11] = [
     ("http.server.request.duration", Side::Server, 1.0),
     ("http.server.duration", Side::Server, 1e-3),
     ("rpc.server.duration", Side::Server, 1e-3),
     ("rpc.server.call.duration", Side::Server, 1.0),
-    ("http.client.request.duration", Side::Client, 1.0),
-    ("http.client.duration", Side::Client, 1e-3),
-    ("rpc.client.duration", Side::Client, 1e-3),
-    ("rpc.client.call.duration", Side::Client, 1.0),
+    (sc::FAAS_INVOKE_DURATION, Side::Server, 1.0),
+    (
+        "http.client.request.duration",
+        Side::Client(Callee::Address),
+        1.0,
+    ),
+    ("http.client.duration", Side::Client(Callee::Address), 1e-3),
+    ("rpc.client.duration", Side::Client(Callee::Address), 1e-3),
+    (
+        "rpc.client.call.duration",
+        Side::Client(Callee::Address),
+        1.0,
+    ),
+    (
+        sc::DB_CLIENT_OPERATION_DURATION,
+        Side::Client(Callee::Database),
+        1.0,
+    ),
+    (
+        sc::MESSAGING_CLIENT_OPERATION_DURATION,
+        Side::Client(Callee::Messaging),
+        1.0,
+    ),
 ];
+
+/// Counters of a service's failed calls, for metrics whose duration carries no outcome:
+/// `faas.errors` beside `faas.invoke_duration`.
+const ERROR_COUNTERS: [&str; 1] = [sc::FAAS_ERRORS];
+
+/// The longest interval a series' first cumulative point may cover and still count whole,
+/// nanoseconds: five minutes, the longest of the usual collection intervals (the cloud
+/// providers' basic monitoring).
+pub(crate) const FIRST_POINT_MAX_INTERVAL: u64 = 300_000_000_000;
 
 /// The side a request-duration metric measures; `None` for any other metric.
 pub(crate) fn side(metric: &str) -> Option<Side> {
@@ -50,6 +107,11 @@ pub(crate) fn side(metric: &str) -> Option<Side> {
         .iter()
         .find(|(name, _, _)| *name == metric)
         .map(|(_, side, _)| *side)
+}
+
+/// Whether `metric` counts a service's failed calls (see [`ERROR_COUNTERS`]).
+pub(crate) fn is_error_counter(metric: &str) -> bool {
+    ERROR_COUNTERS.contains(&metric)
 }
 
 /// Seconds per unit of a duration point: its UCUM unit when it names one, else the
@@ -88,22 +150,79 @@ pub(crate) fn failed(point: &DataPoint, side: Side) -> bool {
     // and DATA_LOSS only (the others are the caller's doing).
     if let Some(code) = number("rpc.grpc.status_code") {
         return match side {
-            Side::Client => code != 0.0,
+            Side::Client(_) => code != 0.0,
             Side::Server => [2.0, 4.0, 12.0, 13.0, 14.0, 15.0].contains(&code),
         };
     }
     false
 }
 
-/// The previous count and sum of each cumulative series, keyed by its owner (an entity index),
-/// metric name and attributes, with the newest time the series was seen (unix nanoseconds), so
-/// that series that stopped (pods that went away) are forgotten.
+/// The last point of a cumulative series.
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    count: u64,
+    sum: f64,
+    start: u64,
+    /// The newest time the series was seen, unix nanoseconds.
+    seen: u64,
+}
+
+/// The previous point of each cumulative series, keyed by its owner (an entity index),
+/// metric name and attributes, with the newest time the series was seen, so that series that
+/// stopped (pods that went away) are forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct CumulativeState {
-    last: HashMap<(usize, String, String), (u64, f64, u64)>,
+    last: HashMap<(usize, String, String), Last>,
 }
 
 impl CumulativeState {
+    /// The `(count, sum)` a point adds since the previous point of its series (see the module
+    /// documentation for resets and first points); a delta point's own figures; `None` for a
+    /// series' first point of unknown start.
+    fn delta(
+        &mut self,
+        owner: usize,
+        point: &DataPoint,
+        (count, sum): (u64, f64),
+    ) -> Option<(u64, f64)> {
+        if !point.cumulative {
+            return Some((count, sum));
+        }
+        let key = (
+            owner,
+            point.metric_name.clone(),
+            format!("{:?}", point.attributes.0),
+        );
+        let (t, start) = (point.time_unix_nano, point.start_time_unix_nano);
+        let now = Last {
+            count,
+            sum,
+            start,
+            seen: t,
+        };
+        match self.last.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(now);
+                (start != 0 && start < t && t - start <= FIRST_POINT_MAX_INTERVAL)
+                    .then_some((count, sum))
+            }
+            Entry::Occupied(mut o) => {
+                let previous = *o.get();
+                // A point older than the newest does not make the series look recent.
+                o.insert(Last {
+                    seen: t.max(previous.seen),
+                    ..now
+                });
+                let restarted = start != 0 && previous.start != 0 && start != previous.start;
+                if restarted || count < previous.count || sum < previous.sum {
+                    Some((count, sum))
+                } else {
+                    Some((count - previous.count, sum - previous.sum))
+                }
+            }
+        }
+    }
+
     /// The calls, errors and durations a point adds, as one bucket's RED figures (only
     /// `calls`, `errors` and `duration` set); `None` for a point that adds nothing (not a
     /// distribution, no calls since the previous point, a series' first cumulative point).
@@ -111,30 +230,7 @@ impl CumulativeState {
         let PointValue::Distribution { count, sum } = point.value else {
             return None;
         };
-        let (count, sum) = if point.cumulative {
-            let key = (
-                owner,
-                point.metric_name.clone(),
-                format!("{:?}", point.attributes.0),
-            );
-            let seen = point.time_unix_nano;
-            match self.last.get(&key).copied() {
-                None => {
-                    self.last.insert(key, (count, sum, seen));
-                    return None;
-                }
-                Some((c, s, at)) => {
-                    self.last.insert(key, (count, sum, seen.max(at)));
-                    if count < c {
-                        (count, sum)
-                    } else {
-                        (count - c, sum - s)
-                    }
-                }
-            }
-        } else {
-            (count, sum)
-        };
+        let (count, sum) = self.delta(owner, point, (count, sum))?;
         if count == 0 {
             return None;
         }
@@ -152,10 +248,23 @@ impl CumulativeState {
         Some(red)
     }
 
+    /// The failed calls an error-counter point (see [`is_error_counter`]) adds; `None` for a
+    /// point that adds nothing.
+    pub(crate) fn errors(&mut self, owner: usize, point: &DataPoint) -> Option<u64> {
+        let PointValue::Number(value) = point.value else {
+            return None;
+        };
+        if !value.is_finite() || value < 0.0 {
+            return None;
+        }
+        let (_, errors) = self.delta(owner, point, (0, value))?;
+        Some(errors.round() as u64).filter(|&e| e > 0)
+    }
+
     /// Forgets the series last seen before `t` (unix nanoseconds): a series that comes back
     /// after that starts again from its next point.
     pub(crate) fn forget_before(&mut self, t: u64) {
-        self.last.retain(|_, (_, _, seen)| *seen >= t);
+        self.last.retain(|_, last| last.seen >= t);
     }
 
     /// Series remembered.
@@ -181,6 +290,7 @@ pub(crate) fn test_point(
         unit: unit.to_owned(),
         kind: MetricKind::Histogram,
         time_unix_nano: t,
+        start_time_unix_nano: 0,
         value: PointValue::Distribution { count, sum },
         attributes: Attributes(
             attrs
@@ -369,6 +479,79 @@ mod tests {
                 .red(1, &at(30, 12, "b"), Side::Server)
                 .map(|r| r.calls),
             Some(3)
+        );
+    }
+
+    /// OTLP metrics data model, "Resets and Gaps": a new start time is a new count, so the
+    /// per-interval summaries of a cloud-metric converter (each point with its own start) count
+    /// whole, a cumulative histogram restarted by its process counts from zero, and a series'
+    /// first point counts whole only when its start is recent.
+    #[test]
+    fn start_times_mark_resets_and_recent_first_points() {
+        let s = 1_000_000_000u64;
+        let name = "http.server.request.duration";
+        let at = |start: u64, t: u64, count: u64| DataPoint {
+            cumulative: true,
+            start_time_unix_nano: start,
+            ..test_point(name, "s", t, (count, count as f64 * 0.1), &[])
+        };
+        let calls = |state: &mut CumulativeState, p: &DataPoint| {
+            state.red(1, p, Side::Server).map(|r| r.calls)
+        };
+        // Per-interval summaries: every point has a new start, every point counts whole,
+        // though the second's count is higher than the first's.
+        let mut state = CumulativeState::default();
+        assert_eq!(calls(&mut state, &at(600 * s, 660 * s, 5)), Some(5));
+        assert_eq!(calls(&mut state, &at(660 * s, 720 * s, 7)), Some(7));
+        assert_eq!(calls(&mut state, &at(720 * s, 780 * s, 3)), Some(3));
+        // A cumulative series from a process that started 15 s before its first point.
+        let mut state = CumulativeState::default();
+        assert_eq!(calls(&mut state, &at(1000 * s, 1015 * s, 4)), Some(4));
+        assert_eq!(calls(&mut state, &at(1000 * s, 1030 * s, 10)), Some(6));
+        // The process restarts: the new start counts from zero, even with a higher count.
+        assert_eq!(calls(&mut state, &at(1035 * s, 1045 * s, 12)), Some(12));
+        // A series that has counted for an hour: its first point only sets the start.
+        let mut state = CumulativeState::default();
+        assert_eq!(calls(&mut state, &at(0, 3600 * s, 900)), None);
+        assert_eq!(calls(&mut state, &at(0, 3615 * s, 910)), Some(10));
+        // No start time (older exporters): the first point sets the start.
+        let mut state = CumulativeState::default();
+        assert_eq!(calls(&mut state, &at(0, 15 * s, 900)), None);
+    }
+
+    /// `faas.errors` is a counter of a function's failed invocations, delta or cumulative.
+    #[test]
+    fn error_counters_count_failed_calls() {
+        let counter = |t: u64, value: f64, cumulative: bool| DataPoint {
+            metric_name: sc::FAAS_ERRORS.to_owned(),
+            value: PointValue::Number(value),
+            cumulative,
+            start_time_unix_nano: 1,
+            ..test_point(sc::FAAS_ERRORS, "{error}", t, (0, 0.0), &[])
+        };
+        assert!(is_error_counter(sc::FAAS_ERRORS));
+        assert!(!is_error_counter(sc::FAAS_INVOKE_DURATION));
+        let mut state = CumulativeState::default();
+        assert_eq!(state.errors(1, &counter(10, 3.0, false)), Some(3));
+        assert_eq!(state.errors(1, &counter(20, 0.0, false)), None);
+        assert_eq!(state.errors(1, &counter(30, -1.0, false)), None);
+        let mut state = CumulativeState::default();
+        let hour = 3_600_000_000_000;
+        let first = counter(hour, 2.0, true);
+        assert_eq!(state.errors(2, &first), None, "a start an hour before");
+        assert_eq!(state.errors(2, &counter(hour + 10, 7.0, true)), Some(5));
+        assert_eq!(
+            side(sc::FAAS_INVOKE_DURATION),
+            Some(Side::Server),
+            "the function's duration is its calls"
+        );
+        assert_eq!(
+            side(sc::DB_CLIENT_OPERATION_DURATION),
+            Some(Side::Client(Callee::Database))
+        );
+        assert_eq!(
+            side(sc::MESSAGING_CLIENT_OPERATION_DURATION),
+            Some(Side::Client(Callee::Messaging))
         );
     }
 }

@@ -225,14 +225,17 @@ pub struct EdgeWindow {
     pub red_source: RedSource,
 }
 
-/// A service's queries to a database over a window, as its client spans measured them.
+/// A service's queries to a database over a window, as its client spans (or client metrics)
+/// measured them.
 #[derive(Debug, Clone, Default)]
 pub struct QueryWindow {
     /// Calling service.
     pub source: String,
-    /// The database entity's name, `<db.system.name>/<db.namespace>`.
+    /// The database entity's name, `<db.system.name>/<db.namespace>` (see the graph's
+    /// database key: else the collection or the server address).
     pub database: String,
-    /// The client spans' RED figures (duration: the query as the caller waited for it).
+    /// The client spans' RED figures, or the caller's `db.client.operation.duration` metrics'
+    /// where it sent no spans (duration: the query as the caller waited for it).
     pub red: RedStats,
 }
 
@@ -634,7 +637,8 @@ impl KnowledgeGraph {
             let Some((a, b)) = self.graph.edge_endpoints(i) else {
                 continue;
             };
-            let red = rel.red.merged(r.start, r.end);
+            let (red, _) =
+                red_or_metrics(&rel.red, &rel.metric_red, r.start, r.end, RedStats::merge);
             if red.calls > 0 {
                 out.queries.push(QueryWindow {
                     source: self.graph[a].name.clone(),

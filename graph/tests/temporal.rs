@@ -132,6 +132,7 @@ fn point(fields: &[(&str, &str)]) -> DataPoint {
         unit: String::new(),
         kind: MetricKind::Gauge,
         time_unix_nano: seconds(get("t").expect("metric needs t=")),
+        start_time_unix_nano: 0,
         value: PointValue::Number(get("value").map_or(1.0, |v| v.parse().unwrap())),
         attributes: Attributes(prefixed(fields, "p.").collect()),
         cumulative: false,

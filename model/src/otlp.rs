@@ -279,7 +279,7 @@ fn number_point(
     Ok(point(
         metric,
         kind,
-        p.time_unix_nano,
+        (p.start_time_unix_nano, p.time_unix_nano),
         PointValue::Number(value),
         &p.attributes,
     ))
@@ -293,7 +293,7 @@ fn is_cumulative(temporality: i32) -> bool {
 fn point(
     metric: &pmetrics::Metric,
     kind: MetricKind,
-    time_unix_nano: u64,
+    (start_time_unix_nano, time_unix_nano): (u64, u64),
     value: PointValue,
     attrs: &[KeyValue],
 ) -> DataPoint {
@@ -302,6 +302,7 @@ fn point(
         unit: metric.unit.clone(),
         kind,
         time_unix_nano,
+        start_time_unix_nano,
         value,
         attributes: attributes(attrs),
         cumulative: false,
@@ -339,7 +340,7 @@ fn metric_points(
                 ..point(
                     metric,
                     MetricKind::Histogram,
-                    p.time_unix_nano,
+                    (p.start_time_unix_nano, p.time_unix_nano),
                     value,
                     &p.attributes,
                 )
@@ -353,7 +354,13 @@ fn metric_points(
             let kind = MetricKind::ExponentialHistogram;
             push(Ok(DataPoint {
                 cumulative: is_cumulative(h.aggregation_temporality),
-                ..point(metric, kind, p.time_unix_nano, value, &p.attributes)
+                ..point(
+                    metric,
+                    kind,
+                    (p.start_time_unix_nano, p.time_unix_nano),
+                    value,
+                    &p.attributes,
+                )
             }))
         }),
         Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| {
@@ -367,7 +374,7 @@ fn metric_points(
                 ..point(
                     metric,
                     MetricKind::Summary,
-                    p.time_unix_nano,
+                    (p.start_time_unix_nano, p.time_unix_nano),
                     value,
                     &p.attributes,
                 )

@@ -2,14 +2,16 @@
 //! `opentelemetry-semantic-conventions` so no crate retypes a literal.
 
 pub use opentelemetry_semantic_conventions::attribute::{
-    DB_NAMESPACE, DB_SYSTEM_NAME, DEPLOYMENT_ENVIRONMENT_NAME, EXCEPTION_MESSAGE, EXCEPTION_TYPE,
-    HOST_NAME, K8S_CRONJOB_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME,
-    K8S_NAMESPACE_NAME, K8S_NODE_NAME, K8S_POD_NAME, K8S_POD_UID, K8S_REPLICASET_NAME,
-    K8S_STATEFULSET_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_SYSTEM, SERVER_ADDRESS,
+    CLOUD_PLATFORM, CLOUD_PROVIDER, DB_COLLECTION_NAME, DB_NAMESPACE, DB_SYSTEM_NAME,
+    DEPLOYMENT_ENVIRONMENT_NAME, EXCEPTION_MESSAGE, EXCEPTION_TYPE, FAAS_NAME, HOST_NAME,
+    K8S_CRONJOB_NAME, K8S_DAEMONSET_NAME, K8S_DEPLOYMENT_NAME, K8S_JOB_NAME, K8S_NAMESPACE_NAME,
+    K8S_NODE_NAME, K8S_POD_NAME, K8S_POD_UID, K8S_REPLICASET_NAME, K8S_STATEFULSET_NAME,
+    MESSAGING_DESTINATION_NAME, MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM, SERVER_ADDRESS,
     SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_PEER_NAME, SERVICE_VERSION,
 };
 pub use opentelemetry_semantic_conventions::metric::{
-    K8S_POD_CPU_USAGE, K8S_POD_MEMORY_USAGE, K8S_POD_NETWORK_IO,
+    DB_CLIENT_OPERATION_DURATION, FAAS_ERRORS, FAAS_INVOKE_DURATION, K8S_POD_CPU_USAGE,
+    K8S_POD_MEMORY_USAGE, K8S_POD_NETWORK_IO, MESSAGING_CLIENT_OPERATION_DURATION,
 };
 
 /// Pod CPU usage as a share of its limit, 0..1 (OpenTelemetry Collector `kubeletstats`
@@ -31,3 +33,14 @@ pub const SEVERITY_NUMBER_ERROR: i32 = 17;
 /// The pre-1.30 name of `service.peer.name` (the logical name of the service a client span
 /// calls), still sent by most instrumentations.
 pub const PEER_SERVICE: &str = "peer.service";
+
+/// The RPC system of a client or server call (`aws-api` for a cloud SDK's calls), by its
+/// pre-1.37 name, which the AWS SDK instrumentations still send; `rpc.system.name` since.
+pub const RPC_SYSTEM: &str = "rpc.system";
+
+/// The RPC system's name since semantic conventions 1.37.
+pub const RPC_SYSTEM_NAME: &str = "rpc.system.name";
+
+/// The service an RPC calls (`DynamoDB`, `SQS` for the AWS SDK's calls), by its pre-1.37 name;
+/// folded into `rpc.method` since.
+pub const RPC_SERVICE: &str = "rpc.service";

@@ -325,6 +325,9 @@ pub struct DataPoint {
     pub kind: MetricKind,
     /// Point time, unix nanoseconds.
     pub time_unix_nano: u64,
+    /// Start of the point's interval, unix nanoseconds (OTLP `start_time_unix_nano`): for a
+    /// cumulative point, when its series (re)started counting; 0 when not sent.
+    pub start_time_unix_nano: u64,
     /// The value.
     pub value: PointValue,
     /// Point attributes.
