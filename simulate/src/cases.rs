@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fault::{FaultKind, HerringKind};
-use crate::scenario::{plan_case, CaseSpec, GroundTruth};
+use crate::metrics::MetricExport;
+use crate::scenario::{plan_case, CaseSpec, GroundTruth, Traffic};
 use crate::sim::Notice;
 use crate::topology::Topology;
 
@@ -78,10 +79,14 @@ pub struct SuiteSpec {
     pub seed: u64,
     /// Chance of each herring kind in a case.
     pub herring_chance: f64,
-    /// Fault-free stretch before each fault, nanoseconds.
-    pub baseline_nanos: u64,
+    /// Fault-free stretches before the faults, nanoseconds, used in turn.
+    pub baselines_nanos: Vec<u64>,
     /// Length of each fault, nanoseconds.
     pub fault_nanos: u64,
+    /// Traffic levels, used in turn.
+    pub traffic: Vec<Traffic>,
+    /// How every case's metrics are exported.
+    pub metrics: MetricExport,
 }
 
 /// What `suite.json` records.
@@ -99,19 +104,39 @@ pub struct SuiteManifest {
     pub faults: Vec<FaultKind>,
     /// Chance of each herring kind in a case.
     pub herring_chance: f64,
-    /// Seconds of fault-free baseline per case.
-    pub baseline_seconds: u64,
+    /// Seconds of fault-free baseline before the faults, used in turn.
+    pub baseline_seconds: Vec<u64>,
     /// Seconds of fault per case.
     pub fault_seconds: u64,
+    /// Traffic levels, used in turn.
+    #[serde(default)]
+    pub traffic: Vec<Traffic>,
+    /// How the cases' metrics are exported.
+    #[serde(default)]
+    pub metrics: MetricExport,
 }
 
-/// The case specs of a suite, in order: kinds cycle fastest, then topologies.
+/// The case specs of a suite, in order: kinds cycle fastest, then topologies, then traffic
+/// levels, then baseline lengths.
 pub fn suite_cases(spec: &SuiteSpec) -> Vec<CaseSpec> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let (kinds, systems) = (spec.faults.len(), spec.topologies.len());
+    let levels = spec.traffic.len().max(1);
+    let baselines = spec.baselines_nanos.len().max(1);
     (0..spec.cases)
         .map(|i| {
-            let fault = spec.faults[i % spec.faults.len()];
-            let topology = spec.topologies[(i / spec.faults.len()) % spec.topologies.len()].clone();
+            let fault = spec.faults[i % kinds];
+            let topology = spec.topologies[(i / kinds) % systems].clone();
+            let traffic = spec
+                .traffic
+                .get((i / (kinds * systems)) % levels)
+                .copied()
+                .unwrap_or_default();
+            let baseline_nanos = spec
+                .baselines_nanos
+                .get((i / (kinds * systems * levels)) % baselines)
+                .copied()
+                .unwrap_or(6 * 60 * SECOND);
             let herrings: Vec<HerringKind> = HerringKind::ALL
                 .into_iter()
                 .filter(|_| rng.random_bool(spec.herring_chance.clamp(0.0, 1.0)))
@@ -124,8 +149,10 @@ pub fn suite_cases(spec: &SuiteSpec) -> Vec<CaseSpec> {
                 herrings,
                 seed,
                 start_unix_nano: EPOCH + (seed % (24 * 14)) * 3_600 * SECOND,
-                baseline_nanos: spec.baseline_nanos,
+                baseline_nanos,
                 fault_nanos: spec.fault_nanos,
+                metrics: spec.metrics,
+                traffic,
             }
         })
         .collect()
@@ -203,8 +230,10 @@ pub fn write_suite(
         topologies: spec.topologies.iter().map(|t| t.name.clone()).collect(),
         faults: spec.faults.clone(),
         herring_chance: spec.herring_chance,
-        baseline_seconds: spec.baseline_nanos / SECOND,
+        baseline_seconds: spec.baselines_nanos.iter().map(|b| b / SECOND).collect(),
         fault_seconds: spec.fault_nanos / SECOND,
+        traffic: spec.traffic.clone(),
+        metrics: spec.metrics,
     };
     for (name, value) in [
         ("ground_truth.json", serde_json::to_string_pretty(&truths)),

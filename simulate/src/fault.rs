@@ -33,11 +33,14 @@ pub enum FaultKind {
     NoisyNeighbour,
     /// Calls from one service to another time out after a second.
     NetworkPartition,
+    /// A database or managed table refuses 15–50% of its calls: throttled, out of
+    /// connections.
+    DbErrors,
 }
 
 impl FaultKind {
     /// Every fault kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Latency,
         Self::Errors,
         Self::Cpu,
@@ -48,6 +51,7 @@ impl FaultKind {
         Self::DbSlowdown,
         Self::NoisyNeighbour,
         Self::NetworkPartition,
+        Self::DbErrors,
     ];
 
     /// The snake-case name used in files and flags.
@@ -63,6 +67,7 @@ impl FaultKind {
             Self::DbSlowdown => "db_slowdown",
             Self::NoisyNeighbour => "noisy_neighbour",
             Self::NetworkPartition => "network_partition",
+            Self::DbErrors => "db_errors",
         }
     }
 

@@ -22,6 +22,7 @@ mod trace;
 
 pub use error::{Error, Result};
 pub use fault::{FaultKind, HerringKind, Impact, Planned, Target};
+pub use metrics::{MetricExport, Temporality};
 pub use scenario::{plan_case, CaseSpec, GroundTruth};
 pub use sim::{Batch, Notice, Simulation};
 pub use topology::Topology;

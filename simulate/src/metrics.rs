@@ -1,23 +1,98 @@
-//! The metrics of simulated pods, collected every 15 seconds: request durations as the HTTP
-//! and RPC semantic conventions name them (delta-temporality histograms per operation and
-//! status, on the server and on the client side with `server.address`), and CPU and memory
-//! utilization and container restarts as the Collector's `kubeletstats` and `k8s_cluster`
-//! receivers report them.
+//! The metrics of simulated pods, collected every 15 seconds by default ([`MetricExport`]):
+//! request durations as the semantic conventions name them (histograms per operation and
+//! status on the server side; on the client side per callee: HTTP and RPC durations with
+//! `server.address`, a cloud SDK's RPC durations with `rpc.system` = `aws-api`,
+//! `db.client.operation.duration` and `messaging.client.operation.duration`), a function's
+//! FaaS metrics (`faas.invoke_duration`, `faas.invocations`, `faas.errors`) instead of its
+//! server durations, and a Kubernetes pod's CPU and memory utilization and container restarts
+//! as the Collector's `kubeletstats` and `k8s_cluster` receivers report them.
+//!
+//! Durations go out as delta or cumulative histograms, or as summaries with quantiles, each
+//! point with the start of its own interval, as Prometheus-style and cloud-metric converters
+//! send them ([`Temporality`]).
 
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint,
+    metric, number_data_point, summary_data_point, AggregationTemporality, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, Sum, Summary, SummaryDataPoint,
 };
 use opentelemetry_semantic_conventions::{attribute as sc, metric as sm};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::otlp::{self, kv};
-use crate::sim::{Simulation, METRIC_INTERVAL};
-use crate::topology::Protocol;
+use crate::sim::{Simulation, SECOND};
+use crate::topology::{Protocol, ServiceKind, ServiceSpec};
+
+/// How a simulated deployment exports its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricExport {
+    /// Collection interval, seconds (15 s for an SDK's reader, 60 s or 300 s for a
+    /// cloud provider's metrics converted by a Collector).
+    pub interval_seconds: u64,
+    /// How durations and counters are sent.
+    pub temporality: Temporality,
+}
+
+impl Default for MetricExport {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 15,
+            temporality: Temporality::Delta,
+        }
+    }
+}
+
+impl MetricExport {
+    /// The collection interval, nanoseconds.
+    pub fn interval_nanos(&self) -> u64 {
+        self.interval_seconds.max(1) * SECOND
+    }
+}
+
+/// How durations and counters are sent (OTLP metrics data model, "Temporality").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Temporality {
+    /// Histograms and sums of each interval alone (the SDKs' delta preference).
+    #[default]
+    Delta,
+    /// Histograms and sums from the series' start (the SDKs' default, Prometheus).
+    Cumulative,
+    /// Summaries (count, sum, quantiles) of each interval, each point with its interval's
+    /// start, as cloud-metric converters send them; counters as delta sums.
+    Summary,
+}
+
+impl Temporality {
+    /// Every way, in the order of `--temporality`'s help.
+    pub const ALL: [Self; 3] = [Self::Delta, Self::Cumulative, Self::Summary];
+
+    /// The snake-case name used in files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delta => "delta",
+            Self::Cumulative => "cumulative",
+            Self::Summary => "summary",
+        }
+    }
+}
+
+impl std::str::FromStr for Temporality {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown temporality {s:?}; known: delta, cumulative, summary"))
+    }
+}
+
+/// Quantiles a summary point carries.
+const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
 /// Bucket bounds of `http.*.request.duration`, seconds (HTTP metrics semantic conventions).
 const HTTP_BOUNDS: [f64; 14] = [
@@ -52,19 +127,81 @@ impl Hist {
         self.min = self.min.min(value);
         self.max = self.max.max(value);
     }
+
+    /// Adds another histogram of the same bounds.
+    fn merge(&mut self, other: &Hist) {
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The `q` quantile, interpolated linearly within its bucket (bounded by the observed
+    /// minimum and maximum), as a Prometheus `histogram_quantile` does.
+    fn quantile(&self, bounds: &[f64], q: f64) -> f64 {
+        let rank = q * self.count as f64;
+        let mut seen = 0.0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            let next = seen + c as f64;
+            if c > 0 && next >= rank {
+                let lo = if i == 0 {
+                    self.min
+                } else {
+                    bounds[i - 1].max(self.min)
+                };
+                let hi = bounds.get(i).copied().unwrap_or(self.max).min(self.max);
+                return lo + (hi - lo) * ((rank - seen) / c as f64).clamp(0.0, 1.0);
+            }
+            seen = next;
+        }
+        self.max
+    }
 }
 
 /// Measurements since the last collection.
 #[derive(Debug, Default)]
 pub(crate) struct Meters {
+    /// How they are exported.
+    pub(crate) export: MetricExport,
     /// (pod, operation, failed) → server durations.
     server: ByPod,
     /// (pod, callee service, failed) → client durations.
     client: ByPod,
     /// Requests each pod served.
     served: BTreeMap<usize, u64>,
+    /// Cumulative series by (pod, metric, attributes): their start and totals.
+    totals: BTreeMap<(usize, &'static str, String), (u64, Series)>,
+    /// Cumulative counters by (pod, metric): their start and total.
+    counters: BTreeMap<(usize, &'static str), (u64, f64)>,
     /// Collected metrics with their resources, waiting to be sent.
     ready: Vec<(Vec<KeyValue>, Vec<Metric>)>,
+}
+
+/// How a service's served requests are measured: a function's in seconds (its
+/// `faas.invoke_duration`), others by how they are called.
+pub(crate) fn server_protocol(spec: &ServiceSpec) -> Protocol {
+    if spec.cloud_platform.as_deref() == Some("aws_lambda") {
+        Protocol::Http
+    } else {
+        spec.protocol
+    }
+}
+
+/// How calls to `callee` are measured: an instrumented service's by its protocol, a cloud
+/// API's as RPC durations in milliseconds, every other dependency's in seconds.
+pub(crate) fn client_protocol(callee: &ServiceSpec) -> Protocol {
+    match callee.kind {
+        ServiceKind::Service => callee.protocol,
+        ServiceKind::Endpoint if callee.rpc_service.is_some() => Protocol::Grpc,
+        _ => Protocol::Http,
+    }
 }
 
 fn in_unit(protocol: Protocol, ms: f64) -> (f64, &'static [f64]) {
@@ -131,37 +268,100 @@ fn gauge(name: &str, unit: &str, t: u64, value: f64) -> Metric {
     }
 }
 
-fn histogram(
-    name: &str,
-    unit: &str,
-    (start, t): (u64, u64),
-    points: Vec<(Vec<KeyValue>, Hist)>,
-    bounds: &[f64],
-) -> Metric {
-    Metric {
-        name: name.into(),
-        unit: unit.into(),
-        data: Some(metric::Data::Histogram(Histogram {
-            aggregation_temporality: AggregationTemporality::Delta as i32,
-            data_points: points
-                .into_iter()
-                .map(|(attributes, h)| HistogramDataPoint {
-                    attributes,
-                    start_time_unix_nano: start,
-                    time_unix_nano: t,
-                    count: h.count,
-                    sum: Some(h.sum),
-                    bucket_counts: h.counts,
-                    explicit_bounds: bounds.to_vec(),
-                    min: Some(h.min),
-                    max: Some(h.max),
-                    ..Default::default()
-                })
-                .collect(),
-        })),
-        ..Default::default()
+/// One series of durations: its metric, unit and bucket bounds, attributes and measurements.
+#[derive(Debug, Clone)]
+struct Series {
+    name: &'static str,
+    unit: &'static str,
+    bounds: &'static [f64],
+    attributes: Vec<KeyValue>,
+    hist: Hist,
+}
+
+/// The server-side durations metric of `protocol`, its unit and bounds.
+// The gRPC instrumentations still emit `rpc.server.duration` in ms (before the 1.37 renames).
+#[allow(deprecated)]
+fn server_metric(protocol: Protocol) -> (&'static str, &'static str, &'static [f64]) {
+    match protocol {
+        Protocol::Http => (sm::HTTP_SERVER_REQUEST_DURATION, "s", &HTTP_BOUNDS),
+        Protocol::Grpc => (sm::RPC_SERVER_DURATION, "ms", &RPC_BOUNDS),
     }
 }
+
+/// The client-side durations metric of calls to `callee`, its unit and bounds, and the
+/// attributes that name the callee.
+// The gRPC and AWS SDK instrumentations still emit the RPC conventions before their 1.37
+// renames (`rpc.client.duration` in ms).
+#[allow(deprecated)]
+fn client_metric(
+    callee: &ServiceSpec,
+    failed: bool,
+) -> (&'static str, &'static str, &'static [f64], Vec<KeyValue>) {
+    let (name, unit, bounds, mut attributes): (_, _, &'static [f64], _) = match callee.kind {
+        ServiceKind::Service => {
+            let attributes = vec![kv(sc::SERVER_ADDRESS, &callee.name)];
+            match callee.protocol {
+                Protocol::Http => (
+                    sm::HTTP_CLIENT_REQUEST_DURATION,
+                    "s",
+                    &HTTP_BOUNDS,
+                    attributes,
+                ),
+                Protocol::Grpc => (sm::RPC_CLIENT_DURATION, "ms", &RPC_BOUNDS, attributes),
+            }
+        }
+        ServiceKind::Database | ServiceKind::Cache => (
+            sm::DB_CLIENT_OPERATION_DURATION,
+            "s",
+            &HTTP_BOUNDS,
+            crate::trace::database_attributes(callee, None),
+        ),
+        ServiceKind::Topic => (
+            sm::MESSAGING_CLIENT_OPERATION_DURATION,
+            "s",
+            &HTTP_BOUNDS,
+            vec![
+                kv(
+                    sc::MESSAGING_SYSTEM,
+                    callee.system.as_deref().unwrap_or("kafka"),
+                ),
+                kv(sc::MESSAGING_DESTINATION_NAME, &callee.name),
+                kv(sc::MESSAGING_OPERATION_TYPE, "send"),
+            ],
+        ),
+        ServiceKind::Endpoint => {
+            let address = kv(
+                sc::SERVER_ADDRESS,
+                callee.address.as_ref().unwrap_or(&callee.name),
+            );
+            match &callee.rpc_service {
+                Some(service) => (
+                    sm::RPC_CLIENT_DURATION,
+                    "ms",
+                    &RPC_BOUNDS,
+                    vec![
+                        kv(sc::RPC_SYSTEM, "aws-api"),
+                        kv(sc::RPC_SERVICE, service),
+                        address,
+                    ],
+                ),
+                None => (
+                    sm::HTTP_CLIENT_REQUEST_DURATION,
+                    "s",
+                    &HTTP_BOUNDS,
+                    vec![address],
+                ),
+            }
+        }
+    };
+    if failed {
+        attributes.push(kv(sc::ERROR_TYPE, "500"));
+    }
+    (name, unit, bounds, attributes)
+}
+
+/// One point of a duration metric: its start, attributes and measurements.
+type Point = (u64, Vec<KeyValue>, Hist);
 
 /// Measurements keyed by (pod, operation or callee, failed).
 type ByPod = BTreeMap<(usize, usize, bool), (Protocol, Hist)>;
@@ -174,27 +374,151 @@ fn drain_pod(map: &mut ByPod, p: usize) -> ByPod {
     mine
 }
 
-/// One histogram metric per protocol of one pod's measurements, named `names` (HTTP in
-/// seconds, RPC in milliseconds).
-fn durations(
-    points: Vec<(Protocol, Vec<KeyValue>, Hist)>,
-    [http, rpc]: [&str; 2],
-    interval: (u64, u64),
-) -> Vec<Metric> {
-    let mut by_protocol: BTreeMap<Protocol, Vec<(Vec<KeyValue>, Hist)>> = BTreeMap::new();
-    for (protocol, attributes, h) in points {
-        by_protocol
-            .entry(protocol)
-            .or_default()
-            .push((attributes, h));
+impl Meters {
+    /// The OTLP metrics of one pod's duration series over `(start, t)`, one metric per name,
+    /// as the export's temporality sends them (cumulative series are kept across intervals
+    /// and sent every interval, with or without new measurements).
+    fn durations(
+        &mut self,
+        pod: usize,
+        series: Vec<Series>,
+        (start, t): (u64, u64),
+    ) -> Vec<Metric> {
+        let mut by_name: BTreeMap<&'static str, (&'static str, &'static [f64], Vec<Point>)> =
+            BTreeMap::new();
+        match self.export.temporality {
+            Temporality::Delta | Temporality::Summary => {
+                for x in series {
+                    by_name
+                        .entry(x.name)
+                        .or_insert((x.unit, x.bounds, Vec::new()))
+                        .2
+                        .push((start, x.attributes, x.hist));
+                }
+            }
+            Temporality::Cumulative => {
+                for x in series {
+                    let key = (pod, x.name, format!("{:?}", x.attributes));
+                    match self.totals.get_mut(&key) {
+                        Some((_, total)) => total.hist.merge(&x.hist),
+                        None => {
+                            self.totals.insert(key, (start, x));
+                        }
+                    }
+                }
+                let mine = (pod, "", String::new())..(pod + 1, "", String::new());
+                for (start, x) in self.totals.range(mine).map(|(_, v)| v) {
+                    by_name
+                        .entry(x.name)
+                        .or_insert((x.unit, x.bounds, Vec::new()))
+                        .2
+                        .push((*start, x.attributes.clone(), x.hist.clone()));
+                }
+            }
+        }
+        by_name
+            .into_iter()
+            .map(|(name, (unit, bounds, points))| {
+                self.duration_metric(name, unit, bounds, points, t)
+            })
+            .collect()
     }
-    by_protocol
-        .into_iter()
-        .map(|(protocol, points)| match protocol {
-            Protocol::Http => histogram(http, "s", interval, points, &HTTP_BOUNDS),
-            Protocol::Grpc => histogram(rpc, "ms", interval, points, &RPC_BOUNDS),
-        })
-        .collect()
+
+    /// One duration metric of `points` (each with its start) at `t`.
+    fn duration_metric(
+        &self,
+        name: &str,
+        unit: &str,
+        bounds: &[f64],
+        points: Vec<Point>,
+        t: u64,
+    ) -> Metric {
+        let data = match self.export.temporality {
+            Temporality::Summary => metric::Data::Summary(Summary {
+                data_points: points
+                    .into_iter()
+                    .map(|(start, attributes, h)| SummaryDataPoint {
+                        attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: t,
+                        count: h.count,
+                        sum: h.sum,
+                        quantile_values: QUANTILES
+                            .iter()
+                            .map(|&q| summary_data_point::ValueAtQuantile {
+                                quantile: q,
+                                value: h.quantile(bounds, q),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+            temporality => metric::Data::Histogram(Histogram {
+                aggregation_temporality: if temporality == Temporality::Cumulative {
+                    AggregationTemporality::Cumulative
+                } else {
+                    AggregationTemporality::Delta
+                } as i32,
+                data_points: points
+                    .into_iter()
+                    .map(|(start, attributes, h)| HistogramDataPoint {
+                        attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: t,
+                        count: h.count,
+                        sum: Some(h.sum),
+                        bucket_counts: h.counts,
+                        explicit_bounds: bounds.to_vec(),
+                        min: Some(h.min),
+                        max: Some(h.max),
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        };
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    /// A monotonic counter `name` of one pod: `value` more over `(start, t)`, as a delta or
+    /// cumulative sum by the export's temporality.
+    fn counter(
+        &mut self,
+        pod: usize,
+        name: &'static str,
+        unit: &str,
+        value: f64,
+        (start, t): (u64, u64),
+    ) -> Metric {
+        let (start, value, temporality) = match self.export.temporality {
+            Temporality::Cumulative => {
+                let total = self.counters.entry((pod, name)).or_insert((start, 0.0));
+                total.1 += value;
+                (total.0, total.1, AggregationTemporality::Cumulative)
+            }
+            _ => (start, value, AggregationTemporality::Delta),
+        };
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![NumberDataPoint {
+                    start_time_unix_nano: start,
+                    time_unix_nano: t,
+                    value: Some(number_data_point::Value::AsDouble(value)),
+                    ..Default::default()
+                }],
+                aggregation_temporality: temporality as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        }
+    }
 }
 
 impl Simulation {
@@ -203,7 +527,8 @@ impl Simulation {
     // conventions before their 1.37 renames (`rpc.system`, `rpc.grpc.status_code`, durations in ms).
     #[allow(deprecated)]
     pub(crate) fn collect_metrics(&mut self, t: u64) {
-        let start = t.saturating_sub(METRIC_INTERVAL);
+        let interval = self.meters.export.interval_nanos();
+        let start = t.saturating_sub(interval);
         let topology = self.topology.clone();
         let mut server = std::mem::take(&mut self.meters.server);
         let mut client = std::mem::take(&mut self.meters.client);
@@ -214,63 +539,106 @@ impl Simulation {
             }
             let pod = &self.pods[p];
             let spec = &topology.services[pod.service];
-            let impact = self.impact(p, t);
-            let rps = served.get(&p).copied().unwrap_or(0) as f64 / 15.0;
-            let noise: f64 = self.rng.random_range(-0.02..0.02);
-            let cpu = (spec.cpu_base + spec.cpu_per_rps * rps + impact.cpu + noise).clamp(0.0, 1.0);
-            let memory = (pod.memory + self.rng.random_range(-0.01..0.01)).clamp(0.0, 1.0);
-            let mut metrics = vec![
-                gauge(
-                    loupe_model::semconv::K8S_POD_CPU_LIMIT_UTILIZATION,
-                    "1",
-                    t,
-                    cpu,
-                ),
-                gauge(
-                    loupe_model::semconv::K8S_POD_MEMORY_LIMIT_UTILIZATION,
-                    "1",
-                    t,
-                    memory,
-                ),
-                gauge(
-                    sm::K8S_CONTAINER_RESTART_COUNT,
-                    "{restart}",
-                    t,
-                    f64::from(pod.restarts),
-                ),
-            ];
-            let served_here =
-                drain_pod(&mut server, p)
-                    .into_iter()
-                    .map(|((_, op, failed), (protocol, h))| {
+            let function = spec.cloud_platform.as_deref() == Some("aws_lambda");
+            let mut metrics = Vec::new();
+            if spec.cloud_platform.is_none() {
+                let impact = self.impact(p, t);
+                let rps =
+                    served.get(&p).copied().unwrap_or(0) as f64 * SECOND as f64 / interval as f64;
+                let noise: f64 = self.rng.random_range(-0.02..0.02);
+                let cpu =
+                    (spec.cpu_base + spec.cpu_per_rps * rps + impact.cpu + noise).clamp(0.0, 1.0);
+                let memory = (pod.memory + self.rng.random_range(-0.01..0.01)).clamp(0.0, 1.0);
+                metrics.extend([
+                    gauge(
+                        loupe_model::semconv::K8S_POD_CPU_LIMIT_UTILIZATION,
+                        "1",
+                        t,
+                        cpu,
+                    ),
+                    gauge(
+                        loupe_model::semconv::K8S_POD_MEMORY_LIMIT_UTILIZATION,
+                        "1",
+                        t,
+                        memory,
+                    ),
+                    gauge(
+                        sm::K8S_CONTAINER_RESTART_COUNT,
+                        "{restart}",
+                        t,
+                        f64::from(pod.restarts),
+                    ),
+                ]);
+            }
+            let mine = drain_pod(&mut server, p);
+            let series: Vec<Series> = if function {
+                // A function reports its invocations (FaaS metrics conventions): durations
+                // without an outcome, and its failures as a counter.
+                let (mut all, mut errors) = (Hist::default(), 0u64);
+                // Recorded in seconds (see `server_protocol`).
+                for ((_, _, failed), (_, h)) in &mine {
+                    errors += if *failed { h.count } else { 0 };
+                    all.merge(h);
+                }
+                if all.count > 0 || spec.cloud_platform.is_some() {
+                    metrics.push(self.meters.counter(
+                        p,
+                        sm::FAAS_INVOCATIONS,
+                        "{invocation}",
+                        all.count as f64,
+                        (start, t),
+                    ));
+                    metrics.push(self.meters.counter(
+                        p,
+                        sm::FAAS_ERRORS,
+                        "{error}",
+                        errors as f64,
+                        (start, t),
+                    ));
+                }
+                if all.count > 0 {
+                    vec![Series {
+                        name: sm::FAAS_INVOKE_DURATION,
+                        unit: "s",
+                        bounds: &HTTP_BOUNDS,
+                        attributes: vec![kv(sc::FAAS_TRIGGER, "http")],
+                        hist: all,
+                    }]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                mine.into_iter()
+                    .map(|((_, op, failed), (protocol, hist))| {
+                        let (name, unit, bounds) = server_metric(protocol);
                         // The metric carries the span's attributes (the conventions share them).
                         let op = &spec.operations[op].name;
-                        (
-                            protocol,
-                            crate::trace::server_attributes(protocol, op, failed),
-                            h,
-                        )
-                    });
-            metrics.extend(durations(
-                served_here.collect(),
-                [sm::HTTP_SERVER_REQUEST_DURATION, sm::RPC_SERVER_DURATION],
-                (start, t),
-            ));
-            let called = drain_pod(&mut client, p).into_iter().map(
-                |((_, callee, failed), (protocol, h))| {
-                    let mut attributes =
-                        vec![kv(sc::SERVER_ADDRESS, &topology.services[callee].name)];
-                    if failed {
-                        attributes.push(kv(sc::ERROR_TYPE, "500"));
+                        Series {
+                            name,
+                            unit,
+                            bounds,
+                            attributes: crate::trace::server_attributes(protocol, op, failed),
+                            hist,
+                        }
+                    })
+                    .collect()
+            };
+            let mut series = series;
+            series.extend(drain_pod(&mut client, p).into_iter().map(
+                |((_, callee, failed), (_, hist))| {
+                    let (name, unit, bounds, attributes) =
+                        client_metric(&topology.services[callee], failed);
+                    Series {
+                        name,
+                        unit,
+                        bounds,
+                        attributes,
+                        hist,
                     }
-                    (protocol, attributes, h)
                 },
-            );
-            metrics.extend(durations(
-                called.collect(),
-                [sm::HTTP_CLIENT_REQUEST_DURATION, sm::RPC_CLIENT_DURATION],
-                (start, t),
             ));
+            metrics.extend(self.meters.durations(p, series, (start, t)));
+            let pod = &self.pods[p];
             self.meters.ready.push(((*pod.resource).clone(), metrics));
         }
         // Measurements of pods gone before the collection are lost, as an SDK's are.

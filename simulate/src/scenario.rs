@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{FaultKind, HerringKind, Impact, Planned, Target};
+use crate::metrics::MetricExport;
 use crate::sim::Simulation;
 use crate::topology::{FlagEffect, ServiceKind, Topology};
 
@@ -60,6 +61,9 @@ pub struct GroundTruth {
     pub baseline_start_unix_ns: u64,
     /// What happened beside it and caused nothing.
     pub red_herrings: Vec<HerringTruth>,
+    /// The case's traffic.
+    #[serde(default)]
+    pub traffic: Traffic,
     /// The seed of the case's simulation.
     pub seed: u64,
     /// A sentence for people.
@@ -154,6 +158,7 @@ pub fn plan_fault(
         fault_end_unix_ns: end,
         baseline_start_unix_ns: case_start,
         red_herrings: Vec::new(),
+        traffic: Traffic::Normal,
         seed: 0,
         description: String::new(),
     };
@@ -272,7 +277,7 @@ pub fn plan_fault(
             truth.description = format!("feature flag {key} turned on in {service}");
             truth.flag = Some(key);
         }
-        FaultKind::DbSlowdown => {
+        FaultKind::DbSlowdown | FaultKind::DbErrors => {
             let stores: Vec<usize> = (0..topology.services.len())
                 .filter(|&s| {
                     matches!(
@@ -288,15 +293,27 @@ pub fn plan_fault(
             };
             let s = pick(rng, &stores);
             fault.target = Target::Service { service: name(s) };
-            impact.latency_factor = rng.random_range(8.0..20.0);
-            impact.latency_add_ms = rng.random_range(20.0..100.0);
+            if kind == FaultKind::DbSlowdown {
+                impact.latency_factor = rng.random_range(8.0..20.0);
+                impact.latency_add_ms = rng.random_range(20.0..100.0);
+            } else {
+                impact.error_rate = rng.random_range(0.15..0.5);
+            }
             truth.root_cause_service = name(s);
             truth.root_cause_kind = if topology.services[s].kind == ServiceKind::Service {
                 "service".into()
             } else {
                 "database".into()
             };
-            truth.description = format!("{} answers slowly", name(s));
+            truth.description = if kind == FaultKind::DbSlowdown {
+                format!("{} answers slowly", name(s))
+            } else {
+                format!(
+                    "{} refuses {:.0}% of its calls",
+                    name(s),
+                    impact.error_rate * 100.0
+                )
+            };
         }
         FaultKind::NoisyNeighbour => {
             let n = rng.random_range(0..topology.nodes.len());
@@ -423,6 +440,59 @@ pub struct CaseSpec {
     pub baseline_nanos: u64,
     /// Length of the fault, nanoseconds (the case ends with it).
     pub fault_nanos: u64,
+    /// How its metrics are exported.
+    pub metrics: MetricExport,
+    /// Its traffic, relative to the topology's.
+    pub traffic: Traffic,
+}
+
+/// A case's traffic, relative to its topology's `requests_per_second`: faults must be found
+/// in a quiet system as in a busy one.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Traffic {
+    /// A quarter of the topology's rate.
+    Low,
+    /// The topology's rate.
+    #[default]
+    Normal,
+    /// Four times the topology's rate.
+    High,
+}
+
+impl Traffic {
+    /// Every level.
+    pub const ALL: [Self; 3] = [Self::Low, Self::Normal, Self::High];
+
+    /// The factor on the topology's rate.
+    pub fn factor(self) -> f64 {
+        match self {
+            Self::Low => 0.25,
+            Self::Normal => 1.0,
+            Self::High => 4.0,
+        }
+    }
+
+    /// The snake-case name used in files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+        }
+    }
+}
+
+impl std::str::FromStr for Traffic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown traffic {s:?}; known: low, normal, high"))
+    }
 }
 
 /// The simulation of a case, ready to run from its start, and its ground truth.
@@ -438,12 +508,18 @@ pub fn plan_case(spec: &CaseSpec) -> (Simulation, GroundTruth) {
         MIN_TARGET_RATE,
         &mut rng,
     );
-    let sim = Simulation::new(
-        spec.topology.clone(),
-        spec.start_unix_nano,
-        plans,
-        rng.random(),
-    );
+    // Targets are chosen at the topology's own rate, so that a quiet case keeps the same
+    // targets as a busy one; the simulation runs at the case's.
+    let topology = if spec.traffic == Traffic::Normal {
+        spec.topology.clone()
+    } else {
+        let mut t = (*spec.topology).clone();
+        t.requests_per_second *= spec.traffic.factor();
+        std::sync::Arc::new(t)
+    };
+    let sim = Simulation::new(topology, spec.start_unix_nano, plans, rng.random())
+        .with_metric_export(spec.metrics);
+    truth.traffic = spec.traffic;
     truth.case_id = spec.case_id.clone();
     truth.seed = spec.seed;
     if let Some(Target::Pod { service, replica }) = sim.plans().first().map(|p| &p.target) {

@@ -19,15 +19,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::fault::{Impact, Planned, Target};
-use crate::metrics::Meters;
+use crate::metrics::{Meters, MetricExport};
 use crate::otlp::{self, kv};
 use crate::topology::{ServiceKind, Topology};
 
 pub(crate) const SECOND: u64 = 1_000_000_000;
 const MINUTE: u64 = 60 * SECOND;
-/// How often pods report their metrics (the `kubeletstats` receiver's and the SDKs' usual
-/// collection interval is 10–60 s).
-pub(crate) const METRIC_INTERVAL: u64 = 15 * SECOND;
 /// How long an OOMKilled container stays down before it is back.
 const RESTART_DELAY: u64 = 20 * SECOND;
 /// How long the old pods of a rollout keep serving beside the new ones.
@@ -161,11 +158,20 @@ impl Simulation {
             events: Vec::new(),
             notices: Vec::new(),
             meters: Meters::default(),
-            next_metrics: start_unix_nano.div_ceil(METRIC_INTERVAL) * METRIC_INTERVAL,
+            next_metrics: start_unix_nano.div_ceil(15 * SECOND) * 15 * SECOND,
             entries: (index, entry_ops),
             noise: (u64::MAX, 1.0),
             serial: 0,
         }
+    }
+
+    /// The simulation with its metrics exported as `export` says (by default every 15 s, as
+    /// delta histograms): the first collection is at the first whole interval after the start.
+    pub fn with_metric_export(mut self, export: MetricExport) -> Self {
+        let interval = export.interval_nanos();
+        self.next_metrics = self.now.div_ceil(interval) * interval;
+        self.meters.export = export;
+        self
     }
 
     /// The current simulated time, unix nanoseconds.
@@ -241,7 +247,7 @@ impl Simulation {
             while self.next_metrics <= next {
                 let at = self.next_metrics;
                 self.collect_metrics(at);
-                self.next_metrics += METRIC_INTERVAL;
+                self.next_metrics += self.meters.export.interval_nanos();
             }
             self.now = next;
         }
@@ -553,23 +559,41 @@ fn new_pod(
     let spec = &t.services[slot.service];
     let name = format!("{}-{replicaset}-{}", spec.name, name_suffix(rng, 5));
     let uid = uuid(rng);
-    let resource = vec![
+    let mut resource = vec![
         kv(sc::SERVICE_NAME, &spec.name),
         kv(sc::SERVICE_VERSION, version),
         kv(sc::SERVICE_INSTANCE_ID, &uid),
         kv(sc::TELEMETRY_SDK_NAME, "opentelemetry"),
         kv(sc::TELEMETRY_SDK_LANGUAGE, &spec.language),
         kv(sc::DEPLOYMENT_ENVIRONMENT_NAME, "production"),
-        kv(sc::K8S_NAMESPACE_NAME, &t.k8s_namespace),
-        kv(sc::K8S_POD_NAME, &name),
-        kv(sc::K8S_POD_UID, &uid),
-        kv(sc::K8S_NODE_NAME, &t.nodes[slot.node]),
-        kv(sc::K8S_DEPLOYMENT_NAME, &spec.name),
-        kv(
-            sc::K8S_REPLICASET_NAME,
-            format!("{}-{replicaset}", spec.name),
-        ),
     ];
+    match spec.cloud_platform.as_deref() {
+        // A managed runtime (cloud resource conventions): the cloud and zone, a function's
+        // name and version; no Kubernetes.
+        Some(platform) => {
+            resource.extend([
+                kv(sc::CLOUD_PROVIDER, "aws"),
+                kv(sc::CLOUD_PLATFORM, platform),
+                kv(sc::CLOUD_REGION, "us-east-1"),
+                kv(sc::CLOUD_AVAILABILITY_ZONE, &t.nodes[slot.node]),
+            ]);
+            if platform == "aws_lambda" {
+                resource.push(kv(sc::FAAS_NAME, &spec.name));
+                resource.push(kv(sc::FAAS_VERSION, version));
+            }
+        }
+        None => resource.extend([
+            kv(sc::K8S_NAMESPACE_NAME, &t.k8s_namespace),
+            kv(sc::K8S_POD_NAME, &name),
+            kv(sc::K8S_POD_UID, &uid),
+            kv(sc::K8S_NODE_NAME, &t.nodes[slot.node]),
+            kv(sc::K8S_DEPLOYMENT_NAME, &spec.name),
+            kv(
+                sc::K8S_REPLICASET_NAME,
+                format!("{}-{replicaset}", spec.name),
+            ),
+        ]),
+    }
     Pod {
         service: slot.service,
         replica: slot.replica,

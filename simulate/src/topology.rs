@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 /// The OpenTelemetry Demo (opentelemetry.io/docs/demo/architecture), as a topology file.
 const OTEL_DEMO: &str = include_str!("../topologies/otel-demo.toml");
 
+/// A shop on a cloud's managed services, instrumented only in its containers and functions.
+const CLOUD_SHOP: &str = include_str!("../topologies/cloud-shop.toml");
+
 /// Names of the built-in topologies, for `--topology`.
-pub const BUILTIN: [&str; 3] = ["otel-demo", "random-small", "random-large"];
+pub const BUILTIN: [&str; 4] = ["otel-demo", "cloud-shop", "random-small", "random-large"];
 
 /// A system to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,11 @@ pub enum ServiceKind {
     Cache,
     /// A message topic: callers publish with PRODUCER spans, its consumers receive.
     Topic,
+    /// An endpoint that sends no telemetry of its own, known only from its callers' client
+    /// spans and metrics (by its `address`): a load balancer or API gateway (whose operations
+    /// forward to the service behind it), a cloud API called through the cloud's SDK (with
+    /// `rpc_service`), a third-party HTTP API, the cloud's metadata endpoint.
+    Endpoint,
 }
 
 /// How an instrumented service is called.
@@ -115,6 +123,20 @@ pub struct ServiceSpec {
     /// A topic's consumers, `service/operation` each.
     #[serde(default)]
     pub consumers: Vec<String>,
+    /// The host name callers put in `server.address`, when not the name: a load balancer's
+    /// (`internal-orders-1234.us-east-1.elb.amazonaws.com`), a cloud API's regional endpoint,
+    /// a managed database's.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// A cloud API's service as the cloud SDK's instrumentation names it (`rpc.system` =
+    /// `aws-api`, `rpc.service` = `SQS`); the endpoint's callers then send RPC client metrics.
+    #[serde(default)]
+    pub rpc_service: Option<String>,
+    /// The managed runtime an instrumented service runs on (`cloud.platform`: `aws_ecs`,
+    /// `aws_lambda`), instead of Kubernetes pods: its resource carries `cloud.*` (and a
+    /// function's `faas.name`) and no `k8s.*`, and a function reports the FaaS metrics.
+    #[serde(default)]
+    pub cloud_platform: Option<String>,
     /// Pod CPU utilization (share of its limit) when idle.
     #[serde(default = "default_cpu_base")]
     pub cpu_base: f64,
@@ -232,6 +254,7 @@ impl Topology {
     pub fn builtin(name: &str) -> Result<Self> {
         match name {
             "otel-demo" => Self::parse(OTEL_DEMO, "otel-demo.toml"),
+            "cloud-shop" => Self::parse(CLOUD_SHOP, "cloud-shop.toml"),
             "random-small" => Ok(Self::random(12, 11)),
             "random-large" => Ok(Self::random(40, 23)),
             other => Err(Error::Topology(format!(
@@ -315,6 +338,16 @@ impl Topology {
                         return Err(format!(
                             "{}/{} calls {:?}, which is not a service/operation",
                             s.name, o.name, c.to
+                        ));
+                    }
+                }
+            }
+            if s.kind != ServiceKind::Endpoint {
+                for o in &s.operations {
+                    if s.kind != ServiceKind::Service && !o.calls.is_empty() {
+                        return Err(format!(
+                            "{}/{}: only services and endpoints call on",
+                            s.name, o.name
                         ));
                     }
                 }
@@ -491,6 +524,9 @@ impl Topology {
                 version: format!("1.{}.{}", rng.random_range(0..9), rng.random_range(0..20)),
                 system: None,
                 consumers: Vec::new(),
+                address: None,
+                rpc_service: None,
+                cloud_platform: None,
                 cpu_base: rng.random_range(0.03..0.15),
                 cpu_per_rps: rng.random_range(0.005..0.04),
                 memory_base: rng.random_range(0.2..0.5),
@@ -514,6 +550,9 @@ impl Topology {
                 version: default_version(),
                 system: Some(system.into()),
                 consumers: Vec::new(),
+                address: None,
+                rpc_service: None,
+                cloud_platform: None,
                 cpu_base: default_cpu_base(),
                 cpu_per_rps: default_cpu_per_rps(),
                 memory_base: default_memory_base(),

@@ -14,7 +14,7 @@ use rand_distr::{Distribution, LogNormal};
 
 use crate::otlp::{self, kv};
 use crate::sim::{Simulation, SECOND};
-use crate::topology::{CallSpec, Protocol, ServiceKind};
+use crate::topology::{CallSpec, Protocol, ServiceKind, ServiceSpec};
 
 const MS: f64 = 1_000_000.0;
 /// `SeverityNumber` of INFO and of ERROR (OpenTelemetry logs data model, "Field:
@@ -167,8 +167,9 @@ impl Simulation {
             );
         }
         self.flag_evaluations(pod, s, cx.trace_id, span_id, start);
+        let protocol = crate::metrics::server_protocol(spec);
         self.meters
-            .server(pod, o, spec.protocol, failed, (end - start) as f64 / MS);
+            .server(pod, o, protocol, failed, (end - start) as f64 / MS);
         self.spans.entry(pod).or_default().push(Span {
             trace_id: cx.trace_id.to_vec(),
             span_id: span_id.to_vec(),
@@ -244,19 +245,29 @@ impl Simulation {
                     self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
                 let ok = !self.rng.random_bool(impact.error_rate.clamp(0.0, 1.0));
                 let end = start + network + (ms * MS) as u64;
-                let system = spec.system.clone().unwrap_or_else(|| "other_sql".into());
-                let verb = operation.split(' ').next().unwrap_or(operation);
-                let mut attributes = vec![
-                    kv(sc::DB_SYSTEM_NAME, system),
-                    kv(sc::DB_NAMESPACE, target),
-                    kv(sc::DB_OPERATION_NAME, verb),
-                    kv(sc::DB_QUERY_SUMMARY, operation),
-                    kv(sc::SERVER_ADDRESS, target),
-                ];
+                let mut attributes = database_attributes(spec, Some(operation));
                 if !ok {
                     attributes.push(kv(sc::ERROR_TYPE, "timeout"));
                 }
+                let protocol = crate::metrics::client_protocol(spec);
+                self.meters
+                    .client(pod, ts, protocol, !ok, (end - start) as f64 / MS);
                 (end, ok, SpanKind::Client, operation.to_owned(), attributes)
+            }
+            ServiceKind::Endpoint => {
+                let (end, ok) = self.through_endpoint(ts, operation, inner, start, network);
+                let mut attributes = endpoint_attributes(spec, operation, ok);
+                if !ok {
+                    attributes.push(kv(sc::ERROR_TYPE, "500"));
+                }
+                let protocol = crate::metrics::client_protocol(spec);
+                self.meters
+                    .client(pod, ts, protocol, !ok, (end - start) as f64 / MS);
+                let name = match &spec.rpc_service {
+                    Some(service) => format!("{service}.{operation}"),
+                    None => operation.split(' ').next().unwrap_or("GET").to_owned(),
+                };
+                (end, ok, SpanKind::Client, name, attributes)
             }
             ServiceKind::Topic => {
                 let end = start + network;
@@ -267,6 +278,9 @@ impl Simulation {
                     kv(sc::MESSAGING_OPERATION_TYPE, "send"),
                     kv(sc::SERVER_ADDRESS, target),
                 ];
+                let protocol = crate::metrics::client_protocol(spec);
+                self.meters
+                    .client(pod, ts, protocol, false, (end - start) as f64 / MS);
                 // Consumers read the message after the send, in their own time: they are
                 // children of the PRODUCER span and do not delay the caller.
                 for consumer in &spec.consumers {
@@ -305,6 +319,47 @@ impl Simulation {
             ..Default::default()
         });
         (end, ok)
+    }
+
+    /// A call through endpoint `ts` (a load balancer, an API gateway, a cloud API): its own
+    /// time, shaped by the faults on it, then the services its operation forwards to, in
+    /// order, until one fails; returns when the caller has its answer and whether it succeeded.
+    /// The endpoint writes nothing: the services behind it see the caller's context.
+    fn through_endpoint(
+        &mut self,
+        ts: usize,
+        operation: &str,
+        inner: Context,
+        start: u64,
+        network: u64,
+    ) -> (u64, bool) {
+        let topology = self.topology.clone();
+        let spec = &topology.services[ts];
+        let op = spec.operations.iter().find(|x| x.name == operation);
+        let (median, sigma) = op.map_or((1.0, 0.3), |o| (o.self_ms, o.sigma));
+        let impact = self.impact_on_backend(ts, start);
+        let ms = self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
+        let mut ok = !self.rng.random_bool(impact.error_rate.clamp(0.0, 1.0));
+        let mut t = start + network / 2 + (ms * MS) as u64;
+        for call in op.map(|o| o.calls.as_slice()).unwrap_or_default() {
+            if !ok {
+                break;
+            }
+            let Some((cs, co)) = topology.resolve(&call.to) else {
+                continue;
+            };
+            if topology.services[cs].kind != ServiceKind::Service {
+                continue;
+            }
+            match self.serve(cs, co, inner, t, SpanKind::Server) {
+                Some(sv) => {
+                    t = sv.end;
+                    ok = !sv.failed;
+                }
+                None => ok = false,
+            }
+        }
+        (t + network / 2, ok)
     }
 
     /// OpenFeature `feature_flag.evaluation` events of the flags service `s` evaluates, for
@@ -422,6 +477,63 @@ pub(crate) fn server_attributes(
                 kv(sc::RPC_SERVICE, service),
                 kv(sc::RPC_METHOD, method),
                 kv(sc::RPC_GRPC_STATUS_CODE, if failed { 13_i64 } else { 0 }),
+            ]
+        }
+    }
+}
+
+/// The attributes that name a database or managed table in its callers' client spans and
+/// metrics (database client semantic conventions): `db.system.name`, then `db.namespace`, or
+/// for a key-value table (DynamoDB has no namespace) `db.collection.name`, and
+/// `server.address`; a span's also `db.operation.name` and `db.query.summary` of its
+/// `operation`.
+pub(crate) fn database_attributes(spec: &ServiceSpec, operation: Option<&str>) -> Vec<KeyValue> {
+    let system = spec.system.clone().unwrap_or_else(|| "other_sql".into());
+    let scope = if system == "aws.dynamodb" {
+        sc::DB_COLLECTION_NAME
+    } else {
+        sc::DB_NAMESPACE
+    };
+    let mut attributes = vec![kv(sc::DB_SYSTEM_NAME, system), kv(scope, &spec.name)];
+    if let Some(operation) = operation {
+        let verb = operation.split(' ').next().unwrap_or(operation);
+        attributes.push(kv(sc::DB_OPERATION_NAME, verb));
+        attributes.push(kv(sc::DB_QUERY_SUMMARY, operation));
+    }
+    attributes.push(kv(
+        sc::SERVER_ADDRESS,
+        spec.address.as_ref().unwrap_or(&spec.name),
+    ));
+    attributes
+}
+
+/// The attributes that name an endpoint in its callers' client spans and metrics: a cloud
+/// API's as the cloud SDK's instrumentation writes them (`rpc.system` = `aws-api`,
+/// `rpc.service`, `rpc.method`), an HTTP endpoint's method and status; both with
+/// `server.address`.
+// The AWS SDK instrumentations still emit the RPC conventions before their 1.37 renames.
+#[allow(deprecated)]
+pub(crate) fn endpoint_attributes(spec: &ServiceSpec, operation: &str, ok: bool) -> Vec<KeyValue> {
+    let address = kv(
+        sc::SERVER_ADDRESS,
+        spec.address.as_ref().unwrap_or(&spec.name),
+    );
+    match &spec.rpc_service {
+        Some(service) => vec![
+            kv(sc::RPC_SYSTEM, "aws-api"),
+            kv(sc::RPC_SERVICE, service),
+            kv(sc::RPC_METHOD, operation),
+            address,
+        ],
+        None => {
+            let method = operation.split(' ').next().unwrap_or("GET");
+            vec![
+                kv(sc::HTTP_REQUEST_METHOD, method),
+                kv(
+                    sc::HTTP_RESPONSE_STATUS_CODE,
+                    if ok { 200_i64 } else { 503 },
+                ),
+                address,
             ]
         }
     }

@@ -32,6 +32,8 @@ fn case(kind: FaultKind, herrings: Vec<HerringKind>, seed: u64) -> Case {
         start_unix_nano: 1_767_571_200_000_000_000 + 10 * 3_600_000_000_000,
         baseline_nanos: 4 * MINUTE,
         fault_nanos: 3 * MINUTE,
+        metrics: Default::default(),
+        traffic: Default::default(),
     };
     let (truth, telemetry) = run_case(&spec);
     let mut out = Case {
@@ -255,6 +257,22 @@ fn check(kind: FaultKind) {
             };
             assert!(Case::mean_ms(calls(true)) > 5.0 * Case::mean_ms(calls(false)));
         }
+        FaultKind::DbErrors => {
+            assert_eq!(t.root_cause_kind, "database");
+            let failed_share = |fault| {
+                let calls = c.select(|s| {
+                    s.span.kind == SpanKind::Client
+                        && s.span.attributes.get_str("db.system.name").is_some()
+                        && s.span.attributes.get_str("server.address") == Some(root.as_str())
+                        && c.fault(s.span.start_time_unix_nano) == fault
+                });
+                assert!(!calls.is_empty(), "no queries to {root}");
+                let failed = calls.iter().filter(|s| s.span.status == StatusCode::Error);
+                failed.count() as f64 / calls.len() as f64
+            };
+            assert!(failed_share(true) > 0.1, "{}", failed_share(true));
+            assert_eq!(failed_share(false), 0.0);
+        }
         FaultKind::NoisyNeighbour => {
             assert_eq!(t.root_cause_kind, "node");
             // Self time (outside child spans) of every server span on the node.
@@ -348,8 +366,10 @@ fn a_seed_reproduces_a_case_set_byte_for_byte() {
         cases: 4,
         seed,
         herring_chance: 0.5,
-        baseline_nanos: MINUTE,
+        baselines_nanos: vec![MINUTE],
         fault_nanos: MINUTE,
+        traffic: Vec::new(),
+        metrics: Default::default(),
     };
     let dir = |name: &str| {
         let d = std::env::temp_dir().join(format!("loupe-sim-{}-{name}", std::process::id()));

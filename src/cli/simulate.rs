@@ -334,18 +334,32 @@ pub struct CasesArgs {
     /// Chance of each kind of red herring in a case.
     #[arg(long, default_value_t = 0.5)]
     pub herring_chance: f64,
-    /// Fault-free time before each fault.
-    #[arg(long, default_value = "6m")]
-    pub baseline: humantime::Duration,
+    /// Fault-free time before each fault; several, comma-separated, are used in turn (after
+    /// every topology and traffic level), to measure short baselines beside long ones.
+    #[arg(long, value_delimiter = ',', default_value = "6m")]
+    pub baseline: Vec<humantime::Duration>,
     /// Length of each fault.
     #[arg(long, default_value = "4m")]
     pub fault_duration: humantime::Duration,
+    /// Traffic levels, used in turn (after every topology): low is a quarter of the
+    /// topology's rate, high four times it.
+    #[arg(long, value_delimiter = ',', default_value = "normal")]
+    pub traffic: Vec<loupe_simulate::scenario::Traffic>,
+    /// How often the simulated services export their metrics: 15s as an SDK does, 60s or 5m
+    /// as a cloud provider's converted metrics come.
+    #[arg(long, default_value = "15s")]
+    pub metric_interval: humantime::Duration,
+    /// How durations and counters are exported: delta or cumulative histograms and sums, or
+    /// per-interval summaries with quantiles (as cloud-metric converters send them).
+    #[arg(long, default_value = "delta")]
+    pub temporality: loupe_simulate::Temporality,
 }
 
 /// The simulated system.
 #[derive(clap::Args, Clone)]
 pub struct SystemArgs {
-    /// A built-in topology (otel-demo, random-small, random-large) or a topology file (TOML).
+    /// A built-in topology (otel-demo, cloud-shop, random-small, random-large) or a topology file
+    /// (TOML).
     #[arg(long, default_value = "otel-demo")]
     pub topology: String,
     /// Requests per second entering the system [default: the topology's].
@@ -482,8 +496,16 @@ async fn cases_command(args: CasesArgs) -> anyhow::Result<()> {
         herring_chance,
         baseline,
         fault_duration,
+        traffic,
+        metric_interval,
+        temporality,
     } = args;
     anyhow::ensure!(cases > 0, "--cases must be at least 1");
+    let interval_seconds = metric_interval.as_secs();
+    anyhow::ensure!(
+        (1..=3600).contains(&interval_seconds),
+        "--metric-interval must be between 1s and 1h"
+    );
     let faults = fault_kinds(&faults)?;
     anyhow::ensure!(!faults.is_empty(), "--faults names no fault type");
     let spec = loupe_simulate::cases::SuiteSpec {
@@ -495,8 +517,13 @@ async fn cases_command(args: CasesArgs) -> anyhow::Result<()> {
         cases,
         seed,
         herring_chance,
-        baseline_nanos: baseline.as_nanos() as u64,
+        baselines_nanos: baseline.iter().map(|b| b.as_nanos() as u64).collect(),
         fault_nanos: fault_duration.as_nanos() as u64,
+        traffic,
+        metrics: loupe_simulate::MetricExport {
+            interval_seconds,
+            temporality,
+        },
     };
     let bar = indicatif::ProgressBar::new(cases as u64);
     let dir = out.clone();

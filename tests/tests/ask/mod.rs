@@ -41,6 +41,8 @@ async fn asking_in_plain_english_names_the_injected_cause_and_its_deployment() {
         start_unix_nano: 1_767_571_200_000_000_000,
         baseline_nanos: 6 * MINUTE,
         fault_nanos: 4 * MINUTE,
+        metrics: Default::default(),
+        traffic: Default::default(),
     };
     let (truth, telemetry) = run_case(&spec);
     feed_case(&server, telemetry).await;

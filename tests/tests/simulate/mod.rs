@@ -34,6 +34,8 @@ async fn a_simulated_case_is_valid_otlp_that_the_server_accepts_whole() {
         start_unix_nano: 1_767_571_200_000_000_000,
         baseline_nanos: 2 * MINUTE,
         fault_nanos: MINUTE,
+        metrics: Default::default(),
+        traffic: Default::default(),
     };
     let (truth, telemetry) = run_case(&spec);
     let spans: usize = telemetry
@@ -94,6 +96,8 @@ async fn metrics_alone_give_the_graph_red_and_the_cause() {
             start_unix_nano: 1_767_571_200_000_000_000 + seed * 60 * MINUTE,
             baseline_nanos: 5 * MINUTE,
             fault_nanos: 3 * MINUTE,
+            metrics: Default::default(),
+            traffic: Default::default(),
         };
         let (truth, telemetry) = run_case(&spec);
         let mut client = OtlpGrpcClient::connect(&format!("http://{}", server.otlp_grpc_addr))

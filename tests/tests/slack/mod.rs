@@ -113,6 +113,8 @@ async fn a_signed_slash_command_answers_in_block_kit_and_a_button_records_the_ve
         start_unix_nano: 1_767_571_200_000_000_000,
         baseline_nanos: 6 * MINUTE,
         fault_nanos: 4 * MINUTE,
+        metrics: Default::default(),
+        traffic: Default::default(),
     };
     let (truth, telemetry) = run_case(&spec);
     feed_case(&server, telemetry).await;
