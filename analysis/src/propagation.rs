@@ -151,8 +151,69 @@ pub(crate) fn explain_away(
     damp.failures(&links, z, &mut counter);
     damp.slow_queries(&links, z, &mut counter);
     damp.noisy_neighbours(windows[1], index, z, &mut counter);
+    damp.endpoints(windows, index, z, &mut counter);
     counter
 }
+
+/// Whether the endpoint at `address` (known only from its callers) plausibly fronts
+/// `service`: a label of the address (split at `.` and `-`) is the service's name, or a run
+/// of labels spells it (`internal-orders-1190273811.us-east-1.elb.amazonaws.com` fronts
+/// `orders`, `internal-order-api-7.elb…` fronts `order-api`).
+pub(crate) fn named_after(address: &str, service: &str) -> bool {
+    let wrapped = |s: &str| format!("-{}-", s.replace('.', "-"));
+    !service.is_empty() && wrapped(address).contains(&wrapped(service))
+}
+
+/// The services that may be behind the endpoint `address`: instrumented services of
+/// `current` that no instrumented service calls (in either window: they are reached through
+/// something that sends no telemetry), other than the endpoint's own callers, and fronted by
+/// it, by name ([`named_after`]) or by traffic: the calls they served in `current` are within
+/// a factor [`SAME_TRAFFIC`] of the calls into the endpoint (an endpoint relays each call).
+/// Named ones come first.
+pub(crate) fn behind<'a>(windows: [&'a WindowStats; 2], address: &str) -> Vec<&'a str> {
+    let current = windows[1];
+    let called = |s: &str| {
+        windows
+            .iter()
+            .any(|w| w.edges.iter().any(|e| e.target == s))
+    };
+    let callers: Vec<&str> = current
+        .edges
+        .iter()
+        .filter(|e| e.target == address)
+        .map(|e| e.source.as_str())
+        .collect();
+    let into: u64 = current
+        .edges
+        .iter()
+        .filter(|e| e.target == address)
+        .map(|e| e.red.calls)
+        .sum();
+    let same_traffic = |calls: u64| {
+        let (a, b) = (calls as f64, into as f64);
+        a > 0.0 && b > 0.0 && a.max(b) <= SAME_TRAFFIC * a.min(b)
+    };
+    let mut named = Vec::new();
+    let mut by_traffic = Vec::new();
+    for s in &current.services {
+        let name = s.name.as_str();
+        if name == address || callers.contains(&name) || called(name) {
+            continue;
+        }
+        if named_after(address, name) {
+            named.push(name);
+        } else if same_traffic(s.red.calls) {
+            by_traffic.push(name);
+        }
+    }
+    named.extend(by_traffic);
+    named
+}
+
+/// How far apart an endpoint's calls and a service's may be for the service to be behind the
+/// endpoint by traffic alone: ×1.25, room for calls in flight at the window's edges and for
+/// a share of calls the endpoint answers itself (health checks, redirects, cached answers).
+const SAME_TRAFFIC: f64 = 1.25;
 
 /// What lies downstream of each candidate, by index into the analysis's candidates.
 struct Links {
@@ -366,6 +427,87 @@ impl Damping<'_> {
                     ));
                 }
             }
+        }
+    }
+
+    /// Endpoints known only from their callers (a load balancer, an API gateway): a network
+    /// path into one, whose evidence an instrumented service behind the endpoint ([`behind`])
+    /// shows at least `explained_share` of on its own server side, in the same window, is
+    /// explained by that service: the endpoint relays the service's answers. All the path's
+    /// features are damped; the strongest such service is named. A path into an endpoint with
+    /// nothing behind it (a cloud API, a third party) keeps its evidence.
+    fn endpoints(
+        &self,
+        windows: [&WindowStats; 2],
+        index: &HashMap<(CauseKind, &str), usize>,
+        z: &mut [[f64; FEATURES]],
+        counter: &mut [Vec<String>],
+    ) {
+        let (before, config) = (self.before, self.config);
+        let strength = |i: usize| before[i].iter().copied().fold(0.0, f64::max);
+        for (i, (kind, name)) in self.keys.iter().enumerate() {
+            let Some((_, address)) = path_ends(name).filter(|_| *kind == EDGE) else {
+                continue;
+            };
+            let own = strength(i);
+            if own <= 0.0 || windows[1].service(address).is_some() {
+                continue;
+            }
+            let by = behind(windows, address)
+                .into_iter()
+                .filter_map(|s| index.get(&(SERVICE, s)).map(|&j| (s, j, strength(j))))
+                .filter(|&(_, _, theirs)| theirs >= config.explained_share * own)
+                .max_by(|a, b| a.2.total_cmp(&b.2));
+            let Some((service, _, theirs)) = by else {
+                continue;
+            };
+            for x in z[i].iter_mut() {
+                *x *= config.explained_factor;
+            }
+            counter[i].push(format!(
+                "its evidence ({own:.1}) is explained away by service {service} behind \
+                 {address}, whose own server-side figures moved the same way ({theirs:.1}), \
+                 and counts ×{}: an endpoint relays its service's answers",
+                config.explained_factor
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_after;
+
+    /// (address, service, whether the address is named after the service)
+    #[test]
+    fn an_endpoint_is_named_after_a_service_by_whole_labels() {
+        let cases = [
+            (
+                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
+                "orders",
+                true,
+            ),
+            (
+                "internal-order-api-7.us-east-1.elb.amazonaws.com",
+                "order-api",
+                true,
+            ),
+            ("orders.shop.svc.cluster.local", "orders", true),
+            (
+                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
+                "order",
+                false,
+            ),
+            ("internal-preorders-1.elb.amazonaws.com", "orders", false),
+            (
+                "k3x9v2m7qd.execute-api.us-east-1.amazonaws.com",
+                "payments",
+                false,
+            ),
+            ("anything", "", false),
+        ];
+        for (address, service, named) in cases {
+            assert_eq!(named_after(address, service), named, "{address} {service}");
         }
     }
 }

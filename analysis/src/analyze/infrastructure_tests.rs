@@ -551,3 +551,80 @@ fn metrics_only_ranks_by_request_duration_and_failed_requests() {
         );
     }
 }
+
+/// Endpoints known only from their callers (a load balancer, an API gateway): a path into one
+/// whose failures a service behind it shows on its own server side is explained by that
+/// service; a path into an endpoint with nothing behind it keeps its evidence. (what, the
+/// endpoint's address, the service behind it and its failed calls, the top cause, and what
+/// the path's counter-evidence says: nothing when `None`.)
+#[test]
+fn a_service_behind_an_endpoint_explains_the_path_into_it() {
+    type Case = (
+        &'static str,
+        &'static str,
+        u64,
+        &'static str,
+        Option<&'static str>,
+    );
+    let lb = "internal-shop-1720431985.us-east-1.elb.amazonaws.com";
+    let gateway = "k3x9v2m7qd.execute-api.us-east-1.amazonaws.com";
+    let cases: [Case; 3] = [
+        (
+            "a load balancer named after its service",
+            lb,
+            100,
+            "service:shop",
+            Some("by service shop behind"),
+        ),
+        (
+            "an API gateway that carries its service's traffic",
+            gateway,
+            100,
+            "service:shop",
+            Some("by service shop behind"),
+        ),
+        (
+            "the service behind answers as usual: the path",
+            lb,
+            0,
+            "edge:front->internal-shop-1720431985.us-east-1.elb.amazonaws.com",
+            None,
+        ),
+    ];
+    for (what, address, shop_failed, expected, says) in cases {
+        // `front` calls `shop` through the endpoint; nothing names `shop` as a callee. In the
+        // window, 100 of the 300 calls through the endpoint fail.
+        let at = |start: u64, failed: u64, shop_failed: u64| {
+            let mut w = metrics_only(window(
+                &W {
+                    services: &[
+                        ("front", 5.0, 600, failed),
+                        ("shop", 5.0, 300, shop_failed),
+                        ("cart", 5.0, 300, 0),
+                    ],
+                    edges: &[("front", address, 300, failed), ("front", "cart", 300, 0)],
+                    queries: &[],
+                    pods: &[],
+                },
+                start,
+            ));
+            w.end = start + 300_000_000_000;
+            w
+        };
+        let (baseline, current) = (at(0, 0, 0), at(300_000_000_000, 100, shop_failed));
+        let a = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(expected), "{what}: {:#?}", a.causes);
+        let path = format!("edge:front->{address}");
+        let counter = a
+            .causes
+            .iter()
+            .find(|c| c.entity.id() == path)
+            .map(|c| c.counter_evidence.clone())
+            .unwrap_or_default();
+        match says {
+            Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
+            None => assert!(counter.is_empty(), "{what}: {counter:?}"),
+        }
+    }
+}
