@@ -272,13 +272,35 @@ pub(crate) fn server_duration(
     min: u64,
 ) -> Option<Evidence> {
     let what = format!("median request duration of {service} (server metrics)");
-    let e = duration_shift(
-        "server_duration_p50",
-        &what,
-        &current.duration,
-        &baseline.duration,
-        min,
-    )?;
+    points_shift("server_duration_p50", &what, current, baseline, min)
+}
+
+/// Shift of the median duration of queries to `database` as its callers' client metrics
+/// (`db.client.operation.duration`) give it, where they sent no spans: as
+/// [`server_duration`], the samples are the metric points, and the shift counts only beyond
+/// [`crate::stats::BAND`] standard errors of the points' spread. A managed table that a few
+/// calls a minute reach has per-minute means that wander, and a ×1.3 median of five points
+/// against thirty is within them.
+pub(crate) fn query_duration_from_metrics(
+    database: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+    min: u64,
+) -> Option<Evidence> {
+    let what = format!("median duration of queries to {database} (client metrics)");
+    points_shift("query_duration_p50", &what, current, baseline, min)
+}
+
+/// A median-duration shift of metric points ([`server_duration`]) as evidence read from
+/// metrics; `None` within the points' noise.
+fn points_shift(
+    feature: &'static str,
+    what: &str,
+    current: &RedStats,
+    baseline: &RedStats,
+    min: u64,
+) -> Option<Evidence> {
+    let e = duration_shift(feature, what, &current.duration, &baseline.duration, min)?;
     let points = |r: &RedStats| r.points.max(1) as f64;
     let se = 1.2533
         * log_spread(&baseline.duration)?

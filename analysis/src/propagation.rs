@@ -11,22 +11,23 @@ use loupe_graph::WindowStats;
 use crate::candidate::{Candidate, Feature, FEATURES};
 use crate::cause::{path_ends, CauseKind};
 use crate::config::AnalysisConfig;
-use crate::window::Callees;
+use crate::window::{behind, Callees};
 
 use CauseKind::{Database as DATABASE, Edge as EDGE, Node as NODE, Service as SERVICE};
 
 /// Discounts the request-duration shift of metrics-only services by their callees': a
 /// request's duration includes its calls, so a caller slows with its callee. A service whose
-/// shift some service downstream of it (along the window's `calls` edges) matches to at least
+/// shift some service downstream of it (along the window's `calls` edges, and through an
+/// endpoint known only from its callers to the service behind it) matches to at least
 /// `explained_share` has its shift multiplied by `explained_factor`, as failures are (see
 /// `explain_away`). Spans need no such step: self time leaves the callees out.
 pub(crate) fn discount_callers_latency(
     candidates: &mut BTreeMap<&str, Candidate>,
     metrics_only: &[&str],
-    current: &WindowStats,
+    windows: [&WindowStats; 2],
     config: &AnalysisConfig,
 ) {
-    let callees = Callees::of(current);
+    let callees = Callees::through_endpoints(windows);
     let shift = |c: &BTreeMap<&str, Candidate>, name: &str| {
         c.get(name)
             .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
@@ -152,68 +153,13 @@ pub(crate) fn explain_away(
     damp.slow_queries(&links, z, &mut counter);
     damp.noisy_neighbours(windows[1], index, z, &mut counter);
     damp.endpoints(windows, index, z, &mut counter);
+    damp.unfelt_dependencies(windows[1], index, z, &mut counter);
     counter
 }
 
-/// Whether the endpoint at `address` (known only from its callers) plausibly fronts
-/// `service`: a label of the address (split at `.` and `-`) is the service's name, or a run
-/// of labels spells it (`internal-orders-1190273811.us-east-1.elb.amazonaws.com` fronts
-/// `orders`, `internal-order-api-7.elb…` fronts `order-api`).
-pub(crate) fn named_after(address: &str, service: &str) -> bool {
-    let wrapped = |s: &str| format!("-{}-", s.replace('.', "-"));
-    !service.is_empty() && wrapped(address).contains(&wrapped(service))
-}
-
-/// The services that may be behind the endpoint `address`: instrumented services of
-/// `current` that no instrumented service calls (in either window: they are reached through
-/// something that sends no telemetry), other than the endpoint's own callers, and fronted by
-/// it, by name ([`named_after`]) or by traffic: the calls they served in `current` are within
-/// a factor [`SAME_TRAFFIC`] of the calls into the endpoint (an endpoint relays each call).
-/// Named ones come first.
-pub(crate) fn behind<'a>(windows: [&'a WindowStats; 2], address: &str) -> Vec<&'a str> {
-    let current = windows[1];
-    let called = |s: &str| {
-        windows
-            .iter()
-            .any(|w| w.edges.iter().any(|e| e.target == s))
-    };
-    let callers: Vec<&str> = current
-        .edges
-        .iter()
-        .filter(|e| e.target == address)
-        .map(|e| e.source.as_str())
-        .collect();
-    let into: u64 = current
-        .edges
-        .iter()
-        .filter(|e| e.target == address)
-        .map(|e| e.red.calls)
-        .sum();
-    let same_traffic = |calls: u64| {
-        let (a, b) = (calls as f64, into as f64);
-        a > 0.0 && b > 0.0 && a.max(b) <= SAME_TRAFFIC * a.min(b)
-    };
-    let mut named = Vec::new();
-    let mut by_traffic = Vec::new();
-    for s in &current.services {
-        let name = s.name.as_str();
-        if name == address || callers.contains(&name) || called(name) {
-            continue;
-        }
-        if named_after(address, name) {
-            named.push(name);
-        } else if same_traffic(s.red.calls) {
-            by_traffic.push(name);
-        }
-    }
-    named.extend(by_traffic);
-    named
-}
-
-/// How far apart an endpoint's calls and a service's may be for the service to be behind the
-/// endpoint by traffic alone: ×1.25, room for calls in flight at the window's edges and for
-/// a share of calls the endpoint answers itself (health checks, redirects, cached answers).
-const SAME_TRAFFIC: f64 = 1.25;
+/// A kind of evidence a dependency can show: what its callers then did, whether a caller
+/// (by index) shows the same kind, and the features it is read from.
+type Kind<'a> = (&'a str, &'a dyn Fn(usize) -> bool, Vec<usize>);
 
 /// What lies downstream of each candidate, by index into the analysis's candidates.
 struct Links {
@@ -472,42 +418,85 @@ impl Damping<'_> {
             ));
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::named_after;
-
-    /// (address, service, whether the address is named after the service)
-    #[test]
-    fn an_endpoint_is_named_after_a_service_by_whole_labels() {
-        let cases = [
-            (
-                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
-                "orders",
-                true,
-            ),
-            (
-                "internal-order-api-7.us-east-1.elb.amazonaws.com",
-                "order-api",
-                true,
-            ),
-            ("orders.shop.svc.cluster.local", "orders", true),
-            (
-                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
-                "order",
-                false,
-            ),
-            ("internal-preorders-1.elb.amazonaws.com", "orders", false),
-            (
-                "k3x9v2m7qd.execute-api.us-east-1.amazonaws.com",
-                "payments",
-                false,
-            ),
-            ("anything", "", false),
-        ];
-        for (address, service, named) in cases {
-            assert_eq!(named_after(address, service), named, "{address} {service}");
+    /// Shared dependencies known from their callers' client metrics (a managed table, a
+    /// database): a change in one is the cause only when its callers felt it, together and in
+    /// proportion to how much they use it. For each kind of evidence the database shows
+    /// (slower queries: self time; failed queries: failures), the share of its queries in
+    /// `current` made by callers that show the same kind of evidence themselves is computed;
+    /// at most `explained_share` of them (a lone caller among several, or none), the
+    /// database's evidence of that kind counts ×`explained_factor`: the callers that did not
+    /// slow or fail say the dependency served them as usual, and a caller that slowed alone is
+    /// its own cause. Databases seen through spans keep their evidence (a span measures each
+    /// query; a metric point's mean of a few calls wanders).
+    fn unfelt_dependencies(
+        &self,
+        current: &WindowStats,
+        index: &HashMap<(CauseKind, &str), usize>,
+        z: &mut [[f64; FEATURES]],
+        counter: &mut [Vec<String>],
+    ) {
+        let (before, config) = (self.before, self.config);
+        let self_time = Feature::SelfTime as usize;
+        let mut callers: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        for q in current.queries.iter().filter(|q| q.red.points > 0) {
+            callers
+                .entry(q.database.as_str())
+                .or_default()
+                .push((q.source.as_str(), q.red.calls));
+        }
+        for (database, callers) in callers {
+            let Some(&d) = index.get(&(DATABASE, database)) else {
+                continue;
+            };
+            let total: u64 = callers.iter().map(|(_, calls)| calls).sum();
+            let felt = |shows: &dyn Fn(usize) -> bool| -> (f64, Vec<&str>) {
+                let mut who = Vec::new();
+                let mut calls = 0;
+                for &(caller, n) in &callers {
+                    if index.get(&(SERVICE, caller)).is_some_and(|&c| shows(c)) {
+                        who.push(caller);
+                        calls += n;
+                    }
+                }
+                (calls as f64 / total.max(1) as f64, who)
+            };
+            let kinds: [Kind; 2] = [
+                ("slowed", &|c| before[c][self_time] > 0.0, vec![self_time]),
+                (
+                    "failed",
+                    &|c| self.failure(c) > 0.0,
+                    FAILURE_FEATURES.iter().map(|f| *f as usize).collect(),
+                ),
+            ];
+            for (how, shows, features) in kinds {
+                let own = features.iter().map(|&f| before[d][f]).fold(0.0, f64::max);
+                if own <= 0.0 {
+                    continue;
+                }
+                let (share, who) = felt(shows);
+                if share > config.explained_share {
+                    continue;
+                }
+                for f in features {
+                    z[d][f] *= config.explained_factor;
+                }
+                let felt_by = if who.is_empty() {
+                    "none of its callers".to_owned()
+                } else {
+                    format!(
+                        "only {} ({:.0}% of its queries)",
+                        who.join(", "),
+                        share * 100.0
+                    )
+                };
+                counter[d].push(format!(
+                    "its evidence ({own:.1}) is explained away by its callers: {felt_by} \
+                     {how} with it, and counts ×{}: a shared dependency's change that its \
+                     callers did not feel together is not theirs",
+                    config.explained_factor
+                ));
+            }
         }
     }
 }

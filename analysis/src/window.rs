@@ -22,6 +22,26 @@ impl<'a> Callees<'a> {
         Self(callees)
     }
 
+    /// The callees of each service in the current window (`windows[1]`), with the services
+    /// behind each endpoint known only from its callers ([`behind`]) as the endpoint's callees:
+    /// a caller of a load balancer waits on the service behind it.
+    pub(crate) fn through_endpoints(windows: [&'a WindowStats; 2]) -> Self {
+        let mut callees = Self::of(windows[1]);
+        let endpoints: std::collections::BTreeSet<&str> = windows[1]
+            .edges
+            .iter()
+            .map(|e| e.target.as_str())
+            .filter(|t| windows[1].service(t).is_none())
+            .collect();
+        for endpoint in endpoints {
+            let services = behind(windows, endpoint);
+            if !services.is_empty() {
+                callees.0.insert(endpoint, services);
+            }
+        }
+        callees
+    }
+
     /// Whether some service downstream of `from` (a callee, a callee's callee, …; `from`
     /// itself excluded) satisfies `test`.
     pub(crate) fn any_downstream(&self, from: &str, test: impl Fn(&str) -> bool) -> bool {
@@ -97,4 +117,108 @@ pub(crate) fn seconds(w: &WindowStats) -> f64 {
         w.end - w.start
     };
     nanos as f64 / 1e9
+}
+
+/// Whether the endpoint at `address` (known only from its callers) plausibly fronts
+/// `service`: a label of the address (split at `.` and `-`) is the service's name, or a run
+/// of labels spells it (`internal-orders-1190273811.us-east-1.elb.amazonaws.com` fronts
+/// `orders`, `internal-order-api-7.elb…` fronts `order-api`).
+pub(crate) fn named_after(address: &str, service: &str) -> bool {
+    let wrapped = |s: &str| format!("-{}-", s.replace('.', "-"));
+    !service.is_empty() && wrapped(address).contains(&wrapped(service))
+}
+
+/// The services that may be behind the endpoint `address`: instrumented services of
+/// `current` that no instrumented service calls (in either window: they are reached through
+/// something that sends no telemetry), other than the endpoint's own callers, whose median
+/// request duration is within the endpoint's median call duration (a call relayed to a
+/// service lasts at least as long as the service takes; within a factor [`SAME_TRAFFIC`],
+/// the two medians being of different points), and fronted by it: by name ([`named_after`])
+/// or by traffic, the calls they served in `current` being within a factor [`SAME_TRAFFIC`]
+/// of the calls into the endpoint (an endpoint relays each call). Named ones come first.
+pub(crate) fn behind<'a>(windows: [&'a WindowStats; 2], address: &str) -> Vec<&'a str> {
+    let current = windows[1];
+    let called = |s: &str| {
+        windows
+            .iter()
+            .any(|w| w.edges.iter().any(|e| e.target == s))
+    };
+    let into: Vec<&loupe_graph::EdgeWindow> = current
+        .edges
+        .iter()
+        .filter(|e| e.target == address)
+        .collect();
+    let calls: u64 = into.iter().map(|e| e.red.calls).sum();
+    let mut relayed = loupe_graph::DurationSketch::default();
+    into.iter().for_each(|e| relayed.merge(&e.red.duration));
+    let within = |a: f64, b: f64| a > 0.0 && b > 0.0 && a.max(b) <= SAME_TRAFFIC * a.min(b);
+    let fast_enough = |s: &loupe_graph::ServiceWindow| match (
+        s.red.duration.quantile_seconds(0.5),
+        relayed.quantile_seconds(0.5),
+    ) {
+        (Some(own), Some(through)) => own <= SAME_TRAFFIC * through,
+        _ => true,
+    };
+    let mut named = Vec::new();
+    let mut by_traffic = Vec::new();
+    for s in &current.services {
+        let name = s.name.as_str();
+        if name == address
+            || into.iter().any(|e| e.source == name)
+            || called(name)
+            || !fast_enough(s)
+        {
+            continue;
+        }
+        if named_after(address, name) {
+            named.push(name);
+        } else if within(s.red.calls as f64, calls as f64) {
+            by_traffic.push(name);
+        }
+    }
+    named.extend(by_traffic);
+    named
+}
+
+/// How far apart an endpoint's calls and a service's may be for the service to be behind the
+/// endpoint by traffic alone: ×1.25, room for calls in flight at the window's edges and for
+/// a share of calls the endpoint answers itself (health checks, redirects, cached answers).
+const SAME_TRAFFIC: f64 = 1.25;
+
+#[cfg(test)]
+mod tests {
+    use super::named_after;
+
+    /// (address, service, whether the address is named after the service)
+    #[test]
+    fn an_endpoint_is_named_after_a_service_by_whole_labels() {
+        let cases = [
+            (
+                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
+                "orders",
+                true,
+            ),
+            (
+                "internal-order-api-7.us-east-1.elb.amazonaws.com",
+                "order-api",
+                true,
+            ),
+            ("orders.shop.svc.cluster.local", "orders", true),
+            (
+                "internal-orders-1190273811.us-east-1.elb.amazonaws.com",
+                "order",
+                false,
+            ),
+            ("internal-preorders-1.elb.amazonaws.com", "orders", false),
+            (
+                "k3x9v2m7qd.execute-api.us-east-1.amazonaws.com",
+                "payments",
+                false,
+            ),
+            ("anything", "", false),
+        ];
+        for (address, service, named) in cases {
+            assert_eq!(named_after(address, service), named, "{address} {service}");
+        }
+    }
 }

@@ -456,7 +456,12 @@ fn a_callers_request_duration_is_discounted_by_its_callees() {
                 (*n, c)
             })
             .collect();
-        discount_callers_latency(&mut candidates, &names, &w, &AnalysisConfig::default());
+        discount_callers_latency(
+            &mut candidates,
+            &names,
+            [&w, &w],
+            &AnalysisConfig::default(),
+        );
         let got: Vec<f64> = names
             .iter()
             .map(|n| candidates[n].raw[&Feature::SelfTime])
@@ -609,6 +614,10 @@ fn a_service_behind_an_endpoint_explains_the_path_into_it() {
                 start,
             ));
             w.end = start + 300_000_000_000;
+            // A call through the endpoint lasts as long as shop takes, and a little more.
+            for e in w.edges.iter_mut().filter(|e| e.target == address) {
+                e.red.duration = sketch(6.0, e.red.calls);
+            }
             w
         };
         let (baseline, current) = (at(0, 0, 0), at(300_000_000_000, 100, shop_failed));
@@ -625,6 +634,137 @@ fn a_service_behind_an_endpoint_explains_the_path_into_it() {
         match says {
             Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
             None => assert!(counter.is_empty(), "{what}: {counter:?}"),
+        }
+    }
+}
+
+/// A shared dependency known from client metrics is the cause only when its callers felt it
+/// together. Metrics-only windows: `cart` and `shop` (300 requests each, 20 points before, 5
+/// in the window) both query the table `aws.dynamodb/stock` (150 queries each). (what, the
+/// table's median query ms in the window, cart's and shop's median request ms, shop's failed
+/// requests, the top cause, what the table's counter-evidence says: nothing when `None`.)
+#[test]
+fn a_shared_dependency_is_the_cause_only_when_its_callers_felt_it() {
+    type Case = (
+        &'static str,
+        f64,
+        [f64; 2],
+        u64,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: [Case; 3] = [
+        (
+            "the table slows and both callers with it: the table",
+            30.0,
+            [60.0, 60.0],
+            0,
+            "database:aws.dynamodb/stock",
+            None,
+        ),
+        (
+            "the table's queries shift a little, no caller slows, shop fails: shop",
+            14.0,
+            [30.0, 30.0],
+            100,
+            "service:shop",
+            Some("none of its callers slowed with it"),
+        ),
+        (
+            "one of two equal callers slows alone: that caller",
+            14.0,
+            [90.0, 30.0],
+            0,
+            "service:cart",
+            Some("only cart (50% of its queries) slowed with it"),
+        ),
+    ];
+    let at = |start: u64, table_ms: f64, [cart, shop]: [f64; 2], failed: u64, points: u64| {
+        let mut w = metrics_only(window(
+            &W {
+                services: &[
+                    ("front", 40.0, 600, failed),
+                    ("cart", cart, 300, 0),
+                    ("shop", shop, 300, failed),
+                ],
+                edges: &[("front", "cart", 300, 0), ("front", "shop", 300, failed)],
+                queries: &[],
+                pods: &[],
+            },
+            start,
+        ));
+        for s in &mut w.services {
+            s.red.points = points;
+        }
+        for source in ["cart", "shop"] {
+            let mut red = red(table_ms, 150, 0);
+            red.points = points;
+            w.queries.push(QueryWindow {
+                source: source.into(),
+                database: "aws.dynamodb/stock".into(),
+                red,
+            });
+        }
+        w.end = start + 300_000_000_000;
+        w
+    };
+    for (what, table_ms, callers, failed, expected, says) in cases {
+        let baseline = at(0, 10.0, [30.0, 30.0], 0, 20);
+        let current = at(300_000_000_000, table_ms, callers, failed, 5);
+        let a = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(expected), "{what}: {:#?}", a.causes);
+        let counter = a
+            .causes
+            .iter()
+            .find(|c| c.entity.id() == "database:aws.dynamodb/stock")
+            .map(|c| c.counter_evidence.clone())
+            .unwrap_or_default();
+        match says {
+            Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
+            None => assert!(counter.is_empty(), "{what}: {counter:?}"),
+        }
+    }
+}
+
+/// A caller of a load balancer waits on the service behind it: the caller's request-duration
+/// shift is discounted by that service's, as by a callee's; a service that does not fit
+/// behind the endpoint (slower than the calls through it) discounts nothing.
+#[test]
+fn a_callers_request_duration_is_discounted_through_an_endpoint() {
+    let lb = "internal-shop-1720431985.us-east-1.elb.amazonaws.com";
+    // (shop's median ms, front's discounted shift)
+    let cases = [(5.0, 0.33), (50.0, 1.1)];
+    for (shop_ms, expected) in cases {
+        let mut w = window(
+            &W {
+                services: &[("front", 9.0, 300, 0), ("shop", shop_ms, 300, 0)],
+                edges: &[("front", lb, 300, 0)],
+                queries: &[],
+                pods: &[],
+            },
+            0,
+        );
+        w.edges[0].red.duration = sketch(6.0, 300);
+        let mut candidates: BTreeMap<&str, Candidate> = [("front", 1.1), ("shop", 1.2)]
+            .into_iter()
+            .map(|(n, x)| {
+                let mut c = Candidate::default();
+                c.raw.insert(Feature::SelfTime, x);
+                (n, c)
+            })
+            .collect();
+        let names = ["front", "shop"];
+        discount_callers_latency(
+            &mut candidates,
+            &names,
+            [&w, &w],
+            &AnalysisConfig::default(),
+        );
+        let got = candidates["front"].raw[&Feature::SelfTime];
+        assert!((got - expected).abs() < 1e-9, "shop {shop_ms} ms: {got}");
+        if expected < 1.1 {
+            assert!(candidates["front"].counter[0].contains("service shop downstream"));
         }
     }
 }

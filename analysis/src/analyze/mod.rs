@@ -76,7 +76,12 @@ pub fn analyze(
         .filter(|s| s.red_source == RedSource::Metrics)
         .map(|s| s.name.as_str())
         .collect();
-    propagation::discount_callers_latency(&mut candidates, &metrics_only, current, config);
+    propagation::discount_callers_latency(
+        &mut candidates,
+        &metrics_only,
+        [baseline, current],
+        config,
+    );
     features::log_paths::add_log_paths(&mut candidates, &w);
     features::call_paths::add_call_paths(&mut candidates, &w);
     features::latency::add_call_gaps(&mut candidates, &w, config);

@@ -21,8 +21,10 @@ const MIN_NODE_PODS: usize = 3;
 
 /// The candidates beyond services:
 ///
-/// - **databases**, seen through their callers' client spans: the shift of the median query
-///   duration pooled over callers (as self time), and bursts of failed queries (as error spans);
+/// - **databases**, seen through their callers' client spans or, where they sent none, their
+///   `db.client.operation.duration` metrics: the shift of the median query duration pooled
+///   over callers (as self time; from metrics, only beyond the noise of their points), and
+///   bursts of failed queries (as error spans);
 /// - **nodes** with [`MIN_NODE_PODS`] pods or more of two services or more: the lower median
 ///   over its pods of their CPU utilization change (as CPU), and over the services with pods on
 ///   it (at least [`MIN_NODE_PODS`]) of their self-time shift (as self time). Lower medians, so
@@ -72,7 +74,13 @@ fn databases(
     for (db, red) in &now {
         let b = before.get(db).unwrap_or(&empty);
         let mut c = Candidate::default();
-        if let Some(base) = pick(
+        if red.points > 0 && b.points > 0 {
+            // From client metrics: each point's mean stands for its calls.
+            c.add(
+                Feature::SelfTime,
+                evidence::query_duration_from_metrics(db, red, b, config.min_gap_samples),
+            );
+        } else if let Some(base) = pick(
             Some(&b.duration),
             referenced.get(db).map(|r| &r.duration),
             config.min_baseline_samples,

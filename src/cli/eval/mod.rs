@@ -40,6 +40,9 @@ pub struct CaseResult {
     pub ranking: Vec<String>,
     /// The top cause's probability.
     pub probability: f64,
+    /// The conditions of a simulated case beyond its fault: `traffic low, baseline 3m`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// Time of the analysis alone (loading the telemetry excluded), seconds.
     pub analysis_seconds: f64,
     /// The top three causes and the labelled one, with their evidence.
@@ -66,6 +69,7 @@ impl CaseResult {
             rank: rank_of_cause(causes, truth, edge),
             ranking: causes.iter().map(|c| c.entity.id()).collect(),
             probability: causes.first().map_or(0.0, |c| c.probability),
+            condition: None,
             analysis_seconds: 0.0,
             candidates: TrainingCase {
                 inputs: causes.iter().map(|c| c.inputs).collect(),
@@ -94,6 +98,10 @@ pub struct EvalReport {
     pub per_fault_type: BTreeMap<String, Accuracy>,
     /// Per fault type over every system.
     pub per_fault: BTreeMap<String, Accuracy>,
+    /// Per fault type and condition (`db_errors, traffic low, baseline 3m`), over the
+    /// simulated cases whose conditions vary; empty otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_condition: BTreeMap<String, Accuracy>,
     /// The model that ranked (`shipped`, or a file).
     pub model: String,
     /// Every case.
@@ -294,12 +302,25 @@ pub(crate) fn report(cases: Vec<CaseResult>, model: &str) -> EvalReport {
         per_system: group(&|c| c.system.clone()),
         per_fault_type: group(&|c| format!("{}/{}", c.system, c.fault_type)),
         per_fault: group(&|c| c.fault_type.clone()),
+        per_condition: if varied_conditions(&cases) {
+            group(&|c| format!("{}, {}", c.fault_type, c.condition.as_deref().unwrap_or("")))
+        } else {
+            BTreeMap::new()
+        },
         model: model.to_owned(),
         cases,
         baselines: Vec::new(),
         signals: SignalSet::All,
         ablation: Vec::new(),
     }
+}
+
+/// Whether the cases' conditions (traffic, baseline length) differ: only then does the report
+/// break the accuracy down by them.
+fn varied_conditions(cases: &[CaseResult]) -> bool {
+    cases
+        .iter()
+        .any(|c| c.condition.is_some() && c.condition != cases[0].condition)
 }
 
 /// Published service-level top-1 / top-3 accuracy on these systems (Nezha paper, Table 3).
@@ -389,6 +410,16 @@ pub fn render_with(report: &EvalReport, published: bool) -> String {
     if !published {
         out.push_str("\nper fault type, every system:\n");
         for (key, a) in &report.per_fault {
+            row(&mut out, &format!("  {key}"), a);
+        }
+    }
+    if !report.per_condition.is_empty() {
+        out.push_str(
+            "
+per fault type and condition, every system:
+",
+        );
+        for (key, a) in &report.per_condition {
             row(&mut out, &format!("  {key}"), a);
         }
     }

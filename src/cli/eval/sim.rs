@@ -73,8 +73,19 @@ pub async fn score_case(
     )
     .with_context(|| format!("analysing {}", truth.case_id))?;
     let analysis_seconds = started.elapsed().as_secs_f64();
+    let baseline = std::time::Duration::from_secs(
+        truth
+            .fault_start_unix_ns
+            .saturating_sub(truth.baseline_start_unix_ns)
+            / 1_000_000_000,
+    );
     Ok(CaseResult {
         analysis_seconds,
+        condition: Some(format!(
+            "traffic {}, baseline {}",
+            truth.traffic.as_str(),
+            humantime::format_duration(baseline)
+        )),
         ..CaseResult::new(
             (
                 truth.case_id.clone(),
