@@ -300,18 +300,56 @@ fn points_shift(
     baseline: &RedStats,
     min: u64,
 ) -> Option<Evidence> {
+    if current.points.min(baseline.points) < MIN_POINTS && current.points.max(baseline.points) > 0 {
+        return None;
+    }
     let e = duration_shift(feature, what, &current.duration, &baseline.duration, min)?;
     let points = |r: &RedStats| r.points.max(1) as f64;
-    let se = 1.2533
-        * log_spread(&baseline.duration)?
-        * (1.0 / points(current) + 1.0 / points(baseline)).sqrt();
-    (e.change.abs() > crate::stats::BAND * se).then(|| Evidence {
+    // The points' spread, no finer than the sketch tells values apart; the band widened by
+    // Student's t for a spread read from few points.
+    let sigma = log_spread(&baseline.duration)?.max(MIN_LOG_SPREAD);
+    let se = 1.2533 * sigma * (1.0 / points(current) + 1.0 / points(baseline)).sqrt();
+    // Figures that do not count their points (0) are read as before: one point each side.
+    let widen = if baseline.points > 0 {
+        small_sample_factor(baseline.points)
+    } else {
+        1.0
+    };
+    (e.change.abs() > crate::stats::BAND * widen * se).then(|| Evidence {
         summary: format!(
-            "{} over {} metric points ({} before)",
-            e.summary, current.points, baseline.points
+            "{} over {} metric points ({} before{})",
+            e.summary,
+            current.points,
+            baseline.points,
+            if widen > 1.0 {
+                ": a short baseline, so only a shift this large counts"
+            } else {
+                ""
+            }
         ),
         ..e.read_from_metrics()
     })
+}
+
+/// Fewest metric points on each side of a shift read from metrics.
+const MIN_POINTS: u64 = 2;
+
+/// The smallest spread of log durations a sketch can show: twice its relative accuracy
+/// (`loupe_graph`'s DDSketch, α = 1%), the width of one of its buckets.
+const MIN_LOG_SPREAD: f64 = 0.02;
+
+/// How much wider a band must be when the spread it uses is read from `k` points: Student's
+/// t quantile (97.5%, `k − 1` degrees of freedom) over the normal's (1.96), 1 from 30 points
+/// on; for fewer than 2 points, the factor of 2.
+fn small_sample_factor(k: u64) -> f64 {
+    // t(0.975, df) for df = 1..=29 (any statistics table).
+    const T: [f64; 29] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045,
+    ];
+    let df = k.max(2) - 1;
+    T.get(df as usize - 1).map_or(1.0, |t| t / 1.96)
 }
 
 /// Robust standard deviation of a sketch's log durations: the interquartile range of

@@ -154,7 +154,54 @@ pub(crate) fn explain_away(
     damp.noisy_neighbours(windows[1], index, z, &mut counter);
     damp.endpoints(windows, index, z, &mut counter);
     damp.unfelt_dependencies(windows[1], index, z, &mut counter);
+    damp.common_slowdown(windows, index, z, &mut counter);
     counter
+}
+
+/// Fewest databases measured by metrics for their common shift to mean anything: with
+/// fewer, one slow database is half of them.
+const MIN_COMMON: usize = 3;
+
+/// The log shift of the median request duration of each service measured by its server
+/// metrics, and of each database's queries measured by its callers' client metrics, from
+/// `baseline` to `current` (every one with durations on both sides, significant or not),
+/// keyed by (kind, name).
+fn metric_shifts<'a>(
+    [baseline, current]: [&'a WindowStats; 2],
+) -> Vec<((CauseKind, &'a str), f64)> {
+    let shift = |now: &loupe_graph::DurationSketch, before: &loupe_graph::DurationSketch| {
+        let (n, b) = (now.quantile_seconds(0.5)?, before.quantile_seconds(0.5)?);
+        (n > 0.0 && b > 0.0).then(|| (n / b).ln())
+    };
+    let mut out = Vec::new();
+    for s in current
+        .services
+        .iter()
+        .filter(|s| s.red_source == loupe_graph::RedSource::Metrics)
+    {
+        if let Some(x) = baseline
+            .service(&s.name)
+            .and_then(|b| shift(&s.red.duration, &b.red.duration))
+        {
+            out.push(((SERVICE, s.name.as_str()), x));
+        }
+    }
+    let pooled = |w: &'a WindowStats| {
+        let mut m: BTreeMap<&'a str, loupe_graph::DurationSketch> = BTreeMap::new();
+        for q in w.queries.iter().filter(|q| q.red.points > 0) {
+            m.entry(q.database.as_str())
+                .or_default()
+                .merge(&q.red.duration);
+        }
+        m
+    };
+    let before = pooled(baseline);
+    for (db, now) in pooled(current) {
+        if let Some(x) = before.get(db).and_then(|b| shift(&now, b)) {
+            out.push(((DATABASE, db), x));
+        }
+    }
+    out
 }
 
 /// A kind of evidence a dependency can show: what its callers then did, whether a caller
@@ -497,6 +544,56 @@ impl Damping<'_> {
                     config.explained_factor
                 ));
             }
+        }
+    }
+
+    /// A slowdown every dependency shares: when the databases measured by their callers'
+    /// client metrics (at least [`MIN_COMMON`], peers whose durations hold no one else's)
+    /// slowed by a median shift above zero (a burst of traffic, a slower zone), a candidate's
+    /// own latency shift (a database's queries, or a service's request duration from its
+    /// metrics) counts only for what it adds to that common shift: when the common shift is
+    /// more than `1 − explained_share` of its own, its latency evidence counts
+    /// ×`explained_factor`. One slow database among several leaves the median where it was
+    /// and keeps its evidence.
+    fn common_slowdown(
+        &self,
+        windows: [&WindowStats; 2],
+        index: &HashMap<(CauseKind, &str), usize>,
+        z: &mut [[f64; FEATURES]],
+        counter: &mut [Vec<String>],
+    ) {
+        let shifts = metric_shifts(windows);
+        let mut values: Vec<f64> = shifts
+            .iter()
+            .filter(|((kind, _), _)| *kind == DATABASE)
+            .map(|(_, x)| *x)
+            .collect();
+        if values.len() < MIN_COMMON {
+            return;
+        }
+        let common = crate::stats::median(&mut values);
+        if common <= 0.0 {
+            return;
+        }
+        let (before, config) = (self.before, self.config);
+        let self_time = Feature::SelfTime as usize;
+        for (key, own) in shifts {
+            let Some(&i) = index.get(&key) else {
+                continue;
+            };
+            if before[i][self_time] <= 0.0 || common <= (1.0 - config.explained_share) * own {
+                continue;
+            }
+            z[i][self_time] *= config.explained_factor;
+            counter[i].push(format!(
+                "its latency shift (×{:.2}) is explained away by the shift the {} databases \
+                 measured by metrics shared (a median ×{:.2}), and counts ×{}: a slowdown \
+                 every dependency shows is the system's (load, a zone), not this one's",
+                own.exp(),
+                values.len(),
+                common.exp(),
+                config.explained_factor
+            ));
         }
     }
 }

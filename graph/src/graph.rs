@@ -952,6 +952,11 @@ impl KnowledgeGraph {
             };
             let (service, pod) = self.resource_entities(&rm.resource, first.time_unix_nano);
             let target = pod.unwrap_or(service);
+            let instance = rm
+                .resource
+                .attributes
+                .get_str(loupe_model::semconv::SERVICE_INSTANCE_ID)
+                .unwrap_or("");
             let mut service_bucket = self.bucket(first.time_unix_nano);
             for point in &rm.points {
                 // A pod's points keep its service valid too (a metrics-only service has
@@ -960,7 +965,7 @@ impl KnowledgeGraph {
                     service_bucket = self.bucket(point.time_unix_nano);
                     self.touch(service, point.time_unix_nano);
                 }
-                self.request_metric(service, target, point);
+                self.request_metric(service, (target, instance), point);
                 let value = match point.value {
                     PointValue::Number(v) => v,
                     PointValue::Distribution { count: 0, .. } => continue,
@@ -997,17 +1002,21 @@ impl KnowledgeGraph {
     /// messaging destination (HTTP, RPC, database and messaging client metric semantic
     /// conventions), which it also observes, so that a deployment with metrics and no traces
     /// still has its dependency graph, uninstrumented dependencies included. `series` owns the
-    /// point's cumulative series (the pod, else the service).
+    /// point's cumulative series (the pod, else the service), with the sending `instance`
+    /// (`service.instance.id`).
     fn request_metric(
         &mut self,
         service: NodeIndex,
-        series: NodeIndex,
+        (series, instance): (NodeIndex, &str),
         point: &loupe_model::DataPoint,
     ) {
         let t = point.time_unix_nano;
         let bucket = self.bucket(t);
         if crate::request_metrics::is_error_counter(&point.metric_name) {
-            if let Some(errors) = self.request_metrics.errors(series.index(), point) {
+            if let Some(errors) = self
+                .request_metrics
+                .errors((series.index(), instance), point)
+            {
                 self.graph[service].metric_red.entry(bucket).errors += errors;
             }
             return;
@@ -1017,7 +1026,10 @@ impl KnowledgeGraph {
         };
         let (target, kind) = match side {
             Side::Server => {
-                if let Some(red) = self.request_metrics.red(series.index(), point, side) {
+                if let Some(red) = self
+                    .request_metrics
+                    .red((series.index(), instance), point, side)
+                {
                     self.graph[service].metric_red.entry(bucket).merge(&red);
                 }
                 return;
@@ -1032,7 +1044,10 @@ impl KnowledgeGraph {
         }
         let relation = self.relation(service, target, kind, t);
         // The point's attributes name the callee: one series per pod and callee.
-        if let Some(red) = self.request_metrics.red(series.index(), point, side) {
+        if let Some(red) = self
+            .request_metrics
+            .red((series.index(), instance), point, side)
+        {
             self.graph[relation].metric_red.entry(bucket).merge(&red);
         }
     }
@@ -1403,6 +1418,56 @@ mod tests {
     }
 
     /// A deployment with metrics and no traces: services' RED from their server-side
+    /// Two instances of a service without pods (containers on a managed runtime) send series
+    /// of the same name and attributes: each instance's cumulative series is its own, so the
+    /// calls add up. (Per-interval summaries of 7 and 10 calls, then cumulative histograms.)
+    #[test]
+    fn instances_without_pods_keep_their_own_series() {
+        let s = 1_000_000_000u64;
+        let instance = |id: &str| {
+            Arc::new(Resource {
+                attributes: Attributes(
+                    [("service.name", "orders"), ("service.instance.id", id)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), AttributeValue::String(v.to_string())))
+                        .collect(),
+                ),
+            })
+        };
+        let point = |start: u64, t: u64, count: u64| loupe_model::DataPoint {
+            cumulative: true,
+            start_time_unix_nano: start,
+            ..crate::request_metrics::test_point(
+                "http.server.request.duration",
+                "s",
+                t,
+                (count, count as f64 * 0.1),
+                &[],
+            )
+        };
+        let mut g = KnowledgeGraph::new(GraphConfig::default());
+        for (id, count) in [("a", 7), ("b", 10)] {
+            g.apply_metrics(&[ResourceMetrics {
+                resource: instance(id),
+                points: vec![point(600 * s, 660 * s, count)],
+            }]);
+        }
+        let calls = |g: &KnowledgeGraph, from: u64, to: u64| {
+            g.window(from * s, to * s)
+                .service("orders")
+                .map(|o| o.red.calls)
+        };
+        assert_eq!(calls(&g, 650, 670), Some(17));
+        // Cumulative series from 600 s: each instance's next point adds its own delta.
+        for (id, count) in [("a", 9), ("b", 15)] {
+            g.apply_metrics(&[ResourceMetrics {
+                resource: instance(id),
+                points: vec![point(600 * s, 720 * s, count)],
+            }]);
+        }
+        assert_eq!(calls(&g, 710, 730), Some(2 + 5));
+    }
+
     /// What is not instrumented becomes an entity from its callers' client metrics: a managed
     /// table from `db.client.operation.duration` (named by its collection), a queue from
     /// `messaging.client.operation.duration`, a cloud API from `rpc.client.duration` with

@@ -167,12 +167,17 @@ struct Last {
     seen: u64,
 }
 
-/// The previous point of each cumulative series, keyed by its owner (an entity index),
-/// metric name and attributes, with the newest time the series was seen, so that series that
-/// stopped (pods that went away) are forgotten.
+/// Who sends a series: the entity that owns it (an index: the pod, else the service) and the
+/// sending instance (`service.instance.id`; empty when not sent), so that the instances of a
+/// service without pods (containers on a managed runtime, hosts) keep series of their own.
+pub(crate) type Owner<'a> = (usize, &'a str);
+
+/// The previous point of each cumulative series, keyed by its owner, metric name and
+/// attributes, with the newest time the series was seen, so that series that stopped (pods
+/// that went away) are forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct CumulativeState {
-    last: HashMap<(usize, String, String), Last>,
+    last: HashMap<((usize, String), String, String), Last>,
 }
 
 impl CumulativeState {
@@ -181,7 +186,7 @@ impl CumulativeState {
     /// series' first point of unknown start.
     fn delta(
         &mut self,
-        owner: usize,
+        (owner, instance): Owner,
         point: &DataPoint,
         (count, sum): (u64, f64),
     ) -> Option<(u64, f64)> {
@@ -189,7 +194,7 @@ impl CumulativeState {
             return Some((count, sum));
         }
         let key = (
-            owner,
+            (owner, instance.to_owned()),
             point.metric_name.clone(),
             format!("{:?}", point.attributes.0),
         );
@@ -226,7 +231,7 @@ impl CumulativeState {
     /// The calls, errors and durations a point adds, as one bucket's RED figures (only
     /// `calls`, `errors` and `duration` set); `None` for a point that adds nothing (not a
     /// distribution, no calls since the previous point, a series' first cumulative point).
-    pub(crate) fn red(&mut self, owner: usize, point: &DataPoint, side: Side) -> Option<RedStats> {
+    pub(crate) fn red(&mut self, owner: Owner, point: &DataPoint, side: Side) -> Option<RedStats> {
         let PointValue::Distribution { count, sum } = point.value else {
             return None;
         };
@@ -250,7 +255,7 @@ impl CumulativeState {
 
     /// The failed calls an error-counter point (see [`is_error_counter`]) adds; `None` for a
     /// point that adds nothing.
-    pub(crate) fn errors(&mut self, owner: usize, point: &DataPoint) -> Option<u64> {
+    pub(crate) fn errors(&mut self, owner: Owner, point: &DataPoint) -> Option<u64> {
         let PointValue::Number(value) = point.value else {
             return None;
         };
@@ -430,11 +435,11 @@ mod tests {
                     ..first
                 };
                 assert!(
-                    state.red(1, &first, side).is_none(),
+                    state.red((1, ""), &first, side).is_none(),
                     "a first cumulative point adds nothing"
                 );
             }
-            let got = state.red(1, &p, side).map(|r| {
+            let got = state.red((1, ""), &p, side).map(|r| {
                 (
                     r.calls,
                     r.errors,
@@ -460,23 +465,25 @@ mod tests {
             ..test_point(name, "s", t, (count, count as f64 * 0.1), &[("pod", pod)])
         };
         let mut state = CumulativeState::default();
-        assert!(state.red(1, &at(10, 5, "a"), Side::Server).is_none());
-        assert!(state.red(1, &at(10, 7, "b"), Side::Server).is_none());
+        assert!(state.red((1, ""), &at(10, 5, "a"), Side::Server).is_none());
+        assert!(state.red((1, ""), &at(10, 7, "b"), Side::Server).is_none());
         assert_eq!(
-            state.red(1, &at(20, 9, "b"), Side::Server).map(|r| r.calls),
+            state
+                .red((1, ""), &at(20, 9, "b"), Side::Server)
+                .map(|r| r.calls),
             Some(2)
         );
         // A point older than the newest does not make a series look recent.
-        assert!(state.red(1, &at(5, 9, "b"), Side::Server).is_none());
+        assert!(state.red((1, ""), &at(5, 9, "b"), Side::Server).is_none());
         state.forget_before(15);
         assert_eq!(state.len(), 1, "a, last seen at 10, is forgotten");
         assert!(
-            state.red(1, &at(30, 8, "a"), Side::Server).is_none(),
+            state.red((1, ""), &at(30, 8, "a"), Side::Server).is_none(),
             "a forgotten series starts again"
         );
         assert_eq!(
             state
-                .red(1, &at(30, 12, "b"), Side::Server)
+                .red((1, ""), &at(30, 12, "b"), Side::Server)
                 .map(|r| r.calls),
             Some(3)
         );
@@ -496,7 +503,7 @@ mod tests {
             ..test_point(name, "s", t, (count, count as f64 * 0.1), &[])
         };
         let calls = |state: &mut CumulativeState, p: &DataPoint| {
-            state.red(1, p, Side::Server).map(|r| r.calls)
+            state.red((1, ""), p, Side::Server).map(|r| r.calls)
         };
         // Per-interval summaries: every point has a new start, every point counts whole,
         // though the second's count is higher than the first's.
@@ -532,14 +539,21 @@ mod tests {
         assert!(is_error_counter(sc::FAAS_ERRORS));
         assert!(!is_error_counter(sc::FAAS_INVOKE_DURATION));
         let mut state = CumulativeState::default();
-        assert_eq!(state.errors(1, &counter(10, 3.0, false)), Some(3));
-        assert_eq!(state.errors(1, &counter(20, 0.0, false)), None);
-        assert_eq!(state.errors(1, &counter(30, -1.0, false)), None);
+        assert_eq!(state.errors((1, ""), &counter(10, 3.0, false)), Some(3));
+        assert_eq!(state.errors((1, ""), &counter(20, 0.0, false)), None);
+        assert_eq!(state.errors((1, ""), &counter(30, -1.0, false)), None);
         let mut state = CumulativeState::default();
         let hour = 3_600_000_000_000;
         let first = counter(hour, 2.0, true);
-        assert_eq!(state.errors(2, &first), None, "a start an hour before");
-        assert_eq!(state.errors(2, &counter(hour + 10, 7.0, true)), Some(5));
+        assert_eq!(
+            state.errors((2, ""), &first),
+            None,
+            "a start an hour before"
+        );
+        assert_eq!(
+            state.errors((2, ""), &counter(hour + 10, 7.0, true)),
+            Some(5)
+        );
         assert_eq!(
             side(sc::FAAS_INVOKE_DURATION),
             Some(Side::Server),

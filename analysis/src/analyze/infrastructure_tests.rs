@@ -768,3 +768,76 @@ fn a_callers_request_duration_is_discounted_through_an_endpoint() {
         }
     }
 }
+
+/// A slowdown every database shares (a burst of traffic) is the system's: with four tables
+/// all ×1.2 and their callers a little slower too, the one service that fails is the cause,
+/// and each table's shift is explained by the common one. One table ×3 among four keeps its
+/// evidence.
+#[test]
+fn a_slowdown_every_dependency_shares_is_no_ones() {
+    let at = |start: u64, [t1, rest]: [f64; 2], callers: f64, failed: u64, points: u64| {
+        let mut w = metrics_only(window(
+            &W {
+                services: &[
+                    ("front", 40.0 * callers, 600, failed),
+                    ("cart", 30.0 * callers, 300, 0),
+                    ("shop", 30.0 * callers, 300, failed),
+                ],
+                edges: &[("front", "cart", 300, 0), ("front", "shop", 300, failed)],
+                queries: &[],
+                pods: &[],
+            },
+            start,
+        ));
+        for s in &mut w.services {
+            s.red.points = points;
+        }
+        for (source, table, ms) in [
+            ("cart", "t1", t1),
+            ("cart", "t2", rest),
+            ("shop", "t3", rest),
+            ("shop", "t4", rest),
+        ] {
+            let mut red = red(ms, 150, 0);
+            red.points = points;
+            w.queries.push(QueryWindow {
+                source: source.into(),
+                database: format!("aws.dynamodb/{table}"),
+                red,
+            });
+        }
+        w.end = start + 300_000_000_000;
+        w
+    };
+    let baseline = at(0, [10.0, 10.0], 1.0, 0, 20);
+    // (what, the window, the top cause, whether t1 is explained by the common shift)
+    let cases = [
+        (
+            "every table ×1.2, shop fails: shop",
+            at(300_000_000_000, [12.0, 12.0], 1.2, 100, 5),
+            "service:shop",
+            true,
+        ),
+        (
+            "one table ×3: that table",
+            at(300_000_000_000, [30.0, 10.0], 1.2, 0, 5),
+            "database:aws.dynamodb/t1",
+            false,
+        ),
+    ];
+    for (what, current, expected, explained) in cases {
+        let a = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(expected), "{what}: {:#?}", a.causes);
+        let t1 = a
+            .causes
+            .iter()
+            .find(|c| c.entity.id() == "database:aws.dynamodb/t1")
+            .expect("t1 is a candidate");
+        let common = t1
+            .counter_evidence
+            .iter()
+            .any(|c| c.contains("databases measured by metrics shared"));
+        assert_eq!(common, explained, "{what}: {:?}", t1.counter_evidence);
+    }
+}

@@ -78,7 +78,7 @@ fn databases(
             // From client metrics: each point's mean stands for its calls.
             c.add(
                 Feature::SelfTime,
-                evidence::query_duration_from_metrics(db, red, b, config.min_gap_samples),
+                evidence::query_duration_from_metrics(db, red, b, config.min_requests),
             );
         } else if let Some(base) = pick(
             Some(&b.duration),

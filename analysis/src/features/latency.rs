@@ -84,7 +84,7 @@ fn server_duration_shift(
         .into_iter()
         .flatten()
         .find(|r| std::ptr::eq(&r.duration, duration))?;
-    evidence::server_duration(&s.name, &s.red, before, config.min_self_time_samples)
+    evidence::server_duration(&s.name, &s.red, before, config.min_requests)
 }
 
 /// The gap distribution of a `calls` edge.
