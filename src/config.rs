@@ -105,6 +105,9 @@ pub struct FileConfig {
     /// `[changes]`.
     #[serde(default)]
     pub changes: ChangesSection,
+    /// `[[endpoints]]`: the services behind load balancers and API gateways.
+    #[serde(default)]
+    pub endpoints: Vec<loupe_analysis::EndpointService>,
 }
 
 /// `[changes]`: change intake.
@@ -430,8 +433,22 @@ retention_bytes = 1000
 [query]
 max_rows = 5
 timeout = "2s"
+[[endpoints]]
+address = "internal-orders-1190273811.us-east-1.elb.amazonaws.com"
+service = "orders"
+[[endpoints]]
+address = "k3x9v2m7qd.execute-api.us-east-1.amazonaws.com"
+service = "payments"
 "#;
         let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.endpoints.len(), 2);
+        assert_eq!(
+            (
+                file.endpoints[1].address.as_str(),
+                file.endpoints[1].service.as_str()
+            ),
+            ("k3x9v2m7qd.execute-api.us-east-1.amazonaws.com", "payments")
+        );
         let store = store_config(file.data_dir.clone().unwrap(), &file.store).unwrap();
         assert_eq!(store.wal_sync, SyncPolicy::None);
         assert_eq!(store.flush_interval, Duration::from_secs(60));
@@ -446,6 +463,9 @@ timeout = "2s"
         let bad = "data_dir = \"x\"\n[store]\nretention = \"7d\"\n";
         let err = toml::from_str::<FileConfig>(bad).unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("retention"), "{err}");
+        let bad = "[[endpoints]]\naddress = \"lb\"\nservise = \"orders\"\n";
+        let err = toml::from_str::<FileConfig>(bad).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("servise"), "{err}");
         let bad_duration = StoreSection {
             flush_interval: Some("soon".into()),
             ..Default::default()

@@ -37,9 +37,24 @@ pub struct AnalysisConfig {
     /// Below this probability for the top cause, the analysis says "no confident cause" and
     /// lists its best guesses (default 0.5).
     pub min_confidence: f64,
+    /// Endpoints known only from their callers (a load balancer, an API gateway) and the
+    /// services behind them, as an operator states them (`[[endpoints]]` in the configuration):
+    /// they come before what the analysis infers from names and traffic.
+    pub endpoints: Vec<EndpointService>,
     /// The rules and the model (default: the shipped ones).
     #[serde(skip)]
     pub ranker: Arc<Ranker>,
+}
+
+/// An endpoint's address (`server.address` as its callers send it) and the instrumented
+/// service behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointService {
+    /// The endpoint's host name, as callers send it in `server.address`.
+    pub address: String,
+    /// The `service.name` of the service behind it.
+    pub service: String,
 }
 
 impl Default for AnalysisConfig {
@@ -56,6 +71,7 @@ impl Default for AnalysisConfig {
             change_lookback_nanos: 30 * 60 * 1_000_000_000,
             change_half_life_nanos: 10 * 60 * 1_000_000_000,
             min_confidence: 0.5,
+            endpoints: Vec::new(),
             ranker: Ranker::shipped(),
         }
     }

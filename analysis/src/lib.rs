@@ -43,7 +43,7 @@ pub use cause::{
     change_name, change_target, path_ends, Analysis, Cause, CauseKind, EntityRef, Onset,
     Remediation, EDGE_ARROW,
 };
-pub use config::AnalysisConfig;
+pub use config::{AnalysisConfig, EndpointService};
 pub use detect::{BaselineConfig, DetectConfig, Detector, Deviation, Slo, Symptom};
 pub use error::{Error, Result};
 pub use evidence::{Evidence, EvidenceSignal};

@@ -27,7 +27,7 @@ pub(crate) fn discount_callers_latency(
     windows: [&WindowStats; 2],
     config: &AnalysisConfig,
 ) {
-    let callees = Callees::through_endpoints(windows);
+    let callees = Callees::through_endpoints(windows, &config.endpoints);
     let shift = |c: &BTreeMap<&str, Candidate>, name: &str| {
         c.get(name)
             .and_then(|c| c.raw.get(&Feature::SelfTime).copied())
@@ -446,7 +446,7 @@ impl Damping<'_> {
             if own <= 0.0 || windows[1].service(address).is_some() {
                 continue;
             }
-            let by = behind(windows, address)
+            let by = behind(windows, address, &config.endpoints)
                 .into_iter()
                 .filter_map(|s| index.get(&(SERVICE, s)).map(|&j| (s, j, strength(j))))
                 .filter(|&(_, _, theirs)| theirs >= config.explained_share * own)

@@ -23,9 +23,13 @@ impl<'a> Callees<'a> {
     }
 
     /// The callees of each service in the current window (`windows[1]`), with the services
-    /// behind each endpoint known only from its callers ([`behind`]) as the endpoint's callees:
+    /// behind each endpoint known only from its callers ([`behind`], with the operator's
+    /// `configured` endpoints) as the endpoint's callees:
     /// a caller of a load balancer waits on the service behind it.
-    pub(crate) fn through_endpoints(windows: [&'a WindowStats; 2]) -> Self {
+    pub(crate) fn through_endpoints(
+        windows: [&'a WindowStats; 2],
+        configured: &[crate::config::EndpointService],
+    ) -> Self {
         let mut callees = Self::of(windows[1]);
         let endpoints: std::collections::BTreeSet<&str> = windows[1]
             .edges
@@ -34,7 +38,7 @@ impl<'a> Callees<'a> {
             .filter(|t| windows[1].service(t).is_none())
             .collect();
         for endpoint in endpoints {
-            let services = behind(windows, endpoint);
+            let services = behind(windows, endpoint, configured);
             if !services.is_empty() {
                 callees.0.insert(endpoint, services);
             }
@@ -135,9 +139,23 @@ pub(crate) fn named_after(address: &str, service: &str) -> bool {
 /// service lasts at least as long as the service takes; within a factor [`SAME_TRAFFIC`],
 /// the two medians being of different points), and fronted by it: by name ([`named_after`])
 /// or by traffic, the calls they served in `current` being within a factor [`SAME_TRAFFIC`]
-/// of the calls into the endpoint (an endpoint relays each call). Named ones come first.
-pub(crate) fn behind<'a>(windows: [&'a WindowStats; 2], address: &str) -> Vec<&'a str> {
+/// of the calls into the endpoint (an endpoint relays each call). Named ones come first. An
+/// operator's word (`configured`, see [`crate::config::EndpointService`]) comes before any
+/// inference: the services it names for the address, when `current` has them, are the answer.
+pub(crate) fn behind<'a>(
+    windows: [&'a WindowStats; 2],
+    address: &str,
+    configured: &[crate::config::EndpointService],
+) -> Vec<&'a str> {
     let current = windows[1];
+    let stated: Vec<&'a str> = configured
+        .iter()
+        .filter(|e| e.address == address)
+        .filter_map(|e| current.service(&e.service).map(|s| s.name.as_str()))
+        .collect();
+    if !stated.is_empty() {
+        return stated;
+    }
     let called = |s: &str| {
         windows
             .iter()

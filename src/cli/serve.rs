@@ -162,7 +162,10 @@ impl ServeArgs {
                 ..Default::default()
             },
             detect,
-            analysis: self.model.analysis_config()?,
+            analysis: loupe_analysis::AnalysisConfig {
+                endpoints: std::mem::take(&mut file.endpoints),
+                ..self.model.analysis_config()?
+            },
             mcp_allow_writes: self.mcp_allow_writes || file.mcp.allow_writes.unwrap_or(false),
             mcp_allowed_hosts: match self.mcp_allowed_hosts.is_empty() {
                 true => std::mem::take(&mut file.mcp.allowed_hosts),

@@ -841,3 +841,43 @@ fn a_slowdown_every_dependency_shares_is_no_ones() {
         assert_eq!(common, explained, "{what}: {:?}", t1.counter_evidence);
     }
 }
+
+/// An operator's `[[endpoints]]` entry names the service behind an endpoint that neither its
+/// name nor its traffic gives away (an internal address; the service also serves others).
+#[test]
+fn a_configured_endpoint_names_the_service_behind_it() {
+    let address = "10.0.3.7";
+    let at = |start: u64, failed: u64| {
+        let mut w = metrics_only(window(
+            &W {
+                services: &[("front", 5.0, 600, failed), ("shop", 5.0, 900, failed)],
+                edges: &[("front", address, 300, failed)],
+                queries: &[],
+                pods: &[],
+            },
+            start,
+        ));
+        w.edges[0].red.duration = sketch(6.0, 300);
+        w.end = start + 300_000_000_000;
+        w
+    };
+    let (baseline, current) = (at(0, 0), at(300_000_000_000, 100));
+    for (endpoints, expected) in [
+        (Vec::new(), "edge:front->10.0.3.7"),
+        (
+            vec![crate::config::EndpointService {
+                address: address.into(),
+                service: "shop".into(),
+            }],
+            "service:shop",
+        ),
+    ] {
+        let config = AnalysisConfig {
+            endpoints,
+            ..AnalysisConfig::default()
+        };
+        let a = analyze(&baseline, &current, None, &[], &config).unwrap();
+        let top = a.causes.first().map(|c| c.entity.id());
+        assert_eq!(top.as_deref(), Some(expected), "{:#?}", a.causes);
+    }
+}
