@@ -254,7 +254,7 @@ pub(crate) fn self_time(
 /// Shift of a service's median request duration as its server-side request-duration metrics
 /// give it (each point's mean), where it has no spans: a metric shows the whole request, the
 /// time in its callees included, so the ranking discounts it when a callee slowed as much (see
-/// `propagation.rs`).
+/// `propagation/`).
 ///
 /// A point's mean stands for all the requests it counts, so the sketches hold the spread of
 /// the points, not of requests, and their counts overstate what is known: the samples are the
@@ -339,8 +339,8 @@ const MIN_POINTS: u64 = 2;
 const MIN_LOG_SPREAD: f64 = 0.02;
 
 /// How much wider a band must be when the spread it uses is read from `k` points: Student's
-/// t quantile (97.5%, `k − 1` degrees of freedom) over the normal's (1.96), 1 from 30 points
-/// on; for fewer than 2 points, the factor of 2.
+/// t quantile (97.5%, `k − 1` degrees of freedom) over the normal's (1.96), 1 from 31 points
+/// on; fewer than 2 points read as 2 (one degree of freedom, ×6.5).
 fn small_sample_factor(k: u64) -> f64 {
     // t(0.975, df) for df = 1..=29 (any statistics table).
     const T: [f64; 29] = [
@@ -733,6 +733,32 @@ mod tests {
         check(&many[..2], &later[..2], false);
         // Too few requests to read a median.
         check(&steady, &[(0.15, 10)], false);
+        // One point in the window is not a shift, however large.
+        check(&steady, &[(0.5, 600)], false);
+        // Three points of baseline: a band ×2.2 wider (`few_points_widen_the_band`), and ×1.5
+        // against a steady baseline still shows.
+        check(
+            &steady[..3],
+            &[(0.15, 600), (0.16, 600), (0.149, 600)],
+            true,
+        );
+    }
+
+    /// Student's t over the normal's 1.96: ×6.5 for 2 points, ×2.2 for 3, ×1.3 for 6, 1 from
+    /// 31 on.
+    #[test]
+    fn few_points_widen_the_band() {
+        for (k, factor) in [
+            (0, 6.48),
+            (2, 6.48),
+            (3, 2.20),
+            (6, 1.31),
+            (30, 1.04),
+            (31, 1.0),
+        ] {
+            let got = small_sample_factor(k);
+            assert!((got - factor).abs() < 0.01, "{k} points: {got}");
+        }
     }
 
     #[test]

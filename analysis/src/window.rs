@@ -135,11 +135,11 @@ pub(crate) fn named_after(address: &str, service: &str) -> bool {
 /// The services that may be behind the endpoint `address`: instrumented services of
 /// `current` that no instrumented service calls (in either window: they are reached through
 /// something that sends no telemetry), other than the endpoint's own callers, whose median
-/// request duration is within the endpoint's median call duration (a call relayed to a
-/// service lasts at least as long as the service takes; within a factor [`SAME_TRAFFIC`],
-/// the two medians being of different points), and fronted by it: by name ([`named_after`])
-/// or by traffic, the calls they served in `current` being within a factor [`SAME_TRAFFIC`]
-/// of the calls into the endpoint (an endpoint relays each call). Named ones come first. An
+/// request duration is at most [`RELAYED_DURATION`] times the endpoint's median call
+/// duration (a call relayed to a service lasts at least as long as the service takes; the
+/// slack is for medians of different points), and fronted by it: by name ([`named_after`]) or
+/// by traffic, the calls they served in `current` being within a factor [`SAME_TRAFFIC`] of
+/// the calls into the endpoint (an endpoint relays each call). Named ones come first. An
 /// operator's word (`configured`, see [`crate::config::EndpointService`]) comes before any
 /// inference: the services it names for the address, when `current` has them, are the answer.
 pub(crate) fn behind<'a>(
@@ -156,11 +156,10 @@ pub(crate) fn behind<'a>(
     if !stated.is_empty() {
         return stated;
     }
-    let called = |s: &str| {
-        windows
-            .iter()
-            .any(|w| w.edges.iter().any(|e| e.target == s))
-    };
+    let called: std::collections::HashSet<&str> = windows
+        .iter()
+        .flat_map(|w| w.edges.iter().map(|e| e.target.as_str()))
+        .collect();
     let into: Vec<&loupe_graph::EdgeWindow> = current
         .edges
         .iter()
@@ -169,12 +168,12 @@ pub(crate) fn behind<'a>(
     let calls: u64 = into.iter().map(|e| e.red.calls).sum();
     let mut relayed = loupe_graph::DurationSketch::default();
     into.iter().for_each(|e| relayed.merge(&e.red.duration));
-    let within = |a: f64, b: f64| a > 0.0 && b > 0.0 && a.max(b) <= SAME_TRAFFIC * a.min(b);
-    let fast_enough = |s: &loupe_graph::ServiceWindow| match (
+    let same_traffic = |a: f64, b: f64| a > 0.0 && b > 0.0 && a.max(b) <= SAME_TRAFFIC * a.min(b);
+    let fits = |s: &loupe_graph::ServiceWindow| match (
         s.red.duration.quantile_seconds(0.5),
         relayed.quantile_seconds(0.5),
     ) {
-        (Some(own), Some(through)) => own <= SAME_TRAFFIC * through,
+        (Some(own), Some(through)) => own <= RELAYED_DURATION * through,
         _ => true,
     };
     let mut named = Vec::new();
@@ -182,15 +181,15 @@ pub(crate) fn behind<'a>(
     for s in &current.services {
         let name = s.name.as_str();
         if name == address
+            || called.contains(name)
             || into.iter().any(|e| e.source == name)
-            || called(name)
-            || !fast_enough(s)
+            || !fits(s)
         {
             continue;
         }
         if named_after(address, name) {
             named.push(name);
-        } else if within(s.red.calls as f64, calls as f64) {
+        } else if same_traffic(s.red.calls as f64, calls as f64) {
             by_traffic.push(name);
         }
     }
@@ -199,9 +198,15 @@ pub(crate) fn behind<'a>(
 }
 
 /// How far apart an endpoint's calls and a service's may be for the service to be behind the
-/// endpoint by traffic alone: ×1.25, room for calls in flight at the window's edges and for
-/// a share of calls the endpoint answers itself (health checks, redirects, cached answers).
-const SAME_TRAFFIC: f64 = 1.25;
+/// endpoint by traffic alone: ×1.15, room for calls in flight at the window's edges and for a
+/// few calls the endpoint answers itself or makes itself (health checks, redirects, cached
+/// answers), and narrow enough that a service with its own share of the traffic (four
+/// requests of five) is not taken for the endpoint's.
+const SAME_TRAFFIC: f64 = 1.15;
+
+/// How much slower than the calls through an endpoint the service behind it may look: ×1.25,
+/// for medians read from different points.
+const RELAYED_DURATION: f64 = 1.25;
 
 #[cfg(test)]
 mod tests {

@@ -1066,7 +1066,7 @@ impl KnowledgeGraph {
                 let system = attrs
                     .get_str(sc::RPC_SYSTEM_NAME)
                     .or_else(|| attrs.get_str(sc::RPC_SYSTEM));
-                let cloud_api = (system == Some("aws-api"))
+                let cloud_api = (system == Some(sc::RPC_SYSTEM_AWS_API))
                     .then(|| attrs.get_str(sc::RPC_SERVICE))
                     .flatten();
                 let address = attrs
@@ -1417,7 +1417,6 @@ mod tests {
         assert_eq!(g.window(10 * second, 20 * second).traces.traces, 0);
     }
 
-    /// A deployment with metrics and no traces: services' RED from their server-side
     /// Two instances of a service without pods (containers on a managed runtime) send series
     /// of the same name and attributes: each instance's cumulative series is its own, so the
     /// calls add up. (Per-interval summaries of 7 and 10 calls, then cumulative histograms.)
@@ -1498,7 +1497,7 @@ mod tests {
             ("messaging.operation.type", "send"),
         ];
         let ssm = [
-            ("rpc.system", "aws-api"),
+            ("rpc.system", loupe_model::semconv::RPC_SYSTEM_AWS_API),
             ("rpc.service", "SSM"),
             ("rpc.method", "GetParameter"),
         ];
@@ -1540,16 +1539,24 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
+        let queue = "messaging_destination:aws_sqs/order-events";
+        let publishes = snapshot
+            .edges
+            .iter()
+            .find(|e| e.target == queue)
+            .expect("checkout publishes to the queue");
+        assert_eq!(
+            (publishes.kind, publishes.red.as_ref().map(|r| r.calls)),
+            ("publishes", Some(3))
+        );
         assert!(
-            snapshot
-                .nodes
-                .iter()
-                .any(|n| n.id == "messaging_destination:aws_sqs/order-events"),
+            snapshot.nodes.iter().any(|n| n.id == queue),
             "{:?}",
             snapshot.nodes.iter().map(|n| &n.id).collect::<Vec<_>>()
         );
     }
 
+    /// A deployment with metrics and no traces: services' RED from their server-side
     /// request-duration histograms (delta and cumulative), the dependency and its RED from the
     /// caller's client-side histogram; spans, where there are any, take precedence.
     #[test]

@@ -28,7 +28,7 @@
 //! whose `start_time_unix_nano` differs from the previous point's starts a new count (a reset:
 //! it counts whole, as do the per-interval summaries of cloud-metric converters, each with its
 //! own start), as does a count that went down. A series' first point counts whole when its
-//! start time is known and at most [`FIRST_POINT_MAX_INTERVAL`] before it (a series that
+//! start time is known and at most [`FIRST_POINT_MAX_INTERVAL_NANOS`] before it (a series that
 //! started in that interval); otherwise it only sets the start (what came before is unknown).
 
 use std::collections::hash_map::Entry;
@@ -99,7 +99,7 @@ const ERROR_COUNTERS: [&str; 1] = [sc::FAAS_ERRORS];
 /// The longest interval a series' first cumulative point may cover and still count whole,
 /// nanoseconds: five minutes, the longest of the usual collection intervals (the cloud
 /// providers' basic monitoring).
-pub(crate) const FIRST_POINT_MAX_INTERVAL: u64 = 300_000_000_000;
+pub(crate) const FIRST_POINT_MAX_INTERVAL_NANOS: u64 = 300_000_000_000;
 
 /// The side a request-duration metric measures; `None` for any other metric.
 pub(crate) fn side(metric: &str) -> Option<Side> {
@@ -208,16 +208,17 @@ impl CumulativeState {
         match self.last.entry(key) {
             Entry::Vacant(v) => {
                 v.insert(now);
-                (start != 0 && start < t && t - start <= FIRST_POINT_MAX_INTERVAL)
+                (start != 0 && start < t && t - start <= FIRST_POINT_MAX_INTERVAL_NANOS)
                     .then_some((count, sum))
             }
             Entry::Occupied(mut o) => {
                 let previous = *o.get();
-                // A point older than the newest does not make the series look recent.
-                o.insert(Last {
-                    seen: t.max(previous.seen),
-                    ..now
-                });
+                // A point older than the newest (a late retry) adds nothing and changes nothing:
+                // the newer one already counts it.
+                if t < previous.seen {
+                    return None;
+                }
+                o.insert(now);
                 let restarted = start != 0 && previous.start != 0 && start != previous.start;
                 if restarted || count < previous.count || sum < previous.sum {
                     Some((count, sum))
@@ -524,6 +525,12 @@ mod tests {
         // No start time (older exporters): the first point sets the start.
         let mut state = CumulativeState::default();
         assert_eq!(calls(&mut state, &at(0, 15 * s, 900)), None);
+        // A late point (a retried export) adds nothing, and the next counts from the newest.
+        let mut state = CumulativeState::default();
+        assert_eq!(calls(&mut state, &at(1000 * s, 1015 * s, 7)), Some(7));
+        assert_eq!(calls(&mut state, &at(1000 * s, 1030 * s, 9)), Some(2));
+        assert_eq!(calls(&mut state, &at(1000 * s, 1015 * s, 7)), None);
+        assert_eq!(calls(&mut state, &at(1000 * s, 1045 * s, 12)), Some(3));
     }
 
     /// `faas.errors` is a counter of a function's failed invocations, delta or cumulative.

@@ -44,3 +44,7 @@ pub const RPC_SYSTEM_NAME: &str = "rpc.system.name";
 /// The service an RPC calls (`DynamoDB`, `SQS` for the AWS SDK's calls), by its pre-1.37 name;
 /// folded into `rpc.method` since.
 pub const RPC_SERVICE: &str = "rpc.service";
+
+/// `rpc.system` of a call an AWS SDK makes to a cloud API (AWS SDK instrumentation
+/// conventions).
+pub const RPC_SYSTEM_AWS_API: &str = "aws-api";

@@ -34,6 +34,8 @@ use crate::topology::Topology;
 const SECOND: u64 = 1_000_000_000;
 /// Simulated cases start on 2026-01-05T00:00:00Z plus a whole number of hours.
 const EPOCH: u64 = 1_767_571_200 * SECOND;
+/// Fault-free stretch before a fault when a suite gives none (as `--baseline`'s default).
+const DEFAULT_BASELINE: u64 = 6 * 60 * SECOND;
 /// Largest request a case file may hold (a bound on what a reader allocates).
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
@@ -136,7 +138,7 @@ pub fn suite_cases(spec: &SuiteSpec) -> Vec<CaseSpec> {
                 .baselines_nanos
                 .get((i / (kinds * systems * levels)) % baselines)
                 .copied()
-                .unwrap_or(6 * 60 * SECOND);
+                .unwrap_or(DEFAULT_BASELINE);
             let herrings: Vec<HerringKind> = HerringKind::ALL
                 .into_iter()
                 .filter(|_| rng.random_bool(spec.herring_chance.clamp(0.0, 1.0)))

@@ -158,7 +158,10 @@ impl Simulation {
             events: Vec::new(),
             notices: Vec::new(),
             meters: Meters::default(),
-            next_metrics: start_unix_nano.div_ceil(15 * SECOND) * 15 * SECOND,
+            next_metrics: {
+                let interval = MetricExport::default().interval_nanos();
+                start_unix_nano.div_ceil(interval) * interval
+            },
             entries: (index, entry_ops),
             noise: (u64::MAX, 1.0),
             serial: 0,

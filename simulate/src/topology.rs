@@ -342,14 +342,33 @@ impl Topology {
                     }
                 }
             }
-            if s.kind != ServiceKind::Endpoint {
-                for o in &s.operations {
-                    if s.kind != ServiceKind::Service && !o.calls.is_empty() {
+            for o in &s.operations {
+                match s.kind {
+                    ServiceKind::Service => {}
+                    // An endpoint forwards each call, once, to the services behind it.
+                    ServiceKind::Endpoint => {
+                        if let Some(c) = o.calls.iter().find(|c| {
+                            c.p != 1.0
+                                || c.n != 1
+                                || c.optional
+                                || !self.resolve(&c.to).is_some_and(|(t, _)| {
+                                    self.services[t].kind == ServiceKind::Service
+                                })
+                        }) {
+                            return Err(format!(
+                                "{}/{} forwards to {:?}: an endpoint forwards every call, once, \
+                                 to an instrumented service (no p, n or optional)",
+                                s.name, o.name, c.to
+                            ));
+                        }
+                    }
+                    _ if !o.calls.is_empty() => {
                         return Err(format!(
                             "{}/{}: only services and endpoints call on",
                             s.name, o.name
                         ));
                     }
+                    _ => {}
                 }
             }
             for c in &s.consumers {

@@ -25,6 +25,8 @@ const SEVERITY_ERROR: i32 = loupe_model::semconv::SEVERITY_NUMBER_ERROR;
 const CLIENT_TIMEOUT: u64 = SECOND;
 /// Deepest call chain followed (topologies are acyclic; this only bounds a pathological one).
 const MAX_DEPTH: usize = 32;
+/// Median milliseconds and spread of an operation a topology calls but does not list.
+const UNKNOWN_OPERATION: (f64, f64) = (1.0, 0.3);
 
 /// Where a span hangs in its trace.
 #[derive(Clone, Copy)]
@@ -239,7 +241,7 @@ impl Simulation {
             }
             ServiceKind::Database | ServiceKind::Cache => {
                 let o = spec.operations.iter().find(|x| x.name == operation);
-                let (median, sigma) = o.map_or((1.0, 0.3), |o| (o.self_ms, o.sigma));
+                let (median, sigma) = o.map_or(UNKNOWN_OPERATION, |o| (o.self_ms, o.sigma));
                 let impact = self.impact_on_backend(ts, start);
                 let ms =
                     self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
@@ -323,8 +325,9 @@ impl Simulation {
 
     /// A call through endpoint `ts` (a load balancer, an API gateway, a cloud API): its own
     /// time, shaped by the faults on it, then the services its operation forwards to, in
-    /// order, until one fails; returns when the caller has its answer and whether it succeeded.
-    /// The endpoint writes nothing: the services behind it see the caller's context.
+    /// order, each once (a validated topology forwards only to instrumented services), until
+    /// one fails; returns when the caller has its answer and whether it succeeded. The endpoint
+    /// writes nothing: the services behind it see the caller's context.
     fn through_endpoint(
         &mut self,
         ts: usize,
@@ -336,7 +339,7 @@ impl Simulation {
         let topology = self.topology.clone();
         let spec = &topology.services[ts];
         let op = spec.operations.iter().find(|x| x.name == operation);
-        let (median, sigma) = op.map_or((1.0, 0.3), |o| (o.self_ms, o.sigma));
+        let (median, sigma) = op.map_or(UNKNOWN_OPERATION, |o| (o.self_ms, o.sigma));
         let impact = self.impact_on_backend(ts, start);
         let ms = self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
         let mut ok = !self.rng.random_bool(impact.error_rate.clamp(0.0, 1.0));
@@ -520,7 +523,7 @@ pub(crate) fn endpoint_attributes(spec: &ServiceSpec, operation: &str, ok: bool)
     );
     match &spec.rpc_service {
         Some(service) => vec![
-            kv(sc::RPC_SYSTEM, "aws-api"),
+            kv(sc::RPC_SYSTEM, loupe_model::semconv::RPC_SYSTEM_AWS_API),
             kv(sc::RPC_SERVICE, service),
             kv(sc::RPC_METHOD, operation),
             address,

@@ -289,7 +289,7 @@ pub struct StreamArgs {
     pub api: String,
     #[command(flatten)]
     pub system: SystemArgs,
-    /// Fault types injected in turn (`none` for none) [default: every type].
+    /// Fault types injected in turn (`none` for none) [default: every type but db_errors].
     #[arg(long, value_delimiter = ',')]
     pub faults: Vec<String>,
     /// Time to the first fault.
@@ -328,7 +328,7 @@ pub struct CasesArgs {
         default_value = "otel-demo,random-small,random-large"
     )]
     pub topologies: Vec<String>,
-    /// Fault types, used in turn [default: every type].
+    /// Fault types, used in turn [default: every type but db_errors].
     #[arg(long, value_delimiter = ',')]
     pub faults: Vec<String>,
     /// Chance of each kind of red herring in a case.
@@ -396,7 +396,7 @@ pub fn topology(arg: &str) -> anyhow::Result<std::sync::Arc<loupe_simulate::Topo
 /// Fault types from their names; every type when none is given, none for `none`.
 pub fn fault_kinds(names: &[String]) -> anyhow::Result<Vec<loupe_simulate::FaultKind>> {
     if names.is_empty() {
-        return Ok(loupe_simulate::FaultKind::ALL.to_vec());
+        return Ok(loupe_simulate::FaultKind::DEFAULT.to_vec());
     }
     if names == ["none"] {
         return Ok(Vec::new());

@@ -74,8 +74,9 @@ fn databases(
     for (db, red) in &now {
         let b = before.get(db).unwrap_or(&empty);
         let mut c = Candidate::default();
-        if red.points > 0 && b.points > 0 {
-            // From client metrics: each point's mean stands for its calls.
+        if red.points > 0 {
+            // From client metrics: each point's mean stands for its calls (a baseline without
+            // points gives no shift).
             c.add(
                 Feature::SelfTime,
                 evidence::query_duration_from_metrics(db, red, b, config.min_requests),
