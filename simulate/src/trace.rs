@@ -240,20 +240,7 @@ impl Simulation {
                 (end, ok, SpanKind::Client, name, attributes)
             }
             ServiceKind::Database | ServiceKind::Cache => {
-                let o = spec.operations.iter().find(|x| x.name == operation);
-                let (median, sigma) = o.map_or(UNKNOWN_OPERATION, |o| (o.self_ms, o.sigma));
-                let impact = self.impact_on_backend(ts, start);
-                let ms =
-                    self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
-                let ok = !self.rng.random_bool(impact.error_rate.clamp(0.0, 1.0));
-                let end = start + network + (ms * MS) as u64;
-                let mut attributes = database_attributes(spec, Some(operation));
-                if !ok {
-                    attributes.push(kv(sc::ERROR_TYPE, "timeout"));
-                }
-                let protocol = crate::metrics::client_protocol(spec);
-                self.meters
-                    .client(pod, ts, protocol, !ok, (end - start) as f64 / MS);
+                let (end, ok, attributes) = self.query(pod, ts, operation, start, network);
                 (end, ok, SpanKind::Client, operation.to_owned(), attributes)
             }
             ServiceKind::Endpoint => {
@@ -321,6 +308,35 @@ impl Simulation {
             ..Default::default()
         });
         (end, ok)
+    }
+
+    /// A query from pod `pod` to database or cache `ts`: its time (the operation's, shaped by
+    /// the faults on it, plus the network), whether it succeeded, and its client span's
+    /// attributes; the caller's client metric records it.
+    fn query(
+        &mut self,
+        pod: usize,
+        ts: usize,
+        operation: &str,
+        start: u64,
+        network: u64,
+    ) -> (u64, bool, Vec<KeyValue>) {
+        let topology = self.topology.clone();
+        let spec = &topology.services[ts];
+        let o = spec.operations.iter().find(|x| x.name == operation);
+        let (median, sigma) = o.map_or(UNKNOWN_OPERATION, |o| (o.self_ms, o.sigma));
+        let impact = self.impact_on_backend(ts, start);
+        let ms = self.draw_ms(median, sigma) * impact.latency_factor + impact.latency_add_ms;
+        let ok = !self.rng.random_bool(impact.error_rate.clamp(0.0, 1.0));
+        let end = start + network + (ms * MS) as u64;
+        let mut attributes = database_attributes(spec, Some(operation));
+        if !ok {
+            attributes.push(kv(sc::ERROR_TYPE, "timeout"));
+        }
+        let protocol = crate::metrics::client_protocol(spec);
+        self.meters
+            .client(pod, ts, protocol, !ok, (end - start) as f64 / MS);
+        (end, ok, attributes)
     }
 
     /// A call through endpoint `ts` (a load balancer, an API gateway, a cloud API): its own

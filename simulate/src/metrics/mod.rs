@@ -298,6 +298,34 @@ fn drain_pod(map: &mut ByPod, p: usize) -> ByPod {
 }
 
 impl Simulation {
+    /// A Kubernetes pod's utilization and restarts at `t`, as the Collector's `kubeletstats`
+    /// and `k8s_cluster` receivers report them: CPU from its idle share, the `rps` requests per
+    /// second it served and the faults on it; memory as it stands; each with a little noise.
+    fn pod_gauges(&mut self, p: usize, t: u64, rps: f64) -> [Metric; 3] {
+        let impact = self.impact(p, t);
+        let pod = &self.pods[p];
+        let spec = &self.topology.services[pod.service];
+        let noise: f64 = self.rng.random_range(-0.02..0.02);
+        let cpu = (spec.cpu_base + spec.cpu_per_rps * rps + impact.cpu + noise).clamp(0.0, 1.0);
+        let memory = (pod.memory + self.rng.random_range(-0.01..0.01)).clamp(0.0, 1.0);
+        let restarts = f64::from(pod.restarts);
+        [
+            gauge(
+                loupe_model::semconv::K8S_POD_CPU_LIMIT_UTILIZATION,
+                "1",
+                t,
+                cpu,
+            ),
+            gauge(
+                loupe_model::semconv::K8S_POD_MEMORY_LIMIT_UTILIZATION,
+                "1",
+                t,
+                memory,
+            ),
+            gauge(sm::K8S_CONTAINER_RESTART_COUNT, "{restart}", t, restarts),
+        ]
+    }
+
     /// Collects every serving pod's metrics at `t`, over the interval that ends there.
     // The gRPC instrumentations in use (and the OpenTelemetry Demo's) still emit the RPC
     // conventions before their 1.37 renames (`rpc.system`, `rpc.grpc.status_code`, durations in ms).
@@ -318,33 +346,9 @@ impl Simulation {
             let function = spec.cloud_platform.as_deref() == Some("aws_lambda");
             let mut metrics = Vec::new();
             if spec.cloud_platform.is_none() {
-                let impact = self.impact(p, t);
                 let rps =
                     served.get(&p).copied().unwrap_or(0) as f64 * SECOND as f64 / interval as f64;
-                let noise: f64 = self.rng.random_range(-0.02..0.02);
-                let cpu =
-                    (spec.cpu_base + spec.cpu_per_rps * rps + impact.cpu + noise).clamp(0.0, 1.0);
-                let memory = (pod.memory + self.rng.random_range(-0.01..0.01)).clamp(0.0, 1.0);
-                metrics.extend([
-                    gauge(
-                        loupe_model::semconv::K8S_POD_CPU_LIMIT_UTILIZATION,
-                        "1",
-                        t,
-                        cpu,
-                    ),
-                    gauge(
-                        loupe_model::semconv::K8S_POD_MEMORY_LIMIT_UTILIZATION,
-                        "1",
-                        t,
-                        memory,
-                    ),
-                    gauge(
-                        sm::K8S_CONTAINER_RESTART_COUNT,
-                        "{restart}",
-                        t,
-                        f64::from(pod.restarts),
-                    ),
-                ]);
+                metrics.extend(self.pod_gauges(p, t, rps));
             }
             let mine = drain_pod(&mut server, p);
             let series: Vec<Series> = if function {
