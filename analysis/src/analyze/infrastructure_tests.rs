@@ -557,6 +557,21 @@ fn metrics_only_ranks_by_request_duration_and_failed_requests() {
     }
 }
 
+/// That the cause `id` of `a` has counter-evidence containing `says`, or none when `None` (a
+/// cause that is not listed has none).
+fn assert_counter_evidence(a: &Analysis, id: &str, says: Option<&str>, what: &str) {
+    let counter = a
+        .causes
+        .iter()
+        .find(|c| c.entity.id() == id)
+        .map(|c| c.counter_evidence.clone())
+        .unwrap_or_default();
+    match says {
+        Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
+        None => assert!(counter.is_empty(), "{what}: {counter:?}"),
+    }
+}
+
 /// Endpoints known only from their callers (a load balancer, an API gateway): a path into one
 /// whose failures a service behind it shows on its own server side is explained by that
 /// service; a path into an endpoint with nothing behind it keeps its evidence. (what, the
@@ -625,16 +640,7 @@ fn a_service_behind_an_endpoint_explains_the_path_into_it() {
         let top = a.causes.first().map(|c| c.entity.id());
         assert_eq!(top.as_deref(), Some(expected), "{what}: {:#?}", a.causes);
         let path = format!("edge:front->{address}");
-        let counter = a
-            .causes
-            .iter()
-            .find(|c| c.entity.id() == path)
-            .map(|c| c.counter_evidence.clone())
-            .unwrap_or_default();
-        match says {
-            Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
-            None => assert!(counter.is_empty(), "{what}: {counter:?}"),
-        }
+        assert_counter_evidence(&a, &path, says, what);
     }
 }
 
@@ -714,16 +720,7 @@ fn a_shared_dependency_is_the_cause_only_when_its_callers_felt_it() {
         let a = analyze(&baseline, &current, None, &[], &AnalysisConfig::default()).unwrap();
         let top = a.causes.first().map(|c| c.entity.id());
         assert_eq!(top.as_deref(), Some(expected), "{what}: {:#?}", a.causes);
-        let counter = a
-            .causes
-            .iter()
-            .find(|c| c.entity.id() == "database:aws.dynamodb/stock")
-            .map(|c| c.counter_evidence.clone())
-            .unwrap_or_default();
-        match says {
-            Some(s) => assert!(counter.iter().any(|c| c.contains(s)), "{what}: {counter:?}"),
-            None => assert!(counter.is_empty(), "{what}: {counter:?}"),
-        }
+        assert_counter_evidence(&a, "database:aws.dynamodb/stock", says, what);
     }
 }
 
