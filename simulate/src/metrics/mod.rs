@@ -393,3 +393,36 @@ impl Simulation {
         client.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A summary's quantiles come from the histogram by linear interpolation within the bucket,
+    /// bounded by the observed minimum and maximum, and are ordered.
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let mut h = Hist::default();
+        // 100 values: 0.001 s … 0.1 s, evenly.
+        for i in 1..=100 {
+            h.record(&HTTP_BOUNDS, f64::from(i) * 0.001);
+        }
+        let q = |p: f64| h.quantile(&HTTP_BOUNDS, p);
+        // The median falls in the (0.05, 0.075] bucket's first share: 50 of 100 values are at
+        // or under 0.05, so the 0.5 rank is that bucket's start.
+        assert!((q(0.5) - 0.05).abs() < 1e-9, "{}", q(0.5));
+        assert!(
+            q(0.9) > q(0.5) && q(0.99) > q(0.9),
+            "{} {} {}",
+            q(0.5),
+            q(0.9),
+            q(0.99)
+        );
+        assert!(q(0.99) <= 0.1 && q(0.0) >= 0.001);
+        // One value: every quantile is it.
+        let mut one = Hist::default();
+        one.record(&HTTP_BOUNDS, 0.3);
+        assert!((one.quantile(&HTTP_BOUNDS, 0.5) - 0.3).abs() < 1e-9);
+        assert!((one.quantile(&HTTP_BOUNDS, 0.99) - 0.3).abs() < 1e-9);
+    }
+}
