@@ -76,6 +76,16 @@ impl<'a> Callees<'a> {
     }
 }
 
+/// Each database's queries over every caller: `w`'s `queries` merged per database (their
+/// metric points summed too).
+pub(crate) fn queries_by_database(w: &WindowStats) -> std::collections::BTreeMap<&str, RedStats> {
+    let mut m: std::collections::BTreeMap<&str, RedStats> = std::collections::BTreeMap::new();
+    for q in &w.queries {
+        m.entry(q.database.as_str()).or_default().merge(&q.red);
+    }
+    m
+}
+
 /// Each service's pods.
 pub(crate) fn pods_by_service(w: &WindowStats) -> HashMap<&str, Vec<&PodWindow>> {
     let mut out: HashMap<&str, Vec<&PodWindow>> = HashMap::new();

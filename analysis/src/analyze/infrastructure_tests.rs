@@ -557,6 +557,13 @@ fn metrics_only_ranks_by_request_duration_and_failed_requests() {
     }
 }
 
+/// Gives each service of `w` `points` metric points, as a metrics-only window counts them.
+fn counted_points(w: &mut WindowStats, points: u64) {
+    for s in &mut w.services {
+        s.red.points = points;
+    }
+}
+
 /// That the cause `id` of `a` has counter-evidence containing `says`, or none when `None` (a
 /// cause that is not listed has none).
 fn assert_counter_evidence(a: &Analysis, id: &str, says: Option<&str>, what: &str) {
@@ -699,9 +706,7 @@ fn a_shared_dependency_is_the_cause_only_when_its_callers_felt_it() {
             },
             start,
         ));
-        for s in &mut w.services {
-            s.red.points = points;
-        }
+        counted_points(&mut w, points);
         for source in ["cart", "shop"] {
             let mut red = red(table_ms, 150, 0);
             red.points = points;
@@ -786,9 +791,7 @@ fn a_slowdown_every_dependency_shares_is_no_ones() {
             },
             start,
         ));
-        for s in &mut w.services {
-            s.red.points = points;
-        }
+        counted_points(&mut w, points);
         for (source, table, ms) in [
             ("cart", "t1", t1),
             ("cart", "t2", rest),

@@ -12,6 +12,7 @@ use crate::cause::{CauseKind, EDGE_ARROW};
 use crate::config::AnalysisConfig;
 use crate::evidence::{self, Evidence};
 use crate::history::pick;
+use crate::window::queries_by_database;
 
 use CauseKind::{Database as DATABASE, Edge as EDGE, Node as NODE};
 
@@ -60,16 +61,9 @@ fn databases(
     (baseline, current, reference): (&WindowStats, &WindowStats, Option<&WindowStats>),
     config: &AnalysisConfig,
 ) -> Vec<((CauseKind, String), Candidate)> {
-    fn pooled(w: &WindowStats) -> BTreeMap<&str, RedStats> {
-        let mut m: BTreeMap<&str, RedStats> = BTreeMap::new();
-        for q in &w.queries {
-            m.entry(q.database.as_str()).or_default().merge(&q.red);
-        }
-        m
-    }
     let mut out = Vec::new();
-    let (now, before) = (pooled(current), pooled(baseline));
-    let referenced = reference.map(pooled).unwrap_or_default();
+    let (now, before) = (queries_by_database(current), queries_by_database(baseline));
+    let referenced = reference.map(queries_by_database).unwrap_or_default();
     let empty = RedStats::default();
     for (db, red) in &now {
         let b = before.get(db).unwrap_or(&empty);

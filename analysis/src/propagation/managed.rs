@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use loupe_graph::WindowStats;
+use loupe_graph::{DurationSketch, WindowStats};
 
 use super::{Damping, FAILURE_FEATURES};
 use crate::candidate::{Feature, FEATURES};
 use crate::cause::{path_ends, CauseKind};
-use crate::window::behind;
+use crate::evidence::{median_shift, SELF_TIME_OFFSET_SECONDS};
+use crate::window::{behind, queries_by_database};
 
 use CauseKind::{Database as DATABASE, Edge as EDGE, Service as SERVICE};
 
@@ -19,20 +20,19 @@ use CauseKind::{Database as DATABASE, Edge as EDGE, Service as SERVICE};
 /// fewer, one slow database is half of them.
 const MIN_COMMON: usize = 3;
 
-/// Fewest metric points of a caller's queries for them to count in the common shift.
+/// Fewest metric points of a database's queries in the window for it to count in the common
+/// shift.
 const MIN_POINTS: u64 = 2;
 
 /// The log shift of the median request duration of each service measured by its server
-/// metrics, and of each database's queries measured by its callers' client metrics, from
-/// `baseline` to `current` (every one with durations on both sides, significant or not),
-/// keyed by (kind, name).
-fn metric_shifts<'a>(
-    [baseline, current]: [&'a WindowStats; 2],
-) -> Vec<((CauseKind, &'a str), f64)> {
-    let shift = |now: &loupe_graph::DurationSketch, before: &loupe_graph::DurationSketch| {
-        let (n, b) = (now.quantile_seconds(0.5)?, before.quantile_seconds(0.5)?);
-        (n > 0.0 && b > 0.0).then(|| (n / b).ln())
-    };
+/// metrics, and of each database's queries measured by its callers' client metrics (at least
+/// [`MIN_POINTS`] in `current`), from `baseline` to `current`: the log ratio of medians the
+/// evidence reads (`evidence::median_shift`), for every one with durations on both sides,
+/// significant or not; keyed by (kind, name).
+fn metric_shifts([baseline, current]: [&WindowStats; 2]) -> Vec<((CauseKind, &str), f64)> {
+    fn shift(now: &DurationSketch, before: &DurationSketch) -> Option<f64> {
+        median_shift(now, before, 1, SELF_TIME_OFFSET_SECONDS).map(|(_, _, x)| x)
+    }
     let mut out = Vec::new();
     for s in current
         .services
@@ -46,18 +46,15 @@ fn metric_shifts<'a>(
             out.push(((SERVICE, s.name.as_str()), x));
         }
     }
-    let pooled = |w: &'a WindowStats| {
-        let mut m: BTreeMap<&'a str, loupe_graph::DurationSketch> = BTreeMap::new();
-        for q in w.queries.iter().filter(|q| q.red.points >= MIN_POINTS) {
-            m.entry(q.database.as_str())
-                .or_default()
-                .merge(&q.red.duration);
+    let before = queries_by_database(baseline);
+    for (db, now) in queries_by_database(current) {
+        if now.points < MIN_POINTS {
+            continue;
         }
-        m
-    };
-    let before = pooled(baseline);
-    for (db, now) in pooled(current) {
-        if let Some(x) = before.get(db).and_then(|b| shift(&now, b)) {
+        if let Some(x) = before
+            .get(db)
+            .and_then(|b| shift(&now.duration, &b.duration))
+        {
             out.push(((DATABASE, db), x));
         }
     }
